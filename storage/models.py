@@ -1,0 +1,337 @@
+"""SQLAlchemy 2 typed models for the whole programme.
+
+The shape is laid down for every stage (screening, votes, determination, delivery, evaluation)
+so that later stages add behaviour and columns rather than reshuffle tables. Times are stored
+in UTC; money in integer fen.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.rules import (
+    Category,
+    ExclusionReason,
+    Kind,
+    Role,
+    ScopeLevel,
+    SourceType,
+    State,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def str_enum(cls: type[enum.Enum]) -> Enum:
+    """Enums stored as their values in VARCHAR: a new state is a code change, not ALTER TYPE."""
+    return Enum(
+        cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012
+
+
+class District(Base):
+    __tablename__ = "district"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+    streets: Mapped[list[Street]] = relationship(back_populates="district", order_by="Street.name")
+
+
+class Street(Base):
+    __tablename__ = "street"
+    __table_args__ = (UniqueConstraint("district_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("district.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(64))
+
+    district: Mapped[District] = relationship(back_populates="streets")
+    communities: Mapped[list[Community]] = relationship(
+        back_populates="street", order_by="Community.name"
+    )
+
+
+class Community(Base):
+    __tablename__ = "community"
+    __table_args__ = (UniqueConstraint("street_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    street_id: Mapped[int] = mapped_column(ForeignKey("street.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(64))
+    # The residents' council's rules (议事规则): percentages, strictly-more-than semantics.
+    council_quorum_pct: Mapped[int] = mapped_column(Integer, default=50)
+    council_threshold_pct: Mapped[int] = mapped_column(Integer, default=50)
+
+    street: Mapped[Street] = relationship(back_populates="communities")
+
+    @property
+    def short_name(self) -> str:
+        """新沙社区 -> 新沙, as used in suggestion numbers read out on the phone."""
+        return self.name.removesuffix("社区") or self.name
+
+
+class ChatPurpose(enum.StrEnum):
+    COMMUNITY = "community"  # the residents' group of a community
+    COUNCIL = "council"  # the residents' council's group
+
+
+class Chat(Base):
+    """A Telegram group chat, and the community it is bound to once an admin has said so."""
+
+    __tablename__ = "chat"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    type: Mapped[str] = mapped_column(String(16))
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="SET NULL"), index=True
+    )
+    purpose: Mapped[ChatPurpose] = mapped_column(
+        str_enum(ChatPurpose), default=ChatPurpose.COMMUNITY
+    )
+    bot_is_member: Mapped[bool] = mapped_column(Boolean, default=True)
+    bound_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    bound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    community: Mapped[Community | None] = relationship()
+
+
+class Person(Base):
+    """Someone who has talked to the bot. Never shown publicly."""
+
+    __tablename__ = "person"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    first_name: Mapped[str] = mapped_column(String(255), default="")
+    username: Mapped[str | None] = mapped_column(String(64))
+    language_code: Mapped[str | None] = mapped_column(String(16))
+    # Chosen with /lang; overrides language_code when set.
+    locale: Mapped[str | None] = mapped_column(String(8))
+    blocked_bot_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoleGrant(Base):
+    """A role held in a scope (community, street, district, or the city)."""
+
+    __tablename__ = "role_grant"
+    __table_args__ = (Index("ix_role_grant_scope", "role", "scope_level", "scope_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role))
+    scope_level: Mapped[ScopeLevel] = mapped_column(str_enum(ScopeLevel))
+    scope_id: Mapped[int | None]
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class SuggestionCounter(Base):
+    """The last number handed out per community and year; bumped atomically."""
+
+    __tablename__ = "suggestion_counter"
+
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("community.id", ondelete="CASCADE"), primary_key=True
+    )
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(default=0)
+
+
+class Suggestion(Base):
+    __tablename__ = "suggestion"
+    __table_args__ = (
+        UniqueConstraint("community_id", "year", "seq"),
+        CheckConstraint("estimated_cost_fen IS NULL OR estimated_cost_fen >= 0", name="cost"),
+        Index("ix_suggestion_proposer_created", "proposer_id", "created_at"),
+        Index("ix_suggestion_community_status", "community_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(48), unique=True)  # 新沙-2026-0007
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="RESTRICT"))
+    year: Mapped[int]
+    seq: Mapped[int]
+    proposer_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    source_type: Mapped[SourceType] = mapped_column(
+        str_enum(SourceType), default=SourceType.RESIDENT
+    )
+    category: Mapped[Category] = mapped_column(str_enum(Category))
+    kind: Mapped[Kind | None] = mapped_column(str_enum(Kind))
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text)
+    location_text: Mapped[str | None] = mapped_column(String(512))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    photo_file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    estimated_cost_fen: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[State] = mapped_column(str_enum(State), default=State.SUBMITTED)
+    exclusion_reason: Mapped[ExclusionReason | None] = mapped_column(str_enum(ExclusionReason))
+    exclusion_note: Mapped[str | None] = mapped_column(Text)
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("suggestion.id", ondelete="SET NULL")
+    )
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    community: Mapped[Community] = relationship()
+
+
+class Project(Base):
+    """What the street office determines, made from one or more resolved suggestions."""
+
+    __tablename__ = "project"
+    __table_args__ = (
+        CheckConstraint("budget_fen >= 0", name="budget"),
+        Index("ix_project_community_status", "community_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="RESTRICT"))
+    title: Mapped[str] = mapped_column(String(255))
+    category: Mapped[Category] = mapped_column(str_enum(Category))
+    kind: Mapped[Kind] = mapped_column(str_enum(Kind))
+    status: Mapped[State] = mapped_column(str_enum(State), default=State.DETERMINED)
+    budget_fen: Mapped[int] = mapped_column(BigInteger)
+    cap_justification: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[str | None] = mapped_column(String(64))
+    expected_benefit: Mapped[str | None] = mapped_column(Text)
+    implementer: Mapped[str | None] = mapped_column(String(255))
+    implementer_assigned_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    maintenance_unit: Mapped[str | None] = mapped_column(String(255))
+    spent_fen: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    community: Mapped[Community] = relationship()
+    suggestions: Mapped[list[Suggestion]] = relationship(foreign_keys=[Suggestion.project_id])
+
+
+class Follower(Base):
+    """Who hears of each status change of a suggestion (and so of its project)."""
+
+    __tablename__ = "follower"
+
+    suggestion_id: Mapped[int] = mapped_column(
+        ForeignKey("suggestion.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """The trail of 三议三公开: every state change, who did it, when, and whether it is public."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    actor_role: Mapped[Role | None] = mapped_column(str_enum(Role))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[int]
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="SET NULL"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[State | None] = mapped_column(str_enum(State))
+    to_state: Mapped[State | None] = mapped_column(str_enum(State))
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Public events' details are shown on the board: never put a resident's data here.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProcessedUpdate(Base):
+    """Telegram update ids already handled (de-duplication without Redis)."""
+
+    __tablename__ = "processed_update"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class DeadLetter(Base):
+    """An authenticated webhook body that could not be handled, kept with the reason."""
+
+    __tablename__ = "dead_letter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    update_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)

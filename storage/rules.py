@@ -1,0 +1,344 @@
+"""The programme's rules (PROGRAMME.md) as pure data and functions: no I/O here.
+
+Categories, kinds and their caps, exclusion reasons, the lifecycle as one explicit table of
+transitions naming who may fire each, and the deadline arithmetic. Every front end reaches
+these through the services, so a rule holds everywhere or nowhere.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+class Category(enum.StrEnum):
+    """The four categories of 实施内容."""
+
+    SAFETY = "safety"  # 消除安全隐患项目
+    ENVIRONMENT = "environment"  # 社区环境整治项目
+    CULTURE_SPORTS = "culture_sports"  # 文化体育娱乐项目
+    CARE = "care"  # 居民生活关爱项目
+
+
+class Kind(enum.StrEnum):
+    SERVICE = "service"  # 服务项目
+    PHYSICAL = "physical"  # 实物项目
+
+
+class SourceType(enum.StrEnum):
+    RESIDENT = "resident"  # 社区居民
+    UNIT = "unit"  # 驻社区单位
+    SOCIAL_ORGANISATION = "social_organisation"  # 社会组织
+    REPRESENTATIVE = "representative"  # 两代表一委员
+
+
+class ExclusionReason(enum.StrEnum):
+    PROPERTY_MANAGEMENT = "property_management"  # 物业等其他社会主体应承担的职责
+    GOVERNMENT_INVESTMENT = "government_investment"  # 与政府投资项目重复
+    OUT_OF_SCOPE = "out_of_scope"  # 不属于四类实施内容
+    OTHER = "other"  # 其他（须说明）
+
+
+class Role(enum.StrEnum):
+    """Roles held per scope, plus the two that are not granted: proposer and system."""
+
+    COMMUNITY_STAFF = "community_staff"
+    COUNCIL_MEMBER = "council_member"
+    STREET_OFFICIAL = "street_official"
+    DISTRICT_ADMIN = "district_admin"
+    CITY_ADMIN = "city_admin"
+    PROPOSER = "proposer"  # the resident who made the suggestion
+    IMPLEMENTER = "implementer"  # 项目实施主体, reports progress
+    GROUP_ADMIN = "group_admin"  # a Telegram group's admin binding the group to a community
+    SYSTEM = "system"  # the scheduler: vote closing, deadlines
+
+
+class ScopeLevel(enum.StrEnum):
+    CITY = "city"
+    DISTRICT = "district"
+    STREET = "street"
+    COMMUNITY = "community"
+
+
+# Which scope level a granted role is held at.
+ROLE_SCOPE: dict[Role, ScopeLevel] = {
+    Role.COMMUNITY_STAFF: ScopeLevel.COMMUNITY,
+    Role.COUNCIL_MEMBER: ScopeLevel.COMMUNITY,
+    Role.STREET_OFFICIAL: ScopeLevel.STREET,
+    Role.DISTRICT_ADMIN: ScopeLevel.DISTRICT,
+    Role.CITY_ADMIN: ScopeLevel.CITY,
+}
+
+
+class State(enum.StrEnum):
+    """Every state a suggestion, and the project made from it, can be in."""
+
+    SUBMITTED = "submitted"  # 已提交
+    UNDER_REVIEW = "under_review"  # 审核中
+    CANDIDATE = "candidate"  # 社区备选项目
+    REJECTED = "rejected"  # 不予采纳
+    MERGED = "merged"  # 已合并
+    COUNCIL_VOTE = "council_vote"  # 议事会表决中
+    RESOLVED_CANDIDATE = "resolved_candidate"  # 决议通过
+    NOT_PASSED = "not_passed"  # 未通过
+    DETERMINED = "determined"  # 街道确定
+    DEFERRED = "deferred"  # 暂缓
+    PUBLISHED = "published"  # 已公示
+    IMPLEMENTER_ASSIGNED = "implementer_assigned"  # 已确定实施主体
+    STARTED = "started"  # 实施中
+    COMPLETED = "completed"  # 已完工
+    ACCOUNTS_PUBLISHED = "accounts_published"  # 决算已公开
+    EVALUATED = "evaluated"  # 已评议
+    WITHDRAWN = "withdrawn"  # 已撤回
+    CANCELLED = "cancelled"  # 已取消
+
+
+TERMINAL_STATES: frozenset[State] = frozenset(
+    {
+        State.REJECTED,
+        State.MERGED,
+        State.NOT_PASSED,
+        State.EVALUATED,
+        State.WITHDRAWN,
+        State.CANCELLED,
+    }
+)
+ACTIVE_STATES: frozenset[State] = frozenset(State) - TERMINAL_STATES
+
+# States in which the item is a suggestion; from DETERMINED on it is (part of) a project.
+SUGGESTION_STATES: frozenset[State] = frozenset(
+    {
+        State.SUBMITTED,
+        State.UNDER_REVIEW,
+        State.CANDIDATE,
+        State.REJECTED,
+        State.MERGED,
+        State.COUNCIL_VOTE,
+        State.RESOLVED_CANDIDATE,
+        State.NOT_PASSED,
+        State.DEFERRED,
+        State.WITHDRAWN,
+        State.CANCELLED,
+        State.DETERMINED,
+    }
+)
+
+
+class Action(enum.StrEnum):
+    BEGIN_REVIEW = "begin_review"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    MERGE = "merge"
+    WITHDRAW = "withdraw"
+    CONVENE_VOTE = "convene_vote"
+    RESOLVE = "resolve"
+    NOT_PASS = "not_pass"
+    NO_QUORUM = "no_quorum"
+    DETERMINE = "determine"
+    DEFER = "defer"
+    PUBLISH = "publish"
+    ASSIGN_IMPLEMENTER = "assign_implementer"
+    START = "start"
+    COMPLETE = "complete"
+    PUBLISH_ACCOUNTS = "publish_accounts"
+    EVALUATE = "evaluate"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    action: Action
+    source: State
+    target: State
+    roles: frozenset[Role]
+    public: bool = True  # shown on the board (三议三公开)
+
+
+_STAFF = frozenset({Role.COMMUNITY_STAFF})
+_STREET = frozenset({Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN})
+_DELIVERY = frozenset({Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.IMPLEMENTER})
+_SYSTEM = frozenset({Role.SYSTEM})
+
+
+def _t(action: Action, source: State, target: State, roles: frozenset[Role]) -> Transition:
+    return Transition(action, source, target, roles)
+
+
+_FORWARD: tuple[Transition, ...] = (
+    _t(Action.WITHDRAW, State.SUBMITTED, State.WITHDRAWN, frozenset({Role.PROPOSER})),
+    _t(Action.BEGIN_REVIEW, State.SUBMITTED, State.UNDER_REVIEW, _STAFF),
+    _t(Action.ACCEPT, State.UNDER_REVIEW, State.CANDIDATE, _STAFF),
+    _t(Action.REJECT, State.UNDER_REVIEW, State.REJECTED, _STAFF),
+    _t(Action.MERGE, State.UNDER_REVIEW, State.MERGED, _STAFF),
+    _t(Action.CONVENE_VOTE, State.CANDIDATE, State.COUNCIL_VOTE, _STAFF),
+    _t(Action.RESOLVE, State.COUNCIL_VOTE, State.RESOLVED_CANDIDATE, _SYSTEM),
+    _t(Action.NOT_PASS, State.COUNCIL_VOTE, State.NOT_PASSED, _SYSTEM),
+    # A vote without quorum decides nothing: the candidate may be put to the council again.
+    _t(Action.NO_QUORUM, State.COUNCIL_VOTE, State.CANDIDATE, _SYSTEM),
+    _t(Action.DETERMINE, State.RESOLVED_CANDIDATE, State.DETERMINED, _STREET),
+    _t(Action.DEFER, State.RESOLVED_CANDIDATE, State.DEFERRED, _STREET),
+    _t(Action.DETERMINE, State.DEFERRED, State.DETERMINED, _STREET),
+    _t(Action.PUBLISH, State.DETERMINED, State.PUBLISHED, _STREET),
+    _t(Action.ASSIGN_IMPLEMENTER, State.PUBLISHED, State.IMPLEMENTER_ASSIGNED, _STREET),
+    _t(Action.START, State.IMPLEMENTER_ASSIGNED, State.STARTED, _DELIVERY),
+    _t(Action.COMPLETE, State.STARTED, State.COMPLETED, _DELIVERY),
+    _t(Action.PUBLISH_ACCOUNTS, State.COMPLETED, State.ACCOUNTS_PUBLISHED, _STREET),
+    _t(Action.EVALUATE, State.ACCOUNTS_PUBLISHED, State.EVALUATED, _STREET),
+)
+
+# Until the street office has determined it, the community may also cancel; after, only the
+# street office or the district.
+_CANCEL_BY_COMMUNITY = frozenset(
+    {State.UNDER_REVIEW, State.CANDIDATE, State.RESOLVED_CANDIDATE, State.DEFERRED}
+)
+_CANCEL: tuple[Transition, ...] = tuple(
+    _t(
+        Action.CANCEL,
+        source,
+        State.CANCELLED,
+        _STREET | _STAFF if source in _CANCEL_BY_COMMUNITY else _STREET,
+    )
+    for source in sorted(ACTIVE_STATES)
+)
+
+TRANSITIONS: tuple[Transition, ...] = _FORWARD + _CANCEL
+_BY_KEY: dict[tuple[State, Action], Transition] = {(t.source, t.action): t for t in TRANSITIONS}
+assert len(_BY_KEY) == len(TRANSITIONS), "one transition per (state, action)"
+
+
+class RuleViolation(Exception):
+    """A request the programme's rules do not allow; `code` is stable for front ends."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def transition(source: State, action: Action, role: Role) -> Transition:
+    """The transition `action` fires from `source` when `role` asks, or RuleViolation."""
+    found = _BY_KEY.get((source, action))
+    if found is None:
+        raise RuleViolation(
+            "transition_not_allowed", f"{action.value} is not allowed from {source.value}"
+        )
+    if role not in found.roles:
+        raise RuleViolation("role_not_allowed", f"{role.value} may not {action.value}")
+    return found
+
+
+def allowed_actions(source: State, role: Role) -> list[Action]:
+    return [t.action for t in TRANSITIONS if t.source is source and role in t.roles]
+
+
+# Money is integer fen (分) throughout: 1 CNY = 100 fen.
+FEN_PER_YUAN = 100
+KIND_CAP_FEN: dict[Kind, int] = {
+    Kind.SERVICE: 200_000 * FEN_PER_YUAN,
+    Kind.PHYSICAL: 500_000 * FEN_PER_YUAN,
+}
+MAX_JUSTIFICATION_LENGTH = 1000
+
+
+def check_cost(kind: Kind, cost_fen: int, justification: str | None = None) -> None:
+    """Caps hold 'in principle' (原则上): exceeding one needs a recorded justification."""
+    if not isinstance(cost_fen, int) or isinstance(cost_fen, bool):
+        raise RuleViolation("cost_not_integer_fen", "money is integer fen")
+    if cost_fen < 0:
+        raise RuleViolation("cost_negative", "a cost cannot be negative")
+    if cost_fen > KIND_CAP_FEN[kind] and not (justification and justification.strip()):
+        raise RuleViolation(
+            "cap_exceeded_without_justification",
+            f"{kind.value} projects are capped at {KIND_CAP_FEN[kind] // FEN_PER_YUAN} CNY",
+        )
+
+
+def exceeds_cap(kind: Kind, cost_fen: int) -> bool:
+    return cost_fen > KIND_CAP_FEN[kind]
+
+
+def parse_yuan(text: str) -> int:
+    """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50') into fen.
+
+    Decimal arithmetic only; more than two decimal places of a yuan, negatives and anything
+    that is not a number raise ValueError.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    cleaned = text.strip().replace(",", "").replace("，", "").replace(" ", "")
+    for suffix in ("元", "rmb", "RMB", "CNY", "cny", "¥", "￥"):
+        cleaned = cleaned.removesuffix(suffix).removeprefix(suffix)
+    multiplier = Decimal(1)
+    if cleaned.endswith("万"):
+        multiplier, cleaned = Decimal(10_000), cleaned[:-1]
+    elif cleaned.lower().endswith("k"):
+        multiplier, cleaned = Decimal(1_000), cleaned[:-1]
+    if not cleaned or len(cleaned) > 20:
+        raise ValueError("not an amount")
+    try:
+        amount = Decimal(cleaned) * multiplier
+    except InvalidOperation as exc:
+        raise ValueError("not an amount") from exc
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("not an amount")
+    fen = amount * FEN_PER_YUAN
+    if fen != fen.to_integral_value():
+        raise ValueError("at most two decimal places")
+    return int(fen)
+
+
+def format_yuan(fen: int) -> str:
+    yuan, rest = divmod(fen, FEN_PER_YUAN)
+    return f"{yuan:,}" if rest == 0 else f"{yuan:,}.{rest:02d}"
+
+
+# Deadlines (实施程序 3): counted in calendar months in the programme's time zone.
+SERVICE_START_MONTHS = 1
+PHYSICAL_COMPLETE_MONTHS = 6
+
+
+def add_months(day: date, months: int) -> date:
+    """Calendar months, clamped to the month's end: 31 Jan + 1 month = 28/29 Feb."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    kind: Kind
+    milestone: State  # the state that must be reached: STARTED or COMPLETED
+    due_date: date  # the last local day on which it is on time
+    due_at: datetime  # the instant (UTC) after which it is overdue
+
+
+def implementation_deadline(kind: Kind, assigned_at: datetime, tz: ZoneInfo) -> Deadline:
+    """A service project must start within one month of its implementer being assigned; a
+    physical project must be completed within six. The whole due day counts, in `tz`."""
+    if assigned_at.tzinfo is None:
+        raise ValueError("assigned_at must be timezone-aware")
+    local_day = assigned_at.astimezone(tz).date()
+    if kind is Kind.SERVICE:
+        months, milestone = SERVICE_START_MONTHS, State.STARTED
+    else:
+        months, milestone = PHYSICAL_COMPLETE_MONTHS, State.COMPLETED
+    due = add_months(local_day, months)
+    end_of_day = datetime.combine(due + timedelta(days=1), time.min, tzinfo=tz)
+    return Deadline(kind, milestone, due, end_of_day.astimezone(UTC))
+
+
+# Limits of what a resident types (characters, so CJK and emoji count one each).
+TITLE_MAX = 60
+DESCRIPTION_MAX = 1000
+LOCATION_MAX = 200
+MAX_PHOTOS = 3
+REJECTION_NOTE_MAX = 500
+
+
+def char_length(text: str) -> int:
+    """Characters as a person counts them: one per code point, so 'é' composed is 1 and a
+    flag emoji is 2 code points; Telegram counts UTF-16 units, which is stricter only for
+    astral characters and never matters at these limits."""
+    return len(text)

@@ -1,0 +1,247 @@
+"""Suggestions: intake with a human-readable number, the resident's own list, transitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage import rules
+from storage.db import upsert
+from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
+from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
+from storage.services.audit import Actor, record
+from storage.services.people import TelegramIdentity, ensure_person
+
+
+@dataclass(slots=True)
+class Draft:
+    """What a resident has entered so far; validated as a whole on submission."""
+
+    community_id: int
+    category: Category
+    title: str
+    description: str
+    location_text: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    photo_file_ids: list[str] = field(default_factory=list)
+    kind: Kind | None = None
+    estimated_cost_fen: int | None = None
+    source_type: SourceType = SourceType.RESIDENT
+
+
+def validate_draft(draft: Draft) -> None:
+    title, description = draft.title.strip(), draft.description.strip()
+    if not title or rules.char_length(title) > rules.TITLE_MAX:
+        raise RuleViolation("title_length", f"title must be 1-{rules.TITLE_MAX} characters")
+    if not description or rules.char_length(description) > rules.DESCRIPTION_MAX:
+        raise RuleViolation(
+            "description_length", f"description must be 1-{rules.DESCRIPTION_MAX} characters"
+        )
+    if draft.location_text and rules.char_length(draft.location_text) > rules.LOCATION_MAX:
+        raise RuleViolation("location_length", "location text too long")
+    if len(draft.photo_file_ids) > rules.MAX_PHOTOS:
+        raise RuleViolation("too_many_photos", f"at most {rules.MAX_PHOTOS} photos")
+    if draft.latitude is not None and not -90 <= draft.latitude <= 90:
+        raise RuleViolation("bad_location", "latitude out of range")
+    if draft.longitude is not None and not -180 <= draft.longitude <= 180:
+        raise RuleViolation("bad_location", "longitude out of range")
+    if draft.estimated_cost_fen is not None:
+        if draft.kind is None:
+            raise RuleViolation("cost_without_kind", "a cost needs the kind of project")
+        # A resident's rough estimate may exceed the cap; the street office decides later.
+        rules.check_cost(draft.kind, draft.estimated_cost_fen, justification="estimate")
+
+
+def local_day_start(now: datetime, tz: ZoneInfo) -> datetime:
+    return datetime.combine(now.astimezone(tz).date(), time.min, tzinfo=tz)
+
+
+async def count_today(
+    session: AsyncSession, proposer_id: int, tz: ZoneInfo, now: datetime | None = None
+) -> int:
+    since = local_day_start(now or utcnow(), tz)
+    query = select(func.count(Suggestion.id)).where(
+        Suggestion.proposer_id == proposer_id, Suggestion.created_at >= since
+    )
+    return int(await session.scalar(query) or 0)
+
+
+class DailyLimitReached(RuleViolation):
+    def __init__(self, limit: int) -> None:
+        super().__init__("daily_limit", f"at most {limit} suggestions a day")
+        self.limit = limit
+
+
+async def next_number(session: AsyncSession, community: Community, year: int) -> tuple[int, str]:
+    """Atomically take the next sequence number for the community and year.
+
+    An upsert that increments and returns in one statement: concurrent submissions serialise
+    on the counter row (PostgreSQL row lock, SQLite's single writer), so numbers never repeat.
+    """
+    counter = SuggestionCounter.__table__.c
+    stmt = (
+        upsert(session, SuggestionCounter)
+        .values(community_id=community.id, year=year, last_seq=1)
+        .on_conflict_do_update(
+            index_elements=["community_id", "year"], set_={"last_seq": counter.last_seq + 1}
+        )
+        .returning(counter.last_seq)
+    )
+    seq = int((await session.execute(stmt)).scalar_one())
+    return seq, f"{community.short_name}-{year}-{seq:04d}"
+
+
+async def submit(
+    session: AsyncSession,
+    who: TelegramIdentity,
+    draft: Draft,
+    *,
+    tz: ZoneInfo,
+    daily_limit: int,
+) -> Suggestion:
+    """Store a suggestion, give it its number, make the proposer a follower. Commits."""
+    validate_draft(draft)
+    community = await session.get(Community, draft.community_id)
+    if community is None:
+        raise RuleViolation("unknown_community", "no such community")
+    person = await ensure_person(session, who)
+    if await count_today(session, person.id, tz) >= daily_limit:
+        raise DailyLimitReached(daily_limit)
+    now = utcnow()
+    year = now.astimezone(tz).year
+    seq, number = await next_number(session, community, year)
+    suggestion = Suggestion(
+        number=number,
+        community_id=community.id,
+        year=year,
+        seq=seq,
+        proposer_id=person.id,
+        source_type=draft.source_type,
+        category=draft.category,
+        kind=draft.kind,
+        title=draft.title.strip(),
+        description=draft.description.strip(),
+        location_text=(draft.location_text or "").strip() or None,
+        latitude=draft.latitude,
+        longitude=draft.longitude,
+        photo_file_ids=list(draft.photo_file_ids),
+        estimated_cost_fen=draft.estimated_cost_fen,
+        status=State.SUBMITTED,
+        created_at=now,
+    )
+    session.add(suggestion)
+    await session.flush()
+    session.add(Follower(suggestion_id=suggestion.id, person_id=person.id))
+    record(
+        session,
+        actor=Actor(Role.PROPOSER, person.id),
+        entity_type="suggestion",
+        entity_id=suggestion.id,
+        community_id=community.id,
+        action="submit",
+        to_state=State.SUBMITTED,
+        details={"number": number},
+    )
+    await session.commit()
+    suggestion.community = community
+    return suggestion
+
+
+async def list_for_proposer(
+    session: AsyncSession, telegram_id: int, limit: int = 50
+) -> list[Suggestion]:
+    query = (
+        select(Suggestion)
+        .join(Person, Person.id == Suggestion.proposer_id)
+        .where(Person.telegram_id == telegram_id)
+        .options(selectinload(Suggestion.community))
+        .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def apply(
+    session: AsyncSession,
+    suggestion: Suggestion,
+    action: Action,
+    actor: Actor,
+    *,
+    details: dict[str, Any] | None = None,
+) -> rules.Transition:
+    """Move a suggestion by the transition table, with its audit event. Flushes, no commit."""
+    step = rules.transition(suggestion.status, action, actor.role)
+    suggestion.status = step.target
+    record(
+        session,
+        actor=actor,
+        entity_type="suggestion",
+        entity_id=suggestion.id,
+        community_id=suggestion.community_id,
+        action=action.value,
+        from_state=step.source,
+        to_state=step.target,
+        public=step.public,
+        details=details,
+    )
+    await session.flush()
+    return step
+
+
+@dataclass(frozen=True, slots=True)
+class PublicFilter:
+    community_id: int | None = None
+    status: State | None = None
+    category: Category | None = None
+
+
+async def list_public(
+    session: AsyncSession, filters: PublicFilter, *, limit: int = 50, offset: int = 0
+) -> tuple[list[Suggestion], int]:
+    """Suggestions for the board and open data, newest first, with the total count."""
+    conditions = []
+    if filters.community_id is not None:
+        conditions.append(Suggestion.community_id == filters.community_id)
+    if filters.status is not None:
+        conditions.append(Suggestion.status == filters.status)
+    if filters.category is not None:
+        conditions.append(Suggestion.category == filters.category)
+    total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
+    query = (
+        select(Suggestion)
+        .where(*conditions)
+        .options(selectinload(Suggestion.community).selectinload(Community.street))
+        .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await session.scalars(query)).all()), total
+
+
+async def add_follower(session: AsyncSession, suggestion_id: int, person_id: int) -> None:
+    exists = await session.get(Follower, (suggestion_id, person_id))
+    if exists is None:
+        session.add(Follower(suggestion_id=suggestion_id, person_id=person_id))
+        await session.flush()
+
+
+__all__ = [
+    "DailyLimitReached",
+    "Draft",
+    "PublicFilter",
+    "add_follower",
+    "apply",
+    "count_today",
+    "list_for_proposer",
+    "list_public",
+    "next_number",
+    "submit",
+    "validate_draft",
+]

@@ -1,0 +1,48 @@
+"""Telegram update bookkeeping in the store: de-duplication and dead letters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import upsert
+from storage.models import DeadLetter, ProcessedUpdate, utcnow
+
+DEAD_LETTER_BODY_MAX = 64 * 1024
+
+
+async def claim_update(session: AsyncSession, update_id: int) -> bool:
+    """Record `update_id` as handled in the current transaction; False if it already was.
+
+    The row commits with the update's own effects, so a failed update leaves no mark and
+    Telegram's redelivery is handled afresh.
+    """
+    stmt = (
+        upsert(session, ProcessedUpdate)
+        .values(update_id=update_id, processed_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(ProcessedUpdate.update_id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def dead_letter(
+    session: AsyncSession, body: bytes | str, reason: str, update_id: int | None = None
+) -> DeadLetter:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    letter = DeadLetter(update_id=update_id, reason=reason[:2000], body=text[:DEAD_LETTER_BODY_MAX])
+    session.add(letter)
+    await session.commit()
+    return letter
+
+
+async def prune_processed(session: AsyncSession, older_than_days: int) -> int:
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    result: Any = await session.execute(
+        delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < cutoff)
+    )
+    await session.commit()
+    return int(result.rowcount or 0)

@@ -1,0 +1,83 @@
+"""The one configuration object (environment or `.env`), shared by every room of the project.
+
+It lives in storage/ because that is the room everything else depends on.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from functools import cached_property
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+TELEGRAM_PUBLIC_API = "https://api.telegram.org"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    bot_token: SecretStr | None = None
+    telegram_api_base: str = TELEGRAM_PUBLIC_API
+    webhook_secret: SecretStr | None = None
+    public_url: str | None = None
+    database_url: str = "sqlite+aiosqlite:///./minsheng.db"
+    redis_url: str | None = None
+    timezone: str = "Asia/Shanghai"
+    default_locale: Literal["zh", "en"] = "zh"
+
+    # Programme settings beyond the contract's names.
+    max_suggestions_per_day: int = Field(default=5, ge=1, le=1000)
+    processed_update_retention_days: int = Field(default=7, ge=1)
+    sandbox_bot_username: str = "minsheng_sandbox_bot"
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _SECRET_RE.match(value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("PUBLIC_URL must be an https:// URL (Telegram requires it)")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _secret_with_public_url(self) -> Settings:
+        if self.public_url and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is required when PUBLIC_URL is set")
+        return self
+
+    @property
+    def sandbox(self) -> bool:
+        """No BOT_TOKEN: the built-in Bot API emulator stands in for Telegram."""
+        return self.bot_token is None
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def effective_webhook_secret(self) -> str:
+        """The configured secret, or (sandbox and development) one made for this process."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        return secrets.token_urlsafe(32)

@@ -1,0 +1,1 @@
+"""The process: FastAPI app and lifespan, the Telegram webhook, officials' API, board, CLI."""
