@@ -290,8 +290,11 @@ def parse_yuan(text: str) -> int:
 
 
 def format_yuan(fen: int) -> str:
-    yuan, rest = divmod(fen, FEN_PER_YUAN)
-    return f"{yuan:,}" if rest == 0 else f"{yuan:,}.{rest:02d}"
+    # On the magnitude: divmod floors, so -150 fen would read "-2.50" (a remaining budget can be
+    # negative when a determination overruns).
+    sign = "-" if fen < 0 else ""
+    yuan, rest = divmod(abs(fen), FEN_PER_YUAN)
+    return f"{sign}{yuan:,}" if rest == 0 else f"{sign}{yuan:,}.{rest:02d}"
 
 
 # Deadlines (实施程序 3): counted in calendar months in the programme's time zone.
@@ -338,7 +341,15 @@ REJECTION_NOTE_MAX = 500
 
 
 def char_length(text: str) -> int:
-    """Characters as a person counts them: one per code point, so 'é' composed is 1 and a
-    flag emoji is 2 code points; Telegram counts UTF-16 units, which is stricter only for
-    astral characters and never matters at these limits."""
+    """Characters as a person counts them: one per code point, so a CJK character or an
+    emoji counts one, not its three or four UTF-8 bytes."""
     return len(text)
+
+
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
+def clean_text(text: str) -> str:
+    """What a person typed, without control characters (NUL cannot even be stored in
+    PostgreSQL) and surrounding blanks; line breaks and tabs stay."""
+    return text.translate(_CONTROL).strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,8 +36,19 @@ class Draft:
     source_type: SourceType = SourceType.RESIDENT
 
 
+def clean_draft(draft: Draft) -> Draft:
+    """The draft with what a person typed cleaned of control characters (rules.clean_text)."""
+    location = rules.clean_text(draft.location_text or "") or None
+    return replace(
+        draft,
+        title=rules.clean_text(draft.title),
+        description=rules.clean_text(draft.description),
+        location_text=location,
+    )
+
+
 def validate_draft(draft: Draft) -> None:
-    title, description = draft.title.strip(), draft.description.strip()
+    title, description = rules.clean_text(draft.title), rules.clean_text(draft.description)
     if not title or rules.char_length(title) > rules.TITLE_MAX:
         raise RuleViolation("title_length", f"title must be 1-{rules.TITLE_MAX} characters")
     if not description or rules.char_length(description) > rules.DESCRIPTION_MAX:
@@ -107,6 +118,7 @@ async def submit(
     daily_limit: int,
 ) -> Suggestion:
     """Store a suggestion, give it its number, make the proposer a follower. Commits."""
+    draft = clean_draft(draft)
     validate_draft(draft)
     community = await session.get(Community, draft.community_id)
     if community is None:
@@ -126,9 +138,9 @@ async def submit(
         source_type=draft.source_type,
         category=draft.category,
         kind=draft.kind,
-        title=draft.title.strip(),
-        description=draft.description.strip(),
-        location_text=(draft.location_text or "").strip() or None,
+        title=draft.title,
+        description=draft.description,
+        location_text=draft.location_text,
         latitude=draft.latitude,
         longitude=draft.longitude,
         photo_file_ids=list(draft.photo_file_ids),

@@ -33,7 +33,12 @@ async def dead_letter(
     session: AsyncSession, body: bytes | str, reason: str, update_id: int | None = None
 ) -> DeadLetter:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    letter = DeadLetter(update_id=update_id, reason=reason[:2000], body=text[:DEAD_LETTER_BODY_MAX])
+    # PostgreSQL text cannot hold NUL; keep the body readable and faithful otherwise.
+    letter = DeadLetter(
+        update_id=update_id,
+        reason=reason[:2000].replace("\x00", "\\x00"),
+        body=text[:DEAD_LETTER_BODY_MAX].replace("\x00", "\\x00"),
+    )
     session.add(letter)
     await session.commit()
     return letter

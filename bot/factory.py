@@ -1,0 +1,69 @@
+"""Factories for the Bot and the Dispatcher: fresh objects every call, nothing at import time."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import RedisStorage
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.dedup import Deduplicator, RedisDeduplicator, StoreDeduplicator
+from bot.i18n import create_i18n
+from bot.middlewares import PersonLocaleMiddleware, UpdateSessionMiddleware
+from bot.sender import RetryAfterMiddleware
+from storage.settings import TELEGRAM_PUBLIC_API, Settings
+
+# Conversation state outlives a restart, but not forever: an abandoned draft expires.
+FSM_STATE_TTL = 7 * 24 * 3600
+
+
+def create_bot(token: str, api_base: str | None = None) -> Bot:
+    if api_base and api_base.rstrip("/") != TELEGRAM_PUBLIC_API:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    else:
+        session = AiohttpSession()
+    session.middleware(RetryAfterMiddleware())
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def create_storage(redis: Redis | None) -> BaseStorage:
+    if redis is None:
+        return MemoryStorage()
+    return RedisStorage(
+        redis,
+        key_builder=DefaultKeyBuilder(prefix="minsheng:fsm"),
+        state_ttl=FSM_STATE_TTL,
+        data_ttl=FSM_STATE_TTL,
+    )
+
+
+def create_deduplicator(redis: Redis | None) -> Deduplicator:
+    return RedisDeduplicator(redis) if redis is not None else StoreDeduplicator()
+
+
+def create_dispatcher(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis | None = None,
+) -> Dispatcher:
+    from bot.handlers import create_root_router
+
+    dispatcher = Dispatcher(
+        storage=create_storage(redis),
+        settings=settings,
+        sessionmaker=sessionmaker,
+    )
+    dispatcher.update.outer_middleware(
+        UpdateSessionMiddleware(sessionmaker, create_deduplicator(redis))
+    )
+    PersonLocaleMiddleware(create_i18n(settings.default_locale), settings.default_locale).setup(
+        dispatcher
+    )
+    dispatcher.include_router(create_root_router())
+    return dispatcher

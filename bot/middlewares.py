@@ -1,0 +1,64 @@
+"""Middlewares: one database session and de-duplication per update, and the user's locale."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update, User
+from aiogram.utils.i18n import I18n, I18nMiddleware
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.dedup import Deduplicator
+from storage.services.people import find_person, pick_locale
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UpdateSessionMiddleware(BaseMiddleware):
+    """Opens the session an update is handled in and claims its `update_id` first.
+
+    The update's effects and its de-duplication mark commit together; if anything fails, both
+    roll back and the error reaches the webhook route, which answers 503 so Telegram retries.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], dedup: Deduplicator) -> None:
+        self.sessionmaker = sessionmaker
+        self.dedup = dedup
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        async with self.sessionmaker() as session:
+            if not await self.dedup.claim(event.update_id, session):
+                return UNHANDLED
+            data["session"] = session
+            try:
+                result = await handler(event, data)
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                await self.dedup.release(event.update_id)
+                raise
+            await self.dedup.done(event.update_id)
+            return result
+
+
+class PersonLocaleMiddleware(I18nMiddleware):
+    """/lang's choice if the person made one, else the Telegram client's language."""
+
+    def __init__(self, i18n: I18n, default_locale: str) -> None:
+        super().__init__(i18n)
+        self.default_locale = default_locale
+
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        user: User | None = data.get("event_from_user")
+        if user is None:
+            return self.default_locale
+        chosen: str | None = None
+        session: AsyncSession | None = data.get("session")
+        if session is not None:
+            person = await find_person(session, user.id)
+            chosen = person.locale if person is not None else None
+        return pick_locale(chosen, user.language_code, self.default_locale)

@@ -1,0 +1,68 @@
+"""Configuration: the contract's variables, their defaults and cross-field rules."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from storage.settings import Settings
+
+
+def test_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BOT_TOKEN", "DATABASE_URL", "REDIS_URL", "PUBLIC_URL", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.sandbox
+    assert settings.database_url == "sqlite+aiosqlite:///./minsheng.db"
+    assert settings.redis_url is None
+    assert settings.timezone == "Asia/Shanghai"
+    assert settings.default_locale == "zh"
+    assert settings.telegram_api_base == "https://api.telegram.org"
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("DEFAULT_LOCALE", "en")
+    monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert not settings.sandbox
+    assert settings.bot_token is not None and settings.bot_token.get_secret_value() == "123:abc"
+    assert "123:abc" not in repr(settings)  # secrets are never printed
+    assert settings.tz.key == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("secret", ["", "has space", "ü", "x" * 257, "semi;colon"])
+def test_webhook_secret_shape(secret: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(webhook_secret=secret, _env_file=None)  # type: ignore[call-arg,arg-type]
+
+
+def test_public_url_needs_secret_and_https() -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
+        Settings(public_url="https://minsheng.example.org", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="https"):
+        Settings(
+            public_url="http://minsheng.example.org",
+            webhook_secret="abc",  # type: ignore[arg-type]
+            _env_file=None,  # type: ignore[call-arg]
+        )
+    ok = Settings(
+        public_url="https://minsheng.example.org/",
+        webhook_secret="abc",  # type: ignore[arg-type]
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert ok.public_url == "https://minsheng.example.org"
+    assert ok.effective_webhook_secret == "abc"
+
+
+def test_unknown_timezone_and_locale_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(timezone="Mars/Olympus", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        Settings(default_locale="fr", _env_file=None)  # type: ignore[call-arg,arg-type]
+
+
+def test_sandbox_secret_is_made_once_per_process() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.effective_webhook_secret == settings.effective_webhook_secret
+    assert len(settings.effective_webhook_secret) >= 32

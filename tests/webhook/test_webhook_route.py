@@ -1,0 +1,269 @@
+"""The webhook route's contract (CONTRACT.md): secret, de-duplication, dead letters, 503 when
+what an update depends on is down, and 200 only once its effects are committed.
+
+The dispatcher here is a real aiogram Dispatcher with the project's session middleware and a
+handler that writes to the store, so the route's guarantees are tested apart from any dialog.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import Message
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from tcp_proxy import TcpProxy
+
+from bot.factory import create_deduplicator
+from bot.middlewares import UpdateSessionMiddleware
+from storage.db import create_engine, create_sessionmaker
+from storage.models import DeadLetter, ProcessedUpdate
+from storage.services.chats import note_membership
+from storage.settings import Settings
+from webhook.runtime import Runtime
+from webhook.telegram import SECRET_HEADER, create_telegram_router
+
+SECRET = "s3cret_token-for-tests"
+_ids = itertools.count(1000)
+
+
+def message_update(
+    text: str = "hello", update_id: int | None = None, chat_id: int = 555
+) -> dict[str, Any]:
+    return {
+        "update_id": next(_ids) if update_id is None else update_id,
+        "message": {
+            "message_id": 1,
+            "date": 1_780_000_000,
+            "chat": {"id": chat_id, "type": "private", "first_name": "张伟"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "张伟"},
+            "text": text,
+        },
+    }
+
+
+def build_dispatcher(runtime_holder: dict[str, Any], redis: Redis | None) -> Dispatcher:
+    """One handler that writes a row (a chat record) per message; 'boom' raises a bug."""
+    router = Router()
+    calls: list[int] = runtime_holder.setdefault("calls", [])
+
+    @router.message()
+    async def write(message: Message, session: AsyncSession) -> None:
+        if message.text == "boom":
+            raise RuntimeError("a bug in a handler")
+        calls.append(message.message_id)
+        await note_membership(
+            session, message.chat.id, message.text or "", "private", is_member=True
+        )
+
+    dispatcher = Dispatcher()
+    dispatcher.update.outer_middleware(
+        UpdateSessionMiddleware(runtime_holder["sessionmaker"], create_deduplicator(redis))
+    )
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def make_client(
+    database_url: str, redis_url: str | None = None
+) -> tuple[httpx.AsyncClient, Runtime, dict[str, Any]]:
+    settings = Settings(database_url=database_url, redis_url=redis_url, webhook_secret=SECRET)
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    redis = (
+        Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
+    )
+    holder: dict[str, Any] = {"sessionmaker": sessionmaker}
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        bot=Bot("42:TEST"),
+        dispatcher=build_dispatcher(holder, redis),
+        redis=redis,
+        webhook_secret=SECRET,
+    )
+    app = FastAPI()
+    app.include_router(create_telegram_router())
+    app.state.runtime = runtime
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return client, runtime, holder
+
+
+@pytest.fixture
+async def client(
+    database_url: str,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, dict[str, Any]]]:
+    made = await make_client(database_url)
+    yield made
+    await made[0].aclose()
+    await made[1].engine.dispose()
+
+
+async def post(client: httpx.AsyncClient, body: Any, secret: str | None = SECRET) -> httpx.Response:
+    headers = {} if secret is None else {SECRET_HEADER: secret}
+    if isinstance(body, (bytes, str)):
+        return await client.post("/telegram/webhook", content=body, headers=headers)
+    return await client.post("/telegram/webhook", json=body, headers=headers)
+
+
+async def count(runtime: Runtime, model: Any) -> int:
+    async with runtime.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_missing_or_wrong_secret_is_401_and_has_no_effect(client: Any) -> None:
+    http, runtime, holder = client
+    for secret in (None, "", "wrong", SECRET + "x", SECRET.upper()):
+        response = await post(http, message_update(), secret=secret)
+        assert response.status_code == 401, secret
+    assert holder["calls"] == []
+    assert await count(runtime, ProcessedUpdate) == 0
+
+
+async def test_update_handled_once_and_committed_before_200(client: Any) -> None:
+    http, runtime, holder = client
+    update = message_update("新沙")
+    first = await post(http, update)
+    assert first.status_code == 200
+    # Committed: another session sees the handler's write and the de-duplication mark.
+    async with runtime.sessionmaker() as session:
+        from storage.models import Chat
+
+        chat = await session.get(Chat, 555)
+        assert chat is not None and chat.title == "新沙"
+    replay = await post(http, update)
+    assert replay.status_code == 200
+    assert holder["calls"] == [1]
+    assert await count(runtime, ProcessedUpdate) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json at all",
+        b"{}",
+        b'{"update_id": "seven"}',
+        b'{"update_id": 5, "message": {"text": 42}}',
+        b"[1, 2, 3]",
+        '{"update_id": 9, "message": "\u0000"}'.encode(),
+    ],
+)
+async def test_unparseable_authenticated_body_is_dead_lettered_with_200(
+    client: Any, body: bytes
+) -> None:
+    http, runtime, holder = client
+    response = await post(http, body)
+    assert response.status_code == 200
+    async with runtime.sessionmaker() as session:
+        letters = (await session.scalars(select(DeadLetter))).all()
+    assert len(letters) == 1
+    assert "unparseable" in letters[0].reason
+    assert holder["calls"] == []
+
+
+async def test_unauthenticated_garbage_is_not_kept(client: Any) -> None:
+    http, runtime, _ = client
+    assert (await post(http, b"garbage", secret="nope")).status_code == 401
+    assert await count(runtime, DeadLetter) == 0
+
+
+async def test_handler_bug_is_dead_lettered_and_rolled_back(client: Any) -> None:
+    http, runtime, _ = client
+    update = message_update("boom")
+    response = await post(http, update)
+    assert response.status_code == 200
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.update_id == update["update_id"]
+    assert "a bug in a handler" in letter.reason
+    # The failed update left no de-duplication mark behind.
+    assert await count(runtime, ProcessedUpdate) == 0
+
+
+@pytest.mark.postgres
+async def test_postgres_down_mid_run_gives_503_then_recovers(postgres_url: str) -> None:
+    target = make_url(postgres_url)
+    proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    http, runtime, holder = await make_client(proxied)
+    try:
+        assert (await post(http, message_update("before"))).status_code == 200
+        proxy.cut()
+        down = message_update("during")
+        response = await post(http, down)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"]
+        proxy.restore()
+        # Telegram redelivers the same update; it is handled now, exactly once.
+        assert (await post(http, down)).status_code == 200
+        assert (await post(http, down)).status_code == 200
+        assert holder["calls"].count(1) == 2  # "before" and "during", each once
+        assert await count(runtime, ProcessedUpdate) == 2
+        assert await count(runtime, DeadLetter) == 0
+    finally:
+        await http.aclose()
+        await runtime.engine.dispose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_redis_down_mid_run_gives_503_then_recovers(sqlite_url: str, redis_url: str) -> None:
+    target = make_url(redis_url.replace("redis://", "postgresql://"))  # reuse the URL parser
+    proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
+    proxied = f"redis://127.0.0.1:{proxy.port}/{target.database or 0}"
+    http, runtime, holder = await make_client(sqlite_url, proxied)
+    try:
+        assert (await post(http, message_update("before"))).status_code == 200
+        proxy.cut()
+        down = message_update("during")
+        assert (await post(http, down)).status_code == 503
+        proxy.restore()
+        assert (await post(http, down)).status_code == 200
+        assert (await post(http, down)).status_code == 200
+        assert len(holder["calls"]) == 2
+        # With Redis configured, de-duplication lives there, not in the store.
+        assert await count(runtime, ProcessedUpdate) == 0
+    finally:
+        await http.aclose()
+        assert runtime.redis is not None
+        await runtime.redis.aclose()
+        await runtime.engine.dispose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_redis_dedup_in_progress_is_503_not_dropped(sqlite_url: str, redis_url: str) -> None:
+    http, runtime, holder = await make_client(sqlite_url, redis_url)
+    try:
+        update = message_update("x")
+        assert runtime.redis is not None
+        # Another replica is handling this very update right now.
+        await runtime.redis.set(f"minsheng:update:{update['update_id']}", b"processing", ex=60)
+        assert (await post(http, update)).status_code == 503
+        await runtime.redis.delete(f"minsheng:update:{update['update_id']}")
+        assert (await post(http, update)).status_code == 200
+        assert (await post(http, update)).status_code == 200
+        assert len(holder["calls"]) == 1
+    finally:
+        await http.aclose()
+        assert runtime.redis is not None
+        await runtime.redis.aclose()
+        await runtime.engine.dispose()
+
+
+async def test_oversized_body_is_dead_lettered(client: Any) -> None:
+    http, runtime, _ = client
+    body = b'{"update_id": 1, "pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    assert (await post(http, body)).status_code == 200
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.reason == "body too large"

@@ -1,0 +1,169 @@
+"""The FastAPI app factory and its lifespan, which builds the bot, dispatcher and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from bot.commands_menu import set_bot_commands
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from bot.factory import create_bot, create_dispatcher
+from storage.db import create_engine, create_sessionmaker
+from storage.settings import Settings
+from webhook.health import create_health_router
+from webhook.jobs import create_scheduler
+from webhook.runtime import Runtime
+from webhook.telegram import SECRET_HEADER, create_telegram_router
+
+log = logging.getLogger(__name__)
+
+SANDBOX_BOT_ID = 7000000001
+WEBHOOK_PATH = "/telegram/webhook"
+
+
+def _make_emulator(settings: Settings) -> Any:
+    from webhook.sandbox.emulator import Emulator
+
+    return Emulator(
+        token=f"{SANDBOX_BOT_ID}:sandbox-{secrets.token_urlsafe(16)}",
+        bot_id=SANDBOX_BOT_ID,
+        bot_username=settings.sandbox_bot_username,
+    )
+
+
+async def _sandbox_start(runtime: Runtime, app: FastAPI) -> None:
+    """Seed the demo and connect the emulator to our own webhook route."""
+    from storage.migrate import upgrade
+    from webhook.sandbox.demo import seed_demo
+
+    await upgrade(runtime.settings.database_url)
+    async with runtime.sessionmaker() as session:
+        await seed_demo(session)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sandbox", timeout=60
+    )
+    runtime.extras["sandbox_client"] = client
+
+    async def deliver(update: dict[str, Any]) -> int:
+        response = await client.post(
+            WEBHOOK_PATH, json=update, headers={SECRET_HEADER: runtime.webhook_secret}
+        )
+        return response.status_code
+
+    runtime.emulator.set_deliver(deliver)
+
+
+async def _after_listening(runtime: Runtime) -> None:
+    """Calls to the Bot API that, in sandbox mode, need our own server to be accepting."""
+    for attempt in range(50):
+        try:
+            await set_bot_commands(runtime.bot)
+            return
+        except Exception as error:
+            if attempt == 49:
+                log.warning("could not set the command menu: %r", error)
+            await asyncio.sleep(0.2)
+
+
+async def _set_webhook(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert settings.public_url is not None
+    await runtime.bot.set_webhook(
+        url=f"{settings.public_url}{WEBHOOK_PATH}",
+        secret_token=runtime.webhook_secret,
+        allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+        drop_pending_updates=False,
+    )
+    log.info("webhook set to %s%s", settings.public_url, WEBHOOK_PATH)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, api_base: str | None = None, emulator: Any = None
+) -> AsyncIterator[Runtime]:
+    """Engine, Redis, bot and dispatcher for one process; closed in reverse on exit."""
+    engine = create_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    sessionmaker = create_sessionmaker(engine)
+    if emulator is not None:
+        token: str = emulator.token
+    else:
+        assert settings.bot_token is not None
+        token = settings.bot_token.get_secret_value()
+    bot = create_bot(token, api_base or settings.telegram_api_base)
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        bot=bot,
+        dispatcher=create_dispatcher(settings, sessionmaker, redis),
+        redis=redis,
+        webhook_secret=settings.effective_webhook_secret,
+        emulator=emulator,
+    )
+    try:
+        yield runtime
+    finally:
+        await bot.session.close()
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 8000)) -> FastAPI:
+    """The whole service. `listen` is where this process serves, which the sandbox's bot
+    needs in order to reach the built-in Bot API emulator."""
+    emulator = _make_emulator(settings) if settings.sandbox else None
+    host, port = listen
+    api_base = f"http://{host}:{port}/sandbox/telegram" if emulator is not None else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, api_base=api_base, emulator=emulator) as runtime:
+            app.state.runtime = runtime
+            if emulator is not None:
+                await _sandbox_start(runtime, app)
+            elif settings.public_url:
+                await _set_webhook(runtime)
+            runtime.scheduler = create_scheduler(runtime)
+            runtime.scheduler.start()
+            background = asyncio.create_task(_after_listening(runtime))
+            try:
+                yield
+            finally:
+                background.cancel()
+                runtime.scheduler.shutdown(wait=False)
+                client = runtime.extras.get("sandbox_client")
+                if client is not None:
+                    await client.aclose()
+
+    app = FastAPI(
+        title="Minsheng 民生微实事",
+        description="Livelihood micro-projects: Telegram webhook, officials' API, public board.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(create_telegram_router())
+    app.include_router(create_health_router())
+    _include_optional_routers(app)
+    if emulator is not None:
+        from webhook.sandbox.page import create_sandbox_router
+
+        app.include_router(emulator.telegram_router())
+        app.include_router(create_sandbox_router(emulator))
+    return app
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    from webhook.api.public import create_public_api_router
+    from webhook.board import create_board_router
+
+    app.include_router(create_board_router())
+    app.include_router(create_public_api_router())

@@ -1,0 +1,115 @@
+"""POST /telegram/webhook: authenticate, parse, de-duplicate, dispatch, and answer only once
+the update's effects are committed (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Annotated
+
+from aiogram.exceptions import (
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import Update
+from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import ValidationError
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sa_errors
+
+from bot.dedup import UpdateInProgress
+from storage.services.updates import dead_letter
+from webhook.deps import RuntimeDep
+from webhook.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_BODY_BYTES = 1024 * 1024  # Telegram's updates are far smaller; refuse to buffer more
+
+# Failures of what the update depends on, not of the update: Telegram should retry it.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa_errors.OperationalError,
+    sa_errors.InterfaceError,
+    sa_errors.TimeoutError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    OSError,
+    TimeoutError,
+    UpdateInProgress,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramRetryAfter,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, sa_errors.DBAPIError) and bool(error.connection_invalidated)
+
+
+def _unavailable(what: str) -> Response:
+    return Response(
+        content=json.dumps({"ok": False, "error": f"{what} unavailable, retry later"}),
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        media_type="application/json",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _update_id_of(body: bytes) -> int | None:
+    try:
+        value = json.loads(body).get("update_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _dead_letter(runtime: Runtime, body: bytes, reason: str) -> Response:
+    try:
+        async with runtime.sessionmaker() as session:
+            await dead_letter(session, body, reason, _update_id_of(body))
+    except Exception as error:
+        if is_transient(error):
+            return _unavailable("storage")
+        raise
+    return Response(status_code=status.HTTP_200_OK)
+
+
+def create_telegram_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/telegram/webhook", include_in_schema=False)
+    async def telegram_webhook(
+        request: Request,
+        runtime: RuntimeDep,
+        secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
+    ) -> Response:
+        # 401 for a missing header as for a wrong one; compare in constant time.
+        if secret is None or not secrets.compare_digest(
+            secret.encode(), runtime.webhook_secret.encode()
+        ):
+            return Response(status_code=status.HTTP_401_UNAUTHORIZED)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return await _dead_letter(runtime, body[:MAX_BODY_BYTES], "body too large")
+        try:
+            update = Update.model_validate_json(body, context={"bot": runtime.bot})
+        except ValidationError as error:
+            # A poison body would be retried by Telegram for a day: keep it and say 200.
+            return await _dead_letter(runtime, body, f"unparseable update: {error}")
+        try:
+            await runtime.dispatcher.feed_update(runtime.bot, update)
+        except Exception as error:
+            if is_transient(error):
+                log.warning("update %s deferred: %r", update.update_id, error)
+                return _unavailable(type(error).__name__)
+            log.exception("update %s failed; dead-lettered", update.update_id)
+            return await _dead_letter(runtime, body, f"handler error: {error!r}")
+        return Response(status_code=status.HTTP_200_OK)
+
+    return router
