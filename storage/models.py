@@ -304,7 +304,8 @@ class AuditEvent(Base):
     )
     actor_role: Mapped[Role | None] = mapped_column(str_enum(Role))
     entity_type: Mapped[str] = mapped_column(String(32))
-    entity_id: Mapped[int]
+    # BIGINT: a Telegram supergroup's chat id (-100…) does not fit PostgreSQL's INTEGER.
+    entity_id: Mapped[int] = mapped_column(BigInteger)
     community_id: Mapped[int | None] = mapped_column(
         ForeignKey("community.id", ondelete="SET NULL"), index=True
     )

@@ -1,0 +1,101 @@
+"""The administrative tree: CSV parsing with line numbers, idempotent import."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import OrgTree
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Community, District, Street
+from storage.services import org as org_service
+from storage.services.org import ImportResult, OrgImportError, parse_org_csv
+
+GOOD = """district,street,community
+福田区,沙头街道,新沙社区
+福田区,沙头街道,天安社区
+
+福田区,华富街道,田面社区
+南山区,沙河街道,华侨城社区
+"""
+
+
+def test_parse_good() -> None:
+    rows = parse_org_csv("\ufeff" + GOOD)  # Excel writes a BOM
+    assert [(r.line, r.community) for r in rows] == [
+        (2, "新沙社区"),
+        (3, "天安社区"),
+        (5, "田面社区"),
+        (6, "华侨城社区"),
+    ]
+
+
+def test_header_is_case_and_space_insensitive() -> None:
+    assert len(parse_org_csv(" District , STREET,community\n福田区,沙头街道,新沙社区\n")) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "header"),
+        ("区,街道,社区\n福田区,沙头街道,新沙社区\n", 1, "header"),
+        ("district,street,community\n福田区,沙头街道,新沙社区\n福田区,沙头街道\n", 3, "3 columns"),
+        ("district,street,community\n\n\n福田区,,新沙社区\n", 4, "street is empty"),
+        ("district,street,community\n福田区,沙头街道,新沙社区,多余\n", 2, "found 4"),
+        ("district,street,community\n福田区,沙头街道," + "长" * 65 + "\n", 2, "longer than 64"),
+        ('district,street,community\n"福田区,沙头街道,新沙社区\n', 2, "found 1"),
+    ],
+)
+def test_parse_errors_name_the_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(OrgImportError, match=message) as raised:
+        parse_org_csv(text)
+    assert raised.value.line == line
+    assert str(raised.value).startswith(f"line {line}: ")
+
+
+async def _counts(session: AsyncSession) -> tuple[int, int, int]:
+    return (
+        int(await session.scalar(select(func.count(District.id))) or 0),
+        int(await session.scalar(select(func.count(Street.id))) or 0),
+        int(await session.scalar(select(func.count(Community.id))) or 0),
+    )
+
+
+async def test_import_is_idempotent(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    rows = parse_org_csv(GOOD)
+    async with sessionmaker() as session:
+        assert await org_service.import_rows(session, rows) == ImportResult(2, 3, 4)
+    async with sessionmaker() as session:
+        assert await org_service.import_rows(session, rows) == ImportResult(0, 0, 0)
+        assert await _counts(session) == (2, 3, 4)
+        # A later file adds only what is new.
+        more = parse_org_csv(
+            "district,street,community\n福田区,沙头街道,新沙社区\n福田区,沙头街道,金地社区\n"
+        )
+        assert await org_service.import_rows(session, more) == ImportResult(0, 0, 1)
+        assert await _counts(session) == (2, 3, 5)
+
+
+async def test_same_names_under_different_parents(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    text = (
+        "district,street,community\n"
+        "甲区,一街道,中心社区\n乙区,一街道,中心社区\n甲区,一街道,中心社区\n"
+    )
+    async with sessionmaker() as session:
+        assert await org_service.import_rows(session, parse_org_csv(text)) == ImportResult(2, 2, 2)
+
+
+async def test_listing_and_lookup(session: AsyncSession, org: OrgTree) -> None:
+    districts = await org_service.list_districts(session)
+    assert [d.name for d in districts] == ["福田区"]
+    streets = await org_service.list_streets(session, districts[0].id)
+    assert [s.name for s in streets] == ["沙头街道"]
+    communities = await org_service.list_communities(session, streets[0].id)
+    assert sorted(c.name for c in communities) == ["天安社区", "新沙社区"]
+    found = await org_service.find_community(session, "新沙社区")
+    assert found is not None and found.short_name == "新沙"
+    full = await org_service.get_community(session, found.id)
+    assert full is not None and full.street.district.name == "福田区"
+    assert await org_service.find_community(session, "没有社区") is None
