@@ -1,0 +1,372 @@
+"""The public board (`GET /board`): languages, filters, escaping, pagination, privacy, and the
+completeness of its gettext catalogues. Database tests run on SQLite and PostgreSQL through the
+shared `sessionmaker` fixture (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from babel.messages.pofile import read_po
+from fastapi import FastAPI
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Suggestion
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.services.org import import_rows, parse_org_csv
+from storage.services.people import TelegramIdentity
+from storage.services.suggestions import Draft, submit
+from storage.settings import Settings
+from webhook import i18n_web
+from webhook.api.public import create_public_api_router
+from webhook.board import create_board_router
+
+# A resident whose identity must never reach the public side.
+SECRET_NAME = "Ouyang_Secretname_Q7"
+SECRET_USERNAME = "secret_handle_z9"
+SECRET_TELEGRAM_ID = 987_654_321_123
+SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
+SECRET_LATITUDE = 22.5312345
+PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
+
+ORG_CSV = """district,street,community
+福田区,沙头街道,新沙社区
+福田区,沙头街道,上沙社区
+福田区,香蜜湖街道,香岭社区
+南山区,粤海街道,科技园社区
+"""
+
+
+def make_app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+    app = FastAPI()
+    app.include_router(create_board_router())
+    app.include_router(create_public_api_router())
+    settings = Settings(_env_file=None, timezone="Asia/Shanghai", default_locale="zh")
+    app.state.runtime = SimpleNamespace(sessionmaker=sessionmaker, settings=settings)
+    return app
+
+
+@pytest.fixture
+async def client(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app(sessionmaker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://board.test") as http:
+        yield http
+
+
+async def seed_org(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessionmaker() as session:
+        await import_rows(session, parse_org_csv(ORG_CSV))
+        rows = (await session.execute(text("SELECT id, name FROM community"))).all()
+    return {name: id_ for id_, name in rows}
+
+
+async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Four suggestions in three communities, all from the same (secret) resident."""
+    ids = await seed_org(sessionmaker)
+    who = TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME, SECRET_USERNAME, "zh-hans")
+    tz = ZoneInfo("Asia/Shanghai")
+
+    async def add(draft: Draft, **changes: object) -> None:
+        async with sessionmaker() as session:
+            made = await submit(session, who, draft, tz=tz, daily_limit=100)
+            if changes:
+                await session.execute(
+                    update(Suggestion).where(Suggestion.id == made.id).values(**changes)
+                )
+                await session.commit()
+
+    await add(
+        Draft(
+            ids["新沙社区"],
+            Category.ENVIRONMENT,
+            "楼道灯坏了需要维修",
+            "三楼到六楼的楼道灯都不亮。",
+            location_text="新沙村12栋",
+            latitude=SECRET_LATITUDE,
+            longitude=114.0412345,
+            photo_file_ids=[SECRET_PHOTO],
+        ),
+        # 17:00 UTC is already the next day in Shanghai.
+        created_at=datetime(2026, 3, 1, 17, 0, tzinfo=UTC),
+    )
+    await add(
+        Draft(ids["新沙社区"], Category.SAFETY, "<script>alert(1)</script>", "<b>bold</b> & co"),
+        created_at=datetime(2026, 3, 5, 2, 0, tzinfo=UTC),
+    )
+    await add(
+        Draft(
+            ids["上沙社区"],
+            Category.CULTURE_SPORTS,
+            "社区篮球场翻新",
+            "篮球架生锈。",
+            kind=Kind.SERVICE,
+            estimated_cost_fen=1_234_500,
+            source_type=SourceType.UNIT,
+        ),
+        status=State.CANDIDATE,
+        created_at=datetime(2026, 3, 6, 2, 0, tzinfo=UTC),
+    )
+    await add(
+        Draft(ids["香岭社区"], Category.CARE, "长者饭堂", "希望开设长者饭堂。"),
+        status=State.REJECTED,
+        exclusion_reason=ExclusionReason.PROPERTY_MANAGEMENT,
+        exclusion_note=f"联系人 {SECRET_NAME}",  # staff notes are not published
+        created_at=datetime(2026, 3, 7, 2, 0, tzinfo=UTC),
+    )
+    return ids
+
+
+def items(html: str) -> int:
+    return html.count('<li class="item">')
+
+
+def assert_private(body: str) -> None:
+    for secret in PRIVATE:
+        assert secret not in body, secret
+
+
+async def test_board_is_chinese_by_default(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    response = await client.get("/board")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    html = response.text
+    assert '<html lang="zh-Hans">' in html
+    assert "民生微实事 公示栏" in html
+    assert items(html) == 4
+    for expected in ("新沙社区", "上沙社区", "香岭社区", "沙头街道", "福田区"):
+        assert expected in html
+    for expected in ("已提交", "社区备选项目", "不予采纳", "社区环境整治", "文化体育娱乐"):
+        assert expected in html
+    assert "新沙村12栋" in html
+    assert "2026-03-02" in html  # the date in the programme's time zone, not UTC's
+    assert "居民" in html and "驻社区单位" in html  # the unit is named by its kind only
+    assert "12,345 元" in html and "服务项目" in html
+    assert "属物业等其他社会主体应承担的职责" in html
+    assert 'href="/board?lang=en"' in html
+    assert "科技园社区" in html  # offered in the filter, though it has nothing yet
+    assert_private(html)
+
+
+async def test_board_in_english(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    html = (await client.get("/board", params={"lang": "en"})).text
+    assert '<html lang="en">' in html
+    assert "Livelihood micro-projects — public board" in html
+    assert "公示栏" not in html
+    for expected in ("Submitted", "Community candidate", "Not adopted", "Community environment"):
+        assert expected in html
+    assert "Resident" in html and "Unit in the community" in html
+    assert "4 suggestions" in html
+    assert 'href="/board?lang=zh"' in html
+    assert_private(html)
+    # Regional tags fall back to their language; anything else to the default.
+    assert "Livelihood micro-projects" in (await client.get("/board?lang=en-US")).text
+    assert "民生微实事 公示栏" in (await client.get("/board?lang=fr")).text
+
+
+async def test_filters(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed(sessionmaker)
+    html = (await client.get("/board", params={"community": ids["新沙社区"]})).text
+    assert items(html) == 2 and "楼道灯坏了需要维修" in html and "社区篮球场翻新" not in html
+    assert f'<option value="{ids["新沙社区"]}" selected>' in html
+
+    html = (await client.get("/board", params={"status": "candidate"})).text
+    assert items(html) == 1 and "社区篮球场翻新" in html
+    assert '<option value="candidate" selected>' in html
+
+    html = (await client.get("/board", params={"category": "care", "lang": "en"})).text
+    assert items(html) == 1 and "长者饭堂" in html
+
+    html = (
+        await client.get("/board", params={"community": ids["新沙社区"], "category": "safety"})
+    ).text
+    assert items(html) == 1 and "&lt;script&gt;" in html
+
+    html = (await client.get("/board", params={"community": ids["科技园社区"]})).text
+    assert items(html) == 0
+    assert "没有符合筛选条件的建议。" in html
+    assert "清除筛选" in html
+
+
+async def test_bad_filters_are_ignored_politely(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    for params, note in (
+        ({"status": "bogus"}, "“bogus”不是有效的状态"),
+        ({"category": "food"}, "“food”不是有效的类别"),
+        ({"community": "abc"}, "没有找到社区“abc”"),
+        ({"community": "999999"}, "没有找到社区“999999”"),
+        ({"community": "99999999999999999999999"}, "没有找到社区“"),
+        ({"page": "abc"}, None),
+        ({"page": "-3"}, None),
+        ({"page": "9" * 40}, None),
+    ):
+        response = await client.get("/board", params=params)
+        assert response.status_code == 200, params
+        assert items(response.text) == 4, params  # the bad filter was left out
+        if note:
+            assert note in response.text
+    html = (await client.get("/board", params={"status": "bogus", "lang": "en"})).text
+    assert "“bogus” is not a status we know, so that filter was left out." in html
+    # What is repeated back is escaped and shortened.
+    html = (await client.get("/board", params={"status": "<img src=x onerror=alert(1)>"})).text
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    html = (await client.get("/board", params={"category": "x" * 500})).text
+    assert "x" * 100 not in html
+
+
+async def test_titles_and_descriptions_are_escaped(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    html = (await client.get("/board")).text
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in html
+    assert "<script" not in html  # the board runs no script of its own either
+
+
+async def test_empty_board(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    html = (await client.get("/board")).text
+    assert items(html) == 0 and "暂无建议。" in html
+    html = (await client.get("/board?lang=en")).text
+    assert "No suggestions yet." in html
+
+
+async def test_pagination(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed_org(sessionmaker)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    async with sessionmaker() as session:
+        for i in range(1, 61):
+            community = ids["新沙社区"] if i % 2 else ids["上沙社区"]
+            session.add(
+                Suggestion(
+                    number=f"P-2025-{i:04d}",
+                    community_id=community,
+                    year=2025,
+                    seq=i,
+                    category=Category.ENVIRONMENT,
+                    title=f"第{i}号建议",
+                    description="说明",
+                    created_at=start + timedelta(hours=i),
+                )
+            )
+        await session.commit()
+
+    first = (await client.get("/board")).text
+    assert items(first) == 50
+    assert "共 60 条建议" in first and "第 1 / 2 页" in first
+    assert 'href="/board?lang=zh&amp;page=2" rel="next"' in first
+    assert 'rel="prev"' not in first
+    # Grouped per community: each community heads one section of the page.
+    assert first.count("<h2>上沙社区</h2>") == 1 and first.count("<h2>新沙社区</h2>") == 1
+
+    second = (await client.get("/board?page=2")).text
+    assert items(second) == 10
+    assert 'href="/board?lang=zh&amp;page=1" rel="prev"' in second
+    numbers = set(re.findall(r"P-2025-\d{4}", first)) | set(re.findall(r"P-2025-\d{4}", second))
+    assert len(numbers) == 60
+
+    beyond = (await client.get("/board?page=7")).text  # past the end: the last page
+    assert items(beyond) == 10 and "第 2 / 2 页" in beyond
+
+    # Paging keeps the filters.
+    filtered = (await client.get("/board", params={"category": "environment", "lang": "en"})).text
+    assert "page=2" in filtered and "category=environment" in filtered
+
+
+async def test_labels_cover_every_value() -> None:
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    for enum, label in (
+        (State, i18n_web.state_label),
+        (Category, i18n_web.category_label),
+        (Kind, i18n_web.kind_label),
+        (SourceType, i18n_web.source_type_label),
+        (ExclusionReason, i18n_web.exclusion_label),
+    ):
+        for value in enum:
+            zh, en = label(value, "zh"), label(value, "en")
+            assert cjk.search(zh), (value, zh)
+            assert en and en != value.value and not cjk.search(en), (value, en)
+    assert i18n_web.state_label(State.UNDER_REVIEW, "zh") == "审核中"
+    assert i18n_web.state_label("accounts_published", "zh") == "决算已公开"
+    assert i18n_web.category_label(Category.SAFETY, "zh") == "消除安全隐患"
+    assert i18n_web.kind_label(Kind.PHYSICAL, "zh") == "实物项目"
+    assert i18n_web.proposer_label(SourceType.RESIDENT, "zh") == "居民"
+    assert i18n_web.proposer_label(SourceType.RESIDENT, "en") == "Resident"
+    assert i18n_web.proposer_label(SourceType.REPRESENTATIVE, "zh") == "两代表一委员"
+
+
+def _catalogue(locale: str) -> dict[tuple[str | None, object], object]:
+    path = i18n_web.LOCALES_DIR / locale / "LC_MESSAGES" / f"{i18n_web.DOMAIN}.po"
+    with path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=locale)
+    entries = {}
+    for message in catalog:
+        if not message.id:
+            continue
+        assert not message.fuzzy, (locale, message.id)
+        key = message.id if isinstance(message.id, str) else tuple(message.id)
+        entries[(message.context, key)] = message.string
+    return entries
+
+
+@pytest.mark.parametrize("locale", i18n_web.LOCALES)
+def test_catalogue_is_complete(locale: str) -> None:
+    entries = _catalogue(locale)
+    for key, translation in entries.items():
+        forms = [translation] if isinstance(translation, str) else list(translation)
+        assert forms and all(forms), (locale, key)
+    # Every string the templates and code use is in the catalogue, and nothing else is.
+    used = set(i18n_web.extract_messages())
+    assert used - set(entries) == set(), "run `python -m webhook.i18n_web` and translate"
+    assert set(entries) - used == set(), "stale entries: run `python -m webhook.i18n_web`"
+
+
+def test_placeholders_survive_translation() -> None:
+    placeholder = re.compile(r"%\((\w+)\)s")
+    zh = _catalogue("zh")
+    for (_context, msgid), translation in zh.items():
+        source = msgid if isinstance(msgid, str) else msgid[0]
+        forms = [translation] if isinstance(translation, str) else list(translation)
+        for form in forms:
+            assert set(placeholder.findall(form)) == set(placeholder.findall(source)), msgid
+
+
+def test_ensure_compiled_only_when_stale(tmp_path: Path) -> None:
+    for locale in i18n_web.LOCALES:
+        target = tmp_path / locale / "LC_MESSAGES"
+        target.mkdir(parents=True)
+        shutil.copy(i18n_web.LOCALES_DIR / locale / "LC_MESSAGES" / "board.po", target)
+    written = i18n_web.ensure_compiled(tmp_path, "board")
+    assert sorted(p.parent.parent.name for p in written) == ["en", "zh"]
+    assert i18n_web.ensure_compiled(tmp_path, "board") == []
+    po = tmp_path / "zh" / "LC_MESSAGES" / "board.po"
+    mo = po.with_suffix(".mo")
+    os.utime(mo, (po.stat().st_mtime - 10, po.stat().st_mtime - 10))
+    assert i18n_web.ensure_compiled(tmp_path, "board") == [mo]
+    assert not list(tmp_path.rglob(".board-*"))  # no temporary files left behind

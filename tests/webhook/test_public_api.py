@@ -1,0 +1,312 @@
+"""Open data (`/api/v1/public/suggestions`, `/api/v1/public/projects`): shape, filters, paging,
+validation, and no personal data of residents. SQLite and PostgreSQL via `sessionmaker`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Community, Project, Suggestion
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.services.org import import_rows, parse_org_csv
+from storage.services.people import TelegramIdentity
+from storage.services.suggestions import Draft, submit
+from storage.settings import Settings
+from webhook.api.public import create_public_api_router
+from webhook.board import create_board_router
+
+SECRET_NAME = "Ouyang_Secretname_Q7"
+SECRET_USERNAME = "secret_handle_z9"
+SECRET_TELEGRAM_ID = 987_654_321_123
+SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
+PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
+
+ORG_CSV = """district,street,community
+福田区,沙头街道,新沙社区
+福田区,沙头街道,上沙社区
+南山区,粤海街道,科技园社区
+"""
+
+SUGGESTION_FIELDS = {
+    "number",
+    "community",
+    "category",
+    "kind",
+    "title",
+    "description",
+    "location_text",
+    "status",
+    "source_type",
+    "estimated_cost_fen",
+    "exclusion_reason",
+    "created_at",
+}
+
+
+def make_app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+    app = FastAPI()
+    app.include_router(create_public_api_router())
+    app.include_router(create_board_router())
+    settings = Settings(_env_file=None, timezone="Asia/Shanghai")
+    app.state.runtime = SimpleNamespace(sessionmaker=sessionmaker, settings=settings)
+    return app
+
+
+@pytest.fixture
+async def client(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app(sessionmaker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        yield http
+
+
+async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessionmaker() as session:
+        await import_rows(session, parse_org_csv(ORG_CSV))
+        rows = (await session.execute(select(Community.id, Community.name))).all()
+    ids = {name: id_ for id_, name in rows}
+    who = TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME, SECRET_USERNAME, "zh")
+    drafts = [
+        (
+            Draft(
+                ids["新沙社区"],
+                Category.ENVIRONMENT,
+                "楼道灯坏了",
+                "三楼到六楼不亮。",
+                location_text="新沙村12栋",
+                latitude=22.5312345,
+                longitude=114.0412345,
+                photo_file_ids=[SECRET_PHOTO],
+                kind=Kind.PHYSICAL,
+                estimated_cost_fen=1_234_505,
+            ),
+            {"created_at": datetime(2026, 3, 1, 17, 0, tzinfo=UTC)},
+        ),
+        (
+            Draft(ids["新沙社区"], Category.SAFETY, "井盖松动", "路口井盖松动。"),
+            {
+                "created_at": datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+                "status": State.REJECTED,
+                "exclusion_reason": ExclusionReason.GOVERNMENT_INVESTMENT,
+                "exclusion_note": f"见 {SECRET_NAME} 来电",
+            },
+        ),
+        (
+            Draft(
+                ids["上沙社区"],
+                Category.CARE,
+                "长者饭堂",
+                "希望开设长者饭堂。",
+                source_type=SourceType.SOCIAL_ORGANISATION,
+            ),
+            {"created_at": datetime(2026, 3, 3, 1, 0, tzinfo=UTC), "status": State.CANDIDATE},
+        ),
+    ]
+    async with sessionmaker() as session:
+        for draft, changes in drafts:
+            made = await submit(session, who, draft, tz=ZoneInfo("Asia/Shanghai"), daily_limit=50)
+            await session.execute(
+                update(Suggestion).where(Suggestion.id == made.id).values(**changes)
+            )
+            await session.commit()
+    return ids
+
+
+def assert_private(body: str) -> None:
+    for secret in PRIVATE:
+        assert secret not in body, secret
+    for word in ("proposer", "telegram", "photo", "latitude", "longitude", "exclusion_note"):
+        assert word not in body, word
+
+
+async def test_suggestions_shape(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed(sessionmaker)
+    response = await client.get("/api/v1/public/suggestions")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"items", "total", "page", "page_size"}
+    assert (body["total"], body["page"], body["page_size"]) == (3, 1, 50)
+    assert [item["title"] for item in body["items"]] == ["长者饭堂", "井盖松动", "楼道灯坏了"]
+    lamp = body["items"][2]
+    assert set(lamp) == SUGGESTION_FIELDS
+    assert lamp["community"] == {
+        "id": ids["新沙社区"],
+        "name": "新沙社区",
+        "street": "沙头街道",
+        "district": "福田区",
+    }
+    assert lamp["number"].startswith("新沙-")
+    assert (lamp["category"], lamp["kind"], lamp["status"]) == (
+        "environment",
+        "physical",
+        "submitted",
+    )
+    assert lamp["source_type"] == "resident"
+    assert lamp["location_text"] == "新沙村12栋"
+    assert lamp["estimated_cost_fen"] == 1_234_505 and isinstance(lamp["estimated_cost_fen"], int)
+    created = datetime.fromisoformat(lamp["created_at"].replace("Z", "+00:00"))
+    assert created == datetime(2026, 3, 1, 17, 0, tzinfo=UTC)
+    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+    cover = body["items"][1]
+    assert cover["exclusion_reason"] == "government_investment" and cover["kind"] is None
+    assert cover["estimated_cost_fen"] is None
+    assert body["items"][0]["source_type"] == "social_organisation"
+    assert_private(response.text)
+
+
+async def test_suggestion_filters(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed(sessionmaker)
+
+    async def titles(**params: object) -> list[str]:
+        response = await client.get("/api/v1/public/suggestions", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total"] == len(body["items"])
+        return sorted(item["title"] for item in body["items"])
+
+    assert await titles(community=ids["新沙社区"]) == ["井盖松动", "楼道灯坏了"]
+    assert await titles(community=ids["科技园社区"]) == []
+    assert await titles(status="candidate") == ["长者饭堂"]
+    assert await titles(status="rejected", community=ids["新沙社区"]) == ["井盖松动"]
+    assert await titles(category="environment") == ["楼道灯坏了"]
+    assert await titles(category="care", community=ids["新沙社区"]) == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "bogus"},
+        {"status": "SUBMITTED"},
+        {"category": "food"},
+        {"community": "abc"},
+        {"community": "0"},
+        {"community": str(2**40)},
+        {"page": "0"},
+        {"page": "x"},
+        {"page_size": "0"},
+        {"page_size": "101"},
+    ],
+)
+async def test_bad_parameters_are_422(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    params: dict[str, str],
+) -> None:
+    for path in ("/api/v1/public/suggestions", "/api/v1/public/projects"):
+        response = await client.get(path, params=params)
+        assert response.status_code == 422, (path, params)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", next(iter(params))]
+        assert error["msg"]
+
+
+async def test_unknown_community_is_422(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    for path in ("/api/v1/public/suggestions", "/api/v1/public/projects"):
+        response = await client.get(path, params={"community": 999_999})
+        assert response.status_code == 422
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "community"]
+        assert "999999" in error["msg"]
+
+
+async def test_pagination(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    seen = []
+    for page in (1, 2):
+        body = (
+            await client.get("/api/v1/public/suggestions", params={"page": page, "page_size": 2})
+        ).json()
+        assert (body["total"], body["page"], body["page_size"]) == (3, page, 2)
+        seen += [item["number"] for item in body["items"]]
+    assert len(seen) == len(set(seen)) == 3
+    body = (await client.get("/api/v1/public/suggestions", params={"page": 9})).json()
+    assert body["items"] == [] and body["total"] == 3
+    body = (await client.get("/api/v1/public/suggestions", params={"page_size": 100})).json()
+    assert body["page_size"] == 100 and len(body["items"]) == 3
+
+
+async def test_projects(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    empty = (await client.get("/api/v1/public/projects")).json()
+    assert empty == {"items": [], "total": 0, "page": 1, "page_size": 50}
+
+    ids = await seed(sessionmaker)
+    async with sessionmaker() as session:
+        project = Project(
+            community_id=ids["新沙社区"],
+            title="楼道照明改造",
+            category=Category.ENVIRONMENT,
+            kind=Kind.PHYSICAL,
+            status=State.PUBLISHED,
+            budget_fen=3_000_050,
+            batch="2026-1",
+            expected_benefit="三栋楼的居民夜间出行安全",
+            implementer="深圳某照明工程有限公司",
+            created_at=datetime(2026, 4, 1, tzinfo=UTC),
+        )
+        session.add(project)
+        await session.flush()
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.title == "楼道灯坏了")
+            .values(project_id=project.id, status=State.PUBLISHED)
+        )
+        await session.commit()
+
+    response = await client.get("/api/v1/public/projects")
+    body = response.json()
+    assert body["total"] == 1
+    [item] = body["items"]
+    assert item["title"] == "楼道照明改造" and item["status"] == "published"
+    assert item["budget_fen"] == 3_000_050 and isinstance(item["budget_fen"], int)
+    assert item["spent_fen"] is None
+    assert item["community"]["name"] == "新沙社区" and item["community"]["district"] == "福田区"
+    assert len(item["suggestion_numbers"]) == 1 and item["suggestion_numbers"][0].startswith(
+        "新沙-"
+    )
+    assert item["created_at"].startswith("2026-04-01T00:00:00")
+    assert_private(response.text)
+
+    async def count(**params: object) -> int:
+        response = await client.get("/api/v1/public/projects", params=params)
+        assert response.status_code == 200
+        total: int = response.json()["total"]
+        return total
+
+    assert await count(status="published") == 1
+    assert await count(status="started") == 0
+    assert await count(category="environment", community=ids["新沙社区"]) == 1
+    assert await count(community=ids["上沙社区"]) == 0
+
+
+async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    for path in ("/api/v1/public/suggestions", "/api/v1/public/projects"):
+        operation = schema["paths"][path]["get"]
+        names = {p["name"] for p in operation["parameters"]}
+        assert names == {"community", "status", "category", "page", "page_size"}
+        assert "422" in operation["responses"]
+    components = schema["components"]["schemas"]
+    assert set(components["SuggestionOut"]["properties"]) == SUGGESTION_FIELDS
+    assert "proposer" not in str(components).lower()
+    assert "/board" not in schema["paths"] or "get" in schema["paths"]["/board"]

@@ -1,0 +1,181 @@
+"""Open data (`/api/v1/public/...`): suggestions and projects as JSON, for anyone, with no
+personal data of residents — no proposer, no Telegram file ids, no exact coordinates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.services import public
+from storage.services.suggestions import PublicFilter
+from webhook.deps import SessionDep
+
+PREFIX = "/api/v1/public"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+class CommunityOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str = Field(examples=["新沙社区"])
+    street: str = Field(examples=["沙头街道"])
+    district: str = Field(examples=["福田区"])
+
+
+class SuggestionOut(BaseModel):
+    """A suggestion as the public sees it: who made it appears only as its source type (a
+    resident is `resident`, never a name)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: str = Field(examples=["新沙-2026-0007"])
+    community: CommunityOut
+    category: Category
+    kind: Kind | None
+    title: str
+    description: str
+    location_text: str | None
+    status: State
+    source_type: SourceType
+    estimated_cost_fen: int | None = Field(description="integer fen (分); 100 fen = 1 CNY")
+    exclusion_reason: ExclusionReason | None = Field(
+        description="why it was not adopted, when its status is `rejected`"
+    )
+    created_at: datetime = Field(description="ISO 8601, UTC")
+
+
+class ProjectOut(BaseModel):
+    """A project determined by the street office, made from one or more suggestions."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    community: CommunityOut
+    title: str
+    category: Category
+    kind: Kind
+    status: State
+    budget_fen: int = Field(description="integer fen (分)")
+    spent_fen: int | None = Field(description="integer fen (分), once accounts are published")
+    batch: str | None
+    expected_benefit: str | None
+    implementer: str | None = Field(description="the implementing organisation (实施主体)")
+    implementer_assigned_at: datetime | None
+    due_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    maintenance_unit: str | None
+    suggestion_numbers: list[str]
+    created_at: datetime = Field(description="ISO 8601, UTC")
+
+
+class SuggestionPage(BaseModel):
+    items: list[SuggestionOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectOut]
+    total: int
+    page: int
+    page_size: int
+
+
+CommunityQuery = Annotated[int | None, Query(description="community id", ge=1, le=2**31 - 1)]
+StatusQuery = Annotated[State | None, Query()]
+CategoryQuery = Annotated[Category | None, Query()]
+PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
+PageSizeQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+async def _filters(
+    session: SessionDep,
+    community: CommunityQuery = None,
+    status: StatusQuery = None,
+    category: CategoryQuery = None,
+) -> PublicFilter:
+    if community is not None and await public.get_community(session, community) is None:
+        # The shape of FastAPI's own validation errors, so clients handle one kind of 422.
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "type": "unknown_community",
+                    "loc": ["query", "community"],
+                    "msg": f"There is no community with id {community}",
+                    "input": community,
+                }
+            ],
+        )
+    return PublicFilter(community_id=community, status=status, category=category)
+
+
+def create_public_api_router() -> APIRouter:
+    """The open-data routes. Include as is: the paths are complete (`/api/v1/public/...`)."""
+    router = APIRouter(prefix=PREFIX, tags=["open data"])
+    responses: dict[int | str, dict[str, Any]] = {
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {
+            "description": "A filter or paging value is not valid (an unknown status, "
+            "category or community id)."
+        }
+    }
+
+    @router.get(
+        "/suggestions",
+        response_model=SuggestionPage,
+        summary="Suggestions, newest first",
+        responses=responses,
+    )
+    async def suggestions(
+        session: SessionDep,
+        community: CommunityQuery = None,
+        status: StatusQuery = None,
+        category: CategoryQuery = None,
+        page: PageQuery = 1,
+        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
+    ) -> SuggestionPage:
+        filters = await _filters(session, community, status, category)
+        items, total = await public.list_suggestions(
+            session, filters, limit=page_size, offset=(page - 1) * page_size
+        )
+        return SuggestionPage(
+            items=[SuggestionOut.model_validate(item) for item in items],
+            total=total,
+            page=page,
+            page_size=page_size,
+        )
+
+    @router.get(
+        "/projects",
+        response_model=ProjectPage,
+        summary="Projects determined by the street offices, newest first",
+        responses=responses,
+    )
+    async def projects(
+        session: SessionDep,
+        community: CommunityQuery = None,
+        status: StatusQuery = None,
+        category: CategoryQuery = None,
+        page: PageQuery = 1,
+        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
+    ) -> ProjectPage:
+        filters = await _filters(session, community, status, category)
+        items, total = await public.list_projects(
+            session, filters, limit=page_size, offset=(page - 1) * page_size
+        )
+        return ProjectPage(
+            items=[ProjectOut.model_validate(item) for item in items],
+            total=total,
+            page=page,
+            page_size=page_size,
+        )
+
+    return router

@@ -1,0 +1,236 @@
+"""The public board (公示栏): every community's suggestions and their status, readable by anyone
+on a phone, in Chinese by default and English with `?lang=en`. No resident is named on it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from storage.rules import Category, State, format_yuan
+from storage.services import public
+from storage.services.suggestions import PublicFilter
+from webhook import i18n_web
+from webhook.deps import SessionDep, SettingsDep
+
+PAGE_SIZE = 50
+MAX_PAGE = 1_000_000  # keeps the offset within every backend's integer range
+ECHO_MAX = 40  # how much of a bad filter value the polite note repeats
+
+# Defence in depth behind autoescaping: the board runs no script and loads nothing foreign.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "public, max-age=30",
+}
+
+# Badge colour of each state on the board: under way, achieved, paused, or closed.
+_TONES: dict[State, str] = {
+    **{s: "open" for s in State},
+    **dict.fromkeys(
+        (
+            State.RESOLVED_CANDIDATE,
+            State.DETERMINED,
+            State.PUBLISHED,
+            State.IMPLEMENTER_ASSIGNED,
+            State.STARTED,
+            State.COMPLETED,
+            State.ACCOUNTS_PUBLISHED,
+            State.EVALUATED,
+        ),
+        "good",
+    ),
+    State.DEFERRED: "wait",
+    **dict.fromkeys(
+        (State.REJECTED, State.MERGED, State.NOT_PASSED, State.WITHDRAWN, State.CANCELLED),
+        "closed",
+    ),
+}
+
+
+@lru_cache(maxsize=len(i18n_web.LOCALES))
+def environment(locale: str) -> Environment:
+    """One Jinja environment per locale, its translations installed once: a request never
+    switches the language of another that renders at the same time."""
+    env = Environment(
+        loader=FileSystemLoader(i18n_web.TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"], default_for_string=True, default=True),
+        extensions=["jinja2.ext.i18n"],
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        i18n_web.translations(locale), newstyle=True
+    )
+    env.globals.update(
+        state_label=lambda value: i18n_web.state_label(value, locale),
+        category_label=lambda value: i18n_web.category_label(value, locale),
+        kind_label=lambda value: i18n_web.kind_label(value, locale),
+        exclusion_label=lambda value: i18n_web.exclusion_label(value, locale),
+        proposer_label=lambda value: i18n_web.proposer_label(value, locale),
+        tone=lambda state: _TONES.get(state, "open"),
+        yuan=format_yuan,
+    )
+    return env
+
+
+@dataclass(slots=True)
+class CommunityGroup:
+    community: public.PublicCommunity
+    suggestions: list[public.PublicSuggestion] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A filter that was not understood and so was ignored; the template words it."""
+
+    field: str
+    value: str
+
+
+def _group(items: list[public.PublicSuggestion]) -> list[CommunityGroup]:
+    groups: list[CommunityGroup] = []
+    for item in items:
+        if not groups or groups[-1].community.id != item.community.id:
+            groups.append(CommunityGroup(item.community))
+        groups[-1].suggestions.append(item)
+    return groups
+
+
+def _echo(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= ECHO_MAX else value[: ECHO_MAX - 1] + "…"
+
+
+def _page_number(raw: str | None) -> int:
+    try:
+        page = int(raw or "1")
+    except ValueError:
+        return 1
+    return min(max(page, 1), MAX_PAGE)
+
+
+def _local_date(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d")
+
+
+def create_board_router() -> APIRouter:
+    """`GET /board`. Include it as is: its paths are complete."""
+    router = APIRouter(tags=["public"])
+    # Compile the catalogues at start-up rather than on the first visitor's request.
+    for locale in i18n_web.LOCALES:
+        environment(locale)
+
+    @router.get("/board", response_class=HTMLResponse, summary="The public board (公示栏)")
+    async def board(
+        session: SessionDep,
+        settings: SettingsDep,
+        lang: Annotated[str | None, Query(max_length=16)] = None,
+        community: Annotated[str | None, Query()] = None,
+        status: Annotated[str | None, Query()] = None,
+        category: Annotated[str | None, Query()] = None,
+        page: Annotated[str | None, Query()] = None,
+    ) -> HTMLResponse:
+        # Every parameter is read as text and checked here: a bad one is named and ignored,
+        # never a 422 or a 500 for someone who edited the address by hand.
+        locale = i18n_web.normalise_locale(lang, settings.default_locale)
+        notes: list[Note] = []
+        communities = await public.list_communities(session)
+        by_id = {c.id: c for c in communities}
+
+        community_id: int | None = None
+        if community:
+            try:
+                community_id = int(community)
+            except ValueError:
+                community_id = None
+            if community_id not in by_id:
+                notes.append(Note("community", _echo(community)))
+                community_id = None
+        state: State | None = None
+        if status:
+            try:
+                state = State(status)
+            except ValueError:
+                notes.append(Note("status", _echo(status)))
+        chosen_category: Category | None = None
+        if category:
+            try:
+                chosen_category = Category(category)
+            except ValueError:
+                notes.append(Note("category", _echo(category)))
+
+        filters = PublicFilter(community_id, state, chosen_category)
+        page_number = _page_number(page)
+        items, total = await public.list_suggestions(
+            session,
+            filters,
+            limit=PAGE_SIZE,
+            offset=(page_number - 1) * PAGE_SIZE,
+            by_community=True,
+        )
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        if page_number > pages:
+            page_number = pages
+            items, total = await public.list_suggestions(
+                session,
+                filters,
+                limit=PAGE_SIZE,
+                offset=(page_number - 1) * PAGE_SIZE,
+                by_community=True,
+            )
+
+        query: dict[str, Any] = {
+            "community": community_id,
+            "status": state.value if state else None,
+            "category": chosen_category.value if chosen_category else None,
+        }
+
+        def url(path: str = "/board", **changes: Any) -> str:
+            params = {"lang": locale, **query, **changes}
+            encoded = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+            return f"{path}?{encoded}" if encoded else path
+
+        streets: dict[tuple[str, str], list[public.PublicCommunity]] = {}
+        for c in communities:
+            streets.setdefault((c.district, c.street), []).append(c)
+
+        html = (
+            environment(locale)
+            .get_template("board.html")
+            .render(
+                locale=locale,
+                other_locale="en" if locale == "zh" else "zh",
+                url=url,
+                notes=notes,
+                streets=streets,
+                states=list(State),
+                categories=list(Category),
+                selected=query,
+                groups=_group(items),
+                total=total,
+                page=page_number,
+                pages=pages,
+                filtered=any(v is not None for v in query.values()),
+                local_date=lambda moment: _local_date(moment, settings.tz),
+                timezone=settings.timezone,
+            )
+        )
+        headers = {**SECURITY_HEADERS, "Content-Language": "zh-Hans" if locale == "zh" else "en"}
+        return HTMLResponse(html, headers=headers)
+
+    return router

@@ -1,0 +1,279 @@
+"""The web's own translations (gettext domain "board"): catalogues, labels for the programme's
+terms, and the Babel tooling that keeps `locales/*/LC_MESSAGES/board.po` in step with the code.
+
+Simplified Chinese first, English second. `python -m webhook.i18n_web` re-extracts the board's
+strings and merges them into both catalogues, keeping the translations already made.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_file
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+from babel.support import Translations
+
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+
+# The repository's `locales/` (an editable install, as the Makefile does).
+LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
+DOMAIN = "board"
+LOCALES = ("zh", "en")
+DEFAULT_LOCALE = "zh"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# Python files whose gettext calls belong to the board's domain.
+PYTHON_SOURCES = (Path(__file__).resolve(),)
+
+
+def _compile(po_path: Path) -> bytes:
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file, abort_invalid=True)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    return buffer.getvalue()
+
+
+def ensure_compiled(locales_dir: Path, domain: str) -> list[Path]:
+    """Compile every `<locale>/LC_MESSAGES/<domain>.po` whose `.mo` is missing or older.
+
+    The .mo files are build products (not committed). Each is written to a temporary file and
+    renamed, so replicas starting together never read half a catalogue. Returns what it wrote.
+    """
+    written: list[Path] = []
+    for po_path in sorted(locales_dir.glob(f"*/LC_MESSAGES/{domain}.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        data = _compile(po_path)
+        fd, tmp_name = tempfile.mkstemp(dir=po_path.parent, prefix=f".{domain}-", suffix=".mo")
+        try:
+            with os.fdopen(fd, "wb") as tmp_file:
+                tmp_file.write(data)
+            os.replace(tmp_name, mo_path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        written.append(mo_path)
+    return written
+
+
+def normalise_locale(value: str | None, default: str = DEFAULT_LOCALE) -> str:
+    """'en', 'en-US', 'zh_CN', 'zh-Hans' -> a shipped locale; anything else -> the default."""
+    if value:
+        base = value.replace("_", "-").split("-")[0].strip().lower()
+        if base in LOCALES:
+            return base
+    return default if default in LOCALES else DEFAULT_LOCALE
+
+
+@lru_cache(maxsize=len(LOCALES))
+def translations(locale: str) -> Translations:
+    """The board's catalogue for a shipped locale, compiled first if needed."""
+    locale = normalise_locale(locale)
+    po_path = LOCALES_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+    try:
+        ensure_compiled(LOCALES_DIR, DOMAIN)
+    except OSError:
+        # A read-only install: compile in memory instead of beside the .po.
+        return Translations(io.BytesIO(_compile(po_path)), domain=DOMAIN)
+    loaded = Translations.load(str(LOCALES_DIR), [locale], DOMAIN)
+    if not isinstance(loaded, Translations):
+        raise FileNotFoundError(f"no {DOMAIN} catalogue for {locale!r} under {LOCALES_DIR}")
+    return loaded
+
+
+PGettext = Callable[[str, str], str]
+
+
+def _pgettext(locale: str) -> PGettext:
+    catalogue = translations(normalise_locale(locale))
+
+    def pgettext(context: str, message: str) -> str:
+        return str(catalogue.pgettext(context, message))
+
+    return pgettext
+
+
+# Labels for the programme's terms. Each is a pgettext call with a literal context and message
+# so that Babel's extractor finds them; the vocabulary is PROGRAMME.md's.
+def _state_labels(pgettext: PGettext) -> dict[str, str]:
+    return {
+        State.SUBMITTED: pgettext("state", "Submitted"),
+        State.UNDER_REVIEW: pgettext("state", "Under review"),
+        State.CANDIDATE: pgettext("state", "Community candidate"),
+        State.REJECTED: pgettext("state", "Not adopted"),
+        State.MERGED: pgettext("state", "Merged"),
+        State.COUNCIL_VOTE: pgettext("state", "Council voting"),
+        State.RESOLVED_CANDIDATE: pgettext("state", "Resolved by the council"),
+        State.NOT_PASSED: pgettext("state", "Not passed"),
+        State.DETERMINED: pgettext("state", "Determined by the street"),
+        State.DEFERRED: pgettext("state", "Deferred"),
+        State.PUBLISHED: pgettext("state", "Published"),
+        State.IMPLEMENTER_ASSIGNED: pgettext("state", "Implementer assigned"),
+        State.STARTED: pgettext("state", "In progress"),
+        State.COMPLETED: pgettext("state", "Completed"),
+        State.ACCOUNTS_PUBLISHED: pgettext("state", "Final accounts published"),
+        State.EVALUATED: pgettext("state", "Evaluated"),
+        State.WITHDRAWN: pgettext("state", "Withdrawn"),
+        State.CANCELLED: pgettext("state", "Cancelled"),
+    }
+
+
+def _category_labels(pgettext: PGettext) -> dict[str, str]:
+    return {
+        Category.SAFETY: pgettext("category", "Removing safety hazards"),
+        Category.ENVIRONMENT: pgettext("category", "Community environment"),
+        Category.CULTURE_SPORTS: pgettext("category", "Culture, sports and recreation"),
+        Category.CARE: pgettext("category", "Care for residents"),
+    }
+
+
+def _kind_labels(pgettext: PGettext) -> dict[str, str]:
+    return {
+        Kind.SERVICE: pgettext("kind", "Service project"),
+        Kind.PHYSICAL: pgettext("kind", "Physical project"),
+    }
+
+
+def _source_type_labels(pgettext: PGettext) -> dict[str, str]:
+    return {
+        SourceType.RESIDENT: pgettext("source type", "Community resident"),
+        SourceType.UNIT: pgettext("source type", "Unit in the community"),
+        SourceType.SOCIAL_ORGANISATION: pgettext("source type", "Social organisation"),
+        SourceType.REPRESENTATIVE: pgettext("source type", "Representative or committee member"),
+    }
+
+
+def _exclusion_labels(pgettext: PGettext) -> dict[str, str]:
+    return {
+        ExclusionReason.PROPERTY_MANAGEMENT: pgettext(
+            "exclusion", "The property manager or another party is responsible"
+        ),
+        ExclusionReason.GOVERNMENT_INVESTMENT: pgettext(
+            "exclusion", "Duplicates a government investment project"
+        ),
+        ExclusionReason.OUT_OF_SCOPE: pgettext("exclusion", "Outside the four categories"),
+        ExclusionReason.OTHER: pgettext("exclusion", "Other reason"),
+    }
+
+
+_TABLES: dict[str, Callable[[PGettext], dict[str, str]]] = {
+    "state": _state_labels,
+    "category": _category_labels,
+    "kind": _kind_labels,
+    "source_type": _source_type_labels,
+    "exclusion": _exclusion_labels,
+}
+
+
+@lru_cache(maxsize=len(_TABLES) * len(LOCALES))
+def _labels(table: str, locale: str) -> dict[str, str]:
+    return _TABLES[table](_pgettext(locale))
+
+
+def _label(table: str, value: str, locale: str) -> str:
+    # An unknown value (a state added to rules.py before its label) shows as itself.
+    return _labels(table, locale).get(str(value), str(value))
+
+
+def state_label(value: State | str, locale: str) -> str:
+    return _label("state", value, locale)
+
+
+def category_label(value: Category | str, locale: str) -> str:
+    return _label("category", value, locale)
+
+
+def kind_label(value: Kind | str, locale: str) -> str:
+    return _label("kind", value, locale)
+
+
+def source_type_label(value: SourceType | str, locale: str) -> str:
+    return _label("source_type", value, locale)
+
+
+def exclusion_label(value: ExclusionReason | str, locale: str) -> str:
+    return _label("exclusion", value, locale)
+
+
+def proposer_label(source_type: SourceType | str, locale: str) -> str:
+    """Who proposed, as the public may see it: a resident is only ever "居民" / "resident";
+    units, organisations and representatives by their kind, never by name."""
+    if str(source_type) == SourceType.RESIDENT:
+        pgettext = _pgettext(locale)
+        return pgettext("proposer", "Resident")
+    return source_type_label(source_type, locale)
+
+
+# Babel tooling: what the code and templates ask to be translated.
+Message = str | tuple[str, str]  # a msgid, or a singular and plural pair
+
+
+def extract_messages() -> dict[tuple[str | None, Message], list[tuple[str, int]]]:
+    """Every (context, msgid) the board uses, with where: templates and PYTHON_SOURCES."""
+    found: dict[tuple[str | None, Message], list[tuple[str, int]]] = {}
+    root = Path(__file__).resolve().parents[1]
+    sources: list[tuple[Path, str, dict[str, str]]] = [
+        (path, "python", {}) for path in PYTHON_SOURCES
+    ]
+    sources += [
+        (path, "jinja2.ext:babel_extract", {"silent": "false", "trimmed": "true"})
+        for path in sorted(TEMPLATES_DIR.rglob("*.html"))
+    ]
+    for path, method, options in sources:
+        for lineno, message, _comments, context in extract_from_file(
+            method, str(path), options=options
+        ):
+            msgid: Message = message if isinstance(message, str) else (message[0], message[1])
+            where = str(path.relative_to(root))
+            found.setdefault((context, msgid), []).append((where, lineno))
+    return found
+
+
+_HEADER_COMMENT = """\
+# The public board's strings (gettext domain "board").
+# Regenerate the entries with `python -m webhook.i18n_web`; translations are kept."""
+
+
+def update_catalogs(locales_dir: Path = LOCALES_DIR) -> list[Path]:
+    """Merge the extracted messages into each locale's board.po (new ones untranslated,
+    vanished ones dropped, translations kept). Returns the files written."""
+    template = Catalog(project="minsheng", domain=DOMAIN, charset="utf-8")
+    for (context, msgid), locations in sorted(
+        extract_messages().items(), key=lambda item: item[1][0]
+    ):
+        template.add(msgid, locations=locations, context=context)
+    written = []
+    for locale in LOCALES:
+        po_path = locales_dir / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+        po_path.parent.mkdir(parents=True, exist_ok=True)
+        if po_path.exists():
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=locale, domain=DOMAIN)
+        else:
+            catalog = Catalog(locale=locale, domain=DOMAIN, project="minsheng", charset="utf-8")
+        created = catalog.creation_date
+        catalog.update(template, no_fuzzy_matching=True, update_creation_date=False)
+        catalog.creation_date = catalog.revision_date = created
+        catalog.msgid_bugs_address = ""
+        catalog.obsolete.clear()
+        catalog.fuzzy = False
+        catalog.header_comment = _HEADER_COMMENT
+        catalog.language_team = catalog.last_translator = "minsheng"
+        catalog.version = "1"
+        with po_path.open("wb") as po_file:
+            write_po(po_file, catalog, width=100, omit_header=False, include_previous=False)
+        written.append(po_path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in update_catalogs():
+        print(path)
