@@ -119,16 +119,23 @@ class Community(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     street_id: Mapped[int] = mapped_column(ForeignKey("street.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(64))
+    # What suggestion numbers start with (新沙-2026-0007): the short name, or, where another
+    # community in the city has the same name, the street's short name before it.
+    number_prefix: Mapped[str] = mapped_column(String(64), unique=True)
     # The residents' council's rules (议事规则): percentages, strictly-more-than semantics.
     council_quorum_pct: Mapped[int] = mapped_column(Integer, default=50)
     council_threshold_pct: Mapped[int] = mapped_column(Integer, default=50)
 
     street: Mapped[Street] = relationship(back_populates="communities")
 
-    @property
-    def short_name(self) -> str:
-        """新沙社区 -> 新沙, as used in suggestion numbers read out on the phone."""
-        return self.name.removesuffix("社区") or self.name
+
+
+def short_name(name: str) -> str:
+    """新沙社区 -> 新沙, 沙头街道 -> 沙头: what people say on the phone."""
+    for suffix in ("社区", "街道", "街道办事处"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name.removesuffix(suffix)
+    return name
 
 
 class ChatPurpose(enum.StrEnum):

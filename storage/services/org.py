@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.models import Community, District, Street
+from storage.models import Community, District, Street, short_name
 
 CSV_HEADER = ("district", "street", "community")
 NAME_MAX = 64
@@ -69,6 +69,7 @@ async def import_rows(session: AsyncSession, rows: Iterable[OrgRow]) -> ImportRe
     communities = {
         (c.street_id, c.name): c for c in (await session.scalars(select(Community))).all()
     }
+    prefixes = {c.number_prefix for c in communities.values()}
     for row in rows:
         district = districts.get(row.district)
         if district is None:
@@ -85,12 +86,31 @@ async def import_rows(session: AsyncSession, rows: Iterable[OrgRow]) -> ImportRe
             await session.flush()
             added[1] += 1
         if (street.id, row.community) not in communities:
-            community = Community(street_id=street.id, name=row.community)
+            prefix = _number_prefix(row, prefixes)
+            prefixes.add(prefix)
+            community = Community(street_id=street.id, name=row.community, number_prefix=prefix)
             communities[(street.id, row.community)] = community
             session.add(community)
             added[2] += 1
     await session.commit()
     return ImportResult(*added)
+
+
+def _number_prefix(row: OrgRow, taken: set[str]) -> str:
+    """The community's short name, unless another community already has it: then the
+    street's short name before it, then the district's (新沙, 沙头新沙, 福田沙头新沙)."""
+    candidates = [
+        short_name(row.community),
+        short_name(row.street) + short_name(row.community),
+        short_name(row.district) + short_name(row.street) + short_name(row.community),
+    ]
+    for candidate in candidates:
+        if candidate not in taken:
+            return candidate
+    n = 2
+    while f"{candidates[-1]}{n}" in taken:
+        n += 1
+    return f"{candidates[-1]}{n}"
 
 
 async def list_districts(session: AsyncSession) -> list[District]:

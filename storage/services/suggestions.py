@@ -106,7 +106,7 @@ async def next_number(session: AsyncSession, community: Community, year: int) ->
         .returning(counter.last_seq)
     )
     seq = int((await session.execute(stmt)).scalar_one())
-    return seq, f"{community.short_name}-{year}-{seq:04d}"
+    return seq, f"{community.number_prefix}-{year}-{seq:04d}"
 
 
 async def submit(

@@ -95,7 +95,7 @@ async def test_listing_and_lookup(session: AsyncSession, org: OrgTree) -> None:
     communities = await org_service.list_communities(session, streets[0].id)
     assert sorted(c.name for c in communities) == ["天安社区", "新沙社区"]
     found = await org_service.find_community(session, "新沙社区")
-    assert found is not None and found.short_name == "新沙"
+    assert found is not None and found.number_prefix == "新沙"
     full = await org_service.get_community(session, found.id)
     assert full is not None and full.street.district.name == "福田区"
     assert await org_service.find_community(session, "没有社区") is None

@@ -360,11 +360,6 @@ async def test_add_follower_is_idempotent(sessionmaker: Sessions, org: OrgTree) 
         assert sorted(followers) == sorted([stored.proposer_id, other.proposer_id])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: suggestion.number is globally unique but made from the community's short "
-    "name, so two communities of the same name (allowed by the org import) collide",
-)
 async def test_same_named_communities_can_both_take_suggestions(sessionmaker: Sessions) -> None:
     from storage.services.org import import_rows, parse_org_csv
 
@@ -374,3 +369,7 @@ async def test_same_named_communities_can_both_take_suggestions(sessionmaker: Se
         ids = sorted(await session.scalars(select(Community.id)))
     for n, community_id in enumerate(ids):
         await submit(sessionmaker, community_id, resident(n))
+    async with sessionmaker() as session:
+        numbers = sorted(await session.scalars(select(Suggestion.number)))
+    year = numbers[0].split("-")[1]
+    assert numbers == sorted([f"中心-{year}-0001", f"二中心-{year}-0001"])

@@ -97,11 +97,13 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("street_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("number_prefix", sa.String(length=64), nullable=False),
         sa.Column("council_quorum_pct", sa.Integer(), nullable=False),
         sa.Column("council_threshold_pct", sa.Integer(), nullable=False),
         _fk("street_id", "street.id", "community", "RESTRICT"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_community")),
         sa.UniqueConstraint("street_id", "name", name=op.f("uq_community_street_id")),
+        sa.UniqueConstraint("number_prefix", name=op.f("uq_community_number_prefix")),
     )
     op.create_table(
         "audit_event",
