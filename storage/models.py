@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -343,3 +344,205 @@ class DeadLetter(Base):
     update_id: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
+
+
+# --- Consultation and resolution (商议、决议): access, screening, council votes -------------
+
+
+class ApiToken(Base):
+    """A bearer token of the officials' API. Only its hash is kept; the prefix identifies it."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role))
+    scope_level: Mapped[ScopeLevel] = mapped_column(str_enum(ScopeLevel))
+    scope_id: Mapped[int | None]
+    label: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Invite(Base):
+    """A deep link that grants a role in a scope to whoever opens it (N uses, may expire)."""
+
+    __tablename__ = "invite"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role))
+    scope_level: Mapped[ScopeLevel] = mapped_column(str_enum(ScopeLevel))
+    scope_id: Mapped[int | None]
+    max_uses: Mapped[int] = mapped_column(Integer, default=1)
+    used_count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None]
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class InviteRedemption(Base):
+    __tablename__ = "invite_redemption"
+
+    invite_id: Mapped[int] = mapped_column(
+        ForeignKey("invite.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    redeemed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VoteStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class VoteOutcome(enum.StrEnum):
+    RESOLVED = "resolved"  # 决议通过: a resolved candidate
+    NOT_PASSED = "not_passed"  # 未通过
+    NO_QUORUM = "no_quorum"  # 未达法定人数: decides nothing, may be put again
+
+
+class Choice(enum.StrEnum):
+    """The three options of every council poll, in this order (poll option ids 0, 1, 2)."""
+
+    AGREE = "agree"  # 同意
+    AGAINST = "against"  # 反对
+    ABSTAIN = "abstain"  # 弃权
+
+
+class CouncilVote(Base):
+    """One sitting of the residents' council on one or more candidates (决议)."""
+
+    __tablename__ = "council_vote"
+    __table_args__ = (
+        CheckConstraint("quorum_pct BETWEEN 0 AND 100", name="quorum"),
+        CheckConstraint("threshold_pct BETWEEN 0 AND 100", name="threshold"),
+        Index("ix_council_vote_due", "status", "closes_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="RESTRICT"))
+    convened_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    convened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closes_at: Mapped[datetime]
+    # Strictly more than these percentages: of the council voting, of the votes cast agreeing.
+    quorum_pct: Mapped[int] = mapped_column(Integer)
+    threshold_pct: Mapped[int] = mapped_column(Integer)
+    council_size: Mapped[int] = mapped_column(Integer)
+    # Where the polls went: the council's group, or each member's private chat.
+    council_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[VoteStatus] = mapped_column(str_enum(VoteStatus), default=VoteStatus.OPEN)
+    closed_at: Mapped[datetime | None]
+
+    community: Mapped[Community] = relationship()
+    items: Mapped[list[CouncilVoteItem]] = relationship(
+        back_populates="vote", order_by="CouncilVoteItem.position"
+    )
+
+
+class CouncilVoteMember(Base):
+    """Who may vote: the community's council as it stood when the vote was convened."""
+
+    __tablename__ = "council_vote_member"
+
+    vote_id: Mapped[int] = mapped_column(
+        ForeignKey("council_vote.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    telegram_id: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class CouncilVoteItem(Base):
+    """One candidate put to the council, and, once closed, its tally and outcome."""
+
+    __tablename__ = "council_vote_item"
+    __table_args__ = (UniqueConstraint("vote_id", "suggestion_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vote_id: Mapped[int] = mapped_column(ForeignKey("council_vote.id", ondelete="CASCADE"))
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestion.id", ondelete="RESTRICT"))
+    position: Mapped[int] = mapped_column(Integer)
+    agree: Mapped[int] = mapped_column(Integer, default=0)
+    against: Mapped[int] = mapped_column(Integer, default=0)
+    abstain: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[VoteOutcome | None] = mapped_column(str_enum(VoteOutcome))
+    # What Telegram said when it refused the poll (surfaced to the staff member).
+    send_error: Mapped[str | None] = mapped_column(Text)
+
+    vote: Mapped[CouncilVote] = relationship(back_populates="items")
+    suggestion: Mapped[Suggestion] = relationship()
+
+
+class CouncilPoll(Base):
+    """A native Telegram poll carrying one item: in the council's group, or one per member."""
+
+    __tablename__ = "council_poll"
+
+    poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("council_vote_item.id", ondelete="CASCADE"), index=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    stopped_at: Mapped[datetime | None]
+
+
+class Ballot(Base):
+    """A person's current answer on one item; a change replaces it, a retraction clears it.
+
+    Answers of people outside the council, or after the close, are kept but never counted.
+    """
+
+    __tablename__ = "ballot"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("council_vote_item.id", ondelete="CASCADE"), primary_key=True
+    )
+    telegram_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    choice: Mapped[Choice | None] = mapped_column(str_enum(Choice))
+    counted: Mapped[bool] = mapped_column(Boolean)
+    ignored_reason: Mapped[str | None] = mapped_column(String(16))  # not_member | late
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # refused by Telegram (400) or out of attempts
+    BLOCKED = "blocked"  # the person blocked the bot (403)
+
+
+class Notification(Base):
+    """The outbox: a message owed to a chat, written in the transaction of what caused it and
+    sent by the scheduler within Telegram's limits, so nothing is lost and nothing doubled.
+
+    `kind` and `params` are rendered in the recipient's language when sent."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_due", "status", "not_before"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(48))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image: Mapped[bytes | None] = mapped_column(LargeBinary)
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    status: Mapped[NotificationStatus] = mapped_column(
+        str_enum(NotificationStatus), default=NotificationStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
