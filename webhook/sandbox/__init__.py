@@ -1,0 +1,1 @@
+"""Sandbox mode: a Bot API emulator in the process, its /sandbox web chat, and the demo world."""
