@@ -157,9 +157,11 @@ class Transition:
     public: bool = True  # shown on the board (三议三公开)
 
 
-_STAFF = frozenset({Role.COMMUNITY_STAFF})
-_STREET = frozenset({Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN})
-_DELIVERY = frozenset({Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.IMPLEMENTER})
+# Officials of a wider scope may do what a narrower one may, within their scope (a street
+# official in the communities of the street): the scope check is the access service's.
+_STREET = frozenset({Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN})
+_STAFF = _STREET | {Role.COMMUNITY_STAFF}
+_DELIVERY = _STREET | {Role.IMPLEMENTER}
 _SYSTEM = frozenset({Role.SYSTEM})
 
 
@@ -199,7 +201,7 @@ _CANCEL: tuple[Transition, ...] = tuple(
         Action.CANCEL,
         source,
         State.CANCELLED,
-        _STREET | _STAFF if source in _CANCEL_BY_COMMUNITY else _STREET,
+        _STAFF if source in _CANCEL_BY_COMMUNITY else _STREET,
     )
     for source in sorted(ACTIVE_STATES)
 )

@@ -326,3 +326,13 @@ def test_deadline_is_the_end_of_a_local_day(assigned: datetime, kind: Kind) -> N
     assert local_end.date() == deadline.due_date + timedelta(days=1)
     assert deadline.due_at.tzinfo is UTC
     assert deadline.due_at > assigned
+
+
+def test_wider_officials_may_do_what_narrower_ones_may() -> None:
+    """Scope is checked elsewhere; by role, a street official screens like community staff,
+    and the district and the city like the street office."""
+    for t in TRANSITIONS:
+        if Role.COMMUNITY_STAFF in t.roles:
+            assert {Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN} <= t.roles
+        if Role.STREET_OFFICIAL in t.roles:
+            assert {Role.DISTRICT_ADMIN, Role.CITY_ADMIN} <= t.roles

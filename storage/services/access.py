@@ -1,0 +1,198 @@
+"""Who may do what where: roles held per scope, and whether a scope covers a community.
+
+A community's staff acts in its community, a street official in the street's communities, a
+district admin in the district's, a city admin everywhere. The same check serves the bot
+(people with granted roles) and the officials' API (bearer tokens with a role and a scope).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Community, District, Person, RoleGrant, Street, utcnow
+from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    level: ScopeLevel
+    id: int | None = None  # None for the city
+
+    @classmethod
+    def city(cls) -> Scope:
+        return cls(ScopeLevel.CITY)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A community with the street and district it lies in."""
+
+    community_id: int
+    street_id: int
+    district_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Someone acting: a role in a scope, and the person behind it when known."""
+
+    role: Role
+    scope: Scope
+    person_id: int | None = None
+
+
+def covers(scope: Scope, place: Place) -> bool:
+    match scope.level:
+        case ScopeLevel.CITY:
+            return True
+        case ScopeLevel.DISTRICT:
+            return scope.id == place.district_id
+        case ScopeLevel.STREET:
+            return scope.id == place.street_id
+        case ScopeLevel.COMMUNITY:
+            return scope.id == place.community_id
+    return False
+
+
+async def place_of(session: AsyncSession, community_id: int) -> Place | None:
+    row = (
+        await session.execute(
+            select(Community.id, Street.id, Street.district_id)
+            .join(Street, Street.id == Community.street_id)
+            .where(Community.id == community_id)
+        )
+    ).first()
+    return Place(*row) if row is not None else None
+
+
+async def resolve_scope(session: AsyncSession, role: Role, name: str | None) -> Scope:
+    """The scope a role is granted in, by the name of a community, street or district."""
+    level = ROLE_SCOPE.get(role)
+    if level is None:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    if level is ScopeLevel.CITY:
+        if name:
+            raise RuleViolation("scope_not_expected", "city_admin takes no scope")
+        return Scope.city()
+    if not name:
+        raise RuleViolation("scope_required", f"{role.value} needs a {level.value} name")
+    column = {
+        ScopeLevel.COMMUNITY: (Community.id, Community.name),
+        ScopeLevel.STREET: (Street.id, Street.name),
+        ScopeLevel.DISTRICT: (District.id, District.name),
+    }[level]
+    ids = list((await session.scalars(select(column[0]).where(column[1] == name))).all())
+    if not ids:
+        raise RuleViolation("unknown_scope", f"no {level.value} named {name!r}")
+    if len(ids) > 1:
+        raise RuleViolation("ambiguous_scope", f"{len(ids)} {level.value}s are named {name!r}")
+    return Scope(level, ids[0])
+
+
+async def grant_role(
+    session: AsyncSession,
+    person_id: int,
+    role: Role,
+    scope: Scope,
+    *,
+    granted_by_id: int | None = None,
+) -> RoleGrant:
+    """Grant (idempotently) a role in a scope. Flushes; the caller's operation commits."""
+    if ROLE_SCOPE.get(role) is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    existing = (
+        await session.scalars(
+            select(RoleGrant).where(
+                RoleGrant.person_id == person_id,
+                RoleGrant.role == role,
+                RoleGrant.scope_level == scope.level,
+                RoleGrant.scope_id.is_(None)
+                if scope.id is None
+                else RoleGrant.scope_id == scope.id,
+                RoleGrant.revoked_at.is_(None),
+            )
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    grant = RoleGrant(
+        person_id=person_id,
+        role=role,
+        scope_level=scope.level,
+        scope_id=scope.id,
+        granted_by_id=granted_by_id,
+    )
+    session.add(grant)
+    await session.flush()
+    return grant
+
+
+async def revoke_role(session: AsyncSession, grant_id: int) -> None:
+    grant = await session.get(RoleGrant, grant_id)
+    if grant is not None and grant.revoked_at is None:
+        grant.revoked_at = utcnow()
+        await session.flush()
+
+
+async def principals_of(session: AsyncSession, person_id: int) -> list[Principal]:
+    grants = await session.scalars(
+        select(RoleGrant).where(RoleGrant.person_id == person_id, RoleGrant.revoked_at.is_(None))
+    )
+    return [Principal(g.role, Scope(g.scope_level, g.scope_id), person_id) for g in grants]
+
+
+async def principal_for(
+    session: AsyncSession, telegram_id: int, community_id: int, roles: frozenset[Role]
+) -> Principal | None:
+    """The person's grant among `roles` whose scope covers the community (narrowest first)."""
+    person = (
+        await session.scalars(select(Person).where(Person.telegram_id == telegram_id))
+    ).first()
+    place = await place_of(session, community_id)
+    if person is None or place is None:
+        return None
+    order = [ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY]
+    candidates = [
+        p
+        for p in await principals_of(session, person.id)
+        if p.role in roles and covers(p.scope, place)
+    ]
+    candidates.sort(key=lambda p: order.index(p.scope.level))
+    return candidates[0] if candidates else None
+
+
+async def require(
+    session: AsyncSession, principal: Principal, community_id: int, roles: frozenset[Role]
+) -> Place:
+    """The community's place if `principal` holds one of `roles` over it; else RuleViolation."""
+    if principal.role not in roles:
+        raise RuleViolation("role_not_allowed", f"{principal.role.value} may not do this")
+    place = await place_of(session, community_id)
+    if place is None:
+        raise RuleViolation("unknown_community", "no such community")
+    if not covers(principal.scope, place):
+        raise RuleViolation("out_of_scope", "this community is outside your scope")
+    return place
+
+
+async def council_members(session: AsyncSession, community_id: int) -> list[Person]:
+    query = (
+        select(Person)
+        .join(RoleGrant, RoleGrant.person_id == Person.id)
+        .where(
+            RoleGrant.role == Role.COUNCIL_MEMBER,
+            RoleGrant.scope_level == ScopeLevel.COMMUNITY,
+            RoleGrant.scope_id == community_id,
+            RoleGrant.revoked_at.is_(None),
+        )
+        .order_by(Person.id)
+        .distinct()
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def scopes_of_role(session: AsyncSession, person_id: int, role: Role) -> list[Scope]:
+    return [p.scope for p in await principals_of(session, person_id) if p.role is role]
