@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from bot.commands_menu import set_bot_commands
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from bot.commands_menu import set_bot_commands
 from bot.factory import create_bot, create_dispatcher
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings

@@ -1,0 +1,27 @@
+"""The bot's routers, built fresh on every call (a router can be attached only once)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from dialogs.common import ConversationLockMiddleware
+
+
+def create_root_router() -> Router:
+    """Commands first, then groups, then the suggestion dialog, then the fallback for
+    whatever nobody else took (unknown commands, stray messages, stale buttons)."""
+    from bot.handlers import commands, fallback, groups
+    from dialogs import suggestion
+
+    root = Router(name="root")
+    # One person's updates one at a time, across every router below (see the middleware).
+    lock = ConversationLockMiddleware()
+    root.message.outer_middleware(lock)
+    root.callback_query.outer_middleware(lock)
+    root.include_routers(
+        commands.create_router(),
+        groups.create_router(),
+        suggestion.create_router(),
+        fallback.create_router(),
+    )
+    return root

@@ -1,0 +1,218 @@
+"""Commands in a private chat: /start (with or without a deep-link payload), /help, /suggest,
+/my, /cancel, /lang, and the language buttons."""
+
+from __future__ import annotations
+
+import re
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import LangCb
+from bot.keyboards import LANGUAGE_NAMES, language_keyboard
+from bot.texts import local_date, quote, status_label
+from dialogs import suggestion
+from dialogs.common import identity
+from dialogs.org_picker import get_community
+from storage.services.people import SUPPORTED_LOCALES, set_locale
+from storage.services.suggestions import list_for_proposer
+from storage.settings import Settings
+
+# Deep-link payloads Telegram accepts; anything else is treated as a plain /start.
+PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SUGGEST_PAYLOAD_RE = re.compile(r"^s_([1-9][0-9]{0,17})$")
+
+MESSAGE_LIMIT = 4096
+MY_TEXT_BUDGET = 3800  # leaves room for the "and N more" line and the footer
+MY_FETCH = 1000
+
+
+def suggest_payload(community_id: int) -> str:
+    return f"s_{community_id}"
+
+
+def parse_suggest_payload(args: str | None) -> int | None:
+    """The community id of a well-formed `s_<id>` payload, else None."""
+    if not args or not PAYLOAD_RE.match(args):
+        return None
+    match = SUGGEST_PAYLOAD_RE.match(args)
+    return int(match.group(1)) if match else None
+
+
+def commands_overview() -> str:
+    return "\n".join(
+        (
+            _("/suggest — suggest a project for your community"),
+            _("/my — your suggestions and where they stand"),
+            _("/cancel — stop the suggestion you are writing"),
+            _("/lang — 中文 / English"),
+            _("/help — what I can do"),
+        )
+    )
+
+
+def welcome_text(first_name: str) -> str:
+    return (
+        _("Hello, {name}!").format(name=quote(first_name))
+        + "\n\n"
+        + _(
+            "I am the assistant for livelihood micro-projects (民生微实事): residents suggest "
+            "small, practical projects for their community, the residents' council discusses "
+            "them, and the street office funds and delivers them, all in public."
+        )
+        + "\n\n"
+        + commands_overview()
+    )
+
+
+def help_text() -> str:
+    return (
+        _(
+            "A micro-project is something small that many residents would benefit from: "
+            "removing a safety hazard, improving the environment, a cultural or sports "
+            "facility, or care for residents. Property management duties and government "
+            "investment projects are not included."
+        )
+        + "\n\n"
+        + commands_overview()
+    )
+
+
+async def _continue_if_in_dialog(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
+) -> bool:
+    if not suggestion.is_dialog_state(raw_state):
+        return False
+    await suggestion.reask(bot, message.chat.id, state, session, suggestion.continue_note())
+    return True
+
+
+async def cmd_start(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> None:
+    assert message.from_user is not None
+    community_id = parse_suggest_payload(command.args)
+    if community_id is not None and await get_community(session, community_id) is not None:
+        if await _continue_if_in_dialog(message, state, session, bot, raw_state):
+            return
+        await suggestion.start(
+            bot, message.chat.id, message.from_user.id, state, session, settings, community_id
+        )
+        return
+    await message.answer(welcome_text(message.from_user.first_name))
+    await _continue_if_in_dialog(message, state, session, bot, raw_state)
+
+
+async def cmd_help(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
+) -> None:
+    await message.answer(help_text())
+    await _continue_if_in_dialog(message, state, session, bot, raw_state)
+
+
+async def cmd_suggest(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> None:
+    assert message.from_user is not None
+    if await _continue_if_in_dialog(message, state, session, bot, raw_state):
+        return
+    await suggestion.start(bot, message.chat.id, message.from_user.id, state, session, settings)
+
+
+def my_text(lines: list[str], total: int) -> str:
+    header = "<b>" + _("Your suggestions") + "</b>"
+    shown: list[str] = []
+    used = len(header)
+    for line in lines:
+        if used + len(line) + 2 > MY_TEXT_BUDGET:
+            break
+        shown.append(line)
+        used += len(line) + 2
+    text = header + "\n\n" + "\n\n".join(shown)
+    if total > len(shown):
+        text += "\n\n" + _("…and {count} more.").format(count=total - len(shown))
+    return text
+
+
+async def cmd_my(message: Message, session: AsyncSession, settings: Settings) -> None:
+    assert message.from_user is not None
+    found = await list_for_proposer(session, message.from_user.id, limit=MY_FETCH)
+    if not found:
+        await message.answer(
+            _("You have not made any suggestions yet. Send /suggest to make your first one.")
+        )
+        return
+    lines = [
+        _("<b>{number}</b> · {status} · {date}\n{title}").format(
+            number=quote(item.number),
+            status=status_label(item.status),
+            date=local_date(item.created_at, settings.tz),
+            title=quote(item.title),
+        )
+        for item in found
+    ]
+    await message.answer(my_text(lines, len(found)))
+
+
+async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> None:
+    if not suggestion.is_dialog_state(raw_state):
+        await message.answer(_("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove())
+        return
+    await state.clear()
+    await message.answer(suggestion.cancelled_text(), reply_markup=ReplyKeyboardRemove())
+
+
+async def cmd_lang(message: Message) -> None:
+    await message.answer(_("Please choose your language:"), reply_markup=language_keyboard())
+
+
+async def on_language(
+    callback: CallbackQuery, callback_data: LangCb, session: AsyncSession, i18n: I18n
+) -> None:
+    locale = callback_data.locale
+    if locale not in SUPPORTED_LOCALES:
+        await callback.answer(_("This button is out of date."), show_alert=False)
+        return
+    await set_locale(session, identity(callback.from_user), locale)
+    # The rest of this update is already in the old language: answer in the new one.
+    with i18n.use_locale(locale):
+        done = _("From now on I will speak {language} with you.").format(
+            language=LANGUAGE_NAMES[locale]
+        )
+        await callback.answer()
+        if isinstance(callback.message, Message):
+            try:
+                await callback.message.edit_text(done, reply_markup=None)
+            except TelegramBadRequest:
+                await callback.message.answer(done)
+
+
+def create_router() -> Router:
+    router = Router(name="private-commands")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(cmd_start, CommandStart())
+    router.message.register(cmd_help, Command("help"))
+    router.message.register(cmd_suggest, Command("suggest"))
+    router.message.register(cmd_my, Command("my"))
+    router.message.register(cmd_cancel, Command("cancel"))
+    router.message.register(cmd_lang, Command("lang"))
+    router.callback_query.register(on_language, LangCb.filter())
+    return router

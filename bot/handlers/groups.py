@@ -1,0 +1,286 @@
+"""Group chats: the bot added or removed, binding the group to its community (only the group's
+admins' presses count), and the group's "Suggest a project" deep-link message.
+
+A group is never spammed: the bot speaks when it joins, when a binding step is taken, and when
+someone addresses one of its commands to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatMemberStatus, ChatType
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdatedFilter, Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
+from aiogram.types import CallbackQuery, ChatMemberUpdated, Message
+from aiogram.utils.deep_linking import create_start_link
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import BindCb, OrgLevel
+from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
+from bot.texts import quote
+from dialogs.common import identity
+from dialogs.org_picker import community_names, community_path, get_community, render_level
+from storage.models import Community
+from storage.services import chats, org
+from storage.services.people import ensure_person, mark_blocked
+
+log = logging.getLogger(__name__)
+
+GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+ADMIN_STATUSES = frozenset({ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR})
+
+
+def binding_context(storage: BaseStorage, bot: Bot, chat_id: int) -> FSMContext:
+    """Where the current binding message of a group is remembered. Presses on any other
+    (older) binding message are stale. user_id 0 is nobody, so this never meets a person's
+    own conversation state."""
+    return FSMContext(storage, StorageKey(bot_id=bot.id, chat_id=chat_id, user_id=0))
+
+
+async def is_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramAPIError:
+        return False
+    return member.status in ADMIN_STATUSES
+
+
+async def sent_by_admin(message: Message, bot: Bot) -> bool:
+    # An anonymous admin writes as the group itself.
+    if message.sender_chat is not None and message.sender_chat.id == message.chat.id:
+        return True
+    if message.from_user is None:
+        return False
+    return await is_admin(bot, message.chat.id, message.from_user.id)
+
+
+def binding_heading() -> str:
+    return (
+        _(
+            "Hello! I am the assistant for livelihood micro-projects (民生微实事). Through me, "
+            "the residents in this group can suggest small projects for their community."
+        )
+        + "\n\n<b>"
+        + _("A group admin, please link this group to its community.")
+        + "</b>"
+    )
+
+
+async def post_binding_prompt(
+    bot: Bot, chat_id: int, session: AsyncSession, storage: BaseStorage
+) -> None:
+    view = await render_level(session, BindCb, OrgLevel.DISTRICTS, 0, 0, binding_heading())
+    assert view is not None
+    sent = await bot.send_message(chat_id, view.text, reply_markup=view.markup)
+    await binding_context(storage, bot, chat_id).set_data({"message_id": sent.message_id})
+
+
+async def _path(session: AsyncSession, community: Community) -> str:
+    return community_path(*await community_names(session, community))
+
+
+async def post_suggest_message(
+    bot: Bot, chat_id: int, community: Community, *, pin_hint: bool
+) -> None:
+    url = await create_start_link(bot, f"s_{community.id}")
+    text = (
+        "<b>"
+        + _("Suggest a project for {community}").format(community=quote(community.name))
+        + "</b>\n\n"
+        + _(
+            "Have an idea for a small project that would make our community better: fixing a "
+            "hazard, tidying a corner, an activity for the elderly or for children? Tap “{button}” "
+            "and I will help you write it down in a private chat, step by step."
+        ).format(button=suggest_label())
+    )
+    if pin_hint:
+        text += "\n\n" + _("Admins: pin this message so that everyone can find the button.")
+    await bot.send_message(chat_id, text, reply_markup=suggest_link_keyboard(url))
+
+
+async def bound_community(session: AsyncSession, chat_id: int) -> Community | None:
+    chat = await chats.get_chat(session, chat_id)
+    if chat is None or chat.community_id is None:
+        return None
+    return await org.get_community(session, chat.community_id)
+
+
+async def on_bot_added(
+    event: ChatMemberUpdated, bot: Bot, session: AsyncSession, fsm_storage: BaseStorage
+) -> None:
+    chat = event.chat
+    await chats.note_membership(session, chat.id, chat.title or "", chat.type, is_member=True)
+    community = await bound_community(session, chat.id)
+    try:
+        if community is None:
+            await post_binding_prompt(bot, chat.id, session, fsm_storage)
+            return
+        await bot.send_message(
+            chat.id,
+            _(
+                "Hello again! This group is linked to {path}. A group admin can change that "
+                "with /bind."
+            ).format(path=await _path(session, community)),
+        )
+        await post_suggest_message(bot, chat.id, community, pin_hint=True)
+    except TelegramAPIError as exc:
+        # Added without the right to write: nothing to do until an admin lets it speak.
+        log.info("cannot write to group %s: %s", chat.id, exc)
+
+
+async def on_bot_removed(
+    event: ChatMemberUpdated, bot: Bot, session: AsyncSession, fsm_storage: BaseStorage
+) -> None:
+    chat = event.chat
+    await chats.note_membership(session, chat.id, chat.title or "", chat.type, is_member=False)
+    await binding_context(fsm_storage, bot, chat.id).clear()
+
+
+async def on_blocked_in_private(event: ChatMemberUpdated, session: AsyncSession) -> None:
+    """The person blocked the bot: stop writing to them until they come back."""
+    await mark_blocked(session, event.chat.id)
+
+
+async def cmd_bind(
+    message: Message, bot: Bot, session: AsyncSession, fsm_storage: BaseStorage
+) -> None:
+    if not await sent_by_admin(message, bot):
+        await message.reply(
+            _("Only the group's admins can link this group to a community. Thank you!")
+        )
+        return
+    await post_binding_prompt(bot, message.chat.id, session, fsm_storage)
+
+
+async def cmd_suggest(message: Message, bot: Bot, session: AsyncSession) -> None:
+    community = await bound_community(session, message.chat.id)
+    if community is not None:
+        await post_suggest_message(bot, message.chat.id, community, pin_hint=False)
+        return
+    me = await bot.me()
+    await message.reply(
+        _(
+            "This group is not linked to a community yet, so I don't know where a suggestion "
+            "from here should go. A group admin can link it with /bind. You can also suggest "
+            "in a private chat with me."
+        ),
+        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
+    )
+
+
+async def cmd_help(message: Message, session: AsyncSession) -> None:
+    community = await bound_community(session, message.chat.id)
+    if community is not None:
+        where = _("This group is linked to {path}.").format(path=await _path(session, community))
+    else:
+        where = _("This group is not linked to a community yet.")
+    await message.reply(
+        where
+        + "\n\n"
+        + _("/suggest — suggest a project for this community")
+        + "\n"
+        + _("/bind — (admins) link this group to its community")
+        + "\n\n"
+        + _("Everything else happens in a private chat with me.")
+    )
+
+
+async def cmd_private_only(message: Message, bot: Bot) -> None:
+    me = await bot.me()
+    await message.reply(
+        _("That works in a private chat with me."),
+        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
+    )
+
+
+async def on_bind_press(
+    callback: CallbackQuery,
+    callback_data: BindCb,
+    bot: Bot,
+    session: AsyncSession,
+    fsm_storage: BaseStorage,
+) -> None:
+    message = callback.message
+    if not isinstance(message, Message):
+        await callback.answer(_("This button is out of date."))
+        return
+    context = binding_context(fsm_storage, bot, message.chat.id)
+    if await context.get_value("message_id") != message.message_id:
+        await callback.answer(_("This button is out of date."))
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_reply_markup(reply_markup=None)
+        return
+    if not await is_admin(bot, message.chat.id, callback.from_user.id):
+        await callback.answer(
+            _("Only the group's admins can choose the community. Thank you!"), show_alert=True
+        )
+        return
+    if callback_data.level is not OrgLevel.PICK:
+        view = await render_level(
+            session,
+            BindCb,
+            callback_data.level,
+            callback_data.id,
+            callback_data.page,
+            binding_heading(),
+        )
+        if view is None:
+            view = await render_level(session, BindCb, OrgLevel.DISTRICTS, 0, 0, binding_heading())
+        await callback.answer()
+        if view is not None:
+            with contextlib.suppress(TelegramBadRequest):
+                await message.edit_text(view.text, reply_markup=view.markup)
+        return
+    community = await get_community(session, callback_data.id)
+    if community is None:
+        await callback.answer(_("That community is no longer available."), show_alert=True)
+        return
+    person = await ensure_person(session, identity(callback.from_user))
+    await chats.bind_chat(
+        session,
+        message.chat.id,
+        community,
+        title=message.chat.title or "",
+        chat_type=message.chat.type,
+        bound_by_person_id=person.id,
+    )
+    await context.clear()
+    await callback.answer(_("Linked."))
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_text(
+            "✅ "
+            + _("This group is now linked to {path}.").format(path=await _path(session, community))
+            + "\n"
+            + _("A group admin can change that with /bind."),
+            reply_markup=None,
+        )
+    await post_suggest_message(bot, message.chat.id, community, pin_hint=True)
+
+
+def create_router() -> Router:
+    router = Router(name="groups")
+    in_group = F.chat.type.in_(GROUP_TYPES)
+    router.my_chat_member.register(on_bot_added, in_group, ChatMemberUpdatedFilter(JOIN_TRANSITION))
+    router.my_chat_member.register(
+        on_bot_removed, in_group, ChatMemberUpdatedFilter(LEAVE_TRANSITION)
+    )
+    router.my_chat_member.register(
+        on_blocked_in_private,
+        F.chat.type == ChatType.PRIVATE,
+        F.new_chat_member.status == ChatMemberStatus.KICKED,
+    )
+    router.message.filter(in_group)
+    router.message.register(cmd_bind, Command("bind"))
+    router.message.register(cmd_suggest, Command("suggest"))
+    router.message.register(cmd_help, Command("help", "start"))
+    router.message.register(cmd_private_only, Command("my", "cancel", "lang"))
+    router.callback_query.register(
+        on_bind_press, F.message.chat.type.in_(GROUP_TYPES), BindCb.filter()
+    )
+    return router

@@ -1,0 +1,96 @@
+"""Labels for the programme's vocabulary (categories, kinds, states, source types) in the
+user's language, and small helpers for showing what people typed.
+
+The msgids are English; the Chinese catalogue carries the programme's official terms
+(PROGRAMME.md), so a resident reads the words a Shenzhen community worker would use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.text_decorations import html_decoration
+
+from storage.rules import FEN_PER_YUAN, Category, Kind, SourceType, State, format_yuan
+
+_CATEGORY: dict[Category, Any] = {
+    Category.SAFETY: __("Remove safety hazards"),
+    Category.ENVIRONMENT: __("Community environment"),
+    Category.CULTURE_SPORTS: __("Culture, sports and recreation"),
+    Category.CARE: __("Care for residents"),
+}
+
+_KIND: dict[Kind, Any] = {
+    Kind.SERVICE: __("Service project"),
+    Kind.PHYSICAL: __("Physical project"),
+}
+
+_STATE: dict[State, Any] = {
+    State.SUBMITTED: __("Submitted"),
+    State.UNDER_REVIEW: __("Under review"),
+    State.CANDIDATE: __("Community candidate"),
+    State.REJECTED: __("Not accepted"),
+    State.MERGED: __("Merged"),
+    State.COUNCIL_VOTE: __("Council voting"),
+    State.RESOLVED_CANDIDATE: __("Passed by the council"),
+    State.NOT_PASSED: __("Not passed"),
+    State.DETERMINED: __("Determined by the street office"),
+    State.DEFERRED: __("Deferred"),
+    State.PUBLISHED: __("Published"),
+    State.IMPLEMENTER_ASSIGNED: __("Implementer assigned"),
+    State.STARTED: __("In progress"),
+    State.COMPLETED: __("Completed"),
+    State.ACCOUNTS_PUBLISHED: __("Final accounts published"),
+    State.EVALUATED: __("Evaluated"),
+    State.WITHDRAWN: __("Withdrawn"),
+    State.CANCELLED: __("Cancelled"),
+}
+
+_SOURCE_TYPE: dict[SourceType, Any] = {
+    SourceType.RESIDENT: __("Resident"),
+    SourceType.UNIT: __("Unit in the community"),
+    SourceType.SOCIAL_ORGANISATION: __("Social organisation"),
+    SourceType.REPRESENTATIVE: __("Representative or committee member"),
+}
+
+assert set(_CATEGORY) == set(Category)
+assert set(_KIND) == set(Kind)
+assert set(_STATE) == set(State)
+assert set(_SOURCE_TYPE) == set(SourceType)
+
+
+def category_label(category: Category | str) -> str:
+    return str(_CATEGORY[Category(category)])
+
+
+def kind_label(kind: Kind | str) -> str:
+    return str(_KIND[Kind(kind)])
+
+
+def status_label(state: State | str) -> str:
+    return str(_STATE[State(state)])
+
+
+def source_type_label(source_type: SourceType | str) -> str:
+    return str(_SOURCE_TYPE[SourceType(source_type)])
+
+
+def quote(text: str) -> str:
+    """What a person typed (or an administrator imported), safe inside an HTML message."""
+    return html_decoration.quote(text)
+
+
+def yuan(fen: int) -> str:
+    return format_yuan(fen)
+
+
+def cap_yuan(cap_fen: int) -> str:
+    return f"{cap_fen // FEN_PER_YUAN:,}"
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> str:
+    """YYYY-MM-DD in the programme's time zone."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d")

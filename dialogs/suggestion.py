@@ -1,0 +1,839 @@
+"""The suggestion dialog (项目征集): a resident's idea for a micro-project, step by step, in a
+private chat, ending with `storage.services.suggestions.submit`.
+
+Steps: community (skipped when it came with the group's deep link) › category › title ›
+description › location › photos › kind and rough cost › summary with submit / edit / cancel.
+Everything entered lives in the FSM data as plain JSON values, so with Redis a draft survives a
+restart of the service. Bad input never loses what was entered: the same step is asked again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    MaybeInaccessibleMessageUnion,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import (
+    CategoryCb,
+    DraftField,
+    EditCb,
+    KindCb,
+    KindChoice,
+    OrgLevel,
+    PickCb,
+    Step,
+    StepCb,
+)
+from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
+from dialogs.common import identity
+from dialogs.org_picker import community_label, get_community, render_level
+from storage import rules
+from storage.rules import Category, Kind, RuleViolation
+from storage.services.people import find_person
+from storage.services.suggestions import DailyLimitReached, Draft, count_today, submit
+from storage.settings import Settings
+
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
+
+
+class SuggestionForm(StatesGroup):
+    community = State()
+    category = State()
+    title = State()
+    description = State()
+    location = State()
+    photos = State()
+    kind = State()
+    cost = State()
+    summary = State()
+
+
+ORDER: tuple[State, ...] = (
+    SuggestionForm.community,
+    SuggestionForm.category,
+    SuggestionForm.title,
+    SuggestionForm.description,
+    SuggestionForm.location,
+    SuggestionForm.photos,
+    SuggestionForm.kind,
+    SuggestionForm.cost,
+    SuggestionForm.summary,
+)
+FIELD_STEP: dict[DraftField, State] = {
+    DraftField.COMMUNITY: SuggestionForm.community,
+    DraftField.CATEGORY: SuggestionForm.category,
+    DraftField.TITLE: SuggestionForm.title,
+    DraftField.DESCRIPTION: SuggestionForm.description,
+    DraftField.LOCATION: SuggestionForm.location,
+    DraftField.PHOTOS: SuggestionForm.photos,
+    DraftField.KIND: SuggestionForm.kind,
+}
+# Which step fixes what the store refused (RuleViolation.code).
+VIOLATION_STEP: dict[str, State] = {
+    "unknown_community": SuggestionForm.community,
+    "title_length": SuggestionForm.title,
+    "description_length": SuggestionForm.description,
+    "location_length": SuggestionForm.location,
+    "bad_location": SuggestionForm.location,
+    "too_many_photos": SuggestionForm.photos,
+    "cost_without_kind": SuggestionForm.kind,
+    "cost_negative": SuggestionForm.cost,
+    "cost_not_integer_fen": SuggestionForm.cost,
+}
+# Media groups already told "no more photos", so that an album gets one refusal, not four.
+REFUSED_GROUPS_KEPT = 10
+
+
+def empty_draft(community_id: int | None = None, community_label: str = "") -> dict[str, Any]:
+    return {
+        "community_id": community_id,
+        "community_label": community_label,
+        "category": None,
+        "title": None,
+        "description": None,
+        "location_text": None,
+        "latitude": None,
+        "longitude": None,
+        "photos": [],
+        "refused_groups": [],
+        "kind": None,
+        "cost_fen": None,
+        "editing": False,
+    }
+
+
+def is_dialog_state(raw_state: str | None) -> bool:
+    return raw_state is not None and raw_state in SuggestionForm.__all_states_names__
+
+
+async def send(bot: Bot, chat_id: int, text: str, markup: Markup = None) -> None:
+    await bot.send_message(chat_id, text, reply_markup=markup)
+
+
+async def close_keyboard(
+    message: MaybeInaccessibleMessageUnion | None, text: str | None = None
+) -> None:
+    """Take the buttons off a message whose question is answered, optionally saying what was
+    chosen; a message that cannot be edited any more is left as it is."""
+    if not isinstance(message, Message):
+        return
+    try:
+        if text is None:
+            await message.edit_reply_markup(reply_markup=None)
+        else:
+            await message.edit_text(text, reply_markup=None)
+    except TelegramBadRequest:
+        pass
+
+
+# --- limits ------------------------------------------------------------------------------
+
+
+async def daily_limit_reached(session: AsyncSession, telegram_id: int, settings: Settings) -> bool:
+    person = await find_person(session, telegram_id)
+    if person is None:
+        return False
+    return await count_today(session, person.id, settings.tz) >= settings.max_suggestions_per_day
+
+
+def daily_limit_text(limit: int) -> str:
+    return _(
+        "You have already made {limit} suggestions today, which is the most one person can make "
+        "in a day. Thank you for caring about your community! Please come back tomorrow."
+    ).format(limit=limit)
+
+
+# --- prompts -----------------------------------------------------------------------------
+
+
+def _prompt(step: State, data: dict[str, Any]) -> tuple[str, Markup]:
+    """The question of a step (all but the community step, which needs the store)."""
+    if step == SuggestionForm.category:
+        return _("What is it about? Please choose a category:"), keyboards.category_keyboard()
+    if step == SuggestionForm.title:
+        return (
+            _(
+                "Please give your suggestion a short title (at most {max} characters), "
+                "for example: Repair the stairwell lights in Building 3"
+            ).format(max=rules.TITLE_MAX),
+            None,
+        )
+    if step == SuggestionForm.description:
+        return (
+            _(
+                "Now please describe it (at most {max} characters): what is the problem, who "
+                "would benefit, and what would you like to be done?"
+            ).format(max=rules.DESCRIPTION_MAX),
+            None,
+        )
+    if step == SuggestionForm.location:
+        return (
+            _(
+                "Where is it? Please type the place (estate, building, street corner…), "
+                "or tap “{share}” below."
+            ).format(share=keyboards.location_share_label()),
+            keyboards.location_keyboard(),
+        )
+    if step == SuggestionForm.photos:
+        count = len(data.get("photos") or [])
+        if count:
+            text = _(
+                "You have sent {count} of at most {max} photos. Send another, or tap “{done}”."
+            ).format(count=count, max=rules.MAX_PHOTOS, done=keyboards.done_label())
+        else:
+            text = _(
+                "Photos help the community understand. You can send up to {max} photos now, "
+                "or tap “{skip}”."
+            ).format(max=rules.MAX_PHOTOS, skip=keyboards.skip_label())
+        return text, keyboards.photos_keyboard(bool(count))
+    if step == SuggestionForm.kind:
+        return (
+            _(
+                "Is it a service project (activities, care, training…) or a physical project "
+                "(facilities, equipment, small works…)? If you are not sure, tap “{skip}”."
+            ).format(skip=keyboards.skip_label()),
+            keyboards.kind_keyboard(),
+        )
+    if step == SuggestionForm.cost:
+        return (
+            _(
+                "Roughly how much might it cost, in yuan? For example 12000 or 1.5万. "
+                "If you don't know, tap “{skip}”."
+            ).format(skip=keyboards.skip_label()),
+            keyboards.cost_keyboard(),
+        )
+    return summary_text(data), keyboards.summary_keyboard()
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    lines = [
+        "<b>" + _("Please check your suggestion") + "</b>",
+        "",
+        _("Community: {value}").format(value=quote(data.get("community_label") or "")),
+        _("Category: {value}").format(
+            value=category_label(data["category"]) if data.get("category") else "—"
+        ),
+        _("Title: {value}").format(value=quote(data.get("title") or "")),
+        _("Description: {value}").format(value=quote(data.get("description") or "")),
+        _("Location: {value}").format(value=location_text(data)),
+        _("Photos: {count}").format(count=len(data.get("photos") or [])),
+        _("Kind and rough cost: {value}").format(value=kind_cost_text(data)),
+        "",
+        _("Is everything right?"),
+    ]
+    return "\n".join(lines)
+
+
+def location_text(data: dict[str, Any]) -> str:
+    if data.get("location_text"):
+        return quote(data["location_text"])
+    if data.get("latitude") is not None and data.get("longitude") is not None:
+        return _("shared location ({latitude:.5f}, {longitude:.5f})").format(
+            latitude=data["latitude"], longitude=data["longitude"]
+        )
+    return "—"
+
+
+def kind_cost_text(data: dict[str, Any]) -> str:
+    if not data.get("kind"):
+        return _("not specified")
+    text = kind_label(data["kind"])
+    if data.get("cost_fen") is not None:
+        text += " · " + _("about ¥{amount}").format(amount=yuan(data["cost_fen"]))
+    return text
+
+
+async def go(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    step: State,
+    note: str | None = None,
+) -> None:
+    """Ask `step`'s question (after `note`, if any), then enter the step.
+
+    The question goes out before the state changes: if sending fails, the update fails,
+    Telegram delivers it again, and it meets the same step as the first time (rather than
+    the next one, which would take a title for a description).
+    """
+    data = await state.get_data()
+    markup: Markup
+    if step == SuggestionForm.community:
+        view = await render_level(
+            session,
+            PickCb,
+            OrgLevel.DISTRICTS,
+            0,
+            0,
+            _("Which community is your suggestion for?"),
+        )
+        assert view is not None
+        text, markup = view.text, view.markup
+        if view.empty:
+            await send(bot, chat_id, text)
+            await state.clear()
+            return
+    else:
+        text, markup = _prompt(step, data)
+    await send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
+    if step == SuggestionForm.summary and data.get("editing"):
+        await state.update_data(editing=False)
+    await state.set_state(step)
+
+
+def next_step(finished: State, data: dict[str, Any]) -> State:
+    if finished == SuggestionForm.kind:
+        return SuggestionForm.cost if data.get("kind") else SuggestionForm.summary
+    if data.get("editing"):
+        return SuggestionForm.summary
+    return ORDER[ORDER.index(finished) + 1]
+
+
+async def advance(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    finished: State,
+    note: str | None = None,
+) -> None:
+    await go(bot, chat_id, state, session, next_step(finished, await state.get_data()), note)
+
+
+async def current_step(state: FSMContext) -> State | None:
+    raw = await state.get_state()
+    for step in ORDER:
+        if step.state == raw:
+            return step
+    return None
+
+
+async def reask(
+    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
+) -> None:
+    """Ask the current step's question again, after saying why."""
+    step = await current_step(state)
+    if step is not None:
+        await go(bot, chat_id, state, session, step, note)
+
+
+def continue_note() -> str:
+    return _(
+        "You have a suggestion in progress, so let's continue where you left off. "
+        "(To start over, send /cancel first.)"
+    )
+
+
+async def start(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    community_id: int | None = None,
+) -> None:
+    """Begin a new suggestion, for a known community if it came with the group's link."""
+    if await daily_limit_reached(session, telegram_id, settings):
+        await state.clear()
+        await send(bot, chat_id, daily_limit_text(settings.max_suggestions_per_day))
+        return
+    community = await get_community(session, community_id) if community_id else None
+    if community is None:
+        await state.set_data(empty_draft())
+        await go(bot, chat_id, state, session, SuggestionForm.community)
+        return
+    label = await community_label(session, community)
+    await state.set_data(empty_draft(community.id, label))
+    note = _("Let's write down your suggestion for {community}.").format(
+        community="<b>" + quote(community.name) + "</b>"
+    )
+    await go(bot, chat_id, state, session, SuggestionForm.category, note)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def _chat_id(callback: CallbackQuery) -> int:
+    return callback.message.chat.id if callback.message is not None else callback.from_user.id
+
+
+async def on_pick(
+    callback: CallbackQuery,
+    callback_data: PickCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+) -> None:
+    heading = _("Which community is your suggestion for?")
+    if callback_data.level is not OrgLevel.PICK:
+        view = await render_level(
+            session, PickCb, callback_data.level, callback_data.id, callback_data.page, heading
+        )
+        if view is None:
+            view = await render_level(session, PickCb, OrgLevel.DISTRICTS, 0, 0, heading)
+        await callback.answer()
+        if view is not None and isinstance(callback.message, Message):
+            with contextlib.suppress(TelegramBadRequest):
+                await callback.message.edit_text(view.text, reply_markup=view.markup)
+        return
+    community = await get_community(session, callback_data.id)
+    if community is None:
+        await callback.answer(_("That community is no longer available."), show_alert=True)
+        await go(bot, _chat_id(callback), state, session, SuggestionForm.community)
+        return
+    label = await community_label(session, community)
+    await state.update_data(community_id=community.id, community_label=label)
+    await callback.answer()
+    await close_keyboard(callback.message, _("Community: {value}").format(value=quote(label)))
+    await advance(bot, _chat_id(callback), state, session, SuggestionForm.community)
+
+
+async def on_category(
+    callback: CallbackQuery,
+    callback_data: CategoryCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+) -> None:
+    await state.update_data(category=callback_data.category.value)
+    await callback.answer()
+    await close_keyboard(
+        callback.message,
+        _("Category: {value}").format(value=category_label(callback_data.category)),
+    )
+    await advance(bot, _chat_id(callback), state, session, SuggestionForm.category)
+
+
+async def choose_with_buttons(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    """Text (or anything else) where a button press is expected."""
+    await reask(bot, message.chat.id, state, session, _("Please choose with the buttons."))
+
+
+async def on_title(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> None:
+    assert message.text is not None
+    # A title is one line: line breaks and runs of spaces become single spaces.
+    title = " ".join(rules.clean_text(message.text).split())
+    length = rules.char_length(title)
+    if not title:
+        await reask(bot, message.chat.id, state, session, _("The title cannot be empty."))
+        return
+    if length > rules.TITLE_MAX:
+        note = _(
+            "That title is {length} characters long, but at most {max} fit. "
+            "Could you make it shorter?"
+        ).format(length=length, max=rules.TITLE_MAX)
+        await reask(bot, message.chat.id, state, session, note)
+        return
+    await state.update_data(title=title)
+    await advance(bot, message.chat.id, state, session, SuggestionForm.title)
+
+
+async def on_description(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    assert message.text is not None
+    description = rules.clean_text(message.text)
+    length = rules.char_length(description)
+    if not description:
+        await reask(bot, message.chat.id, state, session, _("The description cannot be empty."))
+        return
+    if length > rules.DESCRIPTION_MAX:
+        note = _(
+            "That description is {length} characters long, but at most {max} fit. "
+            "Could you shorten it a little?"
+        ).format(length=length, max=rules.DESCRIPTION_MAX)
+        await reask(bot, message.chat.id, state, session, note)
+        return
+    await state.update_data(description=description)
+    await advance(bot, message.chat.id, state, session, SuggestionForm.description)
+
+
+async def text_expected(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    """A photo, sticker, voice note… where typed text is expected."""
+    await reask(bot, message.chat.id, state, session, _("Please type your answer as text."))
+
+
+def _type_instead_labels(i18n: I18n) -> set[str]:
+    """The "type instead" button's text in every language: the keyboard may have been sent
+    before the person switched language."""
+    labels = set()
+    for locale in (*i18n.available_locales, i18n.default_locale):
+        with i18n.use_locale(locale):
+            labels.add(keyboards.location_type_label())
+    return labels
+
+
+async def on_location_text(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, i18n: I18n
+) -> None:
+    assert message.text is not None
+    text = rules.clean_text(message.text)
+    if text in _type_instead_labels(i18n):
+        await send(bot, message.chat.id, _("Please type the address:"), ReplyKeyboardRemove())
+        return
+    length = rules.char_length(text)
+    if not text:
+        await reask(bot, message.chat.id, state, session, _("The location cannot be empty."))
+        return
+    if length > rules.LOCATION_MAX:
+        note = _(
+            "That is {length} characters long, but at most {max} fit. "
+            "Please describe the place more briefly."
+        ).format(length=length, max=rules.LOCATION_MAX)
+        await reask(bot, message.chat.id, state, session, note)
+        return
+    await state.update_data(location_text=text, latitude=None, longitude=None)
+    await _location_done(message, state, session, bot)
+
+
+async def on_location_shared(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    assert message.location is not None
+    place = None
+    if message.venue is not None:
+        place = " ".join(f"{message.venue.title} {message.venue.address}".split())
+        place = place[: rules.LOCATION_MAX]
+    await state.update_data(
+        location_text=place,
+        latitude=message.location.latitude,
+        longitude=message.location.longitude,
+    )
+    await _location_done(message, state, session, bot)
+
+
+async def _location_done(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    # The request-location keyboard is a reply keyboard: it stays until told to go.
+    await send(bot, message.chat.id, "📍 " + _("Location noted."), ReplyKeyboardRemove())
+    await advance(bot, message.chat.id, state, session, SuggestionForm.location)
+
+
+async def on_photo(message: Message, state: FSMContext, bot: Bot) -> None:
+    assert message.photo
+    data = await state.get_data()
+    photos: list[str] = list(data.get("photos") or [])
+    largest = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
+    if largest.file_id in photos:
+        pass  # the same update delivered again: answer as before, count it once
+    elif len(photos) >= rules.MAX_PHOTOS:
+        group = message.media_group_id
+        refused: list[str] = list(data.get("refused_groups") or [])
+        if group is not None:
+            if group in refused:
+                return
+            refused = [*refused, group][-REFUSED_GROUPS_KEPT:]
+        note = _(
+            "You have already sent {max} photos, which is the most I can take. "
+            "Tap “{done}” to go on."
+        ).format(max=rules.MAX_PHOTOS, done=keyboards.done_label())
+        await send(bot, message.chat.id, note, keyboards.photos_keyboard(True))
+        await state.update_data(refused_groups=refused)
+        return
+    else:
+        photos.append(largest.file_id)
+    count = photos.index(largest.file_id) + 1
+    if count < rules.MAX_PHOTOS:
+        text = _("Photo {count} of {max} received. Send another, or tap “{done}”.")
+    else:
+        text = _("Photo {count} of {max} received. That is the most; tap “{done}” to go on.")
+    await send(
+        bot,
+        message.chat.id,
+        text.format(count=count, max=rules.MAX_PHOTOS, done=keyboards.done_label()),
+        keyboards.photos_keyboard(True),
+    )
+    await state.update_data(photos=photos)
+
+
+async def photo_expected(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    note = _("Please send a photo (as a photo, not as a file), or tap the button.")
+    await reask(bot, message.chat.id, state, session, note)
+
+
+async def on_photos_done(
+    callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    await callback.answer()
+    await close_keyboard(callback.message)
+    await advance(bot, _chat_id(callback), state, session, SuggestionForm.photos)
+
+
+async def on_kind(
+    callback: CallbackQuery,
+    callback_data: KindCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+) -> None:
+    if callback_data.kind is KindChoice.SKIP:
+        await state.update_data(kind=None, cost_fen=None)
+        chosen = _("Kind: not specified")
+    else:
+        await state.update_data(kind=callback_data.kind.value)
+        chosen = _("Kind: {value}").format(value=kind_label(callback_data.kind.value))
+    await callback.answer()
+    await close_keyboard(callback.message, chosen)
+    await advance(bot, _chat_id(callback), state, session, SuggestionForm.kind)
+
+
+async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> None:
+    assert message.text is not None
+    try:
+        cost_fen = rules.parse_yuan(message.text)
+    except ValueError:
+        problem = _(
+            "Sorry, I could not read that as an amount. Please type a number of yuan, "
+            "for example 12000 or 1.5万."
+        )
+        await reask(bot, message.chat.id, state, session, problem)
+        return
+    data = await state.get_data()
+    if not data.get("kind"):  # no cost without a kind: nothing to attach it to
+        await advance(bot, message.chat.id, state, session, SuggestionForm.cost)
+        return
+    kind = Kind(data["kind"])
+    await state.update_data(cost_fen=cost_fen)
+    note: str | None = None
+    if rules.exceeds_cap(kind, cost_fen):
+        note = _(
+            "Noted: about ¥{amount}. In principle a {kind} is capped at ¥{cap}; the street "
+            "office will decide whether a larger amount is justified."
+        ).format(
+            amount=yuan(cost_fen),
+            kind=kind_label(kind),
+            cap=cap_yuan(rules.KIND_CAP_FEN[kind]),
+        )
+    await advance(bot, message.chat.id, state, session, SuggestionForm.cost, note)
+
+
+async def on_cost_skip(
+    callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    await state.update_data(cost_fen=None)
+    await callback.answer()
+    await close_keyboard(callback.message)
+    await advance(bot, _chat_id(callback), state, session, SuggestionForm.cost)
+
+
+def _draft(data: dict[str, Any]) -> Draft:
+    return Draft(
+        community_id=int(data["community_id"]),
+        category=Category(data["category"]),
+        title=str(data["title"]),
+        description=str(data["description"]),
+        location_text=data.get("location_text"),
+        latitude=data.get("latitude"),
+        longitude=data.get("longitude"),
+        photo_file_ids=list(data.get("photos") or []),
+        kind=Kind(data["kind"]) if data.get("kind") else None,
+        estimated_cost_fen=data.get("cost_fen"),
+    )
+
+
+def _missing_step(data: dict[str, Any]) -> State | None:
+    """The first required step without an answer (a draft from an older version, say)."""
+    required = (
+        ("community_id", SuggestionForm.community),
+        ("category", SuggestionForm.category),
+        ("title", SuggestionForm.title),
+        ("description", SuggestionForm.description),
+    )
+    for key, step in required:
+        if not data.get(key):
+            return step
+    if not data.get("location_text") and data.get("latitude") is None:
+        return SuggestionForm.location
+    return None
+
+
+async def on_confirm(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    chat_id = _chat_id(callback)
+    data = await state.get_data()
+    missing = _missing_step(data)
+    if missing is not None:
+        await callback.answer()
+        await close_keyboard(callback.message)
+        await state.update_data(editing=True)
+        await go(bot, chat_id, state, session, missing, _("One answer is still missing."))
+        return
+    try:
+        suggestion = await submit(
+            session,
+            identity(callback.from_user),
+            _draft(data),
+            tz=settings.tz,
+            daily_limit=settings.max_suggestions_per_day,
+        )
+    except DailyLimitReached as exc:
+        await callback.answer()
+        note = (
+            daily_limit_text(exc.limit)
+            + "\n\n"
+            + _("Your draft is kept: tap “{submit}” again tomorrow.").format(
+                submit=keyboards.confirm_label()
+            )
+        )
+        await send(bot, chat_id, note)
+        return
+    except RuleViolation as exc:
+        step = VIOLATION_STEP.get(exc.code, SuggestionForm.summary)
+        await callback.answer()
+        await close_keyboard(callback.message)
+        await state.update_data(editing=True)
+        note = _("Sorry, one answer needs to be changed before I can submit it.")
+        await go(bot, chat_id, state, session, step, note)
+        return
+    await state.clear()
+    await callback.answer(_("Submitted. Thank you!"))
+    await close_keyboard(callback.message)
+    await send(
+        bot,
+        chat_id,
+        _(
+            "✅ Thank you! Your suggestion has been submitted as number <b>{number}</b>.\n\n"
+            "The community will look at it first; then the residents' council discusses the "
+            "candidates and the street office decides. I will tell you about every step. "
+            "See your suggestions with /my."
+        ).format(number=quote(suggestion.number)),
+    )
+
+
+async def on_cancel(callback: CallbackQuery, state: FSMContext) -> None:
+    await state.clear()
+    await callback.answer()
+    await close_keyboard(callback.message)
+    if isinstance(callback.message, Message):
+        await callback.message.answer(cancelled_text())
+
+
+def cancelled_text() -> str:
+    return _("Cancelled; nothing was saved. Send /suggest whenever you want to start again.")
+
+
+async def on_edit_menu(callback: CallbackQuery, state: FSMContext) -> None:
+    data = await state.get_data()
+    fields = list(DraftField)
+    if not data.get("community_id"):
+        fields.remove(DraftField.COMMUNITY)
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await callback.message.edit_reply_markup(reply_markup=keyboards.edit_keyboard(fields))
+
+
+async def on_back_to_summary(callback: CallbackQuery) -> None:
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await callback.message.edit_reply_markup(reply_markup=keyboards.summary_keyboard())
+
+
+async def on_edit_field(
+    callback: CallbackQuery,
+    callback_data: EditCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+) -> None:
+    changes: dict[str, Any] = {"editing": True}
+    if callback_data.field is DraftField.PHOTOS:
+        # Editing the photos means sending them again; the earlier ones are replaced.
+        changes.update(photos=[], refused_groups=[])
+    await state.update_data(changes)
+    await callback.answer()
+    await close_keyboard(callback.message)
+    await go(bot, _chat_id(callback), state, session, FIELD_STEP[callback_data.field])
+
+
+async def use_summary_buttons(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot
+) -> None:
+    await reask(
+        bot, message.chat.id, state, session, _("Please use the buttons under the summary.")
+    )
+
+
+def create_router() -> Router:
+    """The dialog lives in private chats only; in a group nothing here ever runs.
+
+    It relies on `dialogs.common.ConversationLockMiddleware` on the router that includes it
+    (bot.handlers puts it on the root), so that one person's updates come one at a time.
+    """
+    router = Router(name="suggestion-dialog")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+
+    form = SuggestionForm
+    not_command = ~F.text.startswith("/")
+    text = F.text & not_command
+
+    router.callback_query.register(on_pick, form.community, PickCb.filter())
+    router.message.register(choose_with_buttons, form.community, not_command)
+
+    router.callback_query.register(on_category, form.category, CategoryCb.filter())
+    router.message.register(choose_with_buttons, form.category, not_command)
+
+    router.message.register(on_title, form.title, text)
+    router.message.register(text_expected, form.title, not_command)
+
+    router.message.register(on_description, form.description, text)
+    router.message.register(text_expected, form.description, not_command)
+
+    router.message.register(on_location_shared, form.location, F.location)
+    router.message.register(on_location_text, form.location, text)
+    router.message.register(text_expected, form.location, not_command)
+
+    router.message.register(on_photo, form.photos, F.photo)
+    router.callback_query.register(
+        on_photos_done, form.photos, StepCb.filter(F.step == Step.PHOTOS_DONE)
+    )
+    router.message.register(photo_expected, form.photos, not_command)
+
+    router.callback_query.register(on_kind, form.kind, KindCb.filter())
+    router.message.register(choose_with_buttons, form.kind, not_command)
+
+    router.message.register(on_cost, form.cost, text)
+    router.callback_query.register(on_cost_skip, form.cost, StepCb.filter(F.step == Step.COST_SKIP))
+    router.message.register(text_expected, form.cost, not_command)
+
+    router.callback_query.register(on_confirm, form.summary, StepCb.filter(F.step == Step.CONFIRM))
+    router.callback_query.register(on_cancel, form.summary, StepCb.filter(F.step == Step.CANCEL))
+    router.callback_query.register(on_edit_menu, form.summary, StepCb.filter(F.step == Step.EDIT))
+    router.callback_query.register(
+        on_back_to_summary, form.summary, StepCb.filter(F.step == Step.SUMMARY)
+    )
+    router.callback_query.register(on_edit_field, form.summary, EditCb.filter())
+    router.message.register(use_summary_buttons, form.summary, not_command)
+    return router

@@ -1,0 +1,152 @@
+"""The gettext catalogues of the bot (domain "messages"): complete in zh and en, with the same
+placeholders and tags as the English source, and the programme's own Chinese terms."""
+
+from __future__ import annotations
+
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiogram.utils.i18n import I18n
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po
+
+from bot import texts
+from bot.i18n import LOCALES_DIR, create_i18n
+from storage.rules import Category, Kind, SourceType, State
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALES = ("zh", "en")
+
+
+def load(locale: str) -> Catalog:
+    with (LOCALES_DIR / locale / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        return read_po(po, locale=locale)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """What the code asks gettext for, extracted as the README says (babel.cfg)."""
+    pot = tmp_path_factory.mktemp("pot") / "messages.pot"
+    subprocess.run(
+        [
+            sys.executable, "-m", "babel.messages.frontend", "--quiet", "extract",
+            "-F", "babel.cfg", "-k", "_", "-k", "__", "-k", "lazy_gettext",
+            "-o", str(pot), "bot", "dialogs",
+        ],
+        cwd=ROOT,
+        check=True,
+    )  # fmt: skip
+    with pot.open("rb") as file:
+        return read_po(file)
+
+
+def placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def tags(text: str) -> list[str]:
+    import re
+
+    return sorted(re.findall(r"</?[a-z-]+>", text))
+
+
+def test_the_code_asks_for_something(extracted: Catalog) -> None:
+    ids = {m.id for m in extracted if m.id}
+    assert len(ids) > 100
+    assert "Suggest a project" in ids
+    assert "Submitted" in ids
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_extracted_string_is_translated(extracted: Catalog, locale: str) -> None:
+    catalog = load(locale)
+    missing = [m.id for m in extracted if m.id and (catalog.get(m.id) is None)]
+    assert missing == [], f"not in {locale}/messages.po; run pybabel update (see babel.cfg)"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_entry_has_a_translation(locale: str) -> None:
+    catalog = load(locale)
+    for message in catalog:
+        if not message.id:
+            continue
+        assert isinstance(message.id, str) and isinstance(message.string, str)
+        assert message.string.strip(), f"{locale}: empty msgstr for {message.id!r}"
+        assert not message.fuzzy, f"{locale}: fuzzy {message.id!r}"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_placeholders_and_tags_match(locale: str) -> None:
+    for message in load(locale):
+        if not message.id:
+            continue
+        assert isinstance(message.id, str) and isinstance(message.string, str)
+        assert placeholders(message.string) == placeholders(message.id), message.id
+        assert tags(message.string) == tags(message.id), message.id
+        # Every command the English names is named in the translation too.
+        for word in message.id.split():
+            if word.startswith("/") and word[1:].isalpha():
+                assert word in message.string, (locale, message.id, word)
+
+
+def test_no_translation_is_left_over_from_removed_code(extracted: Catalog) -> None:
+    ids = {m.id for m in extracted if m.id}
+    for locale in LOCALES:
+        stale = [m.id for m in load(locale) if m.id and m.id not in ids]
+        assert stale == [], f"{locale}: entries no code asks for"
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    return create_i18n()
+
+
+ZH_STATES = {
+    State.SUBMITTED: "已提交",
+    State.UNDER_REVIEW: "审核中",
+    State.CANDIDATE: "社区备选项目",
+    State.REJECTED: "不予采纳",
+    State.MERGED: "已合并",
+    State.COUNCIL_VOTE: "议事会表决中",
+    State.RESOLVED_CANDIDATE: "决议通过",
+    State.NOT_PASSED: "未通过",
+    State.DETERMINED: "街道确定",
+    State.DEFERRED: "暂缓",
+    State.PUBLISHED: "已公示",
+    State.IMPLEMENTER_ASSIGNED: "已确定实施主体",
+    State.STARTED: "实施中",
+    State.COMPLETED: "已完工",
+    State.ACCOUNTS_PUBLISHED: "决算已公开",
+    State.EVALUATED: "已评议",
+    State.WITHDRAWN: "已撤回",
+    State.CANCELLED: "已取消",
+}
+
+
+def test_the_programmes_chinese_terms(i18n: I18n) -> None:
+    with i18n.context(), i18n.use_locale("zh"):
+        assert {s: texts.status_label(s) for s in State} == ZH_STATES
+        assert [texts.category_label(c) for c in Category] == [
+            "消除安全隐患",
+            "社区环境整治",
+            "文化体育娱乐",
+            "居民生活关爱",
+        ]
+        assert [texts.kind_label(k) for k in Kind] == ["服务项目", "实物项目"]
+        assert [texts.source_type_label(s) for s in SourceType] == [
+            "社区居民",
+            "驻社区单位",
+            "社会组织",
+            "两代表一委员",
+        ]
+
+
+def test_labels_are_distinct_in_english(i18n: I18n) -> None:
+    with i18n.context(), i18n.use_locale("en"):
+        labels = [texts.status_label(s) for s in State]
+        assert len(set(labels)) == len(State)
+        assert texts.status_label("submitted") == "Submitted"
+        assert texts.category_label("culture_sports") == "Culture, sports and recreation"

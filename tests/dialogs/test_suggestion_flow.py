@@ -1,0 +1,494 @@
+"""The suggestion dialog end to end, through the real Dispatcher, on both database backends
+and both FSM storages (memory, and Redis, where the draft survives a restart)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.methods import SendMessage
+from aiogram.types import ReplyKeyboardMarkup
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import (
+    BOT_ID,
+    CATEGORY,
+    COMMUNITY,
+    DISTRICT,
+    DONE,
+    EDIT,
+    PHYSICAL,
+    SERVICE,
+    SKIP,
+    STREET,
+    SUBMIT,
+    Driver,
+    Harness,
+    Person,
+    alerts,
+    all_text,
+    button_texts,
+    last_text,
+    make_harness,
+    removes_reply_keyboard,
+    sent,
+    texts,
+)
+
+from dialogs.suggestion import SuggestionForm
+from storage.models import Follower, Suggestion
+from storage.models import Person as PersonRow
+from storage.rules import Category, Kind, State
+from storage.settings import Settings
+
+pytest_plugins = ["telegram_fakes"]
+
+RESIDENT = Person(1001, "小明")
+
+
+async def suggestions(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Suggestion]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(Suggestion).order_by(Suggestion.id))).all())
+
+
+async def fsm_state(h: Harness, person: Person) -> tuple[str | None, dict[str, Any]]:
+    storage = h.dispatcher.storage
+    key = StorageKey(bot_id=BOT_ID, chat_id=person.id, user_id=person.id)
+    return await storage.get_state(key), await storage.get_data(key)
+
+
+async def walk_whole_flow(h: Harness, org: Any) -> None:
+    """Every step with its ordinary answer, asserting what the resident sees."""
+    p = RESIDENT
+    calls = await h.say(p, "/suggest")
+    assert "您要为哪个社区提建议？" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [DISTRICT]
+    calls = await h.press(p, DISTRICT, exact=True)
+    assert "请选择福田区的街道" in last_text(calls)
+    calls = await h.press(p, STREET, exact=True)
+    assert "请选择福田区 › 沙头街道的社区" in last_text(calls)
+    calls = await h.press(p, COMMUNITY, exact=True)
+    assert "社区：福田区 › 沙头街道 › 新沙社区" in all_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "消除安全隐患",
+        "社区环境整治",
+        "文化体育娱乐",
+        "居民生活关爱",
+    ]
+    calls = await h.press(p, CATEGORY, exact=True)
+    assert "请给建议起个简短的标题" in last_text(calls)
+    calls = await h.say(p, "修复3栋楼梯间照明灯")
+    assert "请具体描述一下" in last_text(calls)
+    calls = await h.say(p, "楼梯间太黑，老人晚上容易摔倒。")
+    location_prompt = sent(calls)[-1]
+    assert isinstance(location_prompt.markup, ReplyKeyboardMarkup)
+    share = location_prompt.markup.keyboard[0][0]
+    assert share.text == "📍 发送位置" and share.request_location
+    assert location_prompt.markup.keyboard[1][0].text == "⌨️ 改为输入文字地址"
+    calls = await h.say(p, "新沙小区3栋")
+    assert removes_reply_keyboard(calls)
+    assert button_texts(sent(calls)[-1].markup) == [SKIP]
+    calls = await h.feed(h.updates.photo(p, "photo-a"))
+    assert "已收到第 1 张照片" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [DONE]
+    await h.feed(h.updates.photo(p, "photo-b"))
+    calls = await h.press(p, DONE, exact=True)
+    assert button_texts(sent(calls)[-1].markup) == [SERVICE, PHYSICAL, SKIP]
+    calls = await h.press(p, PHYSICAL, exact=True)
+    assert "大概需要多少钱" in last_text(calls)
+    calls = await h.say(p, "1.5万")
+    summary = last_text(calls)
+    for expected in (
+        "请核对您的建议",
+        "社区：福田区 › 沙头街道 › 新沙社区",
+        "类别：社区环境整治",
+        "标题：修复3栋楼梯间照明灯",
+        "描述：楼梯间太黑，老人晚上容易摔倒。",
+        "地点：新沙小区3栋",
+        "照片：2 张",
+        "项目类型和估算费用：实物项目 · 约 ¥15,000",
+    ):
+        assert expected in summary
+    assert button_texts(sent(calls)[-1].markup) == [SUBMIT, EDIT, "✖️ 取消"]
+    calls = await h.press(p, SUBMIT, exact=True)
+    assert alerts(calls) == ["提交成功，谢谢您！"]
+    assert "编号 <b>新沙-" in last_text(calls)
+
+
+async def assert_stored(sessionmaker: async_sessionmaker[AsyncSession], org: Any) -> None:
+    [stored] = await suggestions(sessionmaker)
+    assert stored.community_id == org.xinsha_id
+    assert stored.category is Category.ENVIRONMENT
+    assert stored.title == "修复3栋楼梯间照明灯"
+    assert stored.description == "楼梯间太黑，老人晚上容易摔倒。"
+    assert stored.location_text == "新沙小区3栋"
+    assert stored.photo_file_ids == ["photo-a", "photo-b"]  # the largest size of each
+    assert stored.kind is Kind.PHYSICAL
+    assert stored.estimated_cost_fen == 1_500_000
+    assert stored.status is State.SUBMITTED
+    assert stored.number.startswith("新沙-") and stored.number.endswith("-0001")
+    async with sessionmaker() as session:
+        person = (
+            await session.scalars(select(PersonRow).where(PersonRow.telegram_id == RESIDENT.id))
+        ).one()
+        assert stored.proposer_id == person.id
+        follower = await session.get(Follower, (stored.id, person.id))
+        assert follower is not None, "the proposer follows their suggestion"
+
+
+async def test_whole_flow_in_memory(
+    bot_harness: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await walk_whole_flow(bot_harness, org)
+    await assert_stored(sessionmaker, org)
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    calls = await bot_harness.say(RESIDENT, "/my")
+    assert "新沙-" in last_text(calls) and "已提交" in last_text(calls)
+
+
+@pytest.mark.redis
+async def test_whole_flow_on_redis(
+    bot_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    org: Any,
+    fsm_redis: Redis,
+) -> None:
+    harness = make_harness(bot_settings, sessionmaker, fsm_redis)
+    await walk_whole_flow(harness, org)
+    await assert_stored(sessionmaker, org)
+
+
+@pytest.mark.redis
+async def test_draft_survives_a_restart_with_redis(
+    bot_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    org: Any,
+    redis_url: str,
+) -> None:
+    first_redis = Redis.from_url(redis_url)
+    first = make_harness(bot_settings, sessionmaker, first_redis)
+    await Driver(first).location(RESIDENT)
+    # A photo at the location step is refused and changes nothing.
+    await first.feed(first.updates.photo(RESIDENT, "photo-x"))
+    await first_redis.aclose()
+
+    # A new process: a new dispatcher and a new Redis connection; Telegram's side (the chat
+    # history) is the same.
+    second_redis = Redis.from_url(redis_url)
+    try:
+        second = make_harness(bot_settings, sessionmaker, second_redis, first.session)
+        state, data = await fsm_state(second, RESIDENT)
+        assert state == SuggestionForm.location.state
+        assert data["title"] == "修复3栋楼梯间照明灯"
+        calls = await second.say(RESIDENT, "新沙小区3栋")
+        assert removes_reply_keyboard(calls)
+        await second.press(RESIDENT, SKIP, exact=True)
+        await second.press(RESIDENT, SKIP, exact=True)
+        calls = await second.press(RESIDENT, SUBMIT, exact=True)
+        assert "编号" in last_text(calls)
+    finally:
+        await second_redis.aclose()
+    [stored] = await suggestions(sessionmaker)
+    assert stored.title == "修复3栋楼梯间照明灯" and stored.kind is None
+
+
+async def test_deep_link_skips_the_community_step(
+    bot_harness: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    calls = await bot_harness.say(RESIDENT, f"/start s_{org.tianan_id}")
+    text = last_text(calls)
+    assert "我们来一起填写您给<b>天安社区</b>的建议" in text
+    assert "您的建议属于哪一类" in text
+    state, data = await fsm_state(bot_harness, RESIDENT)
+    assert state == SuggestionForm.category.state
+    assert data["community_id"] == org.tianan_id
+    await bot_harness.press(RESIDENT, "消除安全隐患", exact=True)
+    await bot_harness.say(RESIDENT, "路口护栏松动")
+    await bot_harness.say(RESIDENT, "天安路口护栏松动，有安全隐患")
+    await bot_harness.say(RESIDENT, "天安路口")
+    await bot_harness.press(RESIDENT, SKIP, exact=True)
+    calls = await bot_harness.press(RESIDENT, SKIP, exact=True)
+    summary = last_text(calls)
+    assert "社区：福田区 › 沙头街道 › 天安社区" in summary
+    assert "项目类型和估算费用：未填写" in summary
+    await bot_harness.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.community_id == org.tianan_id
+    assert stored.category is Category.SAFETY
+    assert stored.number.startswith("天安-")
+
+
+async def test_edit_a_field_returns_to_the_summary(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    h = bot_harness
+    await dialog_driver.summary(RESIDENT)
+    calls = await h.press(RESIDENT, EDIT, exact=True)
+    assert button_texts(calls[-1].markup) == [
+        "社区",
+        "类别",
+        "标题",
+        "描述",
+        "地点",
+        "照片",
+        "项目类型和费用",
+        "‹ 返回确认页",
+    ]
+    calls = await h.press(RESIDENT, "标题", exact=True)
+    assert "请给建议起个简短的标题" in last_text(calls)
+    calls = await h.say(RESIDENT, "更换3栋楼道灯")
+    assert "标题：更换3栋楼道灯" in last_text(calls), "straight back to the summary"
+    assert "描述：楼梯间太黑" in last_text(calls), "nothing else was lost"
+
+    # Editing the kind goes through the cost too, then back.
+    await h.press(RESIDENT, EDIT, exact=True)
+    await h.press(RESIDENT, "项目类型和费用", exact=True)
+    calls = await h.press(RESIDENT, SERVICE, exact=True)
+    assert "大概需要多少钱" in last_text(calls)
+    calls = await h.say(RESIDENT, "30万")
+    assert "服务项目原则上不超过 ¥200,000" in last_text(calls)
+    assert "项目类型和估算费用：服务项目 · 约 ¥300,000" in last_text(calls)
+
+    # Photos are sent again; the community is chosen again.
+    await h.press(RESIDENT, EDIT, exact=True)
+    calls = await h.press(RESIDENT, "照片", exact=True)
+    await h.feed(h.updates.photo(RESIDENT, "new-photo"))
+    calls = await h.press(RESIDENT, DONE, exact=True)
+    assert "照片：1 张" in last_text(calls)
+    await h.press(RESIDENT, EDIT, exact=True)
+    await h.press(RESIDENT, "社区", exact=True)
+    await h.press(RESIDENT, DISTRICT, exact=True)
+    await h.press(RESIDENT, STREET, exact=True)
+    calls = await h.press(RESIDENT, "天安社区", exact=True)
+    assert "社区：福田区 › 沙头街道 › 天安社区" in last_text(calls)
+
+    # "Back to the summary" from the field menu changes nothing.
+    await h.press(RESIDENT, EDIT, exact=True)
+    calls = await h.press(RESIDENT, "‹ 返回确认页", exact=True)
+    assert button_texts(calls[-1].markup) == [SUBMIT, EDIT, "✖️ 取消"]
+
+    await h.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.title == "更换3栋楼道灯"
+    assert stored.kind is Kind.SERVICE and stored.estimated_cost_fen == 30_000_000
+    assert stored.photo_file_ids == ["new-photo"]
+    assert stored.number.startswith("天安-")
+
+
+async def test_cancel_from_the_summary_saves_nothing(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await dialog_driver.summary(RESIDENT)
+    calls = await bot_harness.press(RESIDENT, "✖️ 取消", exact=True)
+    assert "已取消" in last_text(calls)
+    assert await suggestions(sessionmaker) == []
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+
+
+@pytest.mark.parametrize("step", ["category", "title", "description", "location", "kind"])
+async def test_cancel_works_at_every_step(
+    dialog_driver: Driver, bot_harness: Harness, step: str
+) -> None:
+    await getattr(dialog_driver, step)(RESIDENT)
+    calls = await bot_harness.say(RESIDENT, "/cancel")
+    assert "已取消" in last_text(calls)
+    assert removes_reply_keyboard(calls), "the location keyboard must not stay behind"
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    calls = await bot_harness.say(RESIDENT, "随便说点什么")
+    assert "/suggest" in last_text(calls), "outside a dialog, a hint"
+
+
+async def test_shared_location(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await dialog_driver.location(RESIDENT)
+    calls = await bot_harness.feed(bot_harness.updates.location(RESIDENT, 22.53, 114.05))
+    assert removes_reply_keyboard(calls)
+    await bot_harness.press(RESIDENT, SKIP, exact=True)
+    calls = await bot_harness.press(RESIDENT, SKIP, exact=True)
+    assert "地点：已发送定位（22.53000, 114.05000）" in last_text(calls)
+    await bot_harness.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert (stored.latitude, stored.longitude) == (22.53, 114.05)
+    assert stored.location_text is None
+
+
+async def test_type_the_address_instead(dialog_driver: Driver, bot_harness: Harness) -> None:
+    await dialog_driver.location(RESIDENT)
+    calls = await bot_harness.say(RESIDENT, "⌨️ 改为输入文字地址")
+    assert last_text(calls) == "请输入地址："
+    assert removes_reply_keyboard(calls)
+    state, data = await fsm_state(bot_harness, RESIDENT)
+    assert state == SuggestionForm.location.state and data["location_text"] is None
+
+
+async def test_cost_can_be_skipped_and_must_be_an_amount(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await dialog_driver.kind(RESIDENT)
+    await bot_harness.press(RESIDENT, SERVICE, exact=True)
+    for bad in ("很多钱", "-5", "1.234", "12元5角"):
+        calls = await bot_harness.say(RESIDENT, bad)
+        assert "抱歉，我没看懂这个金额" in last_text(calls)
+        assert "大概需要多少钱" in last_text(calls)
+    calls = await bot_harness.press(RESIDENT, SKIP, exact=True)
+    assert "项目类型和估算费用：服务项目" in last_text(calls)
+    assert "约 ¥" not in last_text(calls)
+    await bot_harness.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.kind is Kind.SERVICE and stored.estimated_cost_fen is None
+
+
+async def test_daily_limit_is_said_at_the_start(
+    dialog_driver: Driver, bot_harness: Harness, bot_settings: Settings, org: Any
+) -> None:
+    for _ in range(bot_settings.max_suggestions_per_day):
+        await dialog_driver.submitted(RESIDENT)
+    calls = await bot_harness.say(RESIDENT, "/suggest")
+    assert f"您今天已经提了 {bot_settings.max_suggestions_per_day} 条建议" in last_text(calls)
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    calls = await bot_harness.say(RESIDENT, f"/start s_{org.xinsha_id}")
+    assert "达到了每人每天的上限" in last_text(calls)
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+
+
+async def test_daily_limit_reached_while_writing_keeps_the_draft(
+    bot_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], org: Any
+) -> None:
+    # Two devices of the same person: one finishes its suggestions while the other writes.
+    writer = make_harness(bot_settings, sessionmaker)
+    other = make_harness(bot_settings, sessionmaker)
+    await Driver(writer).summary(RESIDENT)
+    for _ in range(bot_settings.max_suggestions_per_day):
+        await Driver(other).submitted(RESIDENT)
+    calls = await writer.press(RESIDENT, SUBMIT, exact=True)
+    assert "达到了每人每天的上限" in last_text(calls)
+    assert "您填写的内容已保留，明天再点击“确认提交”即可" in last_text(calls)
+    state, data = await fsm_state(writer, RESIDENT)
+    assert state == SuggestionForm.summary.state and data["title"]
+    assert len(await suggestions(sessionmaker)) == bot_settings.max_suggestions_per_day
+
+
+async def test_album_photos_handled_concurrently_are_all_counted(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    """An album arrives as one update per photo; in webhook mode they run concurrently."""
+    await dialog_driver.photos(RESIDENT)
+    updates = [
+        bot_harness.updates.photo(RESIDENT, f"album-{i}", media_group_id="album-1")
+        for i in range(3)
+    ]
+    await asyncio.gather(*(bot_harness.feed(update) for update in updates))
+    _state, data = await fsm_state(bot_harness, RESIDENT)
+    assert sorted(data["photos"]) == ["album-0", "album-1", "album-2"]
+
+
+@pytest.mark.redis
+async def test_album_photos_concurrently_on_redis(
+    bot_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    org: Any,
+    fsm_redis: Redis,
+) -> None:
+    # Two replicas sharing Redis, each taking some of the album's updates.
+    one = make_harness(bot_settings, sessionmaker, fsm_redis)
+    two = make_harness(bot_settings, sessionmaker, fsm_redis, one.session)
+    await Driver(one).photos(RESIDENT)
+    updates = [
+        one.updates.photo(RESIDENT, f"album-{i}", media_group_id="album-2") for i in range(5)
+    ]
+    await asyncio.gather(
+        *(
+            (one if i % 2 else two).dispatcher.feed_update(one.bot, update)
+            for i, update in enumerate(updates)
+        )
+    )
+    _state, data = await fsm_state(one, RESIDENT)
+    assert len(data["photos"]) == 3
+    refusals = [
+        c
+        for c in one.session.calls
+        if isinstance(c.method, SendMessage) and "不能再多了" in (c.text or "")
+    ]
+    assert len(refusals) == 1, "one refusal for the whole album"
+
+
+async def test_a_fourth_photo_is_refused_politely(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    await dialog_driver.photos(RESIDENT)
+    for i in range(3):
+        await bot_harness.feed(bot_harness.updates.photo(RESIDENT, f"p{i}"))
+    calls = await bot_harness.feed(bot_harness.updates.photo(RESIDENT, "p3"))
+    assert "您已经发送了 3 张照片，不能再多了" in last_text(calls)
+    _state, data = await fsm_state(bot_harness, RESIDENT)
+    assert data["photos"] == ["p0", "p1", "p2"]
+    # The same photo update delivered twice counts once.
+    update = bot_harness.updates.photo(RESIDENT, "p-dup")
+    await dialog_driver.h.say(RESIDENT, "/cancel")
+    await dialog_driver.photos(RESIDENT)
+    await bot_harness.feed(update)
+    again = update.model_copy(update={"update_id": update.update_id + 10_000_000})
+    calls = await bot_harness.feed(again)
+    assert "已收到第 1 张照片" in last_text(calls)
+    _state, data = await fsm_state(bot_harness, RESIDENT)
+    assert data["photos"] == ["p-dup"]
+
+
+async def test_texts_of_the_whole_flow_in_english(
+    bot_harness: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    p = Person(2002, "Alex", language_code="en")
+    h = bot_harness
+    calls = await h.say(p, "/suggest")
+    assert "Which community is your suggestion for?" in last_text(calls)
+    await h.press(p, DISTRICT, exact=True)
+    await h.press(p, STREET, exact=True)
+    calls = await h.press(p, COMMUNITY, exact=True)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "Remove safety hazards",
+        "Community environment",
+        "Culture, sports and recreation",
+        "Care for residents",
+    ]
+    await h.press(p, "Care for residents", exact=True)
+    await h.say(p, "Weekend homework club")
+    await h.say(p, "Volunteers help children with homework on Saturdays.")
+    calls = await h.say(p, "Community centre, room 2")
+    assert button_texts(sent(calls)[-1].markup) == ["⏭ Skip"]
+    calls = await h.press(p, "⏭ Skip", exact=True)
+    assert button_texts(sent(calls)[-1].markup) == ["Service project", "Physical project", "⏭ Skip"]
+    await h.press(p, "Service project", exact=True)
+    calls = await h.say(p, "8000")
+    assert "Service project · about ¥8,000" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == ["✅ Submit", "✏️ Edit", "✖️ Cancel"]
+    calls = await h.press(p, "✅ Submit", exact=True)
+    assert "Your suggestion has been submitted as number" in last_text(calls)
+    assert texts(calls)
+
+
+async def test_a_shared_venue_keeps_its_name(dialog_driver: Driver, bot_harness: Harness) -> None:
+    await dialog_driver.location(RESIDENT)
+    update = bot_harness.updates.message(
+        RESIDENT,
+        location={"latitude": 22.52, "longitude": 114.06},
+        venue={
+            "location": {"latitude": 22.52, "longitude": 114.06},
+            "title": "新沙<公园>",
+            "address": "沙头街道新沙路",
+        },
+    )
+    calls = await bot_harness.feed(update)
+    assert removes_reply_keyboard(calls)
+    _state, data = await fsm_state(bot_harness, RESIDENT)
+    assert data["location_text"] == "新沙<公园> 沙头街道新沙路"
+    assert (data["latitude"], data["longitude"]) == (22.52, 114.06)
+
+
+async def test_no_communities_yet(bot_harness: Harness) -> None:
+    calls = await bot_harness.say(RESIDENT, "/suggest")
+    assert "目前还没有录入社区信息" in last_text(calls)
+    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
