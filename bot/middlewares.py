@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,8 @@ from bot.dedup import Deduplicator
 from storage.services.people import find_person, pick_locale
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+AfterCommit = Callable[[], Awaitable[Any]]
+log = logging.getLogger(__name__)
 
 
 class UpdateSessionMiddleware(BaseMiddleware):
@@ -34,15 +38,26 @@ class UpdateSessionMiddleware(BaseMiddleware):
             if not await self.dedup.claim(event.update_id, session):
                 return UNHANDLED
             data["session"] = session
+            after_commit: list[AfterCommit] = []
+            data["after_commit"] = after_commit
             try:
                 result = await handler(event, data)
                 await session.commit()
             except BaseException:
                 await session.rollback()
-                await self.dedup.release(event.update_id)
+                with contextlib.suppress(Exception):  # the mark expires by itself
+                    await self.dedup.release(event.update_id)
                 raise
             await self.dedup.done(event.update_id)
-            return result
+        # Work that must see this update's effects committed (closing a vote once its last
+        # ballot is in). It is already durable, so a failure here is logged, not retried by
+        # Telegram: the scheduler's own tick picks up what did not happen.
+        for hook in after_commit:
+            try:
+                await hook()
+            except Exception:
+                log.exception("after-commit hook failed for update %s", event.update_id)
+        return result
 
 
 class PersonLocaleMiddleware(I18nMiddleware):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -108,6 +108,10 @@ async def open_runtime(
         webhook_secret=settings.effective_webhook_secret,
         emulator=emulator,
     )
+    # Handlers reach process-wide services (sending polls, closing a vote early) through the
+    # dispatcher's workflow data; what they delegate to is installed by `running_jobs`.
+    for name in ("council_poll_sender", "vote_closer"):
+        runtime.dispatcher[name] = _delegate(runtime, name)
     try:
         yield runtime
     finally:
@@ -115,6 +119,24 @@ async def open_runtime(
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+
+
+def _delegate(runtime: Runtime, name: str) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        return runtime.extras[name](*args)
+
+    return call
+
+
+@contextlib.asynccontextmanager
+async def running_jobs(runtime: Runtime) -> AsyncIterator[None]:
+    """The scheduler and what sends on its own, for `serve` and `polling` alike."""
+    runtime.scheduler = create_scheduler(runtime)
+    runtime.scheduler.start()
+    try:
+        yield
+    finally:
+        runtime.scheduler.shutdown(wait=False)
 
 
 def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 8000)) -> FastAPI:
@@ -132,14 +154,12 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
                 await _sandbox_start(runtime, app)
             elif settings.public_url:
                 await _set_webhook(runtime)
-            runtime.scheduler = create_scheduler(runtime)
-            runtime.scheduler.start()
             background = asyncio.create_task(_after_listening(runtime))
             try:
-                yield
+                async with running_jobs(runtime):
+                    yield
             finally:
                 background.cancel()
-                runtime.scheduler.shutdown(wait=False)
                 client = runtime.extras.get("sandbox_client")
                 if client is not None:
                     await client.aclose()
@@ -162,8 +182,10 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
 
 
 def _include_optional_routers(app: FastAPI) -> None:
+    from webhook.api.officials import create_officials_router
     from webhook.api.public import create_public_api_router
     from webhook.board import create_board_router
 
     app.include_router(create_board_router())
     app.include_router(create_public_api_router())
+    app.include_router(create_officials_router())

@@ -8,7 +8,7 @@ import logging
 import uvicorn
 
 from storage.settings import Settings
-from webhook.app import create_app, open_runtime
+from webhook.app import create_app, open_runtime, running_jobs
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
 
 
 async def _polling(settings: Settings) -> None:
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings) as runtime, running_jobs(runtime):
         from bot.commands_menu import set_bot_commands
 
         await runtime.bot.delete_webhook(drop_pending_updates=False)

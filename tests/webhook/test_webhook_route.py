@@ -56,9 +56,19 @@ def build_dispatcher(runtime_holder: dict[str, Any], redis: Redis | None) -> Dis
     calls: list[int] = runtime_holder.setdefault("calls", [])
 
     @router.message()
-    async def write(message: Message, session: AsyncSession) -> None:
+    async def write(message: Message, session: AsyncSession, after_commit: list[Any]) -> None:
         if message.text == "boom":
             raise RuntimeError("a bug in a handler")
+        if message.text == "after":
+
+            async def look() -> None:
+                # Runs once the update's transaction has committed: a new session sees it.
+                async with runtime_holder["sessionmaker"]() as fresh:
+                    from storage.models import Chat
+
+                    runtime_holder["seen_after_commit"] = await fresh.get(Chat, message.chat.id)
+
+            after_commit.append(look)
         calls.append(message.message_id)
         await note_membership(
             session, message.chat.id, message.text or "", "private", is_member=True
@@ -267,3 +277,9 @@ async def test_oversized_body_is_dead_lettered(client: Any) -> None:
     async with runtime.sessionmaker() as session:
         letter = (await session.scalars(select(DeadLetter))).one()
     assert letter.reason == "body too large"
+
+
+async def test_after_commit_hooks_see_the_committed_update(client: Any) -> None:
+    http, _, holder = client
+    assert (await post(http, message_update("after"))).status_code == 200
+    assert holder["seen_after_commit"] is not None
