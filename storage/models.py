@@ -42,6 +42,10 @@ from storage.rules import (
     State,
 )
 
+# The vote's enums live with the pure rules (rules.decide returns one); re-exported here.
+from storage.rules import Choice as Choice
+from storage.rules import VoteOutcome as VoteOutcome
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -401,20 +405,6 @@ class VoteStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
-class VoteOutcome(enum.StrEnum):
-    RESOLVED = "resolved"  # 决议通过: a resolved candidate
-    NOT_PASSED = "not_passed"  # 未通过
-    NO_QUORUM = "no_quorum"  # 未达法定人数: decides nothing, may be put again
-
-
-class Choice(enum.StrEnum):
-    """The three options of every council poll, in this order (poll option ids 0, 1, 2)."""
-
-    AGREE = "agree"  # 同意
-    AGAINST = "against"  # 反对
-    ABSTAIN = "abstain"  # 弃权
-
-
 class CouncilVote(Base):
     """One sitting of the residents' council on one or more candidates (决议)."""
 
@@ -444,6 +434,9 @@ class CouncilVote(Base):
     community: Mapped[Community] = relationship()
     items: Mapped[list[CouncilVoteItem]] = relationship(
         back_populates="vote", order_by="CouncilVoteItem.position"
+    )
+    members: Mapped[list[CouncilVoteMember]] = relationship(
+        order_by="CouncilVoteMember.person_id", viewonly=True
     )
 
 

@@ -355,3 +355,125 @@ def clean_text(text: str) -> str:
     """What a person typed, without control characters (NUL cannot even be stored in
     PostgreSQL) and surrounding blanks; line breaks and tabs stay."""
     return text.translate(_CONTROL).strip()
+
+
+# --- Council votes (决议) -------------------------------------------------------------------
+
+
+class VoteOutcome(enum.StrEnum):
+    RESOLVED = "resolved"  # 决议通过: a resolved candidate
+    NOT_PASSED = "not_passed"  # 未通过
+    NO_QUORUM = "no_quorum"  # 未达法定人数: decides nothing, may be put again
+
+
+class Choice(enum.StrEnum):
+    """The three options of every council poll, in this order (poll option ids 0, 1, 2)."""
+
+    AGREE = "agree"  # 同意
+    AGAINST = "against"  # 反对
+    ABSTAIN = "abstain"  # 弃权
+
+
+POLL_CHOICES: tuple[Choice, ...] = (Choice.AGREE, Choice.AGAINST, Choice.ABSTAIN)
+OUTCOME_ACTION: dict[VoteOutcome, Action] = {
+    VoteOutcome.RESOLVED: Action.RESOLVE,
+    VoteOutcome.NOT_PASSED: Action.NOT_PASS,
+    VoteOutcome.NO_QUORUM: Action.NO_QUORUM,
+}
+MAX_VOTE_CANDIDATES = 50
+MAX_VOTE_DAYS = 30
+
+
+def decide(
+    agree: int, against: int, abstain: int, council_size: int, quorum_pct: int, threshold_pct: int
+) -> VoteOutcome:
+    """The council's resolution on one candidate, by its rules (议事规则).
+
+    Quorum: strictly more than `quorum_pct` % of the council voted (abstaining is voting).
+    Threshold: strictly more than `threshold_pct` % of the votes cast agree; an abstention is
+    a vote cast that never agrees. Exactly half is not more than half. Integers only, so
+    30 members at 50 % need 16 voters, never a rounding question.
+    """
+    counts = (agree, against, abstain, council_size, quorum_pct, threshold_pct)
+    if any(not isinstance(n, int) or isinstance(n, bool) for n in counts):
+        raise TypeError("decide counts whole votes")
+    if min(agree, against, abstain) < 0:
+        raise ValueError("negative votes")
+    if not 0 <= quorum_pct <= 100 or not 0 <= threshold_pct <= 100:
+        raise ValueError("percentages are 0..100")
+    voters = agree + against + abstain
+    if voters > council_size:
+        raise ValueError("more voters than council members")
+    if voters * 100 <= council_size * quorum_pct:
+        return VoteOutcome.NO_QUORUM
+    if agree * 100 > voters * threshold_pct:
+        return VoteOutcome.RESOLVED
+    return VoteOutcome.NOT_PASSED
+
+
+def choice_of(option_ids: list[int]) -> Choice | None:
+    """A poll answer as Telegram sends it: [] retracts, [0|1|2] chooses; else ValueError."""
+    if not option_ids:
+        return None
+    if len(option_ids) != 1 or not 0 <= option_ids[0] < len(POLL_CHOICES):
+        raise ValueError(f"not an answer of a council poll: {option_ids!r}")
+    return POLL_CHOICES[option_ids[0]]
+
+
+def roles_for(action: Action, source: State) -> frozenset[Role]:
+    """Who may fire `action` from `source` (empty when the table has no such transition)."""
+    found = _BY_KEY.get((source, action))
+    return found.roles if found is not None else frozenset()
+
+
+# Telegram's limits on a poll, counted as Telegram counts: UTF-16 code units.
+POLL_QUESTION_MAX = 300
+POLL_OPTION_MAX = 100
+ELLIPSIS = "…"
+# Characters that only make sense attached to the one before: never end a cut on them.
+_JOINERS = frozenset({"\u200d", "\ufe0e", "\ufe0f", "\u20e3"})
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units: an emoji outside the BMP (😀) counts two, 中 one."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit_utf16(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` UTF-16 units, else cut to fit with '…' at the end.
+
+    Cuts between code points (never half a surrogate pair) and drops a dangling joiner or
+    variation selector, so a cut emoji sequence does not leave a broken glyph.
+    """
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    if utf16_len(text) <= limit:
+        return text
+    budget = limit - utf16_len(ELLIPSIS)
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        size = 2 if ord(char) > 0xFFFF else 1
+        if used + size > budget:
+            break
+        kept.append(char)
+        used += size
+    while kept and (kept[-1] in _JOINERS or kept[-1].isspace()):
+        kept.pop()
+    return "".join(kept) + ELLIPSIS
+
+
+def poll_question(number: str, title: str) -> str:
+    """The question of a candidate's council poll: its number, then its title, in at most
+    POLL_QUESTION_MAX UTF-16 units (the title is shortened with '…' when needed)."""
+    number, title = clean_text(number), " ".join(clean_text(title).split())
+    prefix = f"{number} "
+    room = POLL_QUESTION_MAX - utf16_len(prefix)
+    if not number or room < utf16_len(ELLIPSIS) + 1:
+        raise ValueError("a poll question needs a number of reasonable length")
+    return prefix + fit_utf16(title or "-", room)
+
+
+def poll_option(text: str) -> str:
+    """A poll option (同意 / 反对 / 弃权 in the council's language) within Telegram's limit."""
+    return fit_utf16(" ".join(clean_text(text).split()) or "-", POLL_OPTION_MAX)

@@ -170,6 +170,11 @@ async def require(
     """The community's place if `principal` holds one of `roles` over it; else RuleViolation."""
     if principal.role not in roles:
         raise RuleViolation("role_not_allowed", f"{principal.role.value} may not do this")
+    # A granted role only ever holds at its own level (grant_role and tokens enforce it); a
+    # principal built otherwise must not stretch it (community staff "of the city").
+    expected = ROLE_SCOPE.get(principal.role)
+    if expected is not None and expected is not principal.scope.level:
+        raise RuleViolation("scope_mismatch", f"{principal.role.value} is held at another level")
     place = await place_of(session, community_id)
     if place is None:
         raise RuleViolation("unknown_community", "no such community")

@@ -1,0 +1,349 @@
+"""Screening (商议): the community looks at each suggestion and accepts it as a candidate,
+rejects it with one of the programme's exclusion reasons, or merges it into a duplicate.
+
+Every step checks the principal's role and scope (access.require, with the roles of the
+transition table), moves the suggestion through suggestions.apply (which writes the audit
+event), tells the people concerned through the outbox, and commits.
+
+What is public: the transitions (board), the exclusion reason, category/kind corrections and
+what was merged into what. What is not: a staff member's free note. A rejection note is
+written to the proposer and may name them, their building or their neighbour, so it is kept
+on the suggestion (`exclusion_note`, which the public queries never select) and sent to the
+proposer only; an acceptance note goes to the followers and to a non-public audit event.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage import rules
+from storage.models import Community, Street, Suggestion
+from storage.rules import (
+    ACTIVE_STATES,
+    Action,
+    Category,
+    ExclusionReason,
+    Kind,
+    RuleViolation,
+    ScopeLevel,
+    State,
+)
+from storage.services import access, audit, notifications
+from storage.services.audit import Actor
+from storage.services.suggestions import add_follower, apply
+
+# Who screens: the community's staff and wider officials, as the transition table says (each
+# action checks its own transition's roles; this is for the queue and for front ends).
+SCREENING_ROLES = rules.roles_for(Action.ACCEPT, State.UNDER_REVIEW)
+QUEUE_STATES = (State.SUBMITTED, State.UNDER_REVIEW)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def operation(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """An operation that commits at its end rolls back when it fails (a RuleViolation found
+    after rows were locked, a database error), so its locks go at once, not when the front
+    end gets round to closing the session."""
+
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception:
+            session = kwargs.get("session", args[0] if args else None)
+            if isinstance(session, AsyncSession):
+                await session.rollback()
+            raise
+
+    return run
+
+
+def actor_of(principal: access.Principal) -> Actor:
+    return Actor(principal.role, principal.person_id)
+
+
+def scope_condition(scope: access.Scope) -> ColumnElement[bool]:
+    """Rows whose community lies in `scope`: the query joins Community and Street (the
+    community of what it selects, and that community's street)."""
+    match scope.level:
+        case ScopeLevel.CITY:
+            return true()
+        case ScopeLevel.DISTRICT:
+            return Street.district_id == scope.id
+        case ScopeLevel.STREET:
+            return Community.street_id == scope.id
+        case ScopeLevel.COMMUNITY:
+            return Community.id == scope.id
+    raise AssertionError(scope.level)
+
+
+async def lock_suggestions(session: AsyncSession, ids: Iterable[int]) -> dict[int, Suggestion]:
+    """Load suggestions for a change, so that two officials acting at once serialise and the
+    second sees the first's result (and is refused by the transition table).
+
+    PostgreSQL: SELECT … FOR UPDATE in id order (no deadlock between overlapping sets).
+    SQLite: a no-op UPDATE first takes the single writer lock, so what is read next is the
+    latest committed state and nobody else commits before us.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.id.in_(wanted))
+            .values(updated_at=Suggestion.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    query = (
+        select(Suggestion)
+        .where(Suggestion.id.in_(wanted))
+        .order_by(Suggestion.id)
+        .with_for_update(of=Suggestion)
+        .execution_options(populate_existing=True)
+    )
+    return {s.id: s for s in (await session.scalars(query)).all()}
+
+
+async def _locked(
+    session: AsyncSession, principal: access.Principal, suggestion_id: int, action: Action
+) -> Suggestion:
+    found = (await lock_suggestions(session, [suggestion_id])).get(suggestion_id)
+    if found is None:
+        raise RuleViolation("unknown_suggestion", "no such suggestion")
+    source = State.SUBMITTED if action is Action.BEGIN_REVIEW else State.UNDER_REVIEW
+    await access.require(session, principal, found.community_id, rules.roles_for(action, source))
+    return found
+
+
+async def _begin_if_submitted(session: AsyncSession, suggestion: Suggestion, actor: Actor) -> None:
+    if suggestion.status is State.SUBMITTED:
+        await apply(session, suggestion, Action.BEGIN_REVIEW, actor)
+
+
+def _note(note: str | None) -> str | None:
+    cleaned = rules.clean_text(note or "")
+    if rules.char_length(cleaned) > rules.REJECTION_NOTE_MAX:
+        raise RuleViolation(
+            "note_too_long", f"a note is at most {rules.REJECTION_NOTE_MAX} characters"
+        )
+    return cleaned or None
+
+
+def _about(suggestion: Suggestion) -> dict[str, Any]:
+    return {"suggestion_id": suggestion.id, "number": suggestion.number, "title": suggestion.title}
+
+
+async def review_queue(
+    session: AsyncSession,
+    principal: access.Principal,
+    community_id: int | None = None,
+    limit: int = 50,
+) -> list[Suggestion]:
+    """Suggestions waiting for screening (submitted or under review) within the principal's
+    scope, oldest first; only one community's with `community_id` (which must be in scope)."""
+    if principal.role not in SCREENING_ROLES:
+        raise RuleViolation("role_not_allowed", f"{principal.role.value} does not screen")
+    query = (
+        select(Suggestion)
+        .join(Community, Community.id == Suggestion.community_id)
+        .join(Street, Street.id == Community.street_id)
+        .where(Suggestion.status.in_(QUEUE_STATES), scope_condition(principal.scope))
+        .options(selectinload(Suggestion.community))
+        .order_by(Suggestion.created_at, Suggestion.id)
+        .limit(max(0, min(limit, 500)))
+    )
+    if community_id is not None:
+        await access.require(session, principal, community_id, SCREENING_ROLES)
+        query = query.where(Suggestion.community_id == community_id)
+    return list((await session.scalars(query)).all())
+
+
+@operation
+async def begin_review(
+    session: AsyncSession, principal: access.Principal, suggestion_id: int
+) -> Suggestion:
+    """SUBMITTED → UNDER_REVIEW (nothing happens if it already is under review). Commits."""
+    suggestion = await _locked(session, principal, suggestion_id, Action.BEGIN_REVIEW)
+    if suggestion.status is not State.UNDER_REVIEW:
+        await apply(session, suggestion, Action.BEGIN_REVIEW, actor_of(principal))
+    await session.commit()
+    return suggestion
+
+
+@operation
+async def accept(
+    session: AsyncSession,
+    principal: access.Principal,
+    suggestion_id: int,
+    *,
+    category: Category | None = None,
+    kind: Kind | None = None,
+    note: str | None = None,
+) -> Suggestion:
+    """Accept as a community candidate (社区备选项目), correcting category and kind if asked;
+    the corrections are in the public audit event, the note in a non-public one and in the
+    followers' message. Begins the review first if needed (both steps audited). Commits."""
+    suggestion = await _locked(session, principal, suggestion_id, Action.ACCEPT)
+    note = _note(note)
+    category = Category(category) if category is not None else None
+    kind = Kind(kind) if kind is not None else None
+    actor = actor_of(principal)
+    await _begin_if_submitted(session, suggestion, actor)
+    corrections: dict[str, Any] = {}
+    if category is not None and category is not suggestion.category:
+        corrections["category"] = {"from": suggestion.category.value, "to": category.value}
+    if kind is not None and kind is not suggestion.kind:
+        previous = suggestion.kind.value if suggestion.kind is not None else None
+        corrections["kind"] = {"from": previous, "to": kind.value}
+    await apply(session, suggestion, Action.ACCEPT, actor, details=corrections)
+    if category is not None:
+        suggestion.category = category
+    if kind is not None:
+        suggestion.kind = kind
+    if note is not None:
+        audit.record(
+            session,
+            actor=actor,
+            entity_type="suggestion",
+            entity_id=suggestion.id,
+            community_id=suggestion.community_id,
+            action="screening_note",
+            public=False,
+            details={"note": note},
+        )
+    await notifications.notify_followers(
+        session,
+        suggestion,
+        "suggestion_accepted",
+        _about(suggestion)
+        | {
+            "category": suggestion.category.value,
+            "kind": suggestion.kind.value if suggestion.kind is not None else None,
+            "note": note,
+        },
+        dedupe_prefix=f"accepted:{suggestion.id}",
+    )
+    await session.commit()
+    return suggestion
+
+
+@operation
+async def reject(
+    session: AsyncSession,
+    principal: access.Principal,
+    suggestion_id: int,
+    reason: ExclusionReason,
+    note: str | None,
+) -> Suggestion:
+    """Reject with one of the programme's exclusion reasons (OTHER needs a note). The reason
+    is public; the note is kept on the suggestion and told to the proposer only (see the
+    module's docstring). Begins the review first if needed. Commits."""
+    try:
+        reason = ExclusionReason(reason)
+    except ValueError as exc:
+        raise RuleViolation("unknown_reason", f"no exclusion reason {reason!r}") from exc
+    note = _note(note)
+    if reason is ExclusionReason.OTHER and note is None:
+        raise RuleViolation("note_required", "'other' needs a note saying why")
+    suggestion = await _locked(session, principal, suggestion_id, Action.REJECT)
+    actor = actor_of(principal)
+    await _begin_if_submitted(session, suggestion, actor)
+    await apply(session, suggestion, Action.REJECT, actor, details={"reason": reason.value})
+    suggestion.exclusion_reason = reason
+    suggestion.exclusion_note = note
+    await notifications.notify_followers(
+        session,
+        suggestion,
+        "suggestion_rejected",
+        _about(suggestion) | {"reason": reason.value, "note": None},
+        dedupe_prefix=f"rejected:{suggestion.id}",
+        proposer_params={"note": note},
+    )
+    await session.commit()
+    return suggestion
+
+
+@operation
+async def merge(
+    session: AsyncSession, principal: access.Principal, suggestion_id: int, into_id: int
+) -> Suggestion:
+    """Merge a duplicate into another suggestion of the same community that is still active.
+
+    The source becomes MERGED (merged_into_id set); everyone following it, its proposer
+    included, now follows the target; both sets of people are told. Public audit events on
+    both. Begins the source's review first if needed. Returns the source. Commits.
+    """
+    if suggestion_id == into_id:
+        raise RuleViolation("merge_into_self", "a suggestion cannot be merged into itself")
+    locked = await lock_suggestions(session, [suggestion_id, into_id])
+    source, target = locked.get(suggestion_id), locked.get(into_id)
+    if source is None or target is None:
+        raise RuleViolation("unknown_suggestion", "no such suggestion")
+    roles = rules.roles_for(Action.MERGE, State.UNDER_REVIEW)
+    await access.require(session, principal, source.community_id, roles)
+    if target.community_id != source.community_id:
+        raise RuleViolation("merge_other_community", "only within one community")
+    if target.status not in ACTIVE_STATES or target.merged_into_id is not None:
+        raise RuleViolation("merge_target_inactive", f"{target.number} is {target.status.value}")
+    actor = actor_of(principal)
+    await _begin_if_submitted(session, source, actor)
+    link = {"into_id": target.id, "into_number": target.number}
+    await apply(session, source, Action.MERGE, actor, details=link)
+    source.merged_into_id = target.id
+    audit.record(
+        session,
+        actor=actor,
+        entity_type="suggestion",
+        entity_id=target.id,
+        community_id=target.community_id,
+        action="merged_in",
+        details={"from_id": source.id, "from_number": source.number},
+    )
+    # Who followed the target before hear that a duplicate joined; the source's people
+    # (its proposer even if they stopped following) now follow the target and hear so.
+    before = {p.id for p in await notifications.followers_of(session, target.id)}
+    moving = {
+        p.id for p in await notifications.followers_of(session, source.id, reachable_only=False)
+    }
+    if source.proposer_id is not None:
+        moving.add(source.proposer_id)
+    for person_id in sorted(moving):
+        await add_follower(session, target.id, person_id)
+    into = {"into_id": target.id, "into_number": target.number, "into_title": target.title}
+    # Someone in both sets hears once, as one whose suggestion was merged.
+    await notifications.notify_people(
+        session,
+        moving,
+        "suggestion_merged",
+        _about(source) | into | {"role": "source"},
+        dedupe_prefix=f"merged:{source.id}:source",
+    )
+    await notifications.notify_people(
+        session,
+        before - moving,
+        "suggestion_merged",
+        _about(source) | into | {"role": "target"},
+        dedupe_prefix=f"merged:{source.id}:target",
+    )
+    await session.commit()
+    return source
+
+
+__all__ = [
+    "SCREENING_ROLES",
+    "accept",
+    "begin_review",
+    "lock_suggestions",
+    "merge",
+    "reject",
+    "review_queue",
+    "scope_condition",
+]
