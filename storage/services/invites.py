@@ -1,0 +1,432 @@
+"""How a role reaches a person: an invite deep link they open in a private chat with the bot,
+or an official of a wider scope granting it to them directly.
+
+An invite's code is the whole deep-link payload (`i_` and 22 random URL-safe characters), so
+the bot hands `/start`'s payload to `redeem` as is. Every grant leaves a non-public audit
+event on the person.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    Community,
+    District,
+    Invite,
+    InviteRedemption,
+    Person,
+    RoleGrant,
+    Street,
+    utcnow,
+)
+from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
+from storage.services import access
+from storage.services.access import Principal, Scope
+from storage.services.audit import Actor, record
+from storage.services.people import TelegramIdentity, ensure_person, find_person
+
+INVITE_PREFIX = "i_"
+# Telegram's deep-link payloads: 1-64 characters of A-Z a-z 0-9 _ -.
+INVITE_CODE_RE = re.compile(r"^i_[A-Za-z0-9_-]{1,62}$")
+MAX_USES = 10_000
+MAX_EXPIRES_DAYS = 3650
+
+# Narrowest last: a scope covers those after it.
+_LEVEL_RANK = {
+    ScopeLevel.CITY: 0,
+    ScopeLevel.DISTRICT: 1,
+    ScopeLevel.STREET: 2,
+    ScopeLevel.COMMUNITY: 3,
+}
+# Who may hand roles out directly: officials of a street or wider (a community's staff
+# invites its council through the street, or by an invite an official made).
+GRANTING_ROLES: frozenset[Role] = frozenset(
+    {Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN}
+)
+
+
+def is_invite_payload(payload: str | None) -> bool:
+    """Whether a /start payload is an invite's (the bot dispatches on this)."""
+    return bool(payload) and INVITE_CODE_RE.match(payload or "") is not None
+
+
+def deep_link(bot_username: str, code: str) -> str:
+    return f"https://t.me/{bot_username.removeprefix('@')}?start={code}"
+
+
+async def check_scope_exists(session: AsyncSession, scope: Scope) -> None:
+    """RuleViolation `unknown_scope` unless the scope's community, street or district exists."""
+    if scope.level is ScopeLevel.CITY:
+        if scope.id is not None:
+            raise RuleViolation("scope_not_expected", "the city scope has no id")
+        return
+    model = {
+        ScopeLevel.COMMUNITY: Community,
+        ScopeLevel.STREET: Street,
+        ScopeLevel.DISTRICT: District,
+    }[scope.level]
+    if scope.id is None or await session.get(model, scope.id) is None:
+        raise RuleViolation("unknown_scope", f"no {scope.level.value} with id {scope.id}")
+
+
+async def scope_name(session: AsyncSession, scope: Scope, *, full: bool = False) -> str | None:
+    """The scope's name (新沙社区), or with `full` its path (福田区 › 沙头街道 › 新沙社区);
+    None for the city, and for a scope that no longer exists."""
+    if scope.level is ScopeLevel.CITY or scope.id is None:
+        return None
+    if scope.level is ScopeLevel.DISTRICT:
+        district = await session.get(District, scope.id)
+        return district.name if district is not None else None
+    query: Select[Any]
+    if scope.level is ScopeLevel.STREET:
+        query = (
+            select(District.name, Street.name)
+            .join(Street, Street.district_id == District.id)
+            .where(Street.id == scope.id)
+        )
+    else:
+        query = (
+            select(District.name, Street.name, Community.name)
+            .join(Street, Street.district_id == District.id)
+            .join(Community, Community.street_id == Street.id)
+            .where(Community.id == scope.id)
+        )
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    return " › ".join(row) if full else str(row[-1])
+
+
+_PATH_SPLIT = re.compile(r"\s*[/›>]\s*")
+_DEPTH = {ScopeLevel.DISTRICT: 1, ScopeLevel.STREET: 2, ScopeLevel.COMMUNITY: 3}
+
+
+async def resolve_scope_name(session: AsyncSession, role: Role, name: str | None) -> Scope:
+    """The scope a role is held in, by name: `新沙社区`, or where names repeat a path such as
+    `沙头街道/新沙社区` or `福田区/沙头街道/新沙社区` (`/` or `›` between the parts).
+
+    RuleViolation codes as `access.resolve_scope`: role_not_grantable, scope_not_expected,
+    scope_required, unknown_scope, and ambiguous_scope, whose message lists the paths."""
+    level = ROLE_SCOPE.get(role)
+    if level is None:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    name = (name or "").strip()
+    if level is ScopeLevel.CITY:
+        if name:
+            raise RuleViolation("scope_not_expected", f"{role.value} takes no scope")
+        return Scope.city()
+    if not name:
+        raise RuleViolation("scope_required", f"{role.value} needs a {level.value} name")
+    parts = [part for part in _PATH_SPLIT.split(name) if part]
+    depth = _DEPTH[level]
+    if not parts or len(parts) > depth:
+        raise RuleViolation(
+            "unknown_scope", f"a {level.value} path has at most {depth} parts: {name!r}"
+        )
+    names = (District.name, Street.name, Community.name)[:depth]
+    ids = (District.id, Street.id, Community.id)[depth - 1]
+    query = select(ids, *names).select_from(District)
+    if depth >= 2:
+        query = query.join(Street, Street.district_id == District.id)
+    if depth == 3:
+        query = query.join(Community, Community.street_id == Street.id)
+    for column, part in zip(names[depth - len(parts) :], parts, strict=True):
+        query = query.where(column == part)
+    rows = (await session.execute(query.order_by(*names))).all()
+    if not rows:
+        raise RuleViolation("unknown_scope", f"no {level.value} named {name!r}")
+    if len(rows) > 1:
+        paths = ", ".join("/".join(row[1:]) for row in rows)
+        raise RuleViolation(
+            "ambiguous_scope",
+            f"{len(rows)} {level.value} scopes match {name!r}: {paths}; "
+            f"name one by its path, e.g. {'/'.join(rows[0][1:])!r}",
+        )
+    return Scope(level, int(rows[0][0]))
+
+
+async def strictly_covers(session: AsyncSession, outer: Scope, inner: Scope) -> bool:
+    """Whether `inner` lies inside `outer` and is narrower (a street inside its district)."""
+    if _LEVEL_RANK[outer.level] >= _LEVEL_RANK[inner.level]:
+        return False
+    if outer.level is ScopeLevel.CITY:
+        return True
+    if inner.level is ScopeLevel.COMMUNITY:
+        assert inner.id is not None
+        place = await access.place_of(session, inner.id)
+        return place is not None and access.covers(outer, place)
+    if inner.level is ScopeLevel.STREET:  # so outer is a district
+        street = await session.get(Street, inner.id)
+        return street is not None and street.district_id == outer.id
+    return False
+
+
+def _community_of(scope: Scope) -> int | None:
+    return scope.id if scope.level is ScopeLevel.COMMUNITY else None
+
+
+def _grant_details(role: Role, scope: Scope, via: str, **extra: int | None) -> dict[str, object]:
+    return {
+        "role": role.value,
+        "scope_level": scope.level.value,
+        "scope_id": scope.id,
+        "via": via,
+        **extra,
+    }
+
+
+async def create_invite(
+    session: AsyncSession,
+    role: Role,
+    scope: Scope,
+    *,
+    uses: int = 1,
+    expires_days: int | None = None,
+    created_by_id: int | None = None,
+    now: datetime | None = None,
+) -> Invite:
+    """A new invite granting `role` in `scope` to up to `uses` people. Commits."""
+    if role not in ROLE_SCOPE:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    if ROLE_SCOPE[role] is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    if not 1 <= uses <= MAX_USES:
+        raise RuleViolation("invite_uses_invalid", f"uses must be 1-{MAX_USES}")
+    if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
+        raise RuleViolation("invite_expiry_invalid", f"expiry must be 1-{MAX_EXPIRES_DAYS} days")
+    await check_scope_exists(session, scope)
+    now = now or utcnow()
+    invite = Invite(
+        code=INVITE_PREFIX + secrets.token_urlsafe(16),
+        role=role,
+        scope_level=scope.level,
+        scope_id=scope.id,
+        max_uses=uses,
+        used_count=0,
+        expires_at=now + timedelta(days=expires_days) if expires_days is not None else None,
+        created_by_id=created_by_id,
+        created_at=now,
+    )
+    session.add(invite)
+    await session.commit()
+    return invite
+
+
+async def find_invite(session: AsyncSession, code: str) -> Invite | None:
+    if not is_invite_payload(code):
+        return None
+    return (await session.scalars(select(Invite).where(Invite.code == code))).first()
+
+
+async def list_invites(session: AsyncSession) -> list[Invite]:
+    return list(
+        (await session.scalars(select(Invite).order_by(Invite.created_at, Invite.id))).all()
+    )
+
+
+async def revoke_invite(session: AsyncSession, code: str, *, now: datetime | None = None) -> bool:
+    """No one else may redeem it (roles already granted stay). False when unknown. Commits."""
+    invite = await find_invite(session, code)
+    if invite is None:
+        return False
+    if invite.revoked_at is None:
+        invite.revoked_at = now or utcnow()
+        await session.commit()
+    return True
+
+
+def _check_usable(invite: Invite, now: datetime) -> None:
+    if invite.expires_at is not None and now >= invite.expires_at:
+        raise RuleViolation("invite_expired", "this invite has expired")
+    if invite.used_count >= invite.max_uses:
+        raise RuleViolation("invite_used_up", "this invite has been used up")
+
+
+async def redeem(
+    session: AsyncSession, code: str, who: TelegramIdentity, *, now: datetime | None = None
+) -> RoleGrant:
+    """Grant the invite's role to whoever opened it. Commits.
+
+    RuleViolation codes: invite_unknown, invite_revoked, invite_expired, invite_used_up, and
+    invite_already_redeemed when this person redeemed it before but the role has since been
+    revoked (the link does not restore it). Opening it again while holding the role returns
+    the same grant and takes no further use."""
+    try:
+        return await _redeem(session, code, who, now or utcnow())
+    except IntegrityError:
+        # The same person's two taps raced to the redemption row (or to their Person row):
+        # everything of this attempt is rolled back, and the second try finds the first's.
+        await session.rollback()
+        return await _redeem(session, code, who, now or utcnow())
+
+
+async def _redeem(
+    session: AsyncSession, code: str, who: TelegramIdentity, now: datetime
+) -> RoleGrant:
+    invite = await find_invite(session, code)
+    if invite is None:
+        raise RuleViolation("invite_unknown", "no such invite")
+    if invite.revoked_at is not None:
+        raise RuleViolation("invite_revoked", "this invite has been revoked")
+    scope = Scope(invite.scope_level, invite.scope_id)
+    held = await _redeemed_before(session, invite, who.telegram_id)
+    if held is not None:
+        return held
+    _check_usable(invite, now)
+    # One statement both checks and takes a use, so concurrent redemptions of the last use
+    # cannot both succeed (PostgreSQL re-checks the WHERE on the locked row).
+    taken = await session.execute(
+        update(Invite)
+        .where(
+            Invite.id == invite.id,
+            Invite.used_count < Invite.max_uses,
+            Invite.revoked_at.is_(None),
+        )
+        .values(used_count=Invite.used_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(taken, "rowcount", 0) != 1:
+        # Someone else took the last use meanwhile, or (a double tap) this same person did.
+        await session.refresh(invite)
+        held = await _redeemed_before(session, invite, who.telegram_id)
+        if held is not None:
+            return held
+        if invite.revoked_at is not None:
+            raise RuleViolation("invite_revoked", "this invite has been revoked")
+        raise RuleViolation("invite_used_up", "this invite has been used up")
+    person = await ensure_person(session, who)
+    session.add(InviteRedemption(invite_id=invite.id, person_id=person.id, redeemed_at=now))
+    await session.flush()
+    grant = await access.grant_role(
+        session, person.id, invite.role, scope, granted_by_id=invite.created_by_id
+    )
+    record(
+        session,
+        actor=Actor(Role.SYSTEM, invite.created_by_id),
+        entity_type="person",
+        entity_id=person.id,
+        community_id=_community_of(scope),
+        action="role_granted",
+        public=False,
+        details=_grant_details(invite.role, scope, "invite", invite_id=invite.id),
+    )
+    await session.commit()
+    return grant
+
+
+async def _redeemed_before(
+    session: AsyncSession, invite: Invite, telegram_id: int
+) -> RoleGrant | None:
+    """The grant this invite gave this person before, if it did; None if it never did."""
+    person = await find_person(session, telegram_id)
+    if person is None or await session.get(InviteRedemption, (invite.id, person.id)) is None:
+        return None
+    held = await _active_grant(
+        session, person.id, invite.role, Scope(invite.scope_level, invite.scope_id)
+    )
+    if held is None:
+        raise RuleViolation(
+            "invite_already_redeemed", "you used this invite before; the role has been revoked"
+        )
+    return held
+
+
+async def _active_grant(
+    session: AsyncSession, person_id: int, role: Role, scope: Scope
+) -> RoleGrant | None:
+    return (
+        await session.scalars(
+            select(RoleGrant).where(
+                RoleGrant.person_id == person_id,
+                RoleGrant.role == role,
+                RoleGrant.scope_level == scope.level,
+                RoleGrant.scope_id.is_(None)
+                if scope.id is None
+                else RoleGrant.scope_id == scope.id,
+                RoleGrant.revoked_at.is_(None),
+            )
+        )
+    ).first()
+
+
+async def grant_by_official(
+    session: AsyncSession,
+    principal: Principal,
+    role: Role,
+    scope: Scope,
+    *,
+    telegram_id: int | None = None,
+    person_id: int | None = None,
+) -> RoleGrant:
+    """An official grants a role in a scope strictly inside their own (a street official makes
+    community staff and council members in the street's communities, a district admin street
+    officials in the district; a city admin grants anything). Idempotent. Commits.
+
+    The person is named by Telegram id or person id and must have talked to the bot already
+    (`unknown_person` otherwise: an invite link is the way to reach someone new)."""
+    if (telegram_id is None) == (person_id is None):
+        raise ValueError("name the person by exactly one of telegram_id and person_id")
+    if principal.role not in GRANTING_ROLES:
+        raise RuleViolation("role_not_allowed", f"{principal.role.value} may not grant roles")
+    if role not in ROLE_SCOPE:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    if ROLE_SCOPE[role] is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    await check_scope_exists(session, scope)
+    if principal.role is not Role.CITY_ADMIN and not await strictly_covers(
+        session, principal.scope, scope
+    ):
+        raise RuleViolation("out_of_scope", "you may grant roles only inside your own scope")
+    if person_id is not None:
+        person = await session.get(Person, person_id)
+    else:
+        assert telegram_id is not None
+        person = await find_person(session, telegram_id)
+    if person is None:
+        raise RuleViolation(
+            "unknown_person", "this person has not talked to the bot yet; send an invite"
+        )
+    existing = await _active_grant(session, person.id, role, scope)
+    if existing is not None:
+        return existing
+    grant = await access.grant_role(
+        session, person.id, role, scope, granted_by_id=principal.person_id
+    )
+    record(
+        session,
+        actor=Actor(principal.role, principal.person_id),
+        entity_type="person",
+        entity_id=person.id,
+        community_id=_community_of(scope),
+        action="role_granted",
+        public=False,
+        details=_grant_details(role, scope, "official"),
+    )
+    await session.commit()
+    return grant
+
+
+__all__ = [
+    "GRANTING_ROLES",
+    "INVITE_PREFIX",
+    "check_scope_exists",
+    "create_invite",
+    "deep_link",
+    "find_invite",
+    "grant_by_official",
+    "is_invite_payload",
+    "list_invites",
+    "redeem",
+    "resolve_scope_name",
+    "revoke_invite",
+    "scope_name",
+    "strictly_covers",
+]

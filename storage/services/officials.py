@@ -1,0 +1,96 @@
+"""What officials read through their API: the suggestions within their scope.
+
+A community's staff sees its community, a street official the street's communities, a
+district admin the district's, a city admin all. Changes go through screening and council.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.models import Community, Street, Suggestion
+from storage.rules import Role, RuleViolation
+from storage.services import access
+from storage.services.screening import scope_condition
+from storage.services.suggestions import PublicFilter
+
+# Every official role reads what is in its scope; council members act in Telegram only.
+READ_ROLES: frozenset[Role] = frozenset(
+    {Role.COMMUNITY_STAFF, Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN}
+)
+
+
+def _check_role(principal: access.Principal) -> None:
+    if principal.role not in READ_ROLES:
+        raise RuleViolation("role_not_allowed", f"{principal.role.value} may not read this")
+
+
+async def list_suggestions(
+    session: AsyncSession,
+    principal: access.Principal,
+    filters: PublicFilter,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Suggestion], int]:
+    """One page of the suggestions in the principal's scope, newest first, and the total.
+    A community filter outside the scope is refused (`out_of_scope`), not silently empty."""
+    _check_role(principal)
+    conditions = [scope_condition(principal.scope)]
+    if filters.community_id is not None:
+        await access.require(session, principal, filters.community_id, READ_ROLES)
+        conditions.append(Suggestion.community_id == filters.community_id)
+    if filters.status is not None:
+        conditions.append(Suggestion.status == filters.status)
+    if filters.category is not None:
+        conditions.append(Suggestion.category == filters.category)
+
+    base = (
+        select(Suggestion.id)
+        .join(Community, Community.id == Suggestion.community_id)
+        .join(Street, Street.id == Community.street_id)
+        .where(*conditions)
+    )
+    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    query = (
+        select(Suggestion)
+        .join(Community, Community.id == Suggestion.community_id)
+        .join(Street, Street.id == Community.street_id)
+        .where(*conditions)
+        .options(
+            selectinload(Suggestion.community)
+            .selectinload(Community.street)
+            .selectinload(Street.district)
+        )
+        .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await session.scalars(query)).all()), total
+
+
+async def get_suggestion(
+    session: AsyncSession, principal: access.Principal, suggestion_id: int
+) -> Suggestion:
+    """One suggestion, if it is in the principal's scope (`unknown_suggestion`,
+    `out_of_scope` otherwise)."""
+    _check_role(principal)
+    suggestion = await session.get(
+        Suggestion,
+        suggestion_id,
+        options=[
+            selectinload(Suggestion.community)
+            .selectinload(Community.street)
+            .selectinload(Street.district)
+        ],
+        populate_existing=True,
+    )
+    if suggestion is None:
+        raise RuleViolation("unknown_suggestion", "no such suggestion")
+    await access.require(session, principal, suggestion.community_id, READ_ROLES)
+    return suggestion
+
+
+__all__ = ["READ_ROLES", "get_suggestion", "list_suggestions"]

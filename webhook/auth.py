@@ -1,0 +1,129 @@
+"""Who is calling the officials' API: the bearer token's principal, and the programme's rule
+violations as HTTP answers.
+
+Errors have one body shape, `{"detail": {"code": ..., "message": ...}}`, with the stable codes
+of `storage.rules.RuleViolation`. The status follows from the code:
+
+| status | when | codes |
+|---|---|---|
+| 401 | no token, a malformed, unknown or revoked one (with `WWW-Authenticate: Bearer`) | `not_authenticated`, `invalid_token` |
+| 403 | the token's role may not do this, or not in this place | `role_not_allowed`, `out_of_scope` |
+| 404 | what the path or body names does not exist | `unknown_*` |
+| 409 | the request is well-formed but the current state forbids it | `transition_not_allowed`, `merge_target_inactive`, `not_a_candidate`, `council_empty`, `vote_not_due` |
+| 422 | the request itself breaks a rule (FastAPI's own validation errors keep their shape) | everything else: `note_required`, `merge_into_self`, `scope_mismatch`, ... |
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from storage.rules import RuleViolation
+from storage.services import tokens
+from storage.services.access import Principal
+from webhook.deps import SessionDep
+
+SCHEME_NAME = "bearerToken"
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name=SCHEME_NAME,
+    bearerFormat="ms_<prefix>_<secret>",
+    description="An officials' API token from `minsheng token create --role ROLE --scope NAME`.",
+)
+
+FORBIDDEN_CODES = frozenset({"role_not_allowed", "out_of_scope"})
+# The request is well-formed; what it acts on is not in a state that allows it (it may
+# succeed once that changes: another screening step, members joining the council).
+CONFLICT_CODES = frozenset(
+    {
+        "transition_not_allowed",
+        "merge_target_inactive",
+        "not_a_candidate",
+        "council_empty",
+        "vote_not_due",
+    }
+)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["out_of_scope"])
+    message: str = Field(examples=["this community is outside your scope"])
+
+
+class ErrorOut(BaseModel):
+    detail: ErrorDetail
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def status_for(code: str) -> int:
+    if code in FORBIDDEN_CODES:
+        return status.HTTP_403_FORBIDDEN
+    if code.startswith("unknown_"):
+        return status.HTTP_404_NOT_FOUND
+    if code in CONFLICT_CODES:
+        return status.HTTP_409_CONFLICT
+    return status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
+def http_error(violation: RuleViolation) -> HTTPException:
+    """The HTTPException a front end raises for a rule violation."""
+    return HTTPException(
+        status_code=status_for(violation.code),
+        detail=error_body(violation.code, str(violation)),
+    )
+
+
+def _unauthorized(code: str, message: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=error_body(code, message),
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Principal:
+    if credentials is None:
+        raise _unauthorized("not_authenticated", "an `Authorization: Bearer <token>` is required")
+    principal = await tokens.authenticate(session, credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid_token", "the token is not valid or has been revoked")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error statuses a route can answer."""
+    described = {
+        401: "No token, or a malformed, unknown or revoked one.",
+        403: "The token's role may not do this, or not in this community (`role_not_allowed`, "
+        "`out_of_scope`).",
+        404: "What the request names does not exist (`unknown_*`).",
+        409: "The current state does not allow it (e.g. `transition_not_allowed`).",
+        422: "The request breaks a rule or does not validate.",
+    }
+    return {
+        code: {"description": described[code]} | ({} if code == 422 else {"model": ErrorOut})
+        for code in codes
+    }
+
+
+__all__ = [
+    "PrincipalDep",
+    "bearer_scheme",
+    "error_body",
+    "error_responses",
+    "get_principal",
+    "http_error",
+    "status_for",
+]
