@@ -18,7 +18,7 @@ from bot.factory import create_bot, create_dispatcher
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
 from webhook.health import create_health_router
-from webhook.jobs import create_scheduler
+from webhook.jobs import create_scheduler, install_senders, stop_senders
 from webhook.runtime import Runtime
 from webhook.telegram import SECRET_HEADER, create_telegram_router
 
@@ -131,12 +131,15 @@ def _delegate(runtime: Runtime, name: str) -> Callable[..., Any]:
 @contextlib.asynccontextmanager
 async def running_jobs(runtime: Runtime) -> AsyncIterator[None]:
     """The scheduler and what sends on its own, for `serve` and `polling` alike."""
+    # The rate limiter, outbox sender, council poll sender and vote closer (webhook.jobs).
+    install_senders(runtime)
     runtime.scheduler = create_scheduler(runtime)
     runtime.scheduler.start()
     try:
         yield
     finally:
         runtime.scheduler.shutdown(wait=False)
+        await stop_senders(runtime)
 
 
 def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 8000)) -> FastAPI:

@@ -1,28 +1,147 @@
 """Timed work on APScheduler. Each job claims its rows in the database, so that with several
-replicas ticking, each piece of work happens once (ARCHITECTURE.md, scaling out)."""
+replicas ticking, each piece of work happens once (ARCHITECTURE.md, scaling out).
+
+- closing council votes whose deadline has passed (also those that fell due while the
+  service was down), then stopping their polls;
+- sending the outbox within Telegram's limits;
+- forgetting old update ids.
+
+A job that cannot reach the database logs it and tries again on its next tick.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.i18n import create_i18n
+from bot.notify_texts import NotificationRenderer
+from bot.outbox import OutboxSender
+from bot.polls import (
+    I18N_KEY,
+    LIMITER_KEY,
+    cancel_background,
+    close_and_stop,
+    council_poll_sender,
+    vote_closer,
+)
+from bot.ratelimit import create_limiter
+from storage.models import utcnow
+from storage.services import council
 from storage.services.updates import prune_processed
 from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+OUTBOX_KEY = "outbox"
+CLOSE_VOTES_EVERY = 20  # seconds
+SEND_OUTBOX_EVERY = 2  # seconds
+OUTBOX_BATCH = 50
+
+
+def install_senders(runtime: Runtime) -> None:
+    """What sends on its own: the shared rate limiter (in Redis when the process has it, so
+    replicas share Telegram's budget), the outbox sender, and the council's poll sender and
+    early closer that handlers and the officials' API reach through `runtime.extras`."""
+    settings = runtime.settings
+    limiter = runtime.extras.get(LIMITER_KEY) or create_limiter(runtime.redis)
+    i18n = runtime.extras.get(I18N_KEY) or create_i18n(settings.default_locale)
+    runtime.extras[LIMITER_KEY] = limiter
+    runtime.extras[I18N_KEY] = i18n
+    runtime.extras[OUTBOX_KEY] = OutboxSender(
+        runtime.bot,
+        runtime.sessionmaker,
+        limiter,
+        NotificationRenderer(i18n, settings.tz),
+        default_locale=settings.default_locale,
+    )
+    runtime.extras["council_poll_sender"] = council_poll_sender(runtime)
+    runtime.extras["vote_closer"] = vote_closer(runtime)
+
+
+async def stop_senders(runtime: Runtime) -> None:
+    """At shutdown: polls still being sent get a few seconds, then are cancelled (what was
+    sent is recorded; a poll not sent is simply missing from the vote's detail)."""
+    await cancel_background(runtime)
+
+
+async def close_due_votes(
+    runtime: Runtime, *, now: datetime | None = None, wait: bool = False
+) -> list[int]:
+    """Close every open vote whose deadline has passed; the ids this replica closed. Another
+    replica closing the same vote at the same time makes close_vote return None here.
+    The polls are stopped after each commit, in the background unless `wait`."""
+    now = now or utcnow()
+    try:
+        async with runtime.sessionmaker() as session:
+            due = await council.due_vote_ids(session, now)
+    except Exception as error:
+        log.warning("closing votes: the store is unavailable (%r); next tick", error)
+        return []
+    closed: list[int] = []
+    for vote_id in due:
+        try:
+            result = await close_and_stop(runtime, vote_id, now=now, wait=wait)
+        except Exception:
+            log.exception("closing vote %s failed; next tick", vote_id)
+            continue
+        if result is not None:
+            closed.append(vote_id)
+    if closed:
+        log.info("closed council votes %s", closed)
+    return closed
+
+
+async def send_outbox(runtime: Runtime) -> int:
+    """One round of the outbox sender; how many messages went out."""
+    sender: OutboxSender | None = runtime.extras.get(OUTBOX_KEY)
+    if sender is None:
+        return 0
+    try:
+        return await sender.run_once(OUTBOX_BATCH)
+    except Exception as error:
+        log.warning("outbox: %r; next tick", error)
+        return 0
+
 
 async def prune_processed_updates(runtime: Runtime) -> None:
     """Forget update ids older than Telegram could ever redeliver (24 h) plus a margin."""
-    async with runtime.sessionmaker() as session:
-        removed = await prune_processed(session, runtime.settings.processed_update_retention_days)
+    try:
+        async with runtime.sessionmaker() as session:
+            removed = await prune_processed(
+                session, runtime.settings.processed_update_retention_days
+            )
+    except Exception as error:
+        log.warning("pruning update ids: %r; next time", error)
+        return
     if removed:
         log.info("pruned %d processed update ids", removed)
 
 
+class _QuietOverlap(logging.Filter):
+    """A sending round may outlast the 2 s interval (it paces to Telegram's limits); the
+    tick that finds it still running is skipped by design, not worth a warning each time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("send_outbox" in message and "maximum number of running instances" in message)
+
+
+def _quiet_scheduler_logs() -> None:
+    # The executor logs every run at INFO: thirty lines a minute for the outbox alone.
+    # Failures are still logged (ERROR), and so are the jobs' own messages.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _QuietOverlap) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_QuietOverlap())
+
+
 def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
+    _quiet_scheduler_logs()
     scheduler = AsyncIOScheduler(timezone=runtime.settings.tz)
     # Deleting old rows is idempotent, so it needs no claim; jitter spreads replicas apart.
     scheduler.add_job(
@@ -32,5 +151,26 @@ def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         id="prune_processed_updates",
         coalesce=True,
         misfire_grace_time=3600,
+    )
+    # Closing is claimed per vote in the database (compare-and-set on its status).
+    scheduler.add_job(
+        close_due_votes,
+        IntervalTrigger(seconds=CLOSE_VOTES_EVERY, jitter=2),
+        args=[runtime],
+        id="close_due_votes",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=CLOSE_VOTES_EVERY,
+        next_run_time=utcnow(),  # at start-up: votes that fell due while we were down
+    )
+    # Sending is claimed per message (a lease); one round at a time in this process.
+    scheduler.add_job(
+        send_outbox,
+        IntervalTrigger(seconds=SEND_OUTBOX_EVERY),
+        args=[runtime],
+        id="send_outbox",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=SEND_OUTBOX_EVERY * 5,
     )
     return scheduler

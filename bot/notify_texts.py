@@ -1,0 +1,426 @@
+"""What the outbox's messages say: each notification kind rendered from its params (see
+storage.services.notifications) in the recipient's language, as HTML, with the bar chart for
+a vote's results; and the cutting of long texts into what Telegram accepts.
+
+Everything a person typed (titles, notes, names) is escaped. Params come from the database
+and may be older than this code: renderers take what they find and fall back where a value
+is missing, rather than lose the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+
+from bot.charts import MAX_CANDIDATES, vote_chart
+from bot.texts import (
+    category_label,
+    exclusion_reason_label,
+    kind_label,
+    local_datetime,
+    quote,
+    status_label,
+)
+from storage.rules import ExclusionReason, State, VoteOutcome, utf16_len
+
+MESSAGE_MAX = 4096
+CAPTION_MAX = 1024
+
+_OUTCOME: dict[VoteOutcome, Any] = {
+    VoteOutcome.RESOLVED: __("Passed"),
+    VoteOutcome.NOT_PASSED: __("Not passed"),
+    VoteOutcome.NO_QUORUM: __("No quorum"),
+}
+
+assert set(_OUTCOME) == set(VoteOutcome)
+
+
+def outcome_label(outcome: VoteOutcome | str) -> str:
+    return str(_OUTCOME[VoteOutcome(outcome)])
+
+
+class RenderError(Exception):
+    """A notification that cannot be rendered (unknown kind, unusable params): it is marked
+    failed with this message, never retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One notification, ready to send: HTML text and, for some kinds, a PNG to go with it.
+    `short_caption` is the photo's caption when `text` is too long to be one."""
+
+    text: str
+    image: bytes | None = None
+    short_caption: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Telegram message: a text, or a photo with its caption."""
+
+    text: str
+    image: bytes | None = None
+
+
+# --- Telegram's length limits, on the text as shown (tags and entities do not count) ------
+
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def visible_length(text: str) -> int:
+    """Length as Telegram counts a message or caption in HTML mode: UTF-16 units of the text
+    as shown, without tags, entities decoded."""
+    return utf16_len(html.unescape(_TAG.sub("", text)))
+
+
+def _cut_line(line: str, limit: int) -> list[str]:
+    """A single line longer than `limit`: cut between words where possible, never inside a
+    tag or an entity. (The renderers never produce such lines; this is a safety net.)"""
+    pieces: list[str] = []
+    rest = line
+    while visible_length(rest) > limit:
+        tokens = re.findall(r"<[^<>]*>|&[#\w]+;|\s+|[^\s<&]+|.", rest)
+        taken: list[str] = []
+        cut = 0
+        for token in tokens:
+            if visible_length("".join([*taken, token])) > limit:
+                break
+            taken.append(token)
+            if token.isspace():
+                cut = len(taken)
+        if cut == 0:
+            cut = max(1, len(taken))
+        head = "".join(taken[:cut]).rstrip()
+        if not head:  # one unbreakable token longer than the limit
+            head = rest[: max(1, limit // 2)]
+            rest = rest[len(head) :]
+        else:
+            rest = "".join(tokens[cut:]).lstrip()
+        pieces.append(head)
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def split_text(text: str, limit: int = MESSAGE_MAX) -> list[str]:
+    """`text` in as few messages as fit `limit`, cut at line boundaries (tags never span a
+    line in these texts, so each piece is valid HTML on its own)."""
+    if visible_length(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    current: list[str] = []
+    for line in text.split("\n"):
+        for piece in _cut_line(line, limit) if visible_length(line) > limit else [line]:
+            candidate = "\n".join([*current, piece])
+            if current and visible_length(candidate) > limit:
+                chunks.append("\n".join(current).strip("\n"))
+                current = [piece]
+            else:
+                current.append(piece)
+    if current:
+        chunks.append("\n".join(current).strip("\n"))
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+def plan_parts(rendered: Rendered) -> list[Part]:
+    """The messages a rendered notification takes: the photo with the whole text as its
+    caption when it fits; else the photo with the short caption, then the text in pieces."""
+    if rendered.image is None:
+        return [Part(piece) for piece in split_text(rendered.text)]
+    if visible_length(rendered.text) <= CAPTION_MAX:
+        return [Part(rendered.text, rendered.image)]
+    caption = rendered.short_caption or ""
+    if visible_length(caption) > CAPTION_MAX:
+        caption = split_text(caption, CAPTION_MAX)[0]
+    return [Part(caption, rendered.image), *(Part(p) for p in split_text(rendered.text))]
+
+
+# --- params, tolerantly ------------------------------------------------------------------
+
+
+def _str(params: Mapping[str, Any], key: str, default: str = "?") -> str:
+    value = params.get(key)
+    return default if value is None or value == "" else str(value)
+
+
+def _int(params: Mapping[str, Any], key: str) -> int:
+    value = params.get(key)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def _moment(value: Any, tz: ZoneInfo) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return local_datetime(moment, tz)
+
+
+def _status(value: Any) -> str:
+    try:
+        return status_label(State(value))
+    except ValueError:
+        return quote(str(value))
+
+
+def _outcome(value: Any) -> str:
+    try:
+        return outcome_label(VoteOutcome(value))
+    except ValueError:
+        return "—"
+
+
+def _subject(params: Mapping[str, Any]) -> dict[str, str]:
+    return {"number": quote(_str(params, "number")), "title": quote(_str(params, "title", ""))}
+
+
+# --- the kinds -----------------------------------------------------------------------------
+
+
+Renderer = Callable[["NotificationRenderer", Mapping[str, Any]], Rendered]
+
+
+def _suggestion_accepted(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    lines = [
+        _(
+            "Good news: suggestion {number} “{title}” has been accepted as a community "
+            "candidate project."
+        ).format(**_subject(p))
+    ]
+    if p.get("category"):
+        with contextlib.suppress(ValueError):
+            lines.append(_("Category: {value}").format(value=category_label(p["category"])))
+    if p.get("kind"):
+        with contextlib.suppress(ValueError):
+            lines.append(_("Kind: {value}").format(value=kind_label(p["kind"])))
+    if p.get("note"):
+        lines.append(_("Note from the community: {note}").format(note=quote(str(p["note"]))))
+    lines.append(
+        _(
+            "Next, the residents' council will discuss the candidates and vote on them. "
+            "I will tell you how it goes."
+        )
+    )
+    return Rendered("\n".join(lines))
+
+
+def _suggestion_rejected(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    lines = [_("Suggestion {number} “{title}” was not accepted.").format(**_subject(p))]
+    try:
+        reason = exclusion_reason_label(p.get("reason") or ExclusionReason.OTHER)
+    except ValueError:
+        reason = quote(str(p.get("reason")))
+    lines.append(_("Reason: {reason}").format(reason=reason))
+    if p.get("note"):
+        lines.append(_("Note from the community: {note}").format(note=quote(str(p["note"]))))
+    lines.append(
+        _("Thank you for taking part. You are welcome to suggest another project with /suggest.")
+    )
+    return Rendered("\n".join(lines))
+
+
+def _suggestion_merged(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    values = _subject(p) | {
+        "into_number": quote(_str(p, "into_number")),
+        "into_title": quote(_str(p, "into_title", "")),
+    }
+    if p.get("role") == "target":
+        text = _(
+            "A similar suggestion, {number} “{title}”, has been merged into {into_number} "
+            "“{into_title}”, which you follow."
+        )
+    else:
+        text = _(
+            "Suggestion {number} “{title}” asks for the same as {into_number} “{into_title}” "
+            "and has been merged into it. You now follow {into_number} and will hear how it "
+            "goes."
+        )
+    return Rendered(text.format(**values))
+
+
+def _suggestion_status(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    lines = [
+        _("Suggestion {number} “{title}” is now: <b>{status}</b>").format(
+            status=_status(p.get("status")), **_subject(p)
+        )
+    ]
+    outcome = p.get("outcome")
+    if outcome:
+        lines.append(
+            _(
+                "Council vote: {agree} agree, {against} against, {abstain} abstain ({outcome})."
+            ).format(
+                agree=_int(p, "agree"),
+                against=_int(p, "against"),
+                abstain=_int(p, "abstain"),
+                outcome=_outcome(outcome),
+            )
+        )
+        if outcome == VoteOutcome.NO_QUORUM.value:
+            lines.append(
+                _(
+                    "Too few council members voted, so nothing was decided; it may be put to "
+                    "the council again."
+                )
+            )
+    elif p.get("status") == State.COUNCIL_VOTE.value:
+        deadline = _moment(p.get("closes_at"), self.tz)
+        if deadline:
+            lines.append(
+                _("The residents' council votes on it until {deadline}.").format(deadline=deadline)
+            )
+    return Rendered("\n".join(lines))
+
+
+def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    raw_items = p.get("items")
+    items = [i for i in raw_items if isinstance(i, Mapping)] if isinstance(raw_items, list) else []
+    items.sort(key=lambda i: _int(i, "position"))
+    community = quote(_str(p, "community", ""))
+    closed = _moment(p.get("closed_at"), self.tz) or _moment(p.get("closes_at"), self.tz)
+    title = _("<b>Residents' council vote: results</b>")
+    lines = [title]
+    if closed:
+        lines.append(
+            _("{community}, voting closed {closed_at}").format(
+                community=community, closed_at=closed
+            )
+        )
+    else:
+        lines.append(community)
+    lines.append(
+        _(
+            "The council has {size} members. A candidate passes when more than {quorum} of "
+            "them vote and more than {threshold} of the votes cast agree."
+        ).format(
+            size=_int(p, "council_size"),
+            quorum=f"{_int(p, 'quorum_pct')}%",
+            threshold=f"{_int(p, 'threshold_pct')}%",
+        )
+    )
+    lines.append("")
+    for item in items:
+        position = _int(item, "position")
+        lines.append(
+            f"{position}. {quote(_str(item, 'number'))} {quote(_str(item, 'title', ''))}".rstrip()
+        )
+        lines.append(
+            _("Agree {agree} · Against {against} · Abstain {abstain}: <b>{outcome}</b>").format(
+                agree=_int(item, "agree"),
+                against=_int(item, "against"),
+                abstain=_int(item, "abstain"),
+                outcome=_outcome(item.get("outcome")),
+            )
+        )
+    lines.append("")
+    if p.get("audience") == "council":
+        lines.append(_("Thank you to every council member who voted."))
+    else:
+        lines.append(
+            _(
+                "Candidates that passed go to the street office, which decides which projects "
+                "to fund and carry out."
+            )
+        )
+    image = None
+    if items and len(items) <= MAX_CANDIDATES:
+        image = vote_chart(
+            [
+                (str(_int(i, "position")), _int(i, "agree"), _int(i, "against"), _int(i, "abstain"))
+                for i in items
+            ]
+        )
+    short = "\n".join(
+        [
+            title,
+            _("{community}: the numbers in the chart are the candidates in the next message.")
+            .format(community=community)
+            .strip(),
+        ]
+    )
+    return Rendered("\n".join(lines), image, short)
+
+
+def _poll_send_failed(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    lines = [
+        _("⚠️ Telegram refused the council poll for {number} “{title}” (vote {vote}).").format(
+            vote=quote(_str(p, "vote_id")), **_subject(p)
+        ),
+        _("Telegram said: {error}").format(error=quote(_str(p, "error"))),
+    ]
+    chat_id = p.get("chat_id")
+    if isinstance(chat_id, int) and chat_id > 0:
+        lines.append(
+            _("It was for a council member's private chat; they may have blocked the bot.")
+        )
+    else:
+        lines.append(
+            _("Please check that the bot is still in the council group and may send polls there.")
+        )
+    return Rendered("\n".join(lines))
+
+
+RENDERERS: dict[str, Renderer] = {
+    "suggestion_accepted": _suggestion_accepted,
+    "suggestion_rejected": _suggestion_rejected,
+    "suggestion_merged": _suggestion_merged,
+    "suggestion_status": _suggestion_status,
+    "vote_result": _vote_result,
+    "poll_send_failed": _poll_send_failed,
+}
+
+
+class NotificationRenderer:
+    """Renders the outbox's kinds in a locale, with the programme's time zone for times."""
+
+    def __init__(self, i18n: I18n, tz: ZoneInfo) -> None:
+        self.i18n = i18n
+        self.tz = tz
+
+    def render(self, kind: str, params: Mapping[str, Any], locale: str) -> Rendered:
+        renderer = RENDERERS.get(kind)
+        if renderer is None:
+            raise RenderError(f"no renderer for notification kind {kind!r}")
+        if not isinstance(params, Mapping):
+            raise RenderError(f"params of {kind!r} are not an object")
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            try:
+                return renderer(self, params)
+            except (KeyError, ValueError, TypeError, AttributeError) as error:
+                raise RenderError(f"cannot render {kind!r}: {error!r}") from error
+
+
+__all__ = [
+    "CAPTION_MAX",
+    "MESSAGE_MAX",
+    "RENDERERS",
+    "NotificationRenderer",
+    "Part",
+    "RenderError",
+    "Rendered",
+    "outcome_label",
+    "plan_parts",
+    "split_text",
+    "visible_length",
+]

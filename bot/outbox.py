@@ -1,0 +1,299 @@
+"""The sender of the outbox: claims due notifications in the store, renders each in its
+recipient's language, sends it within Telegram's limits and marks what became of it.
+
+Claims are leases (storage.services.notifications.claim_due), so however many replicas run
+this, a message is sent by one of them. Chats are served side by side, each in order; a chat
+that must wait (a group's 20 a minute, a 429's retry_after) is put back for later rather than
+waited on past the lease, so it never holds up the others nor outlives its claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import BufferedInputFile
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
+from bot.ratelimit import SendLimiter
+from storage.models import Notification, utcnow
+from storage.services import notifications
+from storage.services.people import find_person, pick_locale
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60
+# What a claim may spend waiting on the limiter: the rest of the lease is for the sending.
+WAIT_BUDGET = 20.0
+MAX_CONCURRENT_CHATS = 16
+# Retry of a network error or a 5xx: 5 s, 10 s, 20 s … at most 5 minutes.
+BACKOFF_BASE, BACKOFF_MAX = 5.0, 300.0
+# A multi-part message interrupted midway remembers in `error` how many parts went out, so
+# the retry does not send them twice.
+_PARTIAL = re.compile(r"^partial (\d+)/(\d+)")
+
+
+def backoff(attempts: int) -> float:
+    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class _Outcome:
+    """What happened to one notification, for the tally and the tests."""
+
+    status: str  # sent | retry | failed | blocked | deferred
+    detail: str = ""
+
+
+class _ChatHalted(Exception):
+    """Stop sending to this chat in this run (the rest of its messages are put back, or,
+    when the chat blocked the bot, were marked so by the store already)."""
+
+    def __init__(self, retry_after: float, reason: str, *, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
+        self.blocked = blocked
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        bot: Bot,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        limiter: SendLimiter,
+        renderer: NotificationRenderer,
+        *,
+        default_locale: str = "zh",
+        lease_seconds: int = LEASE_SECONDS,
+        wait_budget: float = WAIT_BUDGET,
+        max_concurrent_chats: int = MAX_CONCURRENT_CHATS,
+        now: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if wait_budget >= lease_seconds:
+            raise ValueError("the wait budget must leave part of the lease for sending")
+        self.bot = bot
+        self.sessionmaker = sessionmaker
+        self.limiter = limiter
+        self.renderer = renderer
+        self.default_locale = default_locale
+        self.lease_seconds = lease_seconds
+        self.wait_budget = wait_budget
+        self.max_concurrent_chats = max_concurrent_chats
+        self._now = now
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self.outcomes: dict[int, _Outcome] = {}  # notification id → the last run's outcome
+
+    async def run_once(self, limit: int = 50) -> int:
+        """Send what is due, up to `limit` notifications; returns how many were sent.
+        Raises only if the store cannot be reached to claim (the caller logs and retries)."""
+        async with self.sessionmaker() as session:
+            claimed = await notifications.claim_due(
+                session, limit=limit, now=self._now(), lease_seconds=self.lease_seconds
+            )
+            # Detached copies: each chat's worker reads them from its own task.
+            rows = [_Claimed.of(n) for n in claimed]
+        if not rows:
+            return 0
+        deadline = self._monotonic() + self.wait_budget
+        by_chat: dict[int, list[_Claimed]] = {}
+        for row in rows:
+            by_chat.setdefault(row.chat_id, []).append(row)
+        gate = asyncio.Semaphore(self.max_concurrent_chats)
+
+        async def serve(chat_rows: list[_Claimed]) -> int:
+            async with gate:
+                return await self._serve_chat(chat_rows, deadline)
+
+        results = await asyncio.gather(
+            *(serve(chat_rows) for chat_rows in by_chat.values()), return_exceptions=True
+        )
+        sent = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                # A store outage midway: what was not marked comes due again with its lease.
+                log.error("outbox: a chat's sending stopped: %r", result)
+            else:
+                sent += result
+        return sent
+
+    async def _serve_chat(self, rows: list[_Claimed], deadline: float) -> int:
+        sent = 0
+        locale: str | None = None
+        halted: _ChatHalted | None = None
+        for row in rows:
+            if halted is not None and halted.blocked:
+                # notifications.mark_blocked marked every pending message of the chat.
+                self.outcomes[row.id] = _Outcome("blocked", halted.reason)
+                continue
+            if halted is not None:
+                await self._mark(
+                    row, "deferred", halted.reason, retry=halted.retry_after, keep_progress=True
+                )
+                continue
+            if locale is None:
+                locale = await self._locale(row)
+            try:
+                if await self._send(row, locale, deadline):
+                    sent += 1
+            except _ChatHalted as halt:
+                halted = halt
+        return sent
+
+    async def _locale(self, row: _Claimed) -> str:
+        if row.chat_id < 0:  # a group: the community's language is the default
+            return self.default_locale
+        async with self.sessionmaker() as session:
+            person = await find_person(session, row.chat_id)
+        if person is None:
+            return self.default_locale
+        return pick_locale(person.locale, person.language_code, self.default_locale)
+
+    async def _send(self, row: _Claimed, locale: str, deadline: float) -> bool:
+        """Send one notification; True if it is now sent. Raises _ChatHalted when the rest of
+        this chat's messages must wait for a later run."""
+        try:
+            rendered = self.renderer.render(row.kind, row.params, locale)
+            parts = plan_parts(rendered)
+        except RenderError as error:
+            await self._mark(row, "failed", str(error))
+            return False
+        row.parts = len(parts)
+        done = _parts_done(row.error, len(parts))
+        for index in range(done, len(parts)):
+            wait = await self._wait_turn(row.chat_id, deadline)
+            if wait is not None:
+                reason = "waiting for the rate limit"
+                await self._mark(row, "deferred", reason, retry=wait, done=index)
+                raise _ChatHalted(wait, reason)
+            try:
+                await self._deliver(row.chat_id, parts[index], row.id, index)
+            except TelegramRetryAfter as error:
+                await self.limiter.pause(row.chat_id, error.retry_after)
+                await self._mark(row, "retry", error.message, retry=error.retry_after, done=index)
+                raise _ChatHalted(error.retry_after, "429 earlier in this run") from error
+            except TelegramForbiddenError as error:
+                await self._mark(row, "blocked", error.message)
+                raise _ChatHalted(0, "blocked", blocked=True) from error
+            except TelegramMigrateToChat as error:
+                await self._mark(
+                    row, "failed", f"{error.message} (now chat {error.migrate_to_chat_id})"
+                )
+                return False
+            except (TelegramBadRequest, TelegramNotFound) as error:
+                await self._mark(row, "failed", error.message, done=index)
+                return False
+            except TelegramUnauthorizedError as error:
+                # The token is wrong: nothing will go anywhere; keep everything for later.
+                await self._mark(row, "retry", error.message, retry=BACKOFF_MAX, done=index)
+                raise
+            except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as error:
+                detail = getattr(error, "message", None) or repr(error)
+                delay = backoff(row.attempts)
+                await self._mark(row, "retry", detail, retry=delay, done=index)
+                raise _ChatHalted(delay, "a network error earlier in this run") from error
+        await self._mark(row, "sent")
+        return True
+
+    async def _wait_turn(self, chat_id: int, deadline: float) -> float | None:
+        """Wait for the limiter while the claim's budget lasts; None once it is our turn,
+        else the seconds still to wait (the message goes back to the queue for that long)."""
+        while True:
+            wait = await self.limiter.try_acquire(chat_id)
+            if wait <= 0:
+                return None
+            if self._monotonic() + wait > deadline:
+                return wait
+            await self._sleep(wait + 0.001)
+
+    async def _deliver(self, chat_id: int, part: Part, notification_id: int, index: int) -> None:
+        if part.image is not None:
+            await self.bot.send_photo(
+                chat_id,
+                BufferedInputFile(part.image, filename=f"result-{notification_id}.png"),
+                caption=part.text or None,
+            )
+        else:
+            # Later parts of one notification arrive without a second buzz.
+            await self.bot.send_message(chat_id, part.text, disable_notification=index > 0 or None)
+
+    async def _mark(
+        self,
+        row: _Claimed,
+        status: str,
+        detail: str = "",
+        *,
+        retry: float = 0.0,
+        done: int = 0,
+        keep_progress: bool = False,
+    ) -> None:
+        self.outcomes[row.id] = _Outcome(status, detail)
+        async with self.sessionmaker() as session:
+            if status == "sent":
+                await notifications.mark_sent(session, row.id, self._now())
+            elif status in ("retry", "deferred"):
+                note = f"partial {done}/{row.parts}; {detail}" if done else detail
+                earlier = _PARTIAL.match(row.error or "")
+                if keep_progress and earlier is not None:
+                    note = f"{earlier.group(0)}; {detail}"
+                await notifications.mark_retry(session, row.id, retry, now=self._now(), error=note)
+            elif status == "blocked":
+                await notifications.mark_blocked(session, row.id)
+            else:
+                if done:
+                    detail = f"partial {done}/{row.parts}; {detail}"
+                await notifications.mark_failed(session, row.id, detail or "failed")
+        if status not in ("sent", "deferred"):
+            log.info("outbox: notification %s to %s %s: %s", row.id, row.chat_id, status, detail)
+
+
+def _parts_done(error: str | None, total: int) -> int:
+    """How many parts an earlier, interrupted attempt already sent (0 if none or if the
+    message has since been rendered into a different number of parts)."""
+    found = _PARTIAL.match(error or "")
+    if found is None:
+        return 0
+    done, of = int(found.group(1)), int(found.group(2))
+    return done if of == total and 0 < done < total else 0
+
+
+@dataclass
+class _Claimed:
+    """A claimed notification, read once (the ORM object belongs to the claim's session)."""
+
+    id: int
+    chat_id: int
+    kind: str
+    params: dict[str, Any]
+    attempts: int
+    error: str | None
+    parts: int = 0
+
+    @classmethod
+    def of(cls, n: Notification) -> _Claimed:
+        params = n.params if isinstance(n.params, dict) else {}
+        return cls(n.id, n.chat_id, n.kind, params, n.attempts, n.error)
+
+
+__all__ = ["LEASE_SECONDS", "OutboxSender", "backoff"]

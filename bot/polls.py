@@ -1,0 +1,541 @@
+"""Council votes as native Telegram polls: sending a convened vote's polls, and stopping them
+once the vote is closed.
+
+A vote of 13 candidates in a group is 14 messages or more, and a group takes 20 a minute, so
+sending can outlast any webhook request: it runs as a background task of the process
+(`schedule_vote_polls`), paced by the shared SendLimiter. Every poll sent is recorded at
+once (council.record_poll), so answers find their candidate even while the rest is still
+going out, and a poll Telegram refuses is recorded on its item and told to the convener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
+from aiogram.types import InputPollOption
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import create_i18n
+from bot.notify_texts import split_text
+from bot.ratelimit import MemorySendLimiter, SendLimiter
+from bot.texts import local_datetime, quote
+from storage import rules
+from storage.models import VoteStatus, utcnow
+from storage.rules import RuleViolation
+from storage.services import council
+from storage.services.people import find_person, mark_blocked, pick_locale
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The options of every council poll, in this order: option ids 0, 1, 2 are
+# rules.POLL_CHOICES (agree, against, abstain). Both languages, as one poll serves a group.
+POLL_OPTIONS: tuple[str, ...] = ("同意 Agree", "反对 Against", "弃权 Abstain")
+assert len(POLL_OPTIONS) == len(rules.POLL_CHOICES)
+
+# sendPoll's close_date must lie 5 to 2,628,000 seconds ahead (Bot API, as in aiogram's
+# SendPoll). A margin on both ends absorbs the clocks' difference and the request's time;
+# outside the window the poll is left open and the scheduler's close stops it.
+CLOSE_DATE_MIN = 5
+CLOSE_DATE_MAX = 2_628_000
+CLOSE_DATE_MARGIN = 30
+
+MAX_RETRIES = 5  # per message, for 429s and network errors
+NETWORK_BACKOFF = 2.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SentPoll:
+    item_id: int
+    chat_id: int
+    poll_id: str
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPoll:
+    item_id: int
+    chat_id: int
+    error: str
+
+
+@dataclass
+class SendReport:
+    """What send_vote_polls did. `skipped`: polls found already sent (a second run)."""
+
+    vote_id: int
+    found: bool = True
+    header_messages: int = 0
+    polls: list[SentPoll] = field(default_factory=list)
+    failed: list[FailedPoll] = field(default_factory=list)
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    id: int
+    position: int
+    number: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything sending needs, read in one session before the first request."""
+
+    vote_id: int
+    community: str
+    closes_at: datetime
+    council_size: int
+    quorum_pct: int
+    threshold_pct: int
+    items: list[_Item]
+    chats: dict[int, str]  # chat id → locale of the header
+    done: set[tuple[int, int]]  # (item id, chat id) of polls already recorded
+
+
+def poll_options() -> list[InputPollOption | str]:
+    # No parse mode: the bot's default (HTML) would make Telegram parse the options.
+    return [InputPollOption(text=rules.poll_option(o), text_parse_mode=None) for o in POLL_OPTIONS]
+
+
+def close_date_for(closes_at: datetime, now: datetime) -> datetime | None:
+    """The poll's close_date when Telegram accepts one for this deadline, else None."""
+    ahead = (closes_at - now).total_seconds()
+    if CLOSE_DATE_MIN + CLOSE_DATE_MARGIN <= ahead <= CLOSE_DATE_MAX - CLOSE_DATE_MARGIN:
+        return closes_at
+    return None
+
+
+def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str]:
+    """The message before the polls: the candidates, the deadline, how to vote (HTML, cut
+    into messages of at most 4,096 characters)."""
+    with i18n.context(), i18n.use_locale(locale):
+        lines = [
+            _("<b>Residents' council vote</b> — {community}").format(
+                community=quote(plan.community)
+            ),
+            _("Candidates:"),
+        ]
+        lines += [
+            f"{item.position}. {quote(item.number)} {quote(item.title)}" for item in plan.items
+        ]
+        lines += [
+            "",
+            _("Voting closes at {deadline}.").format(deadline=local_datetime(plan.closes_at, tz)),
+            _(
+                "A candidate passes when more than {quorum} of the council's {size} members "
+                "vote and more than {threshold} of the votes cast agree."
+            ).format(
+                quorum=f"{plan.quorum_pct}%",
+                threshold=f"{plan.threshold_pct}%",
+                size=plan.council_size,
+            ),
+            _(
+                "How to vote: in each poll below, choose Agree, Against or Abstain. You can "
+                "change your answer until the deadline. Only council members' answers count."
+            ),
+        ]
+    return split_text("\n".join(lines))
+
+
+async def _plan(
+    sessionmaker: async_sessionmaker[AsyncSession], vote_id: int, default_locale: str
+) -> _Plan | None:
+    async with sessionmaker() as session:
+        vote = await council.get_vote(session, vote_id)
+        if vote is None or vote.status is not VoteStatus.OPEN:
+            return None
+        detail = await council.vote_detail(session, vote_id)
+        done = {(p.item_id, p.chat_id) for p in detail.polls} if detail is not None else set()
+        chats: dict[int, str] = {}
+        for chat_id in council.delivery_chats(vote):
+            locale = default_locale
+            if chat_id > 0:
+                person = await find_person(session, chat_id)
+                if person is not None:
+                    locale = pick_locale(person.locale, person.language_code, default_locale)
+            chats[chat_id] = locale
+        return _Plan(
+            vote_id=vote.id,
+            community=vote.community.name,
+            closes_at=vote.closes_at,
+            council_size=vote.council_size,
+            quorum_pct=vote.quorum_pct,
+            threshold_pct=vote.threshold_pct,
+            items=[
+                _Item(i.id, i.position, i.suggestion.number, i.suggestion.title) for i in vote.items
+            ],
+            chats=chats,
+            done=done,
+        )
+
+
+class _ChatGone(Exception):
+    """403: the bot may not write to this chat (blocked by the member, removed from the
+    group): nothing more is sent there."""
+
+
+async def _call(
+    limiter: SendLimiter,
+    chat_id: int,
+    request: Callable[[], Coroutine[Any, Any, Any]],
+    sleep: Sleep,
+) -> Any:
+    """One request to `chat_id` within the limits: 429s and network errors are waited out
+    and retried (MAX_RETRIES times); 400s and 403s are the caller's."""
+    for attempt in range(1, MAX_RETRIES + 1):
+        await limiter.acquire(chat_id)
+        try:
+            return await request()
+        except TelegramRetryAfter as error:
+            if attempt == MAX_RETRIES:
+                raise
+            await limiter.pause(chat_id, error.retry_after)
+            await sleep(error.retry_after)
+        except TelegramForbiddenError as error:
+            raise _ChatGone(error.message) from error
+        except TelegramBadRequest:
+            raise
+        except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError):
+            if attempt == MAX_RETRIES:
+                raise
+            await sleep(NETWORK_BACKOFF * attempt)
+    raise AssertionError("unreachable")
+
+
+async def send_vote_polls(
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vote_id: int,
+    limiter: SendLimiter,
+    *,
+    i18n: I18n | None = None,
+    tz: ZoneInfo | None = None,
+    default_locale: str = "zh",
+    now: Callable[[], datetime] = utcnow,
+    sleep: Sleep = asyncio.sleep,
+) -> SendReport:
+    """Send an open vote's polls: to the council's group, or to each member privately (see
+    council.delivery_chats), each chat getting the header then one poll per candidate in
+    order. Polls already recorded are not sent again, so a second run completes the first.
+    A poll Telegram refuses (400) is recorded on its item, which tells the convener, and the
+    rest go on; a chat that refuses the bot (403) is given up after recording why."""
+    report = SendReport(vote_id)
+    plan = await _plan(sessionmaker, vote_id, default_locale)
+    if plan is None:
+        report.found = False
+        return report
+    i18n = i18n or create_i18n(default_locale)
+    tz = tz or ZoneInfo("Asia/Shanghai")
+
+    async def record_error(item: _Item, chat_id: int, error: str) -> None:
+        report.failed.append(FailedPoll(item.id, chat_id, error))
+        async with sessionmaker() as session:
+            await council.record_send_error(
+                session, item.id, error, chat_id=chat_id if chat_id > 0 else None
+            )
+
+    async def serve(chat_id: int, locale: str) -> None:
+        pending = [item for item in plan.items if (item.id, chat_id) not in plan.done]
+        report.skipped += len(plan.items) - len(pending)
+        if not pending:
+            return
+        current = pending[0]
+        try:
+            if len(pending) == len(plan.items):  # nothing sent here yet: the header first
+                for text in header_texts(plan, locale, i18n, tz):
+                    try:
+                        await _call(limiter, chat_id, _message(chat_id, text), sleep)
+                        report.header_messages += 1
+                    except TelegramBadRequest as error:
+                        log.warning("vote %s: header refused in %s: %s", vote_id, chat_id, error)
+            for current in pending:
+                if now() >= plan.closes_at:
+                    log.warning("vote %s: deadline passed while sending its polls", vote_id)
+                    return
+                await _send_poll(current, chat_id)
+        except _ChatGone as gone:
+            # Recorded once, on the candidate whose poll it stopped: the convener is told.
+            await record_error(current, chat_id, str(gone))
+            if chat_id > 0:
+                async with sessionmaker() as session:
+                    await mark_blocked(session, chat_id)
+
+    def _message(chat_id: int, text: str) -> Callable[[], Coroutine[Any, Any, Any]]:
+        return lambda: bot.send_message(chat_id, text)
+
+    async def _send_poll(item: _Item, chat_id: int) -> None:
+        question = rules.poll_question(item.number, item.title)
+
+        def request() -> Coroutine[Any, Any, Any]:
+            return bot.send_poll(
+                chat_id,
+                question=question,
+                options=poll_options(),
+                question_parse_mode=None,
+                is_anonymous=False,
+                allows_multiple_answers=False,
+                close_date=close_date_for(plan.closes_at, now()),
+            )
+
+        try:
+            message = await _call(limiter, chat_id, request, sleep)
+        except TelegramBadRequest as error:
+            await record_error(item, chat_id, error.message)
+            return
+        except (TelegramAPIError, OSError, TimeoutError) as error:
+            await record_error(item, chat_id, getattr(error, "message", None) or repr(error))
+            return
+        poll = getattr(message, "poll", None)
+        if poll is None:
+            await record_error(item, chat_id, "Telegram answered without a poll")
+            return
+        async with sessionmaker() as session:
+            await council.record_poll(session, item.id, poll.id, chat_id, message.message_id)
+        report.polls.append(SentPoll(item.id, chat_id, poll.id, message.message_id))
+
+    await asyncio.gather(*(serve(chat_id, locale) for chat_id, locale in plan.chats.items()))
+    log.info(
+        "vote %s: %d polls sent, %d refused, %d already sent",
+        vote_id,
+        len(report.polls),
+        len(report.failed),
+        report.skipped,
+    )
+    return report
+
+
+async def stop_polls(
+    bot: Bot,
+    polls: list[tuple[int, int]],
+    limiter: SendLimiter,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> int:
+    """stopPoll each (chat_id, message_id) after a close, best effort; with `sessionmaker`,
+    each one stopped (or found already closed or gone) is recorded. Returns how many."""
+    by_chat: dict[int, list[int]] = {}
+    for chat_id, message_id in polls:
+        by_chat.setdefault(chat_id, []).append(message_id)
+    stopped = 0
+
+    def stop(chat_id: int, message_id: int) -> Callable[[], Coroutine[Any, Any, Any]]:
+        return lambda: bot.stop_poll(chat_id=chat_id, message_id=message_id)
+
+    async def serve(chat_id: int, message_ids: list[int]) -> None:
+        nonlocal stopped
+        for message_id in message_ids:
+            try:
+                await _call(limiter, chat_id, stop(chat_id, message_id), sleep)
+            except TelegramBadRequest as error:
+                text = error.message.lower()
+                if not ("already been closed" in text or "not found" in text):
+                    log.warning("stopPoll %s/%s refused: %s", chat_id, message_id, error.message)
+                    continue
+            except _ChatGone as gone:
+                log.info("stopPoll in %s: %s; the rest there are left", chat_id, gone)
+                return
+            except Exception as error:
+                log.warning("stopPoll %s/%s failed: %r", chat_id, message_id, error)
+                continue
+            stopped += 1
+            if sessionmaker is not None:
+                try:
+                    async with sessionmaker() as session:
+                        await council.record_poll_stopped(session, chat_id, message_id)
+                except Exception as error:
+                    log.warning("recording stopped poll %s/%s: %r", chat_id, message_id, error)
+
+    await asyncio.gather(*(serve(chat_id, ids) for chat_id, ids in by_chat.items()))
+    return stopped
+
+
+# --- In the running process ------------------------------------------------------------------
+
+
+class PollRuntime(Protocol):
+    """What the process holds (webhook.runtime.Runtime has it all)."""
+
+    settings: Settings
+    bot: Bot
+    sessionmaker: async_sessionmaker[AsyncSession]
+    extras: dict[str, Any]
+
+
+LIMITER_KEY = "limiter"
+I18N_KEY = "i18n"
+TASKS_KEY = "background_tasks"
+
+
+def limiter_of(runtime: PollRuntime) -> SendLimiter:
+    limiter: SendLimiter | None = runtime.extras.get(LIMITER_KEY)
+    if limiter is None:
+        limiter = runtime.extras[LIMITER_KEY] = MemorySendLimiter()
+    return limiter
+
+
+def i18n_of(runtime: PollRuntime) -> I18n:
+    i18n: I18n | None = runtime.extras.get(I18N_KEY)
+    if i18n is None:
+        i18n = runtime.extras[I18N_KEY] = create_i18n(runtime.settings.default_locale)
+    return i18n
+
+
+def spawn(runtime: PollRuntime, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    """Run `work` in the background, keeping a reference (asyncio holds tasks weakly) and
+    logging what it raises."""
+    tasks: set[asyncio.Task[Any]] = runtime.extras.setdefault(TASKS_KEY, set())
+    task = asyncio.get_running_loop().create_task(work, name=name)
+    tasks.add(task)
+
+    def finished(done: asyncio.Task[Any]) -> None:
+        tasks.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            log.error("background task %s failed", name, exc_info=done.exception())
+
+    task.add_done_callback(finished)
+    return task
+
+
+async def wait_background(runtime: PollRuntime) -> None:
+    """Wait for the background work started so far (and what it starts meanwhile)."""
+    tasks: set[asyncio.Task[Any]] = runtime.extras.get(TASKS_KEY, set())
+    while tasks:
+        await asyncio.gather(*list(tasks), return_exceptions=True)
+
+
+async def cancel_background(runtime: PollRuntime, grace: float = 5.0) -> None:
+    """At shutdown: give background work `grace` seconds, then cancel what is left."""
+    tasks: set[asyncio.Task[Any]] = runtime.extras.get(TASKS_KEY, set())
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(list(tasks), timeout=grace)
+    for task in pending:
+        log.warning("cancelling %s at shutdown", task.get_name())
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def schedule_vote_polls(runtime: PollRuntime, vote_id: int) -> None:
+    """Start sending a convened vote's polls in the background, and return at once."""
+    settings = runtime.settings
+    spawn(
+        runtime,
+        send_vote_polls(
+            runtime.bot,
+            runtime.sessionmaker,
+            vote_id,
+            limiter_of(runtime),
+            i18n=i18n_of(runtime),
+            tz=settings.tz,
+            default_locale=settings.default_locale,
+        ),
+        name=f"council-vote-{vote_id}-polls",
+    )
+
+
+async def close_and_stop(
+    runtime: PollRuntime,
+    vote_id: int,
+    *,
+    now: datetime | None = None,
+    wait: bool = False,
+) -> council.CloseResult | None:
+    """Close a vote (council.close_vote: once, whoever races) and then stop its polls.
+    For the early close when the last ballot is in, and for the scheduler. None when the
+    vote was closed by someone else or is not due (not everyone has voted before the
+    deadline). The polls are stopped in the background unless `wait`."""
+    try:
+        async with runtime.sessionmaker() as session:
+            result = await council.close_vote(session, vote_id, now=now)
+    except RuleViolation as violation:
+        if violation.code != "vote_not_due":
+            raise
+        return None
+    if result is None:
+        return None
+    outcomes = {item_id: outcome.value for item_id, outcome in result.outcomes.items()}
+    log.info("council vote %s closed: %s", vote_id, outcomes)
+    if result.polls_to_stop:
+        work = stop_polls(
+            runtime.bot,
+            result.polls_to_stop,
+            limiter_of(runtime),
+            sessionmaker=runtime.sessionmaker,
+        )
+        if wait:
+            await work
+        else:
+            spawn(runtime, work, name=f"council-vote-{vote_id}-stop")
+    return result
+
+
+def awaitable_none() -> asyncio.Future[None]:
+    """An already finished awaitable: for callables that callers may or may not await."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def council_poll_sender(runtime: PollRuntime) -> Callable[[int], Awaitable[None]]:
+    """`runtime.extras["council_poll_sender"]`: starts sending at once when called; the
+    officials' API awaits the result, the convene dialog may or may not (either works)."""
+
+    def send(vote_id: int) -> Awaitable[None]:
+        schedule_vote_polls(runtime, vote_id)
+        return awaitable_none()
+
+    return send
+
+
+def vote_closer(runtime: PollRuntime) -> Callable[[int], Awaitable[council.CloseResult | None]]:
+    """`runtime.extras["vote_closer"]`: an after-commit hook's early close."""
+
+    def close(vote_id: int) -> Awaitable[council.CloseResult | None]:
+        return close_and_stop(runtime, vote_id)
+
+    return close
+
+
+__all__ = [
+    "CLOSE_DATE_MAX",
+    "CLOSE_DATE_MIN",
+    "POLL_OPTIONS",
+    "FailedPoll",
+    "PollRuntime",
+    "SendReport",
+    "SentPoll",
+    "cancel_background",
+    "close_and_stop",
+    "close_date_for",
+    "council_poll_sender",
+    "header_texts",
+    "poll_options",
+    "schedule_vote_polls",
+    "send_vote_polls",
+    "spawn",
+    "stop_polls",
+    "vote_closer",
+    "wait_background",
+]

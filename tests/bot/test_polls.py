@@ -1,0 +1,432 @@
+"""Council votes as native polls (bot.polls): the header and one poll per candidate within
+Telegram's limits, a refused poll surfaced to the convener, private delivery, close_date,
+stopping the polls, and the close-and-stop the poll_answer handler calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.methods import SendMessage, SendPoll, StopPoll
+from aiogram.types import InputPollOption
+from aiogram.utils.i18n import I18n
+from sending_fakes import (
+    COMMUNITY_CHAT,
+    COUNCIL_CHAT,
+    STAFF_TID,
+    T0,
+    Council,
+    JumpClock,
+    TelegramDouble,
+    VirtualClock,
+    add_candidates,
+    bad_request,
+    convene,
+    forbidden,
+    in_days,
+    make_council,
+    max_in_window,
+    member_tid,
+    min_gap,
+    retry_after,
+)
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import make_bot, make_settings, parse_html
+
+from bot.notify_texts import NotificationRenderer
+from bot.outbox import OutboxSender
+from bot.polls import (
+    CLOSE_DATE_MAX,
+    POLL_OPTIONS,
+    close_and_stop,
+    close_date_for,
+    council_poll_sender,
+    limiter_of,
+    poll_options,
+    schedule_vote_polls,
+    send_vote_polls,
+    stop_polls,
+    vote_closer,
+    wait_background,
+)
+from bot.ratelimit import Limits, MemorySendLimiter
+from storage import rules
+from storage.models import (
+    CouncilPoll,
+    CouncilVoteItem,
+    Notification,
+    Person,
+    Suggestion,
+    VoteStatus,
+)
+from storage.rules import VoteOutcome
+from storage.services import council
+from storage.settings import Settings
+
+pytest_plugins = ["telegram_fakes", "sending_fakes"]
+
+Sessions = async_sessionmaker[AsyncSession]
+CLOSES = in_days(3)
+LOCAL_CLOSES = "2026-05-04 10:00"  # CLOSES in Asia/Shanghai
+
+
+class Rig:
+    """The bot on a recording Telegram, a limiter on a virtual clock that starts at T0."""
+
+    def __init__(self, sessionmaker: Sessions, i18n: I18n) -> None:
+        self.clock = VirtualClock()
+        self.start = self.clock.now
+        self.double = TelegramDouble(clock=lambda: self.now().timestamp())
+        self.bot = make_bot(self.double)
+        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
+        self.sessionmaker = sessionmaker
+        self.i18n = i18n
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.clock.now - self.start)
+
+    async def send(self, vote_id: int) -> Any:
+        (report,) = await self.clock.run(
+            send_vote_polls(
+                self.bot,
+                self.sessionmaker,
+                vote_id,
+                self.limiter,
+                i18n=self.i18n,
+                tz=make_settings().tz,
+                default_locale="zh",
+                now=self.now,
+                sleep=self.clock.sleep,
+            )
+        )
+        return report
+
+
+@pytest.fixture
+def rig(sessionmaker: Sessions, pending_i18n: I18n) -> Rig:
+    return Rig(sessionmaker, pending_i18n)
+
+
+async def polls_of(sessionmaker: Sessions, vote_id: int) -> list[CouncilPoll]:
+    async with sessionmaker() as session:
+        detail = await council.vote_detail(session, vote_id)
+        assert detail is not None
+        return detail.polls
+
+
+def poll_requests(double: TelegramDouble, chat_id: int | None = None) -> list[SendPoll]:
+    return [r.method for r in double.delivered(chat_id, "SendPoll")]  # type: ignore[misc]
+
+
+async def test_thirteen_candidates_in_the_council_group(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=5)
+    ids = await add_candidates(council_, [f"候选项目{n}" for n in range(1, 14)])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    report = await rig.send(vote.id)
+
+    assert len(report.polls) == 13 and report.failed == [] and report.header_messages == 1
+    sent = rig.double.delivered(COUNCIL_CHAT)
+    assert [r.name for r in sent] == ["SendMessage"] + ["SendPoll"] * 13
+    assert rig.double.delivered(COMMUNITY_CHAT) == []  # polls go to the council only
+    header = parse_html(sent[0].method.text)  # type: ignore[attr-defined]
+    assert "居民议事会表决" in header and "新沙社区" in header and LOCAL_CLOSES in header
+    assert all(f"{n}. 新沙-2026-{n:04d} 候选项目{n}" in header for n in range(1, 14))
+    assert "同意" in header and "反对" in header and "弃权" in header
+
+    for position, method in enumerate(poll_requests(rig.double), start=1):
+        assert method.question == f"新沙-2026-{position:04d} 候选项目{position}"
+        assert [o.text for o in method.options] == list(POLL_OPTIONS)  # type: ignore[union-attr]
+        assert method.is_anonymous is False and method.allows_multiple_answers is False
+        assert method.close_date == vote.closes_at  # 3 days ahead: Telegram closes it too
+    # Telegram's pace: a second apart in the chat, at most 20 a minute.
+    times = [r.at for r in sent]
+    assert min_gap(times) >= 1 and max_in_window(times, 60) <= 20
+
+    # Each poll is recorded against its candidate, in order.
+    recorded = await polls_of(sessionmaker, vote.id)
+    by_item = {p.item_id: p for p in recorded}
+    for item, poll in zip(vote.items, report.polls, strict=True):
+        assert by_item[item.id].poll_id == poll.poll_id
+        assert by_item[item.id].chat_id == COUNCIL_CHAT
+        assert by_item[item.id].message_id == poll.message_id
+
+    # A second run (a retry, another replica) sends nothing twice.
+    again = await rig.send(vote.id)
+    assert again.polls == [] and again.skipped == 13 and again.header_messages == 0
+    assert len(rig.double.delivered(COUNCIL_CHAT)) == 14
+
+
+async def test_twenty_five_candidates_take_over_a_minute(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, [f"项目{n}" for n in range(25)])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    report = await rig.send(vote.id)
+    assert len(report.polls) == 25
+    times = [r.at for r in rig.double.delivered(COUNCIL_CHAT)]
+    assert len(times) == 26
+    assert max_in_window(times, 60) <= 20 and min_gap(times) >= 1
+    assert max(times) - min(times) >= 60
+
+
+async def test_a_refused_poll_is_recorded_and_told_to_the_convener(
+    rig: Rig, sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, [f"项目{n}" for n in range(1, 6)])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    refused = vote.items[2]
+    rig.double.fail_when(
+        lambda m: isinstance(m, SendPoll) and m.question.startswith(refused.suggestion.number),
+        bad_request("POLL_QUESTION_INVALID"),
+    )
+    report = await rig.send(vote.id)
+    assert len(report.polls) == 4
+    assert [(f.item_id, f.chat_id) for f in report.failed] == [(refused.id, COUNCIL_CHAT)]
+    async with sessionmaker() as session:
+        item = await session.get(CouncilVoteItem, refused.id)
+        assert item is not None and "POLL_QUESTION_INVALID" in (item.send_error or "")
+        others = await session.scalars(
+            select(CouncilVoteItem.send_error).where(CouncilVoteItem.id != refused.id)
+        )
+        assert set(others.all()) == {None}
+        (told,) = (
+            await session.scalars(
+                select(Notification).where(Notification.kind == "poll_send_failed")
+            )
+        ).all()
+    assert told.chat_id == STAFF_TID and told.params["item_id"] == refused.id
+    assert len(await polls_of(sessionmaker, vote.id)) == 4
+
+    # The outbox tells the convener, in their language.
+    clock = JumpClock()
+    sender = OutboxSender(
+        rig.bot,
+        sessionmaker,
+        MemorySendLimiter(clock=clock, sleep=clock.sleep),
+        NotificationRenderer(pending_i18n, make_settings().tz),
+        now=lambda: datetime.now(UTC) + timedelta(days=1),
+        monotonic=clock,
+        sleep=clock.sleep,
+    )
+    await sender.run_once(500)
+    (text,) = rig.double.texts_in(STAFF_TID)
+    assert "拒绝" in text and refused.suggestion.number in text and "POLL_QUESTION_INVALID" in text
+
+
+async def test_question_and_options_at_their_limits(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["占位一", "占位二"])
+    # Longer titles than the bot takes (an import, an older release): 255 emoji are 510
+    # UTF-16 units; and markup that Telegram would try to parse if given a parse mode.
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Suggestion).where(Suggestion.id == ids[0]).values(title="😀" * 255)
+        )
+        await session.execute(
+            update(Suggestion).where(Suggestion.id == ids[1]).values(title='路灯 <script> & "x"')
+        )
+        await session.commit()
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    report = await rig.send(vote.id)
+    assert report.failed == [] and len(report.polls) == 2
+    long, markup = poll_requests(rig.double)
+    assert rules.utf16_len(long.question) <= rules.POLL_QUESTION_MAX
+    assert rules.utf16_len(long.question) >= rules.POLL_QUESTION_MAX - 2
+    assert long.question.endswith("…") and "\ud83d" not in long.question
+    assert markup.question.endswith('路灯 <script> & "x"')  # sent as text, not HTML
+    for option in poll_options():
+        assert isinstance(option, InputPollOption)
+        assert 1 <= rules.utf16_len(option.text) <= rules.POLL_OPTION_MAX
+        assert option.text_parse_mode is None
+
+
+def test_close_date_rules() -> None:
+    closes = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
+    assert close_date_for(closes, closes - timedelta(days=3)) == closes
+    assert close_date_for(closes, closes - timedelta(days=30)) == closes
+    assert close_date_for(closes, closes - timedelta(minutes=2)) == closes
+    # Too close to now (Telegram wants at least 5 s, and the request takes time) or beyond
+    # Telegram's 2,628,000 s: no close_date, the scheduler's close stops the poll.
+    assert close_date_for(closes, closes - timedelta(seconds=20)) is None
+    assert close_date_for(closes, closes - timedelta(seconds=CLOSE_DATE_MAX + 1)) is None
+    assert close_date_for(closes, closes + timedelta(seconds=1)) is None
+
+
+async def test_deadline_passing_midway_stops_sending(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, [f"项目{n}" for n in range(25)])
+    # 25 polls in a group take over a minute; the vote closes after 30 s.
+    vote = await convene(council_, ids, closes_at=T0 + timedelta(seconds=30))
+    report = await rig.send(vote.id)
+    assert 0 < len(report.polls) < 25
+    first = poll_requests(rig.double)[0]
+    assert first.close_date is None  # 30 s ahead is too near for Telegram's close_date
+
+
+async def test_private_delivery_when_there_is_no_council_group(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Person).where(Person.telegram_id == member_tid(1)).values(locale="en")
+        )
+        await session.commit()
+    ids = await add_candidates(council_, ["修路灯", "装座椅"])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    rig.double.fail_in_chat(member_tid(2), forbidden(), times=None)
+    report = await rig.send(vote.id)
+
+    for n, language_marker in ((0, "居民议事会表决"), (1, "Residents' council vote")):
+        sent = rig.double.delivered(member_tid(n))
+        assert [r.name for r in sent] == ["SendMessage", "SendPoll", "SendPoll"]
+        assert language_marker in parse_html(sent[0].method.text)  # type: ignore[attr-defined]
+    assert len(report.polls) == 4
+    # The member who blocked the bot: recorded once, the person marked, the convener told.
+    assert [(f.item_id, f.chat_id) for f in report.failed] == [(vote.items[0].id, member_tid(2))]
+    async with sessionmaker() as session:
+        person = await session.scalar(select(Person).where(Person.telegram_id == member_tid(2)))
+        assert person is not None and person.blocked_bot_at is not None
+        told = (
+            await session.scalars(
+                select(Notification).where(Notification.kind == "poll_send_failed")
+            )
+        ).all()
+    assert [(n.chat_id, n.params["chat_id"]) for n in told] == [(STAFF_TID, member_tid(2))]
+
+
+async def test_retry_after_while_sending_is_waited_out(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["一", "二", "三"])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    rig.double.fail_in_chat(COUNCIL_CHAT, retry_after(25), SendPoll)
+    report = await rig.send(vote.id)
+    assert len(report.polls) == 3 and report.failed == []
+    tries = [r for r in rig.double.requests if r.name == "SendPoll"]
+    assert tries[0].refused and tries[1].at - tries[0].at >= 25
+
+
+# --- stopping, closing ---------------------------------------------------------------------
+
+
+@dataclass
+class FakeRuntime:
+    """What bot.polls needs of webhook.runtime.Runtime."""
+
+    settings: Settings
+    bot: Bot
+    sessionmaker: Sessions
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def voted_vote(rig: Rig, sessionmaker: Sessions, org: Any) -> tuple[Council, Any]:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["修路灯", "装座椅"])
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    await rig.send(vote.id)
+    return council_, vote
+
+
+async def everyone_answers(sessionmaker: Sessions, council_: Council, vote_id: int) -> None:
+    for poll in await polls_of(sessionmaker, vote_id):
+        for n, member in enumerate(council_.members):
+            async with sessionmaker() as session:
+                result = await council.record_answer(
+                    session, poll.poll_id, member, [n % 3], now=T0 + timedelta(hours=1)
+                )
+                await session.commit()
+                assert result is not None and result.counted
+
+
+async def test_stop_polls_tolerates_closed_and_missing(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    _, vote = await voted_vote(rig, sessionmaker, org)
+    polls = [(p.chat_id, p.message_id) for p in await polls_of(sessionmaker, vote.id)]
+    (stopped,) = await rig.clock.run(
+        stop_polls(rig.bot, polls, rig.limiter, sessionmaker=sessionmaker)
+    )
+    assert stopped == 2
+    assert all(p["is_closed"] for p in rig.double.polls.values())
+    assert all(p.stopped_at is not None for p in await polls_of(sessionmaker, vote.id))
+    # Again (another replica, a retry), and a message that is gone: no error.
+    (again,) = await rig.clock.run(
+        stop_polls(rig.bot, [*polls, (COUNCIL_CHAT, 999_999)], rig.limiter)
+    )
+    assert again == 3
+    refusals = [r.refused for r in rig.double.requests if r.name == "StopPoll" and r.refused]
+    assert len(refusals) == 3
+
+
+async def test_close_and_stop_when_everyone_voted(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_, vote = await voted_vote(rig, sessionmaker, org)
+    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, {"limiter": rig.limiter})
+    # Before the deadline and before everyone voted: not closed.
+    assert await close_and_stop(runtime, vote.id, now=T0 + timedelta(hours=2)) is None
+    await everyone_answers(sessionmaker, council_, vote.id)
+    (result,) = await rig.clock.run(close_and_stop(runtime, vote.id, now=T0 + timedelta(hours=3)))
+    assert result is not None and set(result.outcomes) == {i.id for i in vote.items}
+    assert set(result.outcomes.values()) == {VoteOutcome.NOT_PASSED}  # 1 of 3 agree
+    await rig.clock.run(wait_background(runtime))  # the polls are stopped in the background
+    assert [r.name for r in rig.double.delivered(COUNCIL_CHAT)].count("StopPoll") == 2
+    assert all(p.stopped_at is not None for p in await polls_of(sessionmaker, vote.id))
+    async with sessionmaker() as session:
+        stored = await council.get_vote(session, vote.id)
+        assert stored is not None and stored.status is VoteStatus.CLOSED
+        kinds = (await session.scalars(select(Notification.kind))).all()
+    assert kinds.count("vote_result") == 2  # the council's group and the community's
+    # Closing again (the handler's hook racing the scheduler, another replica): nothing.
+    assert await vote_closer(runtime)(vote.id) is None
+
+
+async def test_scheduled_sending_in_the_background(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    double = TelegramDouble()
+    bot = make_bot(double)
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["一", "二"])
+    now = datetime.now(UTC)
+    first = await convene(council_, ids[:1], closes_at=now + timedelta(days=2), now=now)
+    second = await convene(council_, ids[1:], closes_at=now + timedelta(days=2), now=now)
+    quick = MemorySendLimiter(Limits(chat_interval=0.01))
+    runtime = FakeRuntime(make_settings(), bot, sessionmaker, {"i18n": pending_i18n})
+    assert isinstance(limiter_of(runtime), MemorySendLimiter)  # made when missing
+    runtime.extras["limiter"] = quick
+    schedule_vote_polls(runtime, first.id)  # returns at once
+    sender = council_poll_sender(runtime)
+    await sender(second.id)  # the officials' API awaits it: also at once
+    await wait_background(runtime)
+    assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 2
+    assert len(await polls_of(sessionmaker, first.id)) == 1
+    assert len(await polls_of(sessionmaker, second.id)) == 1
+
+
+async def test_unknown_or_closed_vote_sends_nothing(rig: Rig, sessionmaker: Sessions) -> None:
+    report = await rig.send(12345)
+    assert report.found is False and rig.double.requests == []
+
+
+def test_stop_poll_and_send_poll_are_what_we_call() -> None:
+    # The double answers these three as Telegram does; a rename in aiogram would show here.
+    assert {SendMessage.__api_method__, SendPoll.__api_method__, StopPoll.__api_method__} == {
+        "sendMessage",
+        "sendPoll",
+        "stopPoll",
+    }
