@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
-from storage.rules import Category
+from storage.rules import Category, ExclusionReason
 
 
 class OrgLevel(StrEnum):
@@ -80,3 +80,74 @@ class EditCb(CallbackData, prefix="ef"):
 
 class LangCb(CallbackData, prefix="lg"):
     locale: str
+
+
+# --- Screening (/review) ------------------------------------------------------------------
+# Every screening button names the suggestion it is about: a press on the card of another
+# suggestion than the one being reviewed now is stale.
+
+
+class ReviewAction(StrEnum):
+    ACCEPT = "a"
+    CORRECT = "c"  # correct category and kind, then accept
+    REJECT = "r"
+    MERGE = "m"
+    NEXT = "n"  # skip this one for now
+    BACK = "b"  # back to the card
+    SKIP_NOTE = "s"  # reject without a note
+    CONFIRM_REJECT = "k"
+    CONFIRM_MERGE = "j"
+
+
+class ReviewCb(CallbackData, prefix="rv"):
+    action: ReviewAction
+    id: int  # the suggestion
+
+
+class ReviewCategoryCb(CallbackData, prefix="rc"):
+    id: int
+    category: Category
+
+
+class ReviewKindCb(CallbackData, prefix="rk"):
+    id: int
+    kind: KindChoice  # SKIP: keep the kind as it is
+
+
+class ReviewReasonCb(CallbackData, prefix="rr"):
+    id: int
+    reason: ExclusionReason
+
+
+class ReviewMergeCb(CallbackData, prefix="rm"):
+    id: int  # the duplicate
+    into: int  # the suggestion it is merged into
+
+
+# --- Convening a council vote (/convene) --------------------------------------------------
+
+
+class ConveneAction(StrEnum):
+    COMMUNITY = "c"  # `id`: the community chosen
+    TOGGLE = "t"  # `id`: the candidate (suggestion) toggled
+    PAGE = "p"  # `id`: the page to show
+    ALL = "a"  # select every candidate offered
+    NONE = "z"  # select none
+    DONE = "d"  # candidates chosen: on to the deadline
+    HOURS = "h"  # `id`: the deadline, hours from now
+    CANDIDATES = "b"  # back to the candidates
+    DEADLINE = "e"  # back to the deadline
+    CONFIRM = "k"
+    CANCEL = "x"
+
+
+class ConveneCb(CallbackData, prefix="cv"):
+    action: ConveneAction
+    id: int = 0
+
+
+class CouncilBindCb(CallbackData, prefix="cg"):
+    """Binding a group as a community's council group; only the community's staff's presses
+    count."""
+
+    id: int  # the community

@@ -19,6 +19,9 @@ PRIVATE_COMMANDS: tuple[tuple[str, Any], ...] = (
     ("my", __("My suggestions")),
     ("cancel", __("Cancel the current suggestion")),
     ("lang", __("Language: 中文 / English")),
+    ("votes", __("Council members: votes open for you")),
+    ("review", __("Staff: screen the suggestions")),
+    ("convene", __("Staff: put candidates to the council")),
 )
 GROUP_COMMANDS: tuple[tuple[str, Any], ...] = (
     ("suggest", __("Suggest a project for this community")),

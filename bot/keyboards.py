@@ -3,7 +3,7 @@ so a keyboard is always in the language of the person it is shown to."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from aiogram.types import (
     InlineKeyboardButton,
@@ -16,6 +16,9 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import (
     BindCb,
     CategoryCb,
+    ConveneAction,
+    ConveneCb,
+    CouncilBindCb,
     DraftField,
     EditCb,
     KindCb,
@@ -23,11 +26,17 @@ from bot.callbacks import (
     LangCb,
     OrgLevel,
     PickCb,
+    ReviewAction,
+    ReviewCategoryCb,
+    ReviewCb,
+    ReviewKindCb,
+    ReviewMergeCb,
+    ReviewReasonCb,
     Step,
     StepCb,
 )
-from bot.texts import category_label, kind_label
-from storage.rules import Category, Kind
+from bot.texts import category_label, exclusion_reason_label, kind_label
+from storage.rules import Category, ExclusionReason, Kind
 
 ORG_PAGE_SIZE = 8
 
@@ -185,3 +194,263 @@ def edit_keyboard(fields: Sequence[DraftField]) -> InlineKeyboardMarkup:
     rows: list[list[InlineKeyboardButton]] = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     rows.append([_button("‹ " + _("Back to the summary"), StepCb(step=Step.SUMMARY).pack())])
     return inline(rows)
+
+
+# --- Screening (/review) --------------------------------------------------------------------
+
+
+def back_label() -> str:
+    return "‹ " + _("Back")
+
+
+def review_accept_label() -> str:
+    return "✅ " + _("Accept as a candidate")
+
+
+def review_correct_label() -> str:
+    return "✏️ " + _("Correct category/kind, then accept")
+
+
+def review_reject_label() -> str:
+    return "❌ " + _("Not accepted")
+
+
+def review_merge_label() -> str:
+    return "🔗 " + _("Merge")
+
+
+def review_next_label() -> str:
+    return "⏭ " + _("Next suggestion")
+
+
+def review_card_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
+    def cb(action: ReviewAction) -> str:
+        return ReviewCb(action=action, id=suggestion_id).pack()
+
+    return inline(
+        [
+            [_button(review_accept_label(), cb(ReviewAction.ACCEPT))],
+            [_button(review_correct_label(), cb(ReviewAction.CORRECT))],
+            [
+                _button(review_reject_label(), cb(ReviewAction.REJECT)),
+                _button(review_merge_label(), cb(ReviewAction.MERGE)),
+            ],
+            [_button(review_next_label(), cb(ReviewAction.NEXT))],
+        ]
+    )
+
+
+def _review_back(suggestion_id: int) -> InlineKeyboardButton:
+    return _button(back_label(), ReviewCb(action=ReviewAction.BACK, id=suggestion_id).pack())
+
+
+def current_mark(label: str, current: bool) -> str:
+    return f"{label} · " + _("current") if current else label
+
+
+def review_category_keyboard(suggestion_id: int, current: Category) -> InlineKeyboardMarkup:
+    rows = [
+        [
+            _button(
+                current_mark(category_label(c), c is current),
+                ReviewCategoryCb(id=suggestion_id, category=c).pack(),
+            )
+        ]
+        for c in Category
+    ]
+    rows.append([_review_back(suggestion_id)])
+    return inline(rows)
+
+
+def keep_kind_label(current: Kind | None) -> str:
+    return _("Keep: {kind}").format(
+        kind=kind_label(current) if current is not None else _("not specified")
+    )
+
+
+def review_kind_keyboard(suggestion_id: int, current: Kind | None) -> InlineKeyboardMarkup:
+    def cb(kind: KindChoice) -> str:
+        return ReviewKindCb(id=suggestion_id, kind=kind).pack()
+
+    return inline(
+        [
+            [
+                _button(kind_label(Kind.SERVICE), cb(KindChoice.SERVICE)),
+                _button(kind_label(Kind.PHYSICAL), cb(KindChoice.PHYSICAL)),
+            ],
+            [_button(keep_kind_label(current), cb(KindChoice.SKIP))],
+            [_review_back(suggestion_id)],
+        ]
+    )
+
+
+def review_reason_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
+    rows = [
+        [
+            _button(
+                exclusion_reason_label(reason),
+                ReviewReasonCb(id=suggestion_id, reason=reason).pack(),
+            )
+        ]
+        for reason in ExclusionReason
+    ]
+    rows.append([_review_back(suggestion_id)])
+    return inline(rows)
+
+
+def review_note_keyboard(suggestion_id: int, skippable: bool) -> InlineKeyboardMarkup:
+    rows: list[list[InlineKeyboardButton]] = []
+    if skippable:
+        skip = ReviewCb(action=ReviewAction.SKIP_NOTE, id=suggestion_id).pack()
+        rows.append([_button("⏭ " + skip_label(), skip)])
+    rows.append([_review_back(suggestion_id)])
+    return inline(rows)
+
+
+def review_confirm_reject_label() -> str:
+    return "✅ " + _("Confirm: not accepted")
+
+
+def review_reject_confirm_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
+    confirm = ReviewCb(action=ReviewAction.CONFIRM_REJECT, id=suggestion_id).pack()
+    return inline(
+        [[_button(review_confirm_reject_label(), confirm)], [_review_back(suggestion_id)]]
+    )
+
+
+def review_merge_keyboard(
+    suggestion_id: int, targets: Sequence[tuple[int, str]]
+) -> InlineKeyboardMarkup:
+    rows = [
+        [_button(label, ReviewMergeCb(id=suggestion_id, into=target_id).pack())]
+        for target_id, label in targets
+    ]
+    rows.append([_review_back(suggestion_id)])
+    return inline(rows)
+
+
+def review_confirm_merge_label() -> str:
+    return "✅ " + _("Confirm the merge")
+
+
+def review_merge_confirm_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
+    confirm = ReviewCb(action=ReviewAction.CONFIRM_MERGE, id=suggestion_id).pack()
+    return inline([[_button(review_confirm_merge_label(), confirm)], [_review_back(suggestion_id)]])
+
+
+# --- Convening a council vote (/convene) ----------------------------------------------------
+
+CANDIDATE_PAGE_SIZE = 8
+# (hours from now, label) of the deadline buttons.
+DEADLINE_CHOICES: tuple[int, ...] = (1, 24, 72, 168)
+
+
+def convene_community_keyboard(items: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
+    buttons = [
+        _button(label, ConveneCb(action=ConveneAction.COMMUNITY, id=item_id).pack())
+        for item_id, label in items
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append([_button("✖️ " + _("Cancel"), ConveneCb(action=ConveneAction.CANCEL).pack())])
+    return inline(rows)
+
+
+def select_all_label() -> str:
+    return _("Select all")
+
+
+def select_none_label() -> str:
+    return _("Select none")
+
+
+def convene_next_label() -> str:
+    return _("Next: the deadline") + " ›"
+
+
+def candidate_pages(count: int) -> int:
+    return max(1, -(-count // CANDIDATE_PAGE_SIZE))
+
+
+def convene_candidates_keyboard(
+    items: Sequence[tuple[int, str]], selected: Collection[int], page: int
+) -> InlineKeyboardMarkup:
+    """One toggle (☑/☐) a row for the candidates of `page`, pages of eight, select all or
+    none, and on to the deadline."""
+    pages = candidate_pages(len(items))
+    page = min(max(page, 0), pages - 1)
+    shown = items[page * CANDIDATE_PAGE_SIZE : (page + 1) * CANDIDATE_PAGE_SIZE]
+    rows: list[list[InlineKeyboardButton]] = [
+        [
+            _button(
+                ("☑ " if item_id in selected else "☐ ") + label,
+                ConveneCb(action=ConveneAction.TOGGLE, id=item_id).pack(),
+            )
+        ]
+        for item_id, label in shown
+    ]
+    paging: list[InlineKeyboardButton] = []
+    if page > 0:
+        paging.append(
+            _button("« " + _("Previous"), ConveneCb(action=ConveneAction.PAGE, id=page - 1).pack())
+        )
+    if page < pages - 1:
+        paging.append(
+            _button(_("Next") + " »", ConveneCb(action=ConveneAction.PAGE, id=page + 1).pack())
+        )
+    if paging:
+        rows.append(paging)
+    everything = all(item_id in selected for item_id, _label in items)
+    if everything:
+        rows.append([_button(select_none_label(), ConveneCb(action=ConveneAction.NONE).pack())])
+    else:
+        rows.append([_button(select_all_label(), ConveneCb(action=ConveneAction.ALL).pack())])
+    rows.append(
+        [
+            _button(convene_next_label(), ConveneCb(action=ConveneAction.DONE).pack()),
+            _button("✖️ " + _("Cancel"), ConveneCb(action=ConveneAction.CANCEL).pack()),
+        ]
+    )
+    return inline(rows)
+
+
+def deadline_label(hours: int) -> str:
+    if hours % 24 == 0 and hours >= 48:
+        return _("{days} days").format(days=hours // 24)
+    return _("{hours} hours").format(hours=hours) if hours != 1 else _("1 hour")
+
+
+def convene_deadline_keyboard() -> InlineKeyboardMarkup:
+    buttons = [
+        _button(deadline_label(hours), ConveneCb(action=ConveneAction.HOURS, id=hours).pack())
+        for hours in DEADLINE_CHOICES
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append([_button(back_label(), ConveneCb(action=ConveneAction.CANDIDATES).pack())])
+    return inline(rows)
+
+
+def convene_confirm_label() -> str:
+    return "✅ " + _("Convene the vote")
+
+
+def convene_summary_keyboard() -> InlineKeyboardMarkup:
+    def cb(action: ConveneAction) -> str:
+        return ConveneCb(action=action).pack()
+
+    return inline(
+        [
+            [_button(convene_confirm_label(), cb(ConveneAction.CONFIRM))],
+            [
+                _button("✏️ " + _("Candidates"), cb(ConveneAction.CANDIDATES)),
+                _button("✏️ " + _("Deadline"), cb(ConveneAction.DEADLINE)),
+            ],
+            [_button("✖️ " + _("Cancel"), cb(ConveneAction.CANCEL))],
+        ]
+    )
+
+
+# --- The council's group ----------------------------------------------------------------------
+
+
+def council_bind_keyboard(items: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
+    return inline([[_button(label, CouncilBindCb(id=item_id).pack())] for item_id, label in items])

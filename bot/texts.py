@@ -1,5 +1,6 @@
-"""Labels for the programme's vocabulary (categories, kinds, states, source types) in the
-user's language, and small helpers for showing what people typed.
+"""Labels for the programme's vocabulary (categories, kinds, states, source types, exclusion
+reasons, the council polls' choices) in the user's language, and small helpers for showing
+what people typed, money and times.
 
 The msgids are English; the Chinese catalogue carries the programme's official terms
 (PROGRAMME.md), so a resident reads the words a Shenzhen community worker would use.
@@ -14,7 +15,16 @@ from zoneinfo import ZoneInfo
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.text_decorations import html_decoration
 
-from storage.rules import FEN_PER_YUAN, Category, Kind, SourceType, State, format_yuan
+from storage.rules import (
+    FEN_PER_YUAN,
+    Category,
+    Choice,
+    ExclusionReason,
+    Kind,
+    SourceType,
+    State,
+    format_yuan,
+)
 
 _CATEGORY: dict[Category, Any] = {
     Category.SAFETY: __("Remove safety hazards"),
@@ -56,10 +66,29 @@ _SOURCE_TYPE: dict[SourceType, Any] = {
     SourceType.REPRESENTATIVE: __("Representative or committee member"),
 }
 
+# The programme's exclusion reasons (PROGRAMME.md, 实施内容), as a rejected proposer reads them.
+_EXCLUSION_REASON: dict[ExclusionReason, Any] = {
+    ExclusionReason.PROPERTY_MANAGEMENT: __(
+        "The property management company or another party is responsible"
+    ),
+    ExclusionReason.GOVERNMENT_INVESTMENT: __("Duplicates a government investment project"),
+    ExclusionReason.OUT_OF_SCOPE: __("Not one of the four kinds of micro-project"),
+    ExclusionReason.OTHER: __("Other reason"),
+}
+
+# The council polls' options (rules.POLL_CHOICES), as a council member reads them.
+_CHOICE: dict[Choice, Any] = {
+    Choice.AGREE: __("Agree"),
+    Choice.AGAINST: __("Against"),
+    Choice.ABSTAIN: __("Abstain"),
+}
+
 assert set(_CATEGORY) == set(Category)
 assert set(_KIND) == set(Kind)
 assert set(_STATE) == set(State)
 assert set(_SOURCE_TYPE) == set(SourceType)
+assert set(_EXCLUSION_REASON) == set(ExclusionReason)
+assert set(_CHOICE) == set(Choice)
 
 
 def category_label(category: Category | str) -> str:
@@ -78,6 +107,14 @@ def source_type_label(source_type: SourceType | str) -> str:
     return str(_SOURCE_TYPE[SourceType(source_type)])
 
 
+def exclusion_reason_label(reason: ExclusionReason | str) -> str:
+    return str(_EXCLUSION_REASON[ExclusionReason(reason)])
+
+
+def choice_label(choice: Choice | str) -> str:
+    return str(_CHOICE[Choice(choice)])
+
+
 def quote(text: str) -> str:
     """What a person typed (or an administrator imported), safe inside an HTML message."""
     return html_decoration.quote(text)
@@ -94,3 +131,8 @@ def cap_yuan(cap_fen: int) -> str:
 def local_date(moment: datetime, tz: ZoneInfo) -> str:
     """YYYY-MM-DD in the programme's time zone."""
     return moment.astimezone(tz).strftime("%Y-%m-%d")
+
+
+def local_datetime(moment: datetime, tz: ZoneInfo) -> str:
+    """YYYY-MM-DD HH:MM in the programme's time zone."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")

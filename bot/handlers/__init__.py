@@ -8,10 +8,12 @@ from dialogs.common import ConversationLockMiddleware
 
 
 def create_root_router() -> Router:
-    """Commands first, then groups, then the suggestion dialog, then the fallback for
-    whatever nobody else took (unknown commands, stray messages, stale buttons)."""
-    from bot.handlers import commands, fallback, groups
-    from dialogs import suggestion
+    """Commands first, then the council (poll answers, /votes, and `/bind council` before the
+    groups' own /bind), then groups, then the dialogs (screening, convening a vote, the
+    suggestion), then the fallback for whatever nobody else took (unknown commands, stray
+    messages, stale buttons)."""
+    from bot.handlers import commands, council, fallback, groups
+    from dialogs import convene, review, suggestion
 
     root = Router(name="root")
     # One person's updates one at a time, across every router below (see the middleware).
@@ -20,7 +22,10 @@ def create_root_router() -> Router:
     root.callback_query.outer_middleware(lock)
     root.include_routers(
         commands.create_router(),
+        council.create_router(),
         groups.create_router(),
+        review.create_router(),
+        convene.create_router(),
         suggestion.create_router(),
         fallback.create_router(),
     )

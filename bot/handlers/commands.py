@@ -1,5 +1,6 @@
-"""Commands in a private chat: /start (with or without a deep-link payload), /help, /suggest,
-/my, /cancel, /lang, and the language buttons."""
+"""Commands in a private chat: /start (with or without a deep-link payload: `s_<community>`
+suggests for a community, `i_<code>` is an invitation), /help, /suggest, /my, /cancel, /lang,
+and the language buttons."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
+from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
 from bot.texts import local_date, quote, status_label
-from dialogs import suggestion
+from dialogs import convene, review, suggestion
 from dialogs.common import identity
 from dialogs.org_picker import get_community
+from storage.services import invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.suggestions import list_for_proposer
 from storage.settings import Settings
@@ -57,7 +60,7 @@ def commands_overview() -> str:
     )
 
 
-def welcome_text(first_name: str) -> str:
+def welcome_text(first_name: str, roles: str | None = None) -> str:
     return (
         _("Hello, {name}!").format(name=quote(first_name))
         + "\n\n"
@@ -68,10 +71,11 @@ def welcome_text(first_name: str) -> str:
         )
         + "\n\n"
         + commands_overview()
+        + (f"\n\n{roles}" if roles else "")
     )
 
 
-def help_text() -> str:
+def help_text(roles: str | None = None) -> str:
     return (
         _(
             "A micro-project is something small that many residents would benefit from: "
@@ -81,7 +85,13 @@ def help_text() -> str:
         )
         + "\n\n"
         + commands_overview()
+        + (f"\n\n{roles}" if roles else "")
     )
+
+
+async def roles_text(session: AsyncSession, telegram_id: int) -> str | None:
+    """The staff's and council members' section of /start and /help (None for residents)."""
+    return roles_overview(await person_roles(session, telegram_id))
 
 
 async def _continue_if_in_dialog(
@@ -103,6 +113,10 @@ async def cmd_start(
     raw_state: str | None,
 ) -> None:
     assert message.from_user is not None
+    if command.args and PAYLOAD_RE.match(command.args) and invites.is_invite_payload(command.args):
+        await redeem_invite(message, command.args, session)
+        await _continue_if_in_dialog(message, state, session, bot, raw_state)
+        return
     community_id = parse_suggest_payload(command.args)
     if community_id is not None and await get_community(session, community_id) is not None:
         if await _continue_if_in_dialog(message, state, session, bot, raw_state):
@@ -111,14 +125,16 @@ async def cmd_start(
             bot, message.chat.id, message.from_user.id, state, session, settings, community_id
         )
         return
-    await message.answer(welcome_text(message.from_user.first_name))
+    roles = await roles_text(session, message.from_user.id)
+    await message.answer(welcome_text(message.from_user.first_name, roles))
     await _continue_if_in_dialog(message, state, session, bot, raw_state)
 
 
 async def cmd_help(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
 ) -> None:
-    await message.answer(help_text())
+    assert message.from_user is not None
+    await message.answer(help_text(await roles_text(session, message.from_user.id)))
     await _continue_if_in_dialog(message, state, session, bot, raw_state)
 
 
@@ -172,6 +188,13 @@ async def cmd_my(message: Message, session: AsyncSession, settings: Settings) ->
 
 
 async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> None:
+    if review.is_dialog_state(raw_state) or convene.is_dialog_state(raw_state):
+        await state.clear()
+        await message.answer(
+            _("Stopped. Send /review or /convene whenever you want to carry on."),
+            reply_markup=ReplyKeyboardRemove(),
+        )
+        return
     if not suggestion.is_dialog_state(raw_state):
         await message.answer(_("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove())
         return

@@ -186,6 +186,8 @@ async def cmd_help(message: Message, session: AsyncSession) -> None:
         + _("/suggest — suggest a project for this community")
         + "\n"
         + _("/bind — (admins) link this group to its community")
+        + "\n"
+        + _("/bind council — (in the council's group) make it the council's group")
         + "\n\n"
         + _("Everything else happens in a private chat with me.")
     )

@@ -1,0 +1,260 @@
+"""The residents' council (居民议事会) in Telegram: counting the answers to its polls, /votes in a
+private chat, and `/bind council`, by which a community's staff makes a group the council's.
+
+Poll answers are silent, as Telegram's polls are: nothing is said to the voter. The store
+decides what counts (members of the vote's council, before the close; the same answer twice
+changes nothing). When the last member's answer completes the vote, it is closed early by
+`vote_closer` (from the dispatcher's workflow data), run by UpdateSessionMiddleware once this
+update's transaction, the ballot in it, has committed (`after_commit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message, PollAnswer
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import CouncilBindCb
+from bot.handlers.groups import GROUP_TYPES, cmd_private_only
+from bot.keyboards import council_bind_keyboard
+from bot.texts import choice_label, local_datetime, quote
+from dialogs import suggestion as suggestion_dialog
+from dialogs.common import identity
+from dialogs.org_picker import community_names, community_path, get_community
+from storage.models import ChatPurpose, Community, CouncilVote
+from storage.models import utcnow as now_utc
+from storage.rules import ScopeLevel
+from storage.services import access, chats, council, org
+from storage.services.people import ensure_person, find_person
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VoteCloser = Callable[[int], Awaitable[Any]]
+AfterCommit = list[Callable[[], Awaitable[Any]]]
+
+# `/bind council` (also in Chinese): what makes a group the council's rather than the residents'.
+COUNCIL_ARGS = frozenset({"council", "Council", "COUNCIL", "议事会", "议事会群"})
+BIND_BUTTONS_MAX = 50
+VOTES_TEXT_BUDGET = 3800
+
+
+# --- poll answers ------------------------------------------------------------------------
+
+
+async def on_poll_answer(
+    poll_answer: PollAnswer,
+    session: AsyncSession,
+    vote_closer: VoteCloser | None = None,
+    after_commit: AfterCommit | None = None,
+) -> None:
+    if poll_answer.user is None:
+        return  # an anonymous voter (voter_chat): council polls are never anonymous
+    result = await council.record_answer(
+        session, poll_answer.poll_id, poll_answer.user.id, list(poll_answer.option_ids)
+    )
+    if result is None or not result.everyone_voted:
+        return
+    if vote_closer is None or after_commit is None:
+        log.info("vote %s: everyone voted, left for the scheduler to close", result.vote_id)
+        return
+    after_commit.append(functools.partial(vote_closer, result.vote_id))
+
+
+# --- /votes ---------------------------------------------------------------------------------
+
+
+async def _where(session: AsyncSession, vote: CouncilVote) -> str:
+    if vote.council_chat_id is not None:
+        chat = await chats.get_chat(session, vote.council_chat_id)
+        return _("Vote in the polls in the council's group “{title}”.").format(
+            title=quote(chat.title if chat is not None and chat.title else "—")
+        )
+    return _("Vote in the polls I sent you in this chat.")
+
+
+async def votes_text(session: AsyncSession, telegram_id: int, settings: Settings) -> str:
+    votes = await council.open_votes_for(session, telegram_id, now=now_utc())
+    if not votes:
+        return _("No council vote is open for you at the moment.")
+    choices = await council.my_choices(session, telegram_id, [vote.id for vote in votes])
+    blocks: list[str] = []
+    for vote in votes:
+        lines = [
+            _("<b>{community}</b> · open until {deadline}").format(
+                community=quote(vote.community.name),
+                deadline=f"{local_datetime(vote.closes_at, settings.tz)} "
+                f"({quote(settings.timezone)})",
+            ),
+            await _where(session, vote),
+        ]
+        for item in vote.items:
+            choice = choices.get(item.id)
+            if choice is not None:
+                mark = "✅ " + _("voted: {choice}").format(choice=choice_label(choice))
+            else:
+                mark = "⏳ " + _("not voted yet")
+            lines.append(
+                f"{item.position}. <b>{quote(item.suggestion.number)}</b> "
+                f"{quote(item.suggestion.title)} — {mark}"
+            )
+        blocks.append("\n".join(lines))
+    header = "<b>" + _("Council votes open for you") + "</b>"
+    shown: list[str] = []
+    used = len(header)
+    for block in blocks:
+        if used + len(block) + 2 > VOTES_TEXT_BUDGET:
+            break
+        shown.append(block)
+        used += len(block) + 2
+    text = header + "\n\n" + "\n\n".join(shown)
+    if len(shown) < len(blocks):
+        text += "\n\n" + _("…and {count} more.").format(count=len(blocks) - len(shown))
+    return text
+
+
+async def cmd_votes(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> None:
+    assert message.from_user is not None
+    await message.answer(await votes_text(session, message.from_user.id, settings))
+    if suggestion_dialog.is_dialog_state(raw_state):
+        await suggestion_dialog.reask(
+            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
+        )
+
+
+# --- /bind council ---------------------------------------------------------------------------
+
+
+async def covered_communities(session: AsyncSession, telegram_id: int) -> list[Community]:
+    """The communities whose council the person may bind: those their staff roles cover."""
+    person = await find_person(session, telegram_id)
+    if person is None:
+        return []
+    found: dict[int, Community] = {}
+    for principal in await access.principals_of(session, person.id):
+        if principal.role not in council.CONVENE_ROLES:
+            continue
+        scope = principal.scope
+        if scope.level is ScopeLevel.COMMUNITY and scope.id is not None:
+            community = await get_community(session, scope.id)
+            if community is not None:
+                found[community.id] = community
+            continue
+        for community in await org.list_communities(session):  # with its street
+            place = access.Place(community.id, community.street_id, community.street.district_id)
+            if access.covers(scope, place):
+                found[community.id] = community
+    return sorted(found.values(), key=lambda c: (c.name, c.id))
+
+
+async def cmd_bind_council(message: Message, session: AsyncSession) -> None:
+    if message.from_user is None or message.sender_chat is not None:
+        await message.reply(
+            _(
+                "Please send /bind council under your own name rather than anonymously, so "
+                "that I can check that you are one of the community's staff."
+            )
+        )
+        return
+    communities = await covered_communities(session, message.from_user.id)
+    if not communities:
+        await message.reply(
+            _(
+                "Only a community's staff can make a group its residents' council group. "
+                "To link this group to its community as the residents' group, a group admin "
+                "sends /bind."
+            )
+        )
+        return
+    names = [c.name for c in communities]
+    items: list[tuple[int, str]] = []
+    for community in communities[:BIND_BUTTONS_MAX]:
+        _district, street, name = await community_names(session, community)
+        items.append((community.id, f"{street} · {name}" if names.count(name) > 1 else name))
+    text = _(
+        "Make this group the residents' council group (居民议事会) of which community? Council "
+        "votes will be held here as polls; only the council members' answers count."
+    )
+    await message.reply(text, reply_markup=council_bind_keyboard(items))
+
+
+async def on_council_bind(
+    callback: CallbackQuery, callback_data: CouncilBindCb, session: AsyncSession
+) -> None:
+    message = callback.message
+    if not isinstance(message, Message):
+        await callback.answer(_("This button is out of date."))
+        return
+    community = await get_community(session, callback_data.id)
+    if community is None:
+        await callback.answer(_("That community is no longer available."), show_alert=True)
+        return
+    principal = await access.principal_for(
+        session, callback.from_user.id, community.id, council.CONVENE_ROLES
+    )
+    if principal is None:
+        await callback.answer(
+            _("Only the staff of {community} can choose this. Thank you!").format(
+                community=community.name
+            ),
+            show_alert=True,
+        )
+        return
+    person = await ensure_person(session, identity(callback.from_user))
+    await chats.bind_chat(
+        session,
+        message.chat.id,
+        community,
+        title=message.chat.title or "",
+        chat_type=message.chat.type,
+        bound_by_person_id=person.id,
+        purpose=ChatPurpose.COUNCIL,
+    )
+    await callback.answer(_("Linked."))
+    path = community_path(*await community_names(session, community))
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_text(
+            "✅ "
+            + _("This group is now the residents' council group of {path}.").format(path=path)
+            + "\n"
+            + _(
+                "When the community's staff convene a council vote (/convene in a private "
+                "chat with me), the polls come here. Please make sure every council member is "
+                "in this group."
+            ),
+            reply_markup=None,
+        )
+
+
+def create_router() -> Router:
+    router = Router(name="council")
+    private = F.chat.type == ChatType.PRIVATE
+    in_group = F.chat.type.in_(GROUP_TYPES)
+    router.poll_answer.register(on_poll_answer)
+    router.message.register(cmd_votes, private, Command("votes"))
+    router.message.register(
+        cmd_bind_council, in_group, Command("bind", magic=F.args.in_(COUNCIL_ARGS))
+    )
+    router.message.register(cmd_private_only, in_group, Command("votes", "review", "convene"))
+    router.callback_query.register(
+        on_council_bind, F.message.chat.type.in_(GROUP_TYPES), CouncilBindCb.filter()
+    )
+    return router

@@ -1,0 +1,761 @@
+"""Convening a council vote (决议) from a staff member's private chat: /convene › community (when
+the person's roles cover several with candidates) › candidates (toggles, pages of eight) ›
+deadline › summary › `storage.services.council.convene`, after which the process's poll
+sender (`council_poll_sender` in the dispatcher's workflow data) sends the native polls to
+the council's group, or to each member privately.
+
+The FSM data holds ids only: the community, the candidates chosen, the page, the deadline as
+an ISO instant. The candidates are read afresh at every step, so one that a colleague put to
+a vote meanwhile simply drops out of the list; the store checks everything again anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import ConveneAction, ConveneCb
+from bot.texts import local_datetime, quote
+from dialogs import suggestion as suggestion_dialog
+from dialogs.org_picker import get_community
+from dialogs.review import NARROWEST_FIRST, chat_of, short, stale
+from storage import rules
+from storage.models import Chat, ChatPurpose, Community, Suggestion, utcnow
+from storage.rules import RuleViolation
+from storage.rules import State as Status
+from storage.services import access, chats, council, officials
+from storage.services.people import find_person
+from storage.services.suggestions import PublicFilter
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PollSender = Callable[[int], Any]
+
+
+class ConveneForm(StatesGroup):
+    community = State()
+    candidates = State()
+    deadline = State()
+    summary = State()
+
+
+CANDIDATES_FETCH = 500
+BUTTON_TITLE_MAX = 22
+_DEADLINE_RE = re.compile(
+    r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s+(\d{1,2})\s*[:：]\s*(\d{2})$"
+)
+
+
+def is_dialog_state(raw_state: str | None) -> bool:
+    return raw_state is not None and raw_state in ConveneForm.__all_states_names__
+
+
+async def send(
+    bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    await bot.send_message(chat_id, text, reply_markup=markup)
+
+
+# --- who convenes where ----------------------------------------------------------------------
+
+
+async def convening_principals(session: AsyncSession, telegram_id: int) -> list[access.Principal]:
+    person = await find_person(session, telegram_id)
+    if person is None:
+        return []
+    found = [
+        p for p in await access.principals_of(session, person.id) if p.role in council.CONVENE_ROLES
+    ]
+    return sorted(found, key=lambda p: NARROWEST_FIRST.index(p.scope.level))
+
+
+async def candidates_by_community(
+    session: AsyncSession, principals: list[access.Principal]
+) -> dict[int, list[Suggestion]]:
+    """The community candidates (社区备选项目) within the person's scopes, oldest first."""
+    found: dict[int, Suggestion] = {}
+    for principal in principals:
+        page, _total = await officials.list_suggestions(
+            session,
+            principal,
+            PublicFilter(status=Status.CANDIDATE),
+            limit=CANDIDATES_FETCH,
+        )
+        for item in page:
+            found[item.id] = item
+    grouped: dict[int, list[Suggestion]] = {}
+    for item in sorted(found.values(), key=lambda s: (s.created_at, s.id)):
+        grouped.setdefault(item.community_id, []).append(item)
+    return grouped
+
+
+async def candidates_of(
+    session: AsyncSession, principal: access.Principal, community_id: int
+) -> list[Suggestion]:
+    page, _total = await officials.list_suggestions(
+        session,
+        principal,
+        PublicFilter(community_id=community_id, status=Status.CANDIDATE),
+        limit=CANDIDATES_FETCH,
+    )
+    return sorted(page, key=lambda s: (s.created_at, s.id))
+
+
+async def council_chat(session: AsyncSession, community_id: int) -> Chat | None:
+    """The council's group the polls will go to (the one bound last), if there is one."""
+    bound = await chats.bound_chats(session, community_id, ChatPurpose.COUNCIL)
+    bound.sort(key=lambda c: (c.bound_at or c.created_at, c.id))
+    return bound[-1] if bound else None
+
+
+def not_staff_text() -> str:
+    return _(
+        "/convene is for the staff of a community (and the street and district officials), "
+        "who put the community's candidates to the residents' council. If you are one of "
+        "them, please ask for an invitation link."
+    )
+
+
+def council_empty_text(community: str) -> str:
+    return _(
+        "The residents' council of {community} has no members yet, so there is nobody to "
+        "vote. Invite the members first: an administrator creates an invitation link with "
+        "<code>minsheng invite create --role council_member --scope {community} --uses 30</code> "
+        "and sends it to them."
+    ).format(community=quote(community))
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+async def _principal(
+    session: AsyncSession, telegram_id: int, community_id: int
+) -> access.Principal | None:
+    return await access.principal_for(session, telegram_id, community_id, council.CONVENE_ROLES)
+
+
+def candidates_text(
+    community: Community, items: list[Suggestion], selected: set[int], page: int
+) -> str:
+    pages = keyboards.candidate_pages(len(items))
+    page = min(max(page, 0), pages - 1)
+    size = keyboards.CANDIDATE_PAGE_SIZE
+    shown = items[page * size : (page + 1) * size]
+    lines = [
+        "<b>" + _("Council vote · {community}").format(community=quote(community.name)) + "</b>",
+        "",
+        _(
+            "Choose the candidates to put to the residents' council ({chosen} of {total} "
+            "chosen). Each gets its own poll."
+        ).format(chosen=len(selected), total=len(items)),
+        "",
+    ]
+    lines += [
+        ("☑ " if item.id in selected else "☐ ")
+        + f"<b>{quote(item.number)}</b> {quote(short(item.title, 60))}"
+        for item in shown
+    ]
+    if pages > 1:
+        lines += ["", _("Page {page} of {pages}").format(page=page + 1, pages=pages)]
+    return "\n".join(lines)
+
+
+async def candidates_view(
+    session: AsyncSession, telegram_id: int, state: FSMContext
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    """The candidates step as it stands; None if the community is out of reach."""
+    data = await state.get_data()
+    community_id = int(data.get("community_id") or 0)
+    principal = await _principal(session, telegram_id, community_id)
+    community = await get_community(session, community_id)
+    if principal is None or community is None:
+        return None
+    items = await candidates_of(session, principal, community_id)
+    offered = {item.id for item in items}
+    selected = [i for i in (int(x) for x in data.get("selected") or []) if i in offered]
+    page = min(max(int(data.get("page") or 0), 0), keyboards.candidate_pages(len(items)) - 1)
+    await state.update_data(selected=selected, page=page)
+    buttons = [(item.id, f"{item.number} {short(item.title, BUTTON_TITLE_MAX)}") for item in items]
+    text = candidates_text(community, items, set(selected), page)
+    return text, keyboards.convene_candidates_keyboard(buttons, set(selected), page)
+
+
+def deadline_prompt(settings: Settings) -> str:
+    return (
+        "<b>"
+        + _("Deadline")
+        + "</b>\n\n"
+        + _(
+            "Until when may the council vote? Choose below, or type a date and time as "
+            "YYYY-MM-DD HH:MM ({zone} time), at most {days} days from now. The vote also "
+            "closes as soon as every member has voted."
+        ).format(zone=quote(settings.timezone), days=rules.MAX_VOTE_DAYS)
+    )
+
+
+async def summary_view(
+    session: AsyncSession, telegram_id: int, state: FSMContext, settings: Settings
+) -> str | None:
+    data = await state.get_data()
+    community_id = int(data.get("community_id") or 0)
+    principal = await _principal(session, telegram_id, community_id)
+    community = await get_community(session, community_id)
+    if principal is None or community is None:
+        return None
+    items = {item.id: item for item in await candidates_of(session, principal, community_id)}
+    chosen = [items[i] for i in (int(x) for x in data.get("selected") or []) if i in items]
+    closes_at = datetime.fromisoformat(str(data["closes_at"]))
+    members = len(await access.council_members(session, community_id))
+    group = await council_chat(session, community_id)
+    if group is not None:
+        where = _("to the council's group “{title}”").format(title=quote(group.title or "—"))
+    else:
+        where = _("to each member in a private chat with me (no council group is linked)")
+    lines = [
+        "<b>" + _("Please check the council vote") + "</b>",
+        "",
+        _("Community: {value}").format(value=quote(community.name)),
+        _("Candidates ({count}):").format(count=len(chosen)),
+        *(f"· <b>{quote(item.number)}</b> {quote(short(item.title, 60))}" for item in chosen),
+        _("Deadline: {value}").format(
+            value=f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
+        ),
+        _("Council members: {count}").format(count=members),
+        _(
+            "Rules: more than {quorum}% of the members must vote, and a candidate passes with "
+            "more than {threshold}% of the votes cast agreeing."
+        ).format(quorum=community.council_quorum_pct, threshold=community.council_threshold_pct),
+        _("The polls go {where}.").format(where=where),
+    ]
+    return "\n".join(lines)
+
+
+async def go(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    step: State,
+    note: str | None = None,
+) -> None:
+    """Ask `step`'s question (after `note`), then enter the step."""
+    prefix = f"{note}\n\n" if note else ""
+    markup: InlineKeyboardMarkup
+    if step == ConveneForm.candidates:
+        view = await candidates_view(session, telegram_id, state)
+        if view is None:
+            await _out_of_reach(bot, chat_id, state, prefix)
+            return
+        text, markup = view
+    elif step == ConveneForm.deadline:
+        text, markup = deadline_prompt(settings), keyboards.convene_deadline_keyboard()
+    else:
+        summary = await summary_view(session, telegram_id, state, settings)
+        if summary is None:
+            await _out_of_reach(bot, chat_id, state, prefix)
+            return
+        text, markup = summary, keyboards.convene_summary_keyboard()
+    await send(bot, chat_id, prefix + text, markup)
+    await state.set_state(step)
+
+
+async def _out_of_reach(bot: Bot, chat_id: int, state: FSMContext, prefix: str) -> None:
+    await state.clear()
+    text = _("You may not convene a vote for this community (any more).")
+    await send(bot, chat_id, prefix + text)
+
+
+async def current_step(state: FSMContext) -> State | None:
+    raw = await state.get_state()
+    for step in ConveneForm.__states__:
+        if step.state == raw:
+            return step
+    return None
+
+
+async def reask(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    note: str,
+) -> None:
+    step = await current_step(state)
+    if step == ConveneForm.community:
+        await send(bot, chat_id, note)
+        return
+    if step is not None:
+        await go(bot, chat_id, telegram_id, state, session, settings, step, note)
+
+
+async def start_for(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    community_id: int,
+) -> None:
+    community = await get_community(session, community_id)
+    if community is None:
+        await _out_of_reach(bot, chat_id, state, "")
+        return
+    if not await access.council_members(session, community_id):
+        await state.clear()
+        await send(bot, chat_id, council_empty_text(community.name))
+        return
+    await state.set_data({"community_id": community_id, "selected": [], "page": 0})
+    await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.candidates)
+
+
+# --- deadline ------------------------------------------------------------------------------
+
+
+def parse_deadline(text: str, settings: Settings) -> datetime | None:
+    """`YYYY-MM-DD HH:MM` in the programme's time zone (also with / or . and a full-width
+    colon); None if it is not one."""
+    match = _DEADLINE_RE.match(rules.clean_text(text))
+    if match is None:
+        return None
+    year, month, day, hour, minute = (int(part) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, tzinfo=settings.tz)
+    except ValueError:
+        return None
+
+
+def deadline_problem(closes_at: datetime, now: datetime) -> str | None:
+    if closes_at <= now:
+        return _("That time has already passed. Please choose a time in the future.")
+    if closes_at > now + timedelta(days=rules.MAX_VOTE_DAYS):
+        return _("A vote may last at most {days} days. Please choose an earlier time.").format(
+            days=rules.MAX_VOTE_DAYS
+        )
+    return None
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+async def cmd_convene(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> None:
+    assert message.from_user is not None
+    who = message.from_user.id
+    if suggestion_dialog.is_dialog_state(raw_state):
+        await suggestion_dialog.reask(
+            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
+        )
+        return
+    principals = await convening_principals(session, who)
+    if not principals:
+        await message.answer(not_staff_text())
+        return
+    grouped = await candidates_by_community(session, principals)
+    if not grouped:
+        await state.clear()
+        await message.answer(
+            _(
+                "No community candidates are waiting for the council. Accept suggestions as "
+                "candidates with /review first."
+            )
+        )
+        return
+    if len(grouped) == 1:
+        (community_id,) = grouped
+        await start_for(bot, message.chat.id, who, state, session, settings, community_id)
+        return
+    items: list[tuple[int, str]] = []
+    for community_id, candidates in grouped.items():
+        community = await get_community(session, community_id)
+        if community is not None:
+            items.append((community_id, f"{community.name} ({len(candidates)})"))
+    items.sort(key=lambda item: item[1])
+    await state.set_data({})
+    await message.answer(
+        _("Which community's council should vote?"),
+        reply_markup=keyboards.convene_community_keyboard(items),
+    )
+    await state.set_state(ConveneForm.community)
+
+
+async def on_community(
+    callback: CallbackQuery,
+    callback_data: ConveneCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    who = callback.from_user.id
+    if await _principal(session, who, callback_data.id) is None:
+        await stale(callback)
+        return
+    community = await get_community(session, callback_data.id)
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(
+        callback.message,
+        _("Community: {value}").format(value=quote(community.name if community else "—")),
+    )
+    await start_for(bot, chat_of(callback), who, state, session, settings, callback_data.id)
+
+
+async def _redraw(callback: CallbackQuery, session: AsyncSession, state: FSMContext) -> None:
+    view = await candidates_view(session, callback.from_user.id, state)
+    await callback.answer()
+    if view is None or not isinstance(callback.message, Message):
+        return
+    with contextlib.suppress(TelegramBadRequest):  # "not modified" when nothing changed
+        await callback.message.edit_text(view[0], reply_markup=view[1])
+
+
+async def on_toggle(
+    callback: CallbackQuery, callback_data: ConveneCb, state: FSMContext, session: AsyncSession
+) -> None:
+    selected = [int(i) for i in await state.get_value("selected") or []]
+    if callback_data.id in selected:
+        selected.remove(callback_data.id)
+    elif len(selected) >= rules.MAX_VOTE_CANDIDATES:
+        await callback.answer(
+            _("At most {max} candidates can be put to one vote.").format(
+                max=rules.MAX_VOTE_CANDIDATES
+            ),
+            show_alert=True,
+        )
+        return
+    else:
+        selected.append(callback_data.id)
+    await state.update_data(selected=selected)
+    await _redraw(callback, session, state)
+
+
+async def on_page(
+    callback: CallbackQuery, callback_data: ConveneCb, state: FSMContext, session: AsyncSession
+) -> None:
+    await state.update_data(page=callback_data.id)
+    await _redraw(callback, session, state)
+
+
+async def on_all(callback: CallbackQuery, state: FSMContext, session: AsyncSession) -> None:
+    data = await state.get_data()
+    principal = await _principal(session, callback.from_user.id, int(data.get("community_id") or 0))
+    if principal is None:
+        await stale(callback)
+        return
+    items = await candidates_of(session, principal, int(data["community_id"]))
+    if len(items) > rules.MAX_VOTE_CANDIDATES:
+        await callback.answer(
+            _("At most {max} candidates can be put to one vote.").format(
+                max=rules.MAX_VOTE_CANDIDATES
+            ),
+            show_alert=True,
+        )
+        items = items[: rules.MAX_VOTE_CANDIDATES]
+    await state.update_data(selected=[item.id for item in items])
+    await _redraw(callback, session, state)
+
+
+async def on_none(callback: CallbackQuery, state: FSMContext, session: AsyncSession) -> None:
+    await state.update_data(selected=[])
+    await _redraw(callback, session, state)
+
+
+async def on_candidates_done(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    view = await candidates_view(session, callback.from_user.id, state)  # drops the vanished
+    selected = await state.get_value("selected") or []
+    if view is not None and not selected:
+        await callback.answer(_("Please choose at least one candidate."), show_alert=True)
+        return
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(callback.message)
+    step = ConveneForm.deadline if view is not None else ConveneForm.candidates
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def _deadline_chosen(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    closes_at: datetime,
+) -> None:
+    await state.update_data(closes_at=closes_at.isoformat())
+    await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.summary)
+
+
+async def on_hours(
+    callback: CallbackQuery,
+    callback_data: ConveneCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if callback_data.id not in keyboards.DEADLINE_CHOICES:
+        await stale(callback)
+        return
+    closes_at = utcnow() + timedelta(hours=callback_data.id)
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(
+        callback.message,
+        _("Deadline: {value}").format(
+            value=f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
+        ),
+    )
+    await _deadline_chosen(
+        bot, chat_of(callback), callback.from_user.id, state, session, settings, closes_at
+    )
+
+
+async def on_deadline_text(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.text is not None and message.from_user is not None
+    who = message.from_user.id
+    closes_at = parse_deadline(message.text, settings)
+    if closes_at is None:
+        problem = _(
+            "Sorry, I could not read that as a date and time. Please type it like "
+            "{example}, or choose a button."
+        ).format(
+            example=(utcnow() + timedelta(days=3))
+            .astimezone(settings.tz)
+            .strftime("%Y-%m-%d 20:00")
+        )
+        await reask(bot, message.chat.id, who, state, session, settings, problem)
+        return
+    refusal = deadline_problem(closes_at, utcnow())
+    if refusal is not None:
+        await reask(bot, message.chat.id, who, state, session, settings, refusal)
+        return
+    await _deadline_chosen(bot, message.chat.id, who, state, session, settings, closes_at)
+
+
+async def on_back_to(
+    callback: CallbackQuery,
+    callback_data: ConveneCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    step = (
+        ConveneForm.candidates
+        if callback_data.action is ConveneAction.CANDIDATES
+        else ConveneForm.deadline
+    )
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(callback.message)
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def on_cancel(callback: CallbackQuery, state: FSMContext) -> None:
+    await state.clear()
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(callback.message, cancelled_text())
+
+
+def cancelled_text() -> str:
+    return _("Cancelled; no vote was convened. Send /convene to start again.")
+
+
+async def _send_polls(sender: PollSender | None, vote_id: int) -> None:
+    if sender is None:
+        log.warning("no council poll sender in this process: vote %s not sent", vote_id)
+        return
+    try:
+        result = sender(vote_id)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        # The vote stands (committed); what failed is on its items, or in the log.
+        log.exception("sending the polls of council vote %s failed", vote_id)
+
+
+async def on_confirm(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    council_poll_sender: PollSender | None = None,
+) -> None:
+    chat_id, who = chat_of(callback), callback.from_user.id
+    data = await state.get_data()
+    community_id = int(data.get("community_id") or 0)
+    principal = await _principal(session, who, community_id)
+    community = await get_community(session, community_id)
+    if principal is None or community is None or not data.get("closes_at"):
+        await callback.answer()
+        await suggestion_dialog.close_keyboard(callback.message)
+        await _out_of_reach(bot, chat_id, state, "")
+        return
+    request = council.ConveneRequest(
+        community_id=community_id,
+        suggestion_ids=[int(i) for i in data.get("selected") or []],
+        closes_at=datetime.fromisoformat(str(data["closes_at"])),
+    )
+    name = community.name  # a refused convene rolls the session back, expiring what it read
+    try:
+        vote = await council.convene(session, principal, request)
+    except RuleViolation as exc:
+        await callback.answer()
+        await suggestion_dialog.close_keyboard(callback.message)
+        await _refused(bot, chat_id, who, state, session, settings, name, exc)
+        return
+    await state.clear()
+    await callback.answer(_("Convened."))
+    await _send_polls(council_poll_sender, vote.id)
+    if vote.council_chat_id is not None:
+        group = await chats.get_chat(session, vote.council_chat_id)
+        where = _("The polls are on their way to the council's group “{title}”.").format(
+            title=quote(group.title if group is not None and group.title else "—")
+        )
+    else:
+        where = _(
+            "The polls are on their way to the {count} council members, each in a private "
+            "chat with me."
+        ).format(count=vote.council_size)
+    text = (
+        _("✅ The council vote is convened: {count} candidates, open until {deadline}.").format(
+            count=len(vote.items),
+            deadline=f"{local_datetime(vote.closes_at, settings.tz)} ({quote(settings.timezone)})",
+        )
+        + "\n"
+        + where
+        + "\n\n"
+        + _(
+            "Council members see what is open for them with /votes. The vote closes at the "
+            "deadline, or as soon as every member has voted; everyone is then told the result."
+        )
+    )
+    await suggestion_dialog.close_keyboard(callback.message, text)
+
+
+async def _refused(
+    bot: Bot,
+    chat_id: int,
+    who: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    community: str,
+    exc: RuleViolation,
+) -> None:
+    if exc.code == "council_empty":
+        await state.clear()
+        await send(bot, chat_id, council_empty_text(community))
+        return
+    if exc.code in {"closes_at_past", "closes_at_too_far"}:
+        problem = (
+            _("That time has already passed. Please choose a time in the future.")
+            if exc.code == "closes_at_past"
+            else _("A vote may last at most {days} days. Please choose an earlier time.").format(
+                days=rules.MAX_VOTE_DAYS
+            )
+        )
+        await go(bot, chat_id, who, state, session, settings, ConveneForm.deadline, problem)
+        return
+    if exc.code in {
+        "no_candidates",
+        "too_many_candidates",
+        "duplicate_candidate",
+        "unknown_suggestion",
+        "candidate_other_community",
+        "not_a_candidate",
+    }:
+        problem = _(
+            "Some of the candidates changed meanwhile (perhaps a colleague put them to a vote). "
+            "Please check the choice again."
+        )
+        await go(bot, chat_id, who, state, session, settings, ConveneForm.candidates, problem)
+        return
+    if exc.code in {"out_of_scope", "role_not_allowed", "scope_mismatch"}:
+        await _out_of_reach(bot, chat_id, state, "")
+        return
+    await state.clear()
+    await send(
+        bot, chat_id, _("Sorry, that could not be done ({code}).").format(code=quote(exc.code))
+    )
+
+
+async def use_the_buttons(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.from_user is not None
+    await reask(
+        bot,
+        message.chat.id,
+        message.from_user.id,
+        state,
+        session,
+        settings,
+        _("Please choose with the buttons."),
+    )
+
+
+def create_router() -> Router:
+    """Private chats only, under dialogs.common.ConversationLockMiddleware (see bot.handlers)."""
+    router = Router(name="convene-dialog")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    form = ConveneForm
+    not_command = ~F.text.startswith("/")
+
+    def on(step: State | None, handler: Any, *actions: ConveneAction) -> None:
+        filters: list[Any] = [ConveneCb.filter(F.action.in_(actions))]
+        if step is not None:
+            filters.insert(0, step)
+        router.callback_query.register(handler, *filters)
+
+    router.message.register(cmd_convene, Command("convene"))
+    on(form.community, on_community, ConveneAction.COMMUNITY)
+    on(form.candidates, on_toggle, ConveneAction.TOGGLE)
+    on(form.candidates, on_page, ConveneAction.PAGE)
+    on(form.candidates, on_all, ConveneAction.ALL)
+    on(form.candidates, on_none, ConveneAction.NONE)
+    on(form.candidates, on_candidates_done, ConveneAction.DONE)
+    on(form.deadline, on_hours, ConveneAction.HOURS)
+    router.message.register(on_deadline_text, form.deadline, F.text & not_command)
+    on(form.deadline, on_back_to, ConveneAction.CANDIDATES)
+    on(form.summary, on_back_to, ConveneAction.CANDIDATES, ConveneAction.DEADLINE)
+    on(form.summary, on_confirm, ConveneAction.CONFIRM)
+    for step in (form.community, form.candidates, form.deadline, form.summary):
+        on(step, on_cancel, ConveneAction.CANCEL)
+    for step in (form.community, form.candidates, form.deadline, form.summary):
+        router.message.register(use_the_buttons, step, not_command)
+    return router

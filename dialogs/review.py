@@ -1,0 +1,1000 @@
+"""Screening (商议) in a staff member's private chat: /review shows the suggestions waiting for
+the community one at a time, to accept as a candidate (correcting category and kind if need
+be), reject with one of the programme's exclusion reasons and a note for the proposer, merge
+into a duplicate, or skip for now; each through `storage.services.screening`.
+
+Who may screen is the store's question (community staff, and the street, district and city
+officials over their communities): the queue is what their roles cover. The FSM data holds
+ids and small codes only; the card is read afresh from the store at every step, so what a
+colleague did meanwhile is never overwritten. Every button names the suggestion it is about,
+and a press about another one than the card in hand is stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import (
+    KindChoice,
+    ReviewAction,
+    ReviewCategoryCb,
+    ReviewCb,
+    ReviewKindCb,
+    ReviewMergeCb,
+    ReviewReasonCb,
+)
+from bot.texts import (
+    category_label,
+    exclusion_reason_label,
+    kind_label,
+    local_date,
+    quote,
+    status_label,
+    yuan,
+)
+from dialogs import suggestion as suggestion_dialog
+from dialogs.org_picker import community_label
+from storage import rules
+from storage.models import Suggestion
+from storage.rules import (
+    ACTIVE_STATES,
+    Category,
+    ExclusionReason,
+    Kind,
+    RuleViolation,
+    ScopeLevel,
+)
+from storage.services import access, officials, screening
+from storage.services.people import find_person
+from storage.services.suggestions import PublicFilter
+from storage.settings import Settings
+
+
+class ReviewForm(StatesGroup):
+    card = State()  # the suggestion with accept / correct / reject / merge / next
+    category = State()  # correcting: the right category
+    kind = State()  # correcting: the right kind, then accepted
+    reason = State()  # rejecting: which exclusion reason
+    note = State()  # rejecting: a note for the proposer
+    confirm_reject = State()
+    merge_target = State()  # merging: into which suggestion
+    confirm_merge = State()
+
+
+QUEUE_FETCH = 200
+SKIPPED_KEPT = 500
+MERGE_BUTTONS = 8
+MERGE_SCAN = 100  # recent suggestions of the community looked at for the merge buttons
+NUMBER_PAGE = 200
+BUTTON_TITLE_MAX = 24
+CARD_DESCRIPTION_MAX = 1500  # a card stays far below Telegram's 4,096 characters
+NARROWEST_FIRST = (ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY)
+# What a person may type for a suggestion number: 新沙-2026-0007, with any dash.
+_DASHES = re.compile(r"[\s]*[-‐‑‒–—―－﹣][\s]*")
+
+
+def is_dialog_state(raw_state: str | None) -> bool:
+    return raw_state is not None and raw_state in ReviewForm.__all_states_names__
+
+
+async def send(
+    bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    await bot.send_message(chat_id, text, reply_markup=markup)
+
+
+def chat_of(callback: CallbackQuery) -> int:
+    return callback.message.chat.id if callback.message is not None else callback.from_user.id
+
+
+async def stale(callback: CallbackQuery) -> None:
+    """A button of another card than the one in hand: say so and take its buttons away."""
+    await callback.answer(_("This button is out of date."))
+    if isinstance(callback.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await callback.message.edit_reply_markup(reply_markup=None)
+
+
+# --- who screens what ----------------------------------------------------------------------
+
+
+async def screening_principals(session: AsyncSession, telegram_id: int) -> list[access.Principal]:
+    """The person's roles that screen, narrowest scope first."""
+    person = await find_person(session, telegram_id)
+    if person is None:
+        return []
+    found = [
+        p
+        for p in await access.principals_of(session, person.id)
+        if p.role in screening.SCREENING_ROLES
+    ]
+    return sorted(found, key=lambda p: NARROWEST_FIRST.index(p.scope.level))
+
+
+async def load(
+    session: AsyncSession, telegram_id: int, suggestion_id: int
+) -> tuple[access.Principal, Suggestion] | None:
+    """The suggestion, and the narrowest of the person's roles that covers it; None if it is
+    gone or outside every scope they hold."""
+    for principal in await screening_principals(session, telegram_id):
+        try:
+            return principal, await officials.get_suggestion(session, principal, suggestion_id)
+        except RuleViolation as exc:
+            if exc.code == "unknown_suggestion":
+                return None
+    return None
+
+
+async def next_waiting(
+    session: AsyncSession, principals: list[access.Principal], skipped: set[int]
+) -> tuple[Suggestion | None, int]:
+    """The oldest suggestion waiting in any of the scopes, and how many wait (not skipped)."""
+    waiting: dict[int, Suggestion] = {}
+    for principal in principals:
+        for item in await screening.review_queue(
+            session, principal, limit=QUEUE_FETCH + len(skipped)
+        ):
+            waiting[item.id] = item
+    ordered = sorted(
+        (s for s in waiting.values() if s.id not in skipped), key=lambda s: (s.created_at, s.id)
+    )
+    return (ordered[0] if ordered else None), len(ordered)
+
+
+def not_staff_text() -> str:
+    return _(
+        "/review is for the staff of a community (and the street and district officials), "
+        "who screen the residents' suggestions. If you are one of them, please ask for an "
+        "invitation link. To suggest a project yourself, send /suggest."
+    )
+
+
+# --- texts -------------------------------------------------------------------------------
+
+
+def short(text: str, limit: int = BUTTON_TITLE_MAX) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def named(item: Suggestion) -> str:
+    """<b>新沙-2026-0007</b> «title», escaped."""
+    return _("<b>{number}</b> “{title}”").format(
+        number=quote(item.number), title=quote(short(item.title, 60))
+    )
+
+
+async def card_text(
+    session: AsyncSession, item: Suggestion, settings: Settings, waiting: int | None
+) -> str:
+    if item.location_text:
+        location = quote(item.location_text)
+    elif item.latitude is not None and item.longitude is not None:
+        location = _("shared location ({latitude:.5f}, {longitude:.5f})").format(
+            latitude=item.latitude, longitude=item.longitude
+        )
+    else:
+        location = "—"
+    description = item.description
+    if len(description) > CARD_DESCRIPTION_MAX:
+        description = description[: CARD_DESCRIPTION_MAX - 1] + "…"
+    cost = (
+        _("about ¥{amount}").format(amount=yuan(item.estimated_cost_fen))
+        if item.estimated_cost_fen is not None
+        else _("not specified")
+    )
+    heading = (
+        _("Waiting for review ({count} waiting)").format(count=waiting)
+        if waiting is not None
+        else _("Waiting for review")
+    )
+    lines = [
+        "<b>" + heading + "</b>",
+        "",
+        f"<b>{quote(item.number)}</b> · {status_label(item.status)}",
+        _("Community: {value}").format(value=quote(await community_label(session, item.community))),
+        _("Category: {value}").format(value=category_label(item.category)),
+        _("Kind: {value}").format(
+            value=kind_label(item.kind) if item.kind is not None else _("not specified")
+        ),
+        _("Title: {value}").format(value=quote(item.title)),
+        _("Description: {value}").format(value=quote(description)),
+        _("Location: {value}").format(value=location),
+        _("Rough cost: {value}").format(value=cost),
+        _("Submitted on: {date}").format(date=local_date(item.created_at, settings.tz)),
+        _("Photos: {count}").format(count=len(item.photo_file_ids or [])),
+    ]
+    return "\n".join(lines)
+
+
+def violation_text(exc: RuleViolation, number: str) -> str:
+    """What to say when the store refused; `number` is plain (a failed operation has rolled
+    the session back, so the suggestion's attributes are not to be read afterwards)."""
+    number = quote(number)
+    match exc.code:
+        case "transition_not_allowed":
+            return _("{number} has already been handled, perhaps by a colleague.").format(
+                number=number
+            )
+        case "unknown_suggestion":
+            return _("That suggestion no longer exists.")
+        case "out_of_scope" | "role_not_allowed" | "scope_mismatch":
+            return _("You may not screen {number} (any more).").format(number=number)
+        case "merge_into_self":
+            return _("A suggestion cannot be merged into itself.")
+        case "merge_other_community":
+            return _("Only suggestions of the same community can be merged.")
+        case "merge_target_inactive":
+            return _("That suggestion is closed; merge only into one that is still open.")
+        case "note_required":
+            return _("For “Other reason” a note saying why is needed.")
+        case "note_too_long":
+            return _("That note is too long: at most {max} characters.").format(
+                max=rules.REJECTION_NOTE_MAX
+            )
+    return _("Sorry, that could not be done ({code}).").format(code=quote(exc.code))
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+async def show_next(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    note: str | None = None,
+) -> None:
+    """The next suggestion waiting (after `note`), or that there is none."""
+    data = await state.get_data()
+    skipped = [int(i) for i in data.get("skipped") or []][-SKIPPED_KEPT:]
+    prefix = f"{note}\n\n" if note else ""
+    principals = await screening_principals(session, telegram_id)
+    if not principals:
+        await state.clear()
+        await send(bot, chat_id, prefix + not_staff_text())
+        return
+    item, waiting = await next_waiting(session, principals, set(skipped))
+    if item is None:
+        if skipped:
+            text = _(
+                "No other suggestion is waiting; you skipped {count} for now. "
+                "Send /review to go through them again."
+            ).format(count=len(skipped))
+        else:
+            text = _("🎉 No suggestion is waiting for review. Thank you!")
+        await state.clear()
+        await send(bot, chat_id, prefix + text)
+        return
+    await state.set_data({"id": item.id, "skipped": skipped})
+    text = await card_text(session, item, settings, waiting)
+    await send(bot, chat_id, prefix + text, keyboards.review_card_keyboard(item.id))
+    await state.set_state(ReviewForm.card)
+
+
+async def go(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    step: State,
+    note: str | None = None,
+) -> None:
+    """Ask `step`'s question about the suggestion in hand (after `note`), then enter the step.
+    A suggestion that is gone, or no longer waiting, is left for the next one."""
+    data = await state.get_data()
+    found = await load(session, telegram_id, int(data.get("id") or 0))
+    if found is None or found[1].status not in screening.QUEUE_STATES:
+        gone = (
+            _("{number} has already been handled, perhaps by a colleague.").format(
+                number=quote(found[1].number)
+            )
+            if found is not None
+            else _("That suggestion is no longer there for you to review.")
+        )
+        await show_next(bot, chat_id, telegram_id, state, session, settings, gone)
+        return
+    principal, item = found
+    text, markup = await _prompt(session, principal, item, step, data, settings)
+    await send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
+    await state.set_state(step)
+
+
+async def _prompt(
+    session: AsyncSession,
+    principal: access.Principal,
+    item: Suggestion,
+    step: State,
+    data: dict[str, Any],
+    settings: Settings,
+) -> tuple[str, InlineKeyboardMarkup]:
+    if step == ReviewForm.category:
+        text = _("What is the right category for {suggestion}?").format(suggestion=named(item))
+        return text, keyboards.review_category_keyboard(item.id, item.category)
+    if step == ReviewForm.kind:
+        category = Category(data.get("category") or item.category)
+        text = (
+            _("Category: {value}").format(value=category_label(category))
+            + "\n\n"
+            + _("And the kind of project? Your choice accepts {suggestion} as a candidate.").format(
+                suggestion=named(item)
+            )
+        )
+        return text, keyboards.review_kind_keyboard(item.id, item.kind)
+    if step == ReviewForm.reason:
+        text = _(
+            "Why is {suggestion} not accepted? Please choose the reason; the proposer will be "
+            "told politely, in their language."
+        ).format(suggestion=named(item))
+        return text, keyboards.review_reason_keyboard(item.id)
+    if step == ReviewForm.note:
+        reason = ExclusionReason(data["reason"])
+        if reason is ExclusionReason.OTHER:
+            text = _(
+                "Please write a short note for the proposer saying why (at most {max} "
+                "characters). They will read it as you write it."
+            ).format(max=rules.REJECTION_NOTE_MAX)
+        else:
+            text = _(
+                "You may add a short note for the proposer (at most {max} characters), "
+                "or tap “{skip}”. They will read it as you write it."
+            ).format(max=rules.REJECTION_NOTE_MAX, skip=keyboards.skip_label())
+        skippable = reason is not ExclusionReason.OTHER
+        return text, keyboards.review_note_keyboard(item.id, skippable)
+    if step == ReviewForm.confirm_reject:
+        note = data.get("note")
+        text = "\n".join(
+            (
+                _("Not accept {suggestion}?").format(suggestion=named(item)),
+                _("Reason: {value}").format(value=exclusion_reason_label(data["reason"])),
+                _("Note: {value}").format(value=quote(note) if note else "—"),
+                "",
+                _("The proposer will be told, and the reason shows on the public board."),
+            )
+        )
+        return text, keyboards.review_reject_confirm_keyboard(item.id)
+    if step == ReviewForm.merge_target:
+        targets = await merge_targets(session, principal, item)
+        if targets:
+            text = _(
+                "Merge {suggestion} into which suggestion of the same community? Choose below, "
+                "or type its number (for example {example})."
+            ).format(suggestion=named(item), example=quote(targets[0].number))
+        else:
+            text = _(
+                "Merge {suggestion} into which suggestion of the same community? No other "
+                "open suggestion of the community is recent enough to list: please type its "
+                "number (like {example})."
+            ).format(suggestion=named(item), example=quote(item.number))
+        buttons = [(t.id, f"{t.number} · {short(t.title)}") for t in targets]
+        return text, keyboards.review_merge_keyboard(item.id, buttons)
+    if step == ReviewForm.confirm_merge:
+        target = await _target(session, principal, int(data.get("into") or 0))
+        into = named(target) if target is not None else "—"
+        text = (
+            _("Merge {suggestion} into {into}?").format(suggestion=named(item), into=into)
+            + "\n\n"
+            + _(
+                "The proposers and followers of both will follow {number} from now on, "
+                "and they will be told."
+            ).format(number=quote(target.number) if target is not None else "—")
+        )
+        return text, keyboards.review_merge_confirm_keyboard(item.id)
+    waiting = None
+    return await card_text(session, item, settings, waiting), keyboards.review_card_keyboard(
+        item.id
+    )
+
+
+async def current_step(state: FSMContext) -> State | None:
+    raw = await state.get_state()
+    for step in ReviewForm.__states__:
+        if step.state == raw:
+            return step
+    return None
+
+
+async def reask(
+    bot: Bot,
+    chat_id: int,
+    telegram_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    note: str,
+) -> None:
+    step = await current_step(state)
+    if step is not None:
+        await go(bot, chat_id, telegram_id, state, session, settings, step, note)
+
+
+# --- merging: which suggestion -------------------------------------------------------------
+
+
+async def merge_targets(
+    session: AsyncSession, principal: access.Principal, item: Suggestion
+) -> list[Suggestion]:
+    """Recent open suggestions of the same community to offer as buttons, newest first."""
+    found, _total = await officials.list_suggestions(
+        session, principal, PublicFilter(community_id=item.community_id), limit=MERGE_SCAN
+    )
+    return [
+        s
+        for s in found
+        if s.id != item.id and s.status in ACTIVE_STATES and s.merged_into_id is None
+    ][:MERGE_BUTTONS]
+
+
+def normalise_number(text: str) -> str:
+    return _DASHES.sub("-", rules.clean_text(text)).replace(" ", "")
+
+
+async def find_by_number(
+    session: AsyncSession, principal: access.Principal, community_id: int, number: str
+) -> Suggestion | None:
+    """The community's suggestion with this number, searched page by page, newest first."""
+    offset = 0
+    while True:
+        page, total = await officials.list_suggestions(
+            session,
+            principal,
+            PublicFilter(community_id=community_id),
+            limit=NUMBER_PAGE,
+            offset=offset,
+        )
+        for found in page:
+            if found.number == number:
+                return found
+        offset += len(page)
+        if not page or offset >= total:
+            return None
+
+
+async def _target(
+    session: AsyncSession, principal: access.Principal, target_id: int
+) -> Suggestion | None:
+    try:
+        return await officials.get_suggestion(session, principal, target_id)
+    except RuleViolation:
+        return None
+
+
+def target_problem(item: Suggestion, target: Suggestion | None) -> str | None:
+    """Why `target` cannot take `item` in, or None if it can."""
+    if target is None:
+        return _("That suggestion is no longer there.")
+    if target.id == item.id:
+        return _("A suggestion cannot be merged into itself.")
+    if target.community_id != item.community_id:
+        return _("Only suggestions of the same community can be merged.")
+    if target.status not in ACTIVE_STATES or target.merged_into_id is not None:
+        return _("{number} is “{status}”; merge only into a suggestion that is still open.").format(
+            number=quote(target.number), status=status_label(target.status)
+        )
+    return None
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+async def cmd_review(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> None:
+    assert message.from_user is not None
+    if suggestion_dialog.is_dialog_state(raw_state):
+        await suggestion_dialog.reask(
+            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
+        )
+        return
+    if not await screening_principals(session, message.from_user.id):
+        await message.answer(not_staff_text())
+        return
+    await state.set_data({"skipped": []})
+    await show_next(bot, message.chat.id, message.from_user.id, state, session, settings)
+
+
+async def _in_hand(callback: CallbackQuery, suggestion_id: int, state: FSMContext) -> bool:
+    """Whether the press is about the suggestion in hand; if not, it is answered as stale."""
+    if await state.get_value("id") == suggestion_id:
+        return True
+    await stale(callback)
+    return False
+
+
+async def _closing(callback: CallbackQuery, text: str | None = None) -> None:
+    await callback.answer()
+    await suggestion_dialog.close_keyboard(callback.message, text)
+
+
+async def on_accept(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if await _in_hand(callback, callback_data.id, state):
+        await _accept(callback, callback_data.id, state, session, bot, settings, None, None)
+
+
+async def on_kind(
+    callback: CallbackQuery,
+    callback_data: ReviewKindCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    raw_category = await state.get_value("category")
+    category = Category(raw_category) if raw_category else None
+    kind = None if callback_data.kind is KindChoice.SKIP else Kind(callback_data.kind.value)
+    await _accept(callback, callback_data.id, state, session, bot, settings, category, kind)
+
+
+async def _accept(
+    callback: CallbackQuery,
+    suggestion_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    category: Category | None,
+    kind: Kind | None,
+) -> None:
+    chat_id, who = chat_of(callback), callback.from_user.id
+    found = await load(session, who, suggestion_id)
+    if found is None:
+        await _closing(callback)
+        await show_next(
+            bot,
+            chat_id,
+            who,
+            state,
+            session,
+            settings,
+            violation_text(RuleViolation("unknown_suggestion", ""), ""),
+        )
+        return
+    principal, item = found
+    number = item.number
+    try:
+        done = await screening.accept(session, principal, item.id, category=category, kind=kind)
+    except RuleViolation as exc:
+        await _closing(callback)
+        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
+        return
+    result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
+        suggestion=named(done),
+        category=category_label(done.category),
+        kind=kind_label(done.kind) if done.kind is not None else _("kind not specified"),
+    )
+    await callback.answer(_("Accepted."))
+    await suggestion_dialog.close_keyboard(callback.message, result)
+    await show_next(bot, chat_id, who, state, session, settings)
+
+
+async def on_correct(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await state.update_data(category=None)
+    await _closing(callback)
+    step = ReviewForm.category
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def on_category(
+    callback: CallbackQuery,
+    callback_data: ReviewCategoryCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await state.update_data(category=callback_data.category.value)
+    await _closing(
+        callback, _("Category: {value}").format(value=category_label(callback_data.category))
+    )
+    step = ReviewForm.kind
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def on_reject(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await state.update_data(reason=None, note=None)
+    await _closing(callback)
+    step = ReviewForm.reason
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def on_reason(
+    callback: CallbackQuery,
+    callback_data: ReviewReasonCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await state.update_data(reason=callback_data.reason.value, note=None)
+    await _closing(
+        callback,
+        _("Reason: {value}").format(value=exclusion_reason_label(callback_data.reason)),
+    )
+    step = ReviewForm.note
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def on_note(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.text is not None and message.from_user is not None
+    note = rules.clean_text(message.text)
+    who = message.from_user.id
+    if not note:
+        await reask(bot, message.chat.id, who, state, session, settings, _("The note is empty."))
+        return
+    length = rules.char_length(note)
+    if length > rules.REJECTION_NOTE_MAX:
+        problem = _(
+            "That note is {length} characters long, but at most {max} fit. "
+            "Could you shorten it a little?"
+        ).format(length=length, max=rules.REJECTION_NOTE_MAX)
+        await reask(bot, message.chat.id, who, state, session, settings, problem)
+        return
+    await state.update_data(note=note)
+    await go(bot, message.chat.id, who, state, session, settings, ReviewForm.confirm_reject)
+
+
+async def on_skip_note(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    chat_id, who = chat_of(callback), callback.from_user.id
+    if await state.get_value("reason") == ExclusionReason.OTHER.value:
+        await _closing(callback)
+        note = _("For “Other reason” a note saying why is needed.")
+        await go(bot, chat_id, who, state, session, settings, ReviewForm.note, note)
+        return
+    await state.update_data(note=None)
+    await _closing(callback)
+    await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_reject)
+
+
+async def on_confirm_reject(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    chat_id, who = chat_of(callback), callback.from_user.id
+    data = await state.get_data()
+    found = await load(session, who, callback_data.id)
+    if found is None or not data.get("reason"):
+        await _closing(callback)
+        problem = _("That suggestion is no longer there for you to review.")
+        await show_next(bot, chat_id, who, state, session, settings, problem)
+        return
+    principal, item = found
+    number, reason = item.number, ExclusionReason(data["reason"])
+    try:
+        await screening.reject(session, principal, item.id, reason, data.get("note"))
+    except RuleViolation as exc:
+        await _closing(callback)
+        if exc.code in {"note_required", "note_too_long"}:
+            await go(
+                bot,
+                chat_id,
+                who,
+                state,
+                session,
+                settings,
+                ReviewForm.note,
+                violation_text(exc, number),
+            )
+            return
+        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
+        return
+    result = _("❌ {suggestion}: not accepted ({reason}). The proposer will be told.").format(
+        suggestion=named(item), reason=exclusion_reason_label(reason)
+    )
+    await callback.answer(_("Done."))
+    await suggestion_dialog.close_keyboard(callback.message, result)
+    await show_next(bot, chat_id, who, state, session, settings)
+
+
+async def on_merge(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await state.update_data(into=None)
+    await _closing(callback)
+    step = ReviewForm.merge_target
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def _chose_target(
+    chat_id: int,
+    who: int,
+    target_id: int | None,
+    number: str | None,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    found = await load(session, who, int(await state.get_value("id") or 0))
+    if found is None:
+        problem = _("That suggestion is no longer there for you to review.")
+        await show_next(bot, chat_id, who, state, session, settings, problem)
+        return
+    principal, item = found
+    if number is not None:
+        target = await find_by_number(session, principal, item.community_id, number)
+        if target is None:
+            problem = _("{community} has no suggestion numbered {number}.").format(
+                community=quote(item.community.name), number=quote(number)
+            )
+            await reask(bot, chat_id, who, state, session, settings, problem)
+            return
+    else:
+        target = await _target(session, principal, target_id or 0)
+    refusal = target_problem(item, target)
+    if refusal is not None or target is None:
+        await reask(bot, chat_id, who, state, session, settings, refusal or "")
+        return
+    await state.update_data(into=target.id)
+    await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_merge)
+
+
+async def on_merge_pick(
+    callback: CallbackQuery,
+    callback_data: ReviewMergeCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await _closing(callback)
+    await _chose_target(
+        chat_of(callback),
+        callback.from_user.id,
+        callback_data.into,
+        None,
+        state,
+        session,
+        bot,
+        settings,
+    )
+
+
+async def on_merge_number(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.text is not None and message.from_user is not None
+    number = normalise_number(message.text)
+    await _chose_target(
+        message.chat.id, message.from_user.id, None, number, state, session, bot, settings
+    )
+
+
+async def on_confirm_merge(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    chat_id, who = chat_of(callback), callback.from_user.id
+    found = await load(session, who, callback_data.id)
+    into_id = int(await state.get_value("into") or 0)
+    if found is None or not into_id:
+        await _closing(callback)
+        problem = _("That suggestion is no longer there for you to review.")
+        await show_next(bot, chat_id, who, state, session, settings, problem)
+        return
+    principal, item = found
+    number = item.number
+    try:
+        await screening.merge(session, principal, item.id, into_id)
+    except RuleViolation as exc:
+        await _closing(callback)
+        if exc.code in {"merge_into_self", "merge_other_community", "merge_target_inactive"}:
+            await go(
+                bot,
+                chat_id,
+                who,
+                state,
+                session,
+                settings,
+                ReviewForm.merge_target,
+                violation_text(exc, number),
+            )
+            return
+        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
+        return
+    target = await _target(session, principal, into_id)
+    result = _(
+        "🔗 {suggestion} is merged into {number}. The people following either will be told."
+    ).format(suggestion=named(item), number=quote(target.number) if target is not None else "—")
+    await callback.answer(_("Merged."))
+    await suggestion_dialog.close_keyboard(callback.message, result)
+    await show_next(bot, chat_id, who, state, session, settings)
+
+
+async def on_next(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    skipped = [int(i) for i in await state.get_value("skipped") or []]
+    if callback_data.id not in skipped:
+        skipped.append(callback_data.id)
+    await state.update_data(skipped=skipped[-SKIPPED_KEPT:])
+    await _closing(callback)
+    await show_next(bot, chat_of(callback), callback.from_user.id, state, session, settings)
+
+
+async def on_back(
+    callback: CallbackQuery,
+    callback_data: ReviewCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not await _in_hand(callback, callback_data.id, state):
+        return
+    await _closing(callback)
+    step = ReviewForm.card
+    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+
+
+async def use_the_buttons(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.from_user is not None
+    await reask(
+        bot,
+        message.chat.id,
+        message.from_user.id,
+        state,
+        session,
+        settings,
+        _("Please choose with the buttons."),
+    )
+
+
+async def text_expected(
+    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
+) -> None:
+    assert message.from_user is not None
+    await reask(
+        bot,
+        message.chat.id,
+        message.from_user.id,
+        state,
+        session,
+        settings,
+        _("Please type your answer as text."),
+    )
+
+
+def create_router() -> Router:
+    """Private chats only; relies on dialogs.common.ConversationLockMiddleware on a router
+    above it (bot.handlers puts it on the root), like the suggestion dialog."""
+    router = Router(name="review-dialog")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    form = ReviewForm
+    not_command = ~F.text.startswith("/")
+    text = F.text & not_command
+
+    def action(step: State, handler: Any, kind: ReviewAction) -> None:
+        router.callback_query.register(handler, step, ReviewCb.filter(F.action == kind))
+
+    router.message.register(cmd_review, Command("review"))
+
+    action(form.card, on_accept, ReviewAction.ACCEPT)
+    action(form.card, on_correct, ReviewAction.CORRECT)
+    action(form.card, on_reject, ReviewAction.REJECT)
+    action(form.card, on_merge, ReviewAction.MERGE)
+    action(form.card, on_next, ReviewAction.NEXT)
+    for step in (
+        form.category,
+        form.kind,
+        form.reason,
+        form.note,
+        form.confirm_reject,
+        form.merge_target,
+        form.confirm_merge,
+    ):
+        action(step, on_back, ReviewAction.BACK)
+    router.callback_query.register(on_category, form.category, ReviewCategoryCb.filter())
+    router.callback_query.register(on_kind, form.kind, ReviewKindCb.filter())
+    router.callback_query.register(on_reason, form.reason, ReviewReasonCb.filter())
+    action(form.note, on_skip_note, ReviewAction.SKIP_NOTE)
+    router.message.register(on_note, form.note, text)
+    router.message.register(text_expected, form.note, not_command)
+    action(form.confirm_reject, on_confirm_reject, ReviewAction.CONFIRM_REJECT)
+    router.callback_query.register(on_merge_pick, form.merge_target, ReviewMergeCb.filter())
+    router.message.register(on_merge_number, form.merge_target, text)
+    router.message.register(text_expected, form.merge_target, not_command)
+    action(form.confirm_merge, on_confirm_merge, ReviewAction.CONFIRM_MERGE)
+    for step in (
+        form.card,
+        form.category,
+        form.kind,
+        form.reason,
+        form.confirm_reject,
+        form.confirm_merge,
+    ):
+        router.message.register(use_the_buttons, step, not_command)
+    return router

@@ -1,0 +1,584 @@
+"""Screening through the bot (/review): one suggestion at a time, accept (with or without
+correcting category and kind), reject with an exclusion reason and a note, merge, skip; an
+empty queue, stale buttons, a colleague acting first, and people who are not staff. Through
+the real Dispatcher on both database backends."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import pytest
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.storage.base import StorageKey
+from conftest import OrgTree
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import (
+    BOT_ID,
+    CALLBACK_DATA_MAX,
+    Harness,
+    Person,
+    alerts,
+    all_text,
+    button_texts,
+    last_text,
+    sent,
+)
+
+from bot.callbacks import (
+    KindChoice,
+    ReviewAction,
+    ReviewCategoryCb,
+    ReviewCb,
+    ReviewKindCb,
+    ReviewMergeCb,
+    ReviewReasonCb,
+)
+from dialogs.review import ReviewForm
+from storage.models import Follower, Notification, Suggestion
+from storage.rules import Category, ExclusionReason, Kind, Role, ScopeLevel, State
+from storage.services import access, screening
+from storage.services.access import Principal, Scope
+from storage.services.people import TelegramIdentity, ensure_person, find_person
+from storage.services.suggestions import Draft, submit
+
+pytest_plugins = ["telegram_fakes"]
+
+Sessions = async_sessionmaker[AsyncSession]
+STAFF = Person(2001, "王社工")
+COLLEAGUE = Person(2002, "李社工")
+RESIDENT = Person(1001, "小明")
+STALE = "这个按钮已过期，请使用最新消息中的按钮。"
+
+ACCEPT, CORRECT, REJECT, MERGE, NEXT = (
+    "✅ 接受为备选",
+    "✏️ 修改类别/类型后接受",
+    "❌ 不予采纳",
+    "🔗 合并",
+    "⏭ 下一条",
+)
+CARD_BUTTONS = [ACCEPT, CORRECT, REJECT, MERGE, NEXT]
+BACK = "‹ 返回"
+REASONS = ["物业等其他主体职责范围内", "与政府投资项目重复", "不属于四类实施内容", "其他"]
+CONFIRM_REJECT, CONFIRM_MERGE = "✅ 确认不予采纳", "✅ 确认合并"
+EMPTY = "🎉 目前没有待审核的建议。辛苦了！"
+
+
+async def grant(sessionmaker: Sessions, person: Person, role: Role, scope: Scope) -> Principal:
+    async with sessionmaker() as session:
+        row = await ensure_person(session, TelegramIdentity(person.id, person.first_name))
+        await access.grant_role(session, row.id, role, scope)
+        await session.commit()
+        return Principal(role, scope, row.id)
+
+
+async def suggest(
+    sessionmaker: Sessions,
+    community_id: int,
+    title: str = "3栋楼下路灯不亮",
+    proposer: int = 1,
+    category: Category = Category.SAFETY,
+    kind: Kind | None = None,
+) -> Suggestion:
+    async with sessionmaker() as session:
+        return await submit(
+            session,
+            TelegramIdentity(10_000 + proposer, f"居民{proposer}", language_code="zh"),
+            Draft(
+                community_id,
+                category,
+                title,
+                "晚上很黑，老人下楼容易摔倒。",
+                location_text="新沙小区3栋",
+                kind=kind,
+                estimated_cost_fen=1_200_000 if kind else None,
+            ),
+            tz=UTC,
+            daily_limit=100,
+        )
+
+
+async def reload(sessionmaker: Sessions, suggestion_id: int) -> Suggestion:
+    async with sessionmaker() as session:
+        found = await session.get(Suggestion, suggestion_id)
+        assert found is not None
+        return found
+
+
+async def outbox(sessionmaker: Sessions, kind: str) -> list[Notification]:
+    async with sessionmaker() as session:
+        query = select(Notification).where(Notification.kind == kind).order_by(Notification.id)
+        return list((await session.scalars(query)).all())
+
+
+async def fsm(h: Harness, person: Person) -> tuple[str | None, dict[str, Any]]:
+    key = StorageKey(bot_id=BOT_ID, chat_id=person.id, user_id=person.id)
+    return await h.dispatcher.storage.get_state(key), await h.dispatcher.storage.get_data(key)
+
+
+@pytest.fixture
+async def staff(sessionmaker: Sessions, org: OrgTree) -> Principal:
+    return await grant(
+        sessionmaker, STAFF, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    )
+
+
+# --- who may review -----------------------------------------------------------------------
+
+
+async def test_not_staff_is_told_politely(bot_harness: Harness, org: OrgTree) -> None:
+    text = last_text(await bot_harness.say(RESIDENT, "/review"))
+    assert text.startswith("/review 供社区工作人员")
+    assert "/suggest" in text
+
+
+async def test_a_council_member_is_not_staff(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    await grant(
+        sessionmaker, RESIDENT, Role.COUNCIL_MEMBER, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    )
+    assert last_text(await bot_harness.say(RESIDENT, "/review")).startswith(
+        "/review 供社区工作人员"
+    )
+
+
+async def test_empty_queue(bot_harness: Harness, staff: Principal) -> None:
+    assert last_text(await bot_harness.say(STAFF, "/review")) == EMPTY
+    assert await fsm(bot_harness, STAFF) == (None, {})
+
+
+async def test_only_the_staffs_own_community(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    await suggest(sessionmaker, org.tianan_id, "天安社区的建议")
+    assert last_text(await bot_harness.say(STAFF, "/review")) == EMPTY
+
+
+async def test_a_street_official_sees_the_streets_communities(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    await grant(sessionmaker, STAFF, Role.STREET_OFFICIAL, Scope(ScopeLevel.STREET, org.street_id))
+    first = await suggest(sessionmaker, org.tianan_id, "天安社区的建议")
+    await suggest(sessionmaker, org.xinsha_id, "新沙社区的建议")
+    text = last_text(await bot_harness.say(STAFF, "/review"))
+    assert first.number in text and "（共 2 条）" in text
+    assert "社区：福田区 › 沙头街道 › 天安社区" in text
+
+
+# --- the card ------------------------------------------------------------------------------
+
+
+async def test_the_card(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id, kind=Kind.PHYSICAL)
+    calls = await bot_harness.say(STAFF, "/review")
+    text = last_text(calls)
+    for expected in (
+        "<b>待审核建议（共 1 条）</b>",
+        f"<b>{item.number}</b> · 已提交",
+        "社区：福田区 › 沙头街道 › 新沙社区",
+        "类别：消除安全隐患",
+        "项目类型：实物项目",
+        "标题：3栋楼下路灯不亮",
+        "描述：晚上很黑，老人下楼容易摔倒。",
+        "地点：新沙小区3栋",
+        "估算费用：约 ¥12,000",
+        "提交日期：",
+        "照片：0 张",
+    ):
+        assert expected in text, expected
+    assert button_texts(sent(calls)[-1].markup) == CARD_BUTTONS
+    for button in sent(calls)[-1].buttons():
+        assert button.callback_data and len(button.callback_data.encode()) <= CALLBACK_DATA_MAX
+    assert await fsm(bot_harness, STAFF) == (
+        ReviewForm.card.state,
+        {"id": item.id, "skipped": []},
+    )
+
+
+async def test_what_a_resident_typed_is_escaped(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    await suggest(sessionmaker, org.xinsha_id, "<b>粗体</b> & <script>")
+    text = last_text(await bot_harness.say(STAFF, "/review"))  # the fake refuses bad HTML
+    assert "&lt;b&gt;粗体&lt;/b&gt; &amp; &lt;script&gt;" in text
+
+
+async def test_text_where_buttons_are_expected(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.say(STAFF, "好的")
+    text = last_text(calls)
+    assert text.startswith("请点击按钮进行选择。") and item.number in text
+    assert button_texts(sent(calls)[-1].markup) == CARD_BUTTONS
+
+
+# --- accept --------------------------------------------------------------------------------
+
+
+async def test_accept(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, ACCEPT, exact=True)
+    assert alerts(calls) == ["已接受。"]
+    assert f"✅ <b>{item.number}</b>“3栋楼下路灯不亮” 已接受为社区备选项目" in all_text(calls)
+    assert last_text(calls) == EMPTY
+    assert (await reload(sessionmaker, item.id)).status is State.CANDIDATE
+    told = await outbox(sessionmaker, "suggestion_accepted")
+    assert [n.chat_id for n in told] == [10_001]
+    assert await fsm(bot_harness, STAFF) == (None, {})
+
+
+async def test_correct_category_and_kind_then_accept(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, CORRECT, exact=True)
+    assert f"<b>{item.number}</b>“3栋楼下路灯不亮” 应属于哪一类？" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "消除安全隐患 · 当前",
+        "社区环境整治",
+        "文化体育娱乐",
+        "居民生活关爱",
+        BACK,
+    ]
+    calls = await bot_harness.press(STAFF, "文化体育娱乐", exact=True)
+    assert "类别：文化体育娱乐" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "服务项目",
+        "实物项目",
+        "保持不变：未填写",
+        BACK,
+    ]
+    assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED, "not yet"
+    calls = await bot_harness.press(STAFF, "实物项目", exact=True)
+    assert alerts(calls) == ["已接受。"]
+    assert "（文化体育娱乐 · 实物项目）" in all_text(calls)
+    stored = await reload(sessionmaker, item.id)
+    assert stored.status is State.CANDIDATE
+    assert stored.category is Category.CULTURE_SPORTS and stored.kind is Kind.PHYSICAL
+
+
+async def test_correct_keeping_the_kind(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id, kind=Kind.SERVICE)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, CORRECT, exact=True)
+    await bot_harness.press(STAFF, "居民生活关爱", exact=True)
+    await bot_harness.press(STAFF, "保持不变：服务项目", exact=True)
+    stored = await reload(sessionmaker, item.id)
+    assert (stored.status, stored.category, stored.kind) == (
+        State.CANDIDATE,
+        Category.CARE,
+        Kind.SERVICE,
+    )
+
+
+async def test_back_from_correcting_shows_the_card_again(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, CORRECT, exact=True)
+    calls = await bot_harness.press(STAFF, BACK, exact=True)
+    assert item.number in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == CARD_BUTTONS
+    assert (await fsm(bot_harness, STAFF))[0] == ReviewForm.card.state
+
+
+# --- reject --------------------------------------------------------------------------------
+
+
+async def test_reject_with_a_reason_and_a_note(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, REJECT, exact=True)
+    assert "不予采纳的理由是？" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [*REASONS, BACK]
+    calls = await bot_harness.press(STAFF, REASONS[0], exact=True)
+    assert "理由：物业等其他主体职责范围内" in all_text(calls)
+    assert "可以给建议人补充一句说明（最多 500 个字），或点击“跳过”" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == ["⏭ 跳过", BACK]
+    calls = await bot_harness.say(STAFF, "路灯属于物业维修范围，已转物业<处理>。")
+    summary = last_text(calls)
+    assert (
+        "确定对 <b>" in summary and "说明：路灯属于物业维修范围，已转物业&lt;处理&gt;。" in summary
+    )
+    assert button_texts(sent(calls)[-1].markup) == [CONFIRM_REJECT, BACK]
+    assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED, "not yet"
+    calls = await bot_harness.press(STAFF, CONFIRM_REJECT, exact=True)
+    assert alerts(calls) == ["已完成。"]
+    assert "：不予采纳（物业等其他主体职责范围内）。建议人会收到通知。" in all_text(calls)
+    assert last_text(calls) == EMPTY
+    stored = await reload(sessionmaker, item.id)
+    assert stored.status is State.REJECTED
+    assert stored.exclusion_reason is ExclusionReason.PROPERTY_MANAGEMENT
+    assert stored.exclusion_note == "路灯属于物业维修范围，已转物业<处理>。"
+    (told,) = await outbox(sessionmaker, "suggestion_rejected")
+    assert told.chat_id == 10_001 and told.params["note"] == stored.exclusion_note
+
+
+async def test_reject_without_a_note(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, REJECT, exact=True)
+    await bot_harness.press(STAFF, REASONS[1], exact=True)
+    calls = await bot_harness.press(STAFF, "⏭ 跳过", exact=True)
+    assert "说明：—" in last_text(calls)
+    await bot_harness.press(STAFF, CONFIRM_REJECT, exact=True)
+    stored = await reload(sessionmaker, item.id)
+    assert stored.status is State.REJECTED and stored.exclusion_note is None
+    assert stored.exclusion_reason is ExclusionReason.GOVERNMENT_INVESTMENT
+
+
+async def test_other_needs_a_note(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, REJECT, exact=True)
+    calls = await bot_harness.press(STAFF, "其他", exact=True)
+    assert "请给建议人写一句说明理由（最多 500 个字）" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [BACK], "no skipping"
+    # A forged (or very old) "skip" press is refused all the same.
+    forged = ReviewCb(action=ReviewAction.SKIP_NOTE, id=item.id).pack()
+    calls = await bot_harness.press_data(STAFF, forged, sent(calls)[-1].result.message_id)
+    assert last_text(calls).startswith("选择“其他”时，需要写明理由。")
+    assert (await fsm(bot_harness, STAFF))[0] == ReviewForm.note.state
+    calls = await bot_harness.say(STAFF, "长" * 501)
+    assert "这段说明有 501 个字，最多只能 500 个字" in last_text(calls)
+    calls = await bot_harness.feed(bot_harness.updates.sticker(STAFF))
+    assert last_text(calls).startswith("这一步需要文字，请直接输入。")
+    await bot_harness.say(STAFF, "与社区去年的项目重复。")
+    await bot_harness.press(STAFF, CONFIRM_REJECT, exact=True)
+    stored = await reload(sessionmaker, item.id)
+    assert stored.status is State.REJECTED
+    assert stored.exclusion_reason is ExclusionReason.OTHER
+    assert stored.exclusion_note == "与社区去年的项目重复。"
+
+
+# --- merge ---------------------------------------------------------------------------------
+
+
+async def test_merge_by_button(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    duplicate = await suggest(sessionmaker, org.xinsha_id, "3栋路灯坏了", proposer=1)
+    original = await suggest(sessionmaker, org.xinsha_id, "修好3栋的路灯", proposer=2)
+    await suggest(sessionmaker, org.tianan_id, "天安的路灯", proposer=3)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, MERGE, exact=True)
+    assert "要把 <b>" in last_text(calls) and f"（例如 {original.number}）" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [f"{original.number} · 修好3栋的路灯", BACK]
+    calls = await bot_harness.press(STAFF, original.number)
+    assert f"确定把 <b>{duplicate.number}</b>“3栋路灯坏了” 合并到 <b>{original.number}</b>" in (
+        last_text(calls)
+    )
+    assert button_texts(sent(calls)[-1].markup) == [CONFIRM_MERGE, BACK]
+    calls = await bot_harness.press(STAFF, CONFIRM_MERGE, exact=True)
+    assert alerts(calls) == ["已合并。"]
+    assert f"已合并到 {original.number}" in all_text(calls)
+    # The next card is the one it was merged into, still waiting for review itself.
+    assert original.number in last_text(calls)
+    stored = await reload(sessionmaker, duplicate.id)
+    assert stored.status is State.MERGED and stored.merged_into_id == original.id
+    async with sessionmaker() as session:
+        followers = set(
+            (
+                await session.scalars(
+                    select(Follower.person_id).where(Follower.suggestion_id == original.id)
+                )
+            ).all()
+        )
+        proposer = await find_person(session, 10_001)
+    assert proposer is not None and proposer.id in followers
+    assert len(await outbox(sessionmaker, "suggestion_merged")) == 2
+
+
+async def test_merge_by_typed_number(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    duplicate = await suggest(sessionmaker, org.xinsha_id, "3栋路灯坏了", proposer=1)
+    original = await suggest(sessionmaker, org.xinsha_id, "修好3栋的路灯", proposer=2)
+    other = await suggest(sessionmaker, org.tianan_id, "天安的路灯", proposer=3)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, MERGE, exact=True)
+    calls = await bot_harness.say(STAFF, "新沙-1999-0001")
+    assert last_text(calls).startswith("新沙社区没有编号为 新沙-1999-0001 的建议。")
+    calls = await bot_harness.say(STAFF, other.number)
+    assert "新沙社区没有编号为" in last_text(calls), "another community's is not found"
+    calls = await bot_harness.say(STAFF, duplicate.number)
+    assert last_text(calls).startswith("建议不能合并到它自己。")
+    # A full-width dash and spaces are fine.
+    calls = await bot_harness.say(STAFF, " " + original.number.replace("-", " － ", 1))
+    assert "确定把" in last_text(calls)
+    await bot_harness.press(STAFF, CONFIRM_MERGE, exact=True)
+    assert (await reload(sessionmaker, duplicate.id)).merged_into_id == original.id
+
+
+async def test_merge_into_a_closed_one_is_refused(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    closed = await suggest(sessionmaker, org.xinsha_id, "已经不采纳的建议", proposer=2)
+    async with sessionmaker() as session:
+        await screening.reject(session, staff, closed.id, ExclusionReason.OUT_OF_SCOPE, None)
+    duplicate = await suggest(sessionmaker, org.xinsha_id, "3栋路灯坏了", proposer=1)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, MERGE, exact=True)
+    assert button_texts(sent(calls)[-1].markup) == [BACK], "closed ones are not offered"
+    calls = await bot_harness.say(STAFF, closed.number)
+    assert f"{closed.number} 的状态是“不予采纳”，只能合并到仍在进行中的建议。" in last_text(calls)
+    assert (await reload(sessionmaker, duplicate.id)).status is State.SUBMITTED
+
+
+# --- skip, stale buttons, colleagues ------------------------------------------------------------
+
+
+async def test_skip_goes_to_the_next_and_then_ends(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    first = await suggest(sessionmaker, org.xinsha_id, "第一条", proposer=1)
+    second = await suggest(sessionmaker, org.xinsha_id, "第二条", proposer=2)
+    assert first.number in last_text(await bot_harness.say(STAFF, "/review"))
+    calls = await bot_harness.press(STAFF, NEXT, exact=True)
+    assert second.number in last_text(calls) and "（共 1 条）" in last_text(calls)
+    calls = await bot_harness.press(STAFF, NEXT, exact=True)
+    assert last_text(calls) == (
+        "没有其他待审核的建议了；您暂时跳过了 2 条。发送 /review 可再次查看。"
+    )
+    # /review starts over, the skipped ones included; nothing was changed.
+    assert first.number in last_text(await bot_harness.say(STAFF, "/review"))
+    assert (await reload(sessionmaker, first.id)).status is State.SUBMITTED
+
+
+async def test_a_button_of_an_earlier_card_is_stale(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    first = await suggest(sessionmaker, org.xinsha_id, "第一条", proposer=1)
+    second = await suggest(sessionmaker, org.xinsha_id, "第二条", proposer=2)
+    calls = await bot_harness.say(STAFF, "/review")
+    first_card = sent(calls)[-1].result.message_id
+    await bot_harness.press(STAFF, NEXT, exact=True)
+    reject_first = ReviewCb(action=ReviewAction.REJECT, id=first.id).pack()
+    calls = await bot_harness.press_data(STAFF, reject_first, first_card)
+    assert alerts(calls) == [STALE]
+    assert (await fsm(bot_harness, STAFF))[1]["id"] == second.id
+    # A double tap: the second "accept" meets the next card, and is stale.
+    accept_second = ReviewCb(action=ReviewAction.ACCEPT, id=second.id).pack()
+    card = bot_harness.find_button(STAFF.id, ACCEPT, exact=True)[0].message_id
+    await bot_harness.press_data(STAFF, accept_second, card)
+    calls = await bot_harness.press_data(STAFF, accept_second, card)
+    assert alerts(calls) == [STALE]
+    assert (await reload(sessionmaker, second.id)).status is State.CANDIDATE
+
+
+async def test_buttons_after_the_review_are_stale(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id)
+    calls = await bot_harness.say(STAFF, "/review")
+    card = sent(calls)[-1].result.message_id
+    await bot_harness.say(STAFF, "/cancel")
+    for data in (
+        ReviewCb(action=ReviewAction.ACCEPT, id=item.id),
+        ReviewReasonCb(id=item.id, reason=ExclusionReason.OTHER),
+    ):
+        calls = await bot_harness.press_data(STAFF, data.pack(), card)
+        assert alerts(calls) == [STALE]
+    assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED
+
+
+async def test_cancel_stops_the_review(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, REJECT, exact=True)
+    calls = await bot_harness.say(STAFF, "/cancel")
+    assert last_text(calls) == "已停止。需要继续时，随时发送 /review 或 /convene。"
+    assert await fsm(bot_harness, STAFF) == (None, {})
+
+
+async def test_a_colleague_was_quicker(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    first = await suggest(sessionmaker, org.xinsha_id, "第一条", proposer=1)
+    second = await suggest(sessionmaker, org.xinsha_id, "第二条", proposer=2)
+    colleague = await grant(
+        sessionmaker, COLLEAGUE, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    )
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, REJECT, exact=True)
+    await bot_harness.press(STAFF, REASONS[2], exact=True)
+    await bot_harness.press(STAFF, "⏭ 跳过", exact=True)
+    async with sessionmaker() as session:
+        await screening.accept(session, colleague, first.id)
+    calls = await bot_harness.press(STAFF, CONFIRM_REJECT, exact=True)
+    text = all_text(calls)
+    assert f"{first.number} 已经处理过了，可能是同事处理的。" in text
+    assert second.number in last_text(calls), "on to the next"
+    assert (await reload(sessionmaker, first.id)).status is State.CANDIDATE
+
+
+async def test_a_suggestion_in_progress_is_continued_first(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    await suggest(sessionmaker, org.xinsha_id)
+    await bot_harness.say(STAFF, "/suggest")
+    calls = await bot_harness.say(STAFF, "/review")
+    assert last_text(calls).startswith("您有一条建议还没填完")
+
+
+async def test_in_english(bot_harness: Harness, org: OrgTree, sessionmaker: Sessions) -> None:
+    ann = Person(2009, "Ann", language_code="en")
+    await grant(sessionmaker, ann, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id))
+    await suggest(sessionmaker, org.xinsha_id)
+    calls = await bot_harness.say(ann, "/review")
+    assert "<b>Waiting for review (1 waiting)</b>" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "✅ Accept as a candidate",
+        "✏️ Correct category/kind, then accept",
+        "❌ Not accepted",
+        "🔗 Merge",
+        "⏭ Next suggestion",
+    ]
+    calls = await bot_harness.press(ann, "❌ Not accepted", exact=True)
+    assert button_texts(sent(calls)[-1].markup) == [
+        "The property management company or another party is responsible",
+        "Duplicates a government investment project",
+        "Not one of the four kinds of micro-project",
+        "Other reason",
+        "‹ Back",
+    ]
+
+
+BIGINT = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        *(ReviewCb(action=a, id=BIGINT) for a in ReviewAction),
+        *(ReviewCategoryCb(id=BIGINT, category=c) for c in Category),
+        *(ReviewKindCb(id=BIGINT, kind=k) for k in KindChoice),
+        *(ReviewReasonCb(id=BIGINT, reason=r) for r in ExclusionReason),
+        ReviewMergeCb(id=BIGINT, into=BIGINT),
+    ],
+    ids=lambda d: d.pack(),
+)
+def test_callback_data_fits(data: CallbackData) -> None:
+    assert len(data.pack().encode()) <= CALLBACK_DATA_MAX
+    assert type(data).unpack(data.pack()) == data
