@@ -1,5 +1,6 @@
 """The public board (公示栏): every community's suggestions and their status, readable by anyone
-on a phone, in Chinese by default and English with `?lang=en`. No resident is named on it."""
+on a phone, in Chinese by default and English with `?lang=en`. No resident is named on it; of
+a council vote it shows the counts and the outcome (决议结果公开), never who voted how."""
 
 from __future__ import annotations
 
@@ -128,6 +129,10 @@ def _local_date(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d")
 
 
+def _local_time(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
 def create_board_router() -> APIRouter:
     """`GET /board`. Include it as is: its paths are complete."""
     router = APIRouter(tags=["public"])
@@ -227,6 +232,7 @@ def create_board_router() -> APIRouter:
                 pages=pages,
                 filtered=any(v is not None for v in query.values()),
                 local_date=lambda moment: _local_date(moment, settings.tz),
+                local_time=lambda moment: _local_time(moment, settings.tz),
                 timezone=settings.timezone,
             )
         )

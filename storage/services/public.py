@@ -1,7 +1,9 @@
 """What anyone may read without logging in: the board and the open-data API.
 
 Queries here select named public columns into frozen records, so a resident's identity
-(proposer, Telegram file ids, exact coordinates) never leaves the store on this path.
+(proposer, Telegram file ids, exact coordinates) never leaves the store on this path. Of a
+council vote the public sees the counts and the outcome once it has closed (决议结果公开),
+and only its deadline while it is open: never the ballots, nor who voted how.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.models import Community, District, Project, Street, Suggestion
-from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.models import (
+    Community,
+    CouncilVote,
+    CouncilVoteItem,
+    District,
+    Project,
+    Street,
+    Suggestion,
+    VoteStatus,
+)
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State, VoteOutcome
 from storage.services.suggestions import PublicFilter
 
 
@@ -24,6 +36,20 @@ class PublicCommunity:
     name: str
     street: str
     district: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublicVote:
+    """The latest council vote a suggestion was put to. While it is open only its deadline is
+    public; once closed, the counts and the outcome (and when it closed)."""
+
+    status: VoteStatus
+    closes_at: datetime
+    closed_at: datetime | None = None
+    agree: int | None = None
+    against: int | None = None
+    abstain: int | None = None
+    outcome: VoteOutcome | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +66,9 @@ class PublicSuggestion:
     estimated_cost_fen: int | None
     exclusion_reason: ExclusionReason | None
     created_at: datetime
+    # The number of the suggestion it was merged into, when its status is `merged`.
+    merged_into: str | None = None
+    council_vote: PublicVote | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +147,11 @@ async def list_suggestions(
     conditions = _conditions(Suggestion, filters)
     total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
     newest = (Suggestion.created_at.desc(), Suggestion.id.desc())
+    target = aliased(Suggestion)
     query = (
         select(
             *_COMMUNITY_COLUMNS,
+            Suggestion.id.label("suggestion_id"),
             Suggestion.number,
             Suggestion.category,
             Suggestion.kind,
@@ -132,15 +163,19 @@ async def list_suggestions(
             Suggestion.estimated_cost_fen,
             Suggestion.exclusion_reason,
             Suggestion.created_at,
+            target.number.label("merged_into"),
         )
         .join(Community, Community.id == Suggestion.community_id)
         .join(Street, Street.id == Community.street_id)
         .join(District, District.id == Street.district_id)
+        .outerjoin(target, target.id == Suggestion.merged_into_id)
         .where(*conditions)
         .order_by(*(_TREE_ORDER + newest if by_community else newest))
         .limit(limit)
         .offset(offset)
     )
+    rows = (await session.execute(query)).all()
+    votes = await latest_votes(session, [row.suggestion_id for row in rows])
     items = [
         PublicSuggestion(
             number=row.number,
@@ -155,10 +190,50 @@ async def list_suggestions(
             estimated_cost_fen=row.estimated_cost_fen,
             exclusion_reason=row.exclusion_reason,
             created_at=row.created_at,
+            # A merge is public only while the suggestion stands merged.
+            merged_into=row.merged_into if row.status is State.MERGED else None,
+            council_vote=votes.get(row.suggestion_id),
         )
-        for row in (await session.execute(query)).all()
+        for row in rows
     ]
     return items, total
+
+
+async def latest_votes(session: AsyncSession, suggestion_ids: list[int]) -> dict[int, PublicVote]:
+    """Per suggestion, the latest council vote it was put to: counts and outcome only when
+    that vote has closed. Reads the tallies on the items, never the ballots."""
+    if not suggestion_ids:
+        return {}
+    query = (
+        select(
+            CouncilVoteItem.suggestion_id,
+            CouncilVote.status,
+            CouncilVote.closes_at,
+            CouncilVote.closed_at,
+            CouncilVoteItem.agree,
+            CouncilVoteItem.against,
+            CouncilVoteItem.abstain,
+            CouncilVoteItem.outcome,
+        )
+        .join(CouncilVote, CouncilVote.id == CouncilVoteItem.vote_id)
+        .where(CouncilVoteItem.suggestion_id.in_(suggestion_ids))
+        .order_by(CouncilVote.convened_at, CouncilVote.id)
+    )
+    found: dict[int, PublicVote] = {}
+    for row in (await session.execute(query)).all():
+        if row.status is VoteStatus.CLOSED:
+            found[row.suggestion_id] = PublicVote(
+                status=row.status,
+                closes_at=row.closes_at,
+                closed_at=row.closed_at,
+                agree=row.agree,
+                against=row.against,
+                abstain=row.abstain,
+                outcome=row.outcome,
+            )
+        else:  # later rows replace earlier ones: the latest vote wins
+            found[row.suggestion_id] = PublicVote(status=row.status, closes_at=row.closes_at)
+    return found
 
 
 async def list_projects(
@@ -220,7 +295,9 @@ __all__ = [
     "PublicFilter",
     "PublicProject",
     "PublicSuggestion",
+    "PublicVote",
     "get_community",
+    "latest_votes",
     "list_communities",
     "list_projects",
     "list_suggestions",

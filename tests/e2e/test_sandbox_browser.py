@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-NUMBER = re.compile(r"新沙-\d{4}-0001")
+NUMBER = re.compile(r"新沙-\d{4}-\d{4}")
 TITLE = "修复3栋楼道照明灯"
 DESCRIPTION = "3栋楼道的灯坏了两个月，晚上老人上下楼很危险，希望更换为声控灯。"
 

@@ -39,12 +39,21 @@ from aiogram.types import (
 from fastapi import FastAPI
 
 from webhook.sandbox.demo import (
+    COUNCIL,
     DIRECTOR_CHEN,
     LI_NA,
+    LIU_MIN,
+    QIAN_DUODUO,
+    SUN_LI,
     TIANAN_GROUP,
     WANG_FANG,
+    WU_FANG,
+    XINSHA_COUNCIL_GROUP,
     XINSHA_GROUP,
     ZHANG_WEI,
+    ZHAO_LEI,
+    ZHENG_HAO,
+    ZHOU_QIANG,
 )
 from webhook.sandbox.emulator import BotAPIError, Emulator
 from webhook.sandbox.page import create_sandbox_router
@@ -613,6 +622,122 @@ async def test_polls_votes_and_stop(sandbox: Sandbox) -> None:
         await sandbox.bot.send_poll(XINSHA_GROUP, "问" * 301, options=["a", "b"])
     with pytest.raises(TelegramBadRequest, match="poll options length must not exceed 100"):
         await sandbox.bot.send_poll(XINSHA_GROUP, "q", options=["a" * 101, "b"])
+
+
+async def test_council_polls_with_several_voters(sandbox: Sandbox) -> None:
+    """A council vote as the bot runs it: one non-anonymous poll per candidate in the council's
+    group; every member votes on each; each sees their own choice; the bot hears who chose
+    what (poll_answer) and the counts (poll), and stops the polls once all have voted."""
+    polls = [
+        await sandbox.bot.send_poll(
+            XINSHA_COUNCIL_GROUP,
+            f"候选项目 {n}：是否同意列为社区备选项目？",
+            options=["同意", "反对", "弃权"],
+            is_anonymous=False,
+        )
+        for n in (1, 2)
+    ]
+    first, second = polls
+    assert first.poll is not None and second.poll is not None
+    plan = {
+        first.message_id: dict(zip(COUNCIL, (0, 0, 0, 1, 2), strict=True)),
+        second.message_id: dict(zip(COUNCIL, (1, 1, 0, 2, 0), strict=True)),
+    }
+    for message_id, choices in plan.items():
+        for voter, option in choices.items():
+            voted = await sandbox.ui(
+                "POST",
+                f"/chats/{XINSHA_COUNCIL_GROUP}/vote",
+                json={"persona": voter, "message_id": message_id, "option_ids": [option]},
+            )
+            assert voted["ok"], voted
+    # Each persona sees their own choice, and the running counts once they have voted.
+    for voter in COUNCIL:
+        view = await sandbox.ui("GET", f"/chats/{XINSHA_COUNCIL_GROUP}?persona={voter}")
+        shown = {m["id"]: m["poll"] for m in view["messages"] if "poll" in m}
+        for message_id, choices in plan.items():
+            assert shown[message_id]["mine"] == [choices[voter]]
+            assert shown[message_id]["total"] == 5
+    staff_view = await sandbox.ui("GET", f"/chats/{XINSHA_COUNCIL_GROUP}?persona={LIU_MIN}")
+    staff_polls = [m["poll"] for m in staff_view["messages"] if "poll" in m]
+    assert [p["mine"] for p in staff_polls] == [[], []]  # has not voted: sees the options
+    # Someone outside the group cannot vote in it.
+    outsider = await sandbox.ui(
+        "POST",
+        f"/chats/{XINSHA_COUNCIL_GROUP}/vote",
+        json={"persona": QIAN_DUODUO, "message_id": first.message_id, "option_ids": [0]},
+    )
+    assert outsider["ok"] is False
+
+    # poll_answer carries the voter and their option, in the order they voted.
+    answers = [u.poll_answer for u in sandbox.parsed() if u.poll_answer is not None]
+    expected = [
+        (poll.poll.id, voter, [option])
+        for poll in polls
+        if poll.poll is not None
+        for voter, option in plan[poll.message_id].items()
+    ]
+    assert [(a.poll_id, a.user.id if a.user else None, a.option_ids) for a in answers] == expected
+    # poll updates carry the counts only, never who voted.
+    states = [u.poll for u in sandbox.parsed() if u.poll is not None]
+    assert len(states) == 10
+    latest = {state.id: state for state in states}
+    assert [o.voter_count for o in latest[first.poll.id].options] == [3, 1, 1]
+    assert [o.voter_count for o in latest[second.poll.id].options] == [2, 2, 1]
+    assert "user" not in str(sandbox.last("poll"))
+
+    # A change of mind: a retraction (empty option_ids), then a new choice.
+    for options in ([], [0]):
+        changed = await sandbox.ui(
+            "POST",
+            f"/chats/{XINSHA_COUNCIL_GROUP}/vote",
+            json={"persona": ZHENG_HAO, "message_id": first.message_id, "option_ids": options},
+        )
+        assert changed["ok"]
+        assert sandbox.last("poll_answer")["option_ids"] == options
+        assert sandbox.last("poll_answer")["user"]["id"] == ZHENG_HAO
+
+    # The bot closes early from its poll_answer handler, as the vote does once all have voted.
+    async def close_on_answer(update: Update) -> None:
+        if update.poll_answer is not None:
+            for poll in polls:
+                await sandbox.bot.stop_poll(XINSHA_COUNCIL_GROUP, poll.message_id)
+
+    sandbox.handler = close_on_answer
+    again = await sandbox.ui(
+        "POST",
+        f"/chats/{XINSHA_COUNCIL_GROUP}/vote",
+        json={"persona": WU_FANG, "message_id": first.message_id, "option_ids": [1]},
+    )
+    assert again["ok"]
+    await sandbox.emulator.drain()
+    sandbox.handler = None
+    closed = [u.poll for u in sandbox.parsed() if u.poll is not None and u.poll.is_closed]
+    assert {p.id for p in closed} == {first.poll.id, second.poll.id}
+    # Everyone in the group, voter or not, now sees the final results.
+    for viewer in (LIU_MIN, ZHAO_LEI, SUN_LI, ZHOU_QIANG):
+        view = await sandbox.ui("GET", f"/chats/{XINSHA_COUNCIL_GROUP}?persona={viewer}")
+        final = [m["poll"] for m in view["messages"] if "poll" in m]
+        assert [p["closed"] for p in final] == [True, True]
+        assert [o["count"] for o in final[0]["options"]] == [4, 1, 0]
+    late = await sandbox.ui(
+        "POST",
+        f"/chats/{XINSHA_COUNCIL_GROUP}/vote",
+        json={"persona": ZHAO_LEI, "message_id": second.message_id, "option_ids": [2]},
+    )
+    assert late["ok"] is False
+
+
+async def test_anonymous_polls_send_no_answers(sandbox: Sandbox) -> None:
+    poll = await sandbox.bot.send_poll(XINSHA_GROUP, "匿名？", options=["是", "否"])
+    for voter in (ZHANG_WEI, LI_NA):
+        await sandbox.ui(
+            "POST",
+            f"/chats/{XINSHA_GROUP}/vote",
+            json={"persona": voter, "message_id": poll.message_id, "option_ids": [0]},
+        )
+    assert not any("poll_answer" in u for u in sandbox.updates)
+    assert sandbox.last("poll")["total_voter_count"] == 2
 
 
 async def test_command_menu_per_language_and_scope(sandbox: Sandbox) -> None:

@@ -20,7 +20,17 @@ from fastapi import FastAPI
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Suggestion
+from storage.models import (
+    Ballot,
+    Choice,
+    CouncilVote,
+    CouncilVoteItem,
+    CouncilVoteMember,
+    Person,
+    Suggestion,
+    VoteOutcome,
+    VoteStatus,
+)
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 from storage.services.org import import_rows, parse_org_csv
 from storage.services.people import TelegramIdentity
@@ -37,6 +47,9 @@ SECRET_TELEGRAM_ID = 987_654_321_123
 SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
 SECRET_LATITUDE = 22.5312345
 PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
+# A council member: who voted how is never public.
+VOTER_NAME = "Councillor_Secret_K3"
+VOTER_TELEGRAM_ID = 555_444_333_222
 
 ORG_CSV = """district,street,community
 福田区,沙头街道,新沙社区
@@ -345,6 +358,168 @@ def test_catalogue_is_complete(locale: str) -> None:
     used = set(i18n_web.extract_messages())
     assert used - set(entries) == set(), "run `python -m webhook.i18n_web` and translate"
     assert set(entries) - used == set(), "stale entries: run `python -m webhook.i18n_web`"
+
+
+async def put_to_vote(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    community_id: int,
+    tallies: dict[str, tuple[int, int, int, VoteOutcome] | None],
+    *,
+    closes_at: datetime,
+    closed_at: datetime | None = None,
+) -> None:
+    """A council vote on the suggestions titled in `tallies`: closed with each item's
+    (agree, against, abstain, outcome), or open (None for every item). A ballot of a named
+    member is kept on each item, as the real vote keeps them."""
+    async with sessionmaker() as session:
+        voter = await session.scalar(
+            Person.__table__.select().where(Person.telegram_id == VOTER_TELEGRAM_ID)
+        )
+        if voter is None:
+            person = Person(telegram_id=VOTER_TELEGRAM_ID, first_name=VOTER_NAME)
+            session.add(person)
+            await session.flush()
+            voter_id = person.id
+        else:
+            voter_id = voter
+        vote = CouncilVote(
+            community_id=community_id,
+            closes_at=closes_at,
+            convened_at=closes_at - timedelta(days=3),
+            quorum_pct=50,
+            threshold_pct=50,
+            council_size=5,
+            status=VoteStatus.OPEN if closed_at is None else VoteStatus.CLOSED,
+            closed_at=closed_at,
+        )
+        session.add(vote)
+        await session.flush()
+        session.add(
+            CouncilVoteMember(vote_id=vote.id, person_id=voter_id, telegram_id=VOTER_TELEGRAM_ID)
+        )
+        for position, (title, tally) in enumerate(tallies.items()):
+            suggestion_id = await session.scalar(
+                Suggestion.__table__.select()
+                .with_only_columns(Suggestion.id)
+                .where(Suggestion.title == title)
+            )
+            assert suggestion_id is not None, title
+            item = CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion_id, position=position)
+            if tally is not None:
+                item.agree, item.against, item.abstain, item.outcome = tally
+            session.add(item)
+            await session.flush()
+            session.add(
+                Ballot(
+                    item_id=item.id,
+                    telegram_id=VOTER_TELEGRAM_ID,
+                    person_id=voter_id,
+                    choice=Choice.AGAINST,
+                    counted=True,
+                )
+            )
+        await session.commit()
+
+
+async def seed_council(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """新沙's two suggestions and 上沙's candidate went to the council; a third 新沙 one was
+    merged into the first."""
+    ids = await seed(sessionmaker)
+    async with sessionmaker() as session:
+        first = await session.scalar(
+            Suggestion.__table__.select()
+            .with_only_columns(Suggestion.id)
+            .where(Suggestion.title == "楼道灯坏了需要维修")
+        )
+        made = await submit(
+            session,
+            TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME),
+            Draft(ids["新沙社区"], Category.ENVIRONMENT, "12栋楼道灯不亮", "同上。"),
+            tz=ZoneInfo("Asia/Shanghai"),
+            daily_limit=100,
+        )
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.id == made.id)
+            .values(status=State.MERGED, merged_into_id=first)
+        )
+        await session.commit()
+    # An earlier sitting without quorum, then the one that decided.
+    await put_to_vote(
+        sessionmaker,
+        ids["新沙社区"],
+        {"楼道灯坏了需要维修": (1, 0, 0, VoteOutcome.NO_QUORUM)},
+        closes_at=datetime(2026, 3, 8, 10, 0, tzinfo=UTC),
+        closed_at=datetime(2026, 3, 8, 10, 0, tzinfo=UTC),
+    )
+    await put_to_vote(
+        sessionmaker,
+        ids["新沙社区"],
+        {
+            "楼道灯坏了需要维修": (3, 1, 1, VoteOutcome.RESOLVED),
+            "<script>alert(1)</script>": (1, 2, 0, VoteOutcome.NOT_PASSED),
+        },
+        closes_at=datetime(2026, 3, 20, 10, 0, tzinfo=UTC),
+        # Everyone had voted: it closed early, late on the 14th in Shanghai.
+        closed_at=datetime(2026, 3, 14, 17, 30, tzinfo=UTC),
+    )
+    await put_to_vote(
+        sessionmaker,
+        ids["上沙社区"],
+        {"社区篮球场翻新": None},
+        closes_at=datetime(2026, 3, 25, 10, 0, tzinfo=UTC),
+    )
+    return ids
+
+
+async def test_council_results_show_counts_and_outcome_only(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed_council(sessionmaker)
+    html = (await client.get("/board", params={"community": ids["新沙社区"]})).text
+    assert items(html) == 3
+    # The latest vote of each suggestion: the deciding one, not the earlier one without quorum.
+    assert html.count("议事会表决</dt>") == 2
+    assert "同意 3 · 反对 1 · 弃权 1" in html and "决议通过" in html
+    assert "同意 1 · 反对 2 · 弃权 0" in html and "未通过" in html
+    assert "同意 1 · 反对 0 · 弃权 0" not in html and "未达法定人数" not in html
+    assert "2026-03-15 表决结束" in html  # closed early, dated in the programme's zone
+    # The merged one names the suggestion it was merged into.
+    number = re.search(r"新沙-\d{4}-0001", html)
+    assert number is not None
+    assert f'<dt>合并至</dt><dd><span class="num">{number.group(0)}</span></dd>' in html
+    assert VOTER_NAME not in html and str(VOTER_TELEGRAM_ID) not in html
+    assert_private(html)
+
+    # An open vote shows its deadline and no counts.
+    html = (await client.get("/board", params={"community": ids["上沙社区"]})).text
+    assert "表决中，截止 2026-03-25 18:00" in html
+    assert "同意" not in html
+
+    html = (await client.get("/board", params={"lang": "en"})).text
+    assert "Agree 3 · Against 1 · Abstain 1" in html and "Resolved" in html
+    assert "Agree 1 · Against 2 · Abstain 0" in html and "Not passed" in html
+    assert "Voting, closes 2026-03-25 18:00" in html and "closed on 2026-03-15" in html
+    assert "Merged into" in html
+    assert "never who voted how" in html
+    assert VOTER_NAME not in html
+    assert_private(html)
+
+
+async def test_no_quorum_is_shown_as_such(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    ids = await seed(sessionmaker)
+    await put_to_vote(
+        sessionmaker,
+        ids["上沙社区"],
+        {"社区篮球场翻新": (2, 0, 0, VoteOutcome.NO_QUORUM)},
+        closes_at=datetime(2026, 3, 9, 10, 0, tzinfo=UTC),
+        closed_at=datetime(2026, 3, 9, 10, 0, tzinfo=UTC),
+    )
+    html = (await client.get("/board")).text
+    assert "未达法定人数" in html and "同意 2 · 反对 0 · 弃权 0" in html
+    assert "No quorum" in (await client.get("/board?lang=en")).text
 
 
 def test_placeholders_survive_translation() -> None:

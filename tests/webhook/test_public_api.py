@@ -4,7 +4,7 @@ validation, and no personal data of residents. SQLite and PostgreSQL via `sessio
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,18 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Community, Project, Suggestion
+from storage.models import (
+    Ballot,
+    Choice,
+    Community,
+    CouncilVote,
+    CouncilVoteItem,
+    Person,
+    Project,
+    Suggestion,
+    VoteOutcome,
+    VoteStatus,
+)
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 from storage.services.org import import_rows, parse_org_csv
 from storage.services.people import TelegramIdentity
@@ -47,8 +58,12 @@ SUGGESTION_FIELDS = {
     "source_type",
     "estimated_cost_fen",
     "exclusion_reason",
+    "merged_into",
+    "council_vote",
     "created_at",
 }
+VOTER_NAME = "Councillor_Secret_K3"
+VOTER_TELEGRAM_ID = 555_444_333_222
 
 
 def make_app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
@@ -163,6 +178,112 @@ async def test_suggestions_shape(
     assert cover["exclusion_reason"] == "government_investment" and cover["kind"] is None
     assert cover["estimated_cost_fen"] is None
     assert body["items"][0]["source_type"] == "social_organisation"
+    assert all(
+        item["council_vote"] is None and item["merged_into"] is None for item in body["items"]
+    )
+    assert_private(response.text)
+
+
+async def _vote(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    title: str,
+    *,
+    closes_at: datetime,
+    closed: tuple[int, int, int, VoteOutcome] | None,
+) -> None:
+    """Put the suggestion titled `title` to a council vote (closed with a tally, or open),
+    with a named member's ballot kept on it."""
+    async with sessionmaker() as session:
+        suggestion = (
+            await session.scalars(select(Suggestion).where(Suggestion.title == title))
+        ).one()
+        voter = (
+            await session.scalars(select(Person).where(Person.telegram_id == VOTER_TELEGRAM_ID))
+        ).first() or Person(telegram_id=VOTER_TELEGRAM_ID, first_name=VOTER_NAME)
+        session.add(voter)
+        vote = CouncilVote(
+            community_id=suggestion.community_id,
+            closes_at=closes_at,
+            convened_at=closes_at - timedelta(days=2),
+            quorum_pct=50,
+            threshold_pct=50,
+            council_size=5,
+            status=VoteStatus.OPEN if closed is None else VoteStatus.CLOSED,
+            closed_at=None if closed is None else closes_at - timedelta(hours=5),
+        )
+        session.add(vote)
+        await session.flush()
+        item = CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion.id, position=0)
+        if closed is not None:
+            item.agree, item.against, item.abstain, item.outcome = closed
+        session.add(item)
+        await session.flush()
+        session.add(
+            Ballot(
+                item_id=item.id,
+                telegram_id=VOTER_TELEGRAM_ID,
+                person_id=voter.id,
+                choice=Choice.AGREE,
+                counted=True,
+            )
+        )
+        await session.commit()
+
+
+async def test_council_votes_and_merges_in_open_data(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed(sessionmaker)
+    closes = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+    await _vote(
+        sessionmaker,
+        "楼道灯坏了",
+        closes_at=closes - timedelta(days=9),
+        closed=(1, 0, 0, VoteOutcome.NO_QUORUM),
+    )
+    await _vote(
+        sessionmaker, "楼道灯坏了", closes_at=closes, closed=(4, 1, 0, VoteOutcome.RESOLVED)
+    )
+    await _vote(sessionmaker, "长者饭堂", closes_at=closes, closed=None)
+    async with sessionmaker() as session:
+        lamp = (
+            await session.scalars(select(Suggestion).where(Suggestion.title == "楼道灯坏了"))
+        ).one()
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.title == "井盖松动")
+            .values(status=State.MERGED, merged_into_id=lamp.id, exclusion_reason=None)
+        )
+        await session.commit()
+    response = await client.get("/api/v1/public/suggestions")
+    by_title = {item["title"]: item for item in response.json()["items"]}
+
+    decided = by_title["楼道灯坏了"]["council_vote"]
+    assert decided == {
+        "status": "closed",
+        "closes_at": "2026-03-20T10:00:00Z",
+        "closed_at": "2026-03-20T05:00:00Z",
+        "agree": 4,
+        "against": 1,
+        "abstain": 0,
+        "outcome": "resolved",
+    }
+    # An open vote publishes its deadline only.
+    assert by_title["长者饭堂"]["council_vote"] == {
+        "status": "open",
+        "closes_at": "2026-03-20T10:00:00Z",
+        "closed_at": None,
+        "agree": None,
+        "against": None,
+        "abstain": None,
+        "outcome": None,
+    }
+    assert by_title["井盖松动"]["merged_into"] == by_title["楼道灯坏了"]["number"]
+    assert by_title["井盖松动"]["council_vote"] is None
+    assert by_title["楼道灯坏了"]["merged_into"] is None
+    assert VOTER_NAME not in response.text and str(VOTER_TELEGRAM_ID) not in response.text
+    for word in ("ballot", "choice", "voter", "member"):
+        assert word not in response.text, word
     assert_private(response.text)
 
 

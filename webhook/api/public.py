@@ -1,5 +1,6 @@
 """Open data (`/api/v1/public/...`): suggestions and projects as JSON, for anyone, with no
-personal data of residents — no proposer, no Telegram file ids, no exact coordinates."""
+personal data of residents — no proposer, no Telegram file ids, no exact coordinates — and of
+council votes only the counts and outcomes, never who voted how."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.models import VoteStatus
+from storage.rules import Category, ExclusionReason, Kind, SourceType, State, VoteOutcome
 from storage.services import public
 from storage.services.suggestions import PublicFilter
 from webhook.deps import SessionDep
@@ -26,6 +28,26 @@ class CommunityOut(BaseModel):
     name: str = Field(examples=["新沙社区"])
     street: str = Field(examples=["沙头街道"])
     district: str = Field(examples=["福田区"])
+
+
+class CouncilVoteOut(BaseModel):
+    """The latest residents' council vote (议事会表决) the suggestion was put to. While it is
+    `open` only its deadline is published; once `closed`, the counts and the outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: VoteStatus
+    closes_at: datetime = Field(description="the deadline, ISO 8601, UTC")
+    closed_at: datetime | None = Field(
+        description="when it closed (early, once every member voted, or at the deadline)"
+    )
+    agree: int | None = Field(description="同意, once closed")
+    against: int | None = Field(description="反对, once closed")
+    abstain: int | None = Field(description="弃权, once closed")
+    outcome: VoteOutcome | None = Field(
+        description="once closed: `resolved` (决议通过), `not_passed` (未通过) or "
+        "`no_quorum` (未达法定人数, decides nothing)"
+    )
 
 
 class SuggestionOut(BaseModel):
@@ -46,6 +68,13 @@ class SuggestionOut(BaseModel):
     estimated_cost_fen: int | None = Field(description="integer fen (分); 100 fen = 1 CNY")
     exclusion_reason: ExclusionReason | None = Field(
         description="why it was not adopted, when its status is `rejected`"
+    )
+    merged_into: str | None = Field(
+        description="the number of the suggestion it was merged into, when its status is `merged`",
+        examples=["新沙-2026-0003"],
+    )
+    council_vote: CouncilVoteOut | None = Field(
+        description="the latest council vote it was put to, if any"
     )
     created_at: datetime = Field(description="ISO 8601, UTC")
 

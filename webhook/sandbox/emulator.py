@@ -155,6 +155,7 @@ class UserState:
     username: str | None = None
     role_zh: str = ""
     role_en: str = ""
+    group: str = "resident"  # how the page groups personas (demo.PERSONA_GROUPS)
     blocked: bool = False  # has blocked the bot
     started: bool = False  # has ever written to the bot (so the bot may write to them)
 
@@ -489,6 +490,7 @@ class Emulator:
                 language_code=who.language_code,
                 role_zh=who.role_zh,
                 role_en=who.role_en,
+                group=who.group,
             )
             self.chats[who.user_id] = ChatState(
                 id=who.user_id,
@@ -1965,7 +1967,11 @@ class Emulator:
     async def user_vote(
         self, user_id: int, chat_id: int, message_id: int, option_ids: list[int]
     ) -> JSON:
-        """A vote (or, with no options, a retracted vote) in a poll."""
+        """A vote (or, with no options, a retracted vote) in a poll.
+
+        As the Bot API has it: `poll_answer` (with the voter) only for a non-anonymous poll
+        the bot sent, and `poll` (counts, never voters) for polls the bot sent or stopped.
+        Only the bot sends polls here, so every vote brings the new counts."""
         chat = self._user_chat(user_id, chat_id)
         self._close_expired_polls()
         poll = next(
@@ -2081,6 +2087,7 @@ class Emulator:
                 "language_code": user.language_code,
                 "role_zh": user.role_zh,
                 "role_en": user.role_en,
+                "group": user.group,
                 "blocked": user.blocked,
                 "started": user.started,
             }

@@ -119,6 +119,9 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
             {
                 "bot": emulator.bot_user,
                 "personas": emulator.personas(),
+                "persona_groups": [
+                    {"id": group, "zh": zh, "en": en} for group, zh, en in demo.PERSONA_GROUPS
+                ],
                 "location": {"latitude": latitude, "longitude": longitude},
             }
         )

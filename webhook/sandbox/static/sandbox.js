@@ -130,30 +130,55 @@
 
   // --- personas and chats -----------------------------------------------------------------
 
+  function personaButton(p) {
+    return el(
+      "button",
+      {
+        type: "button",
+        class: `persona${p.id === state.persona ? " active" : ""}`,
+        role: "listitem",
+        "aria-pressed": String(p.id === state.persona),
+        dataset: { personaId: String(p.id) },
+        onclick: () => selectPersona(p.id),
+      },
+      avatar(p.first_name, p.id, "small"),
+      el(
+        "div",
+        { class: "persona-text" },
+        el("div", { class: "persona-name" }, p.name, el("span", { class: "lang", text: p.language_code || "?" })),
+        el("div", { class: "persona-role", text: `${p.role_zh} · ${p.role_en}`, title: `${p.role_zh} / ${p.role_en}` }),
+      ),
+    );
+  }
+
+  // Personas by group (residents, staff, council), each under its heading. On a phone the
+  // list folds to the persona being played and a "switch" button, so the chats stay in view.
   function renderPersonas() {
     const box = $("personas");
     box.replaceChildren();
-    for (const p of state.world.personas) {
-      const button = el(
-        "button",
-        {
-          type: "button",
-          class: `persona${p.id === state.persona ? " active" : ""}`,
-          role: "listitem",
-          "aria-pressed": String(p.id === state.persona),
-          dataset: { personaId: String(p.id) },
-          onclick: () => selectPersona(p.id),
-        },
-        avatar(p.first_name, p.id, "small"),
+    const groups = (state.world.persona_groups || []).slice();
+    const known = new Set(groups.map((g) => g.id));
+    if (state.world.personas.some((p) => !known.has(p.group))) groups.push({ id: "", zh: "其他", en: "Others" });
+    for (const group of groups) {
+      const members = state.world.personas.filter((p) => (known.has(p.group) ? p.group === group.id : group.id === ""));
+      if (!members.length) continue;
+      const hasActive = members.some((p) => p.id === state.persona);
+      box.append(
         el(
           "div",
-          { class: "persona-text" },
-          el("div", { class: "persona-name" }, p.name, el("span", { class: "lang", text: p.language_code || "?" })),
-          el("div", { class: "persona-role", text: `${p.role_zh} · ${p.role_en}`, title: `${p.role_zh} / ${p.role_en}` }),
+          { class: `persona-group${hasActive ? " has-active" : ""}`, dataset: { group: group.id } },
+          el("h3", { class: "persona-group-title" }, ...bilingual(group.zh, group.en), el("span", { class: "count", text: String(members.length) })),
+          el("div", { class: "persona-grid", role: "list", "aria-label": `${group.zh} / ${group.en}` }, ...members.map(personaButton)),
         ),
       );
-      box.append(button);
     }
+    const toggle = $("personas-toggle");
+    toggle.setAttribute("aria-expanded", String(!$("side").classList.contains("folded")));
+    toggle.replaceChildren(
+      ...($("side").classList.contains("folded")
+        ? bilingual(`切换角色（${state.world.personas.length}）`, "Switch ▾")
+        : bilingual("收起", "Fold ▴")),
+    );
   }
 
   function chatName(chat) {
@@ -204,6 +229,7 @@
     const previous = state.persona;
     state.persona = id;
     localStorage.setItem("sandbox.persona", String(id));
+    $("side").classList.add("folded");
     renderPersonas();
     const wasPrivate = state.chatId !== null && state.chatId === previous;
     await loadChats();
@@ -805,6 +831,10 @@
       loadChats().catch(fail);
     });
     $("alert-ok").addEventListener("click", () => { $("alert").hidden = true; });
+    $("personas-toggle").addEventListener("click", () => {
+      $("side").classList.toggle("folded");
+      renderPersonas();
+    });
     $("log-toggle").addEventListener("click", () => {
       state.logOpen = !state.logOpen;
       $("log-panel").hidden = !state.logOpen;
@@ -863,6 +893,7 @@
     const saved = Number(hash.get("p") || localStorage.getItem("sandbox.persona"));
     const known = data.personas.some((p) => p.id === saved);
     state.persona = known ? saved : data.personas[0].id;
+    $("side").classList.add("folded");
     renderPersonas();
     await loadChats();
     const chat = Number(hash.get("c"));
