@@ -1,0 +1,140 @@
+"""The whole service end to end without a browser: the real app in sandbox mode under uvicorn,
+the real AiohttpSession talking to the built-in emulator, updates through the webhook route.
+
+Replays, wrong secrets and poison bodies against the full dispatcher (the route's own tests
+use a minimal one)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+
+from bot.handlers.commands import suggest_payload
+from storage.models import Community, DeadLetter, Suggestion
+from storage.settings import Settings
+from webhook.app import create_app
+from webhook.runtime import Runtime
+from webhook.sandbox.demo import ZHANG_WEI
+from webhook.telegram import SECRET_HEADER
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime, list[dict[str, Any]]]]:
+    port = _free_port()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
+        bot_token=None,
+    )
+    app = create_app(settings, listen=("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(600):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert server.started
+    runtime: Runtime = app.state.runtime
+    delivered: list[dict[str, Any]] = []
+    deliver = runtime.emulator._deliver
+
+    async def recording(update: dict[str, Any]) -> int:
+        delivered.append(update)
+        status: int = await deliver(update)
+        return status
+
+    runtime.emulator.set_deliver(recording)
+    try:
+        yield f"http://127.0.0.1:{port}", runtime, delivered
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def press(runtime: Runtime, user: int, chat: int, label: str) -> None:
+    """Press the newest inline button whose text contains `label`."""
+    for message in reversed(runtime.emulator.view(user, chat)["messages"]):
+        for r, row in enumerate(message.get("inline_keyboard") or []):
+            for c, button in enumerate(row):
+                if label in button["text"]:
+                    await runtime.emulator.user_press_button(user, chat, message["id"], r, c)
+                    return
+    raise AssertionError(f"no button {label!r}")
+
+
+def last_bot_html(runtime: Runtime, user: int, chat: int) -> str:
+    messages = [m for m in runtime.emulator.view(user, chat)["messages"] if m["from"]["is_bot"]]
+    return str(messages[-1].get("html", ""))
+
+
+async def test_replayed_update_through_the_full_app_has_no_effect(service: Any) -> None:
+    base, runtime, delivered = service
+    emulator = runtime.emulator
+    await emulator.user_start(ZHANG_WEI)
+    before = len(emulator.view(ZHANG_WEI, ZHANG_WEI)["messages"])
+    assert before >= 2  # the /start and the bot's welcome
+    replay = delivered[-1]
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers = {SECRET_HEADER: runtime.webhook_secret}
+        for _ in range(3):
+            response = await client.post("/telegram/webhook", json=replay, headers=headers)
+            assert response.status_code == 200
+        # The bot said nothing more: the update was handled once.
+        assert len(emulator.view(ZHANG_WEI, ZHANG_WEI)["messages"]) == before
+
+        for bad in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: runtime.webhook_secret + "x"}):
+            response = await client.post("/telegram/webhook", json=replay, headers=bad)
+            assert response.status_code == 401
+
+        poison = await client.post(
+            "/telegram/webhook", content=b'{"update_id": "x"}', headers=headers
+        )
+        assert poison.status_code == 200
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(DeadLetter)) == 1
+
+
+async def test_the_resident_flow_through_the_emulator_stores_a_suggestion(service: Any) -> None:
+    """The dialog end to end over real HTTP both ways, hostile text included."""
+    _, runtime, _ = service
+    user = chat = ZHANG_WEI
+    emulator = runtime.emulator
+    async with runtime.sessionmaker() as session:
+        xinsha = await session.scalar(select(Community.id).where(Community.name == "新沙社区"))
+    await emulator.user_start(user, suggest_payload(xinsha))
+    await press(runtime, user, chat, "社区环境整治")
+    title = "<b>修</b>路灯'); DROP TABLE suggestion; --"
+    await emulator.user_send_text(user, chat, title)
+    await emulator.user_send_text(user, chat, "楼道太暗 🌙 & 老人上下楼不安全")
+    await emulator.user_send_text(user, chat, "新沙路 3 栋")
+    await press(runtime, user, chat, "跳过")  # photos
+    await press(runtime, user, chat, "跳过")  # kind and cost
+    await press(runtime, user, chat, "确认提交")
+    html = last_bot_html(runtime, user, chat)
+    assert "新沙-" in html
+    async with runtime.sessionmaker() as session:
+        stored = (
+            await session.scalars(select(Suggestion).order_by(Suggestion.id.desc()).limit(1))
+        ).one()
+    assert stored.title == title  # kept verbatim: SQL in text is only text
+    assert stored.number in html
+    await emulator.user_send_text(user, chat, "/my")
+    assert stored.number in last_bot_html(runtime, user, chat)
+    # What the resident typed came back escaped, never as markup.
+    rendered = "".join(str(m.get("html", "")) for m in emulator.view(user, chat)["messages"])
+    assert "<b>修</b>" not in rendered and "&lt;b&gt;修&lt;/b&gt;" in rendered
