@@ -437,20 +437,37 @@ async def cancel_background(runtime: PollRuntime, grace: float = 5.0) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def schedule_vote_polls(runtime: PollRuntime, vote_id: int) -> None:
-    """Start sending a convened vote's polls in the background, and return at once."""
+async def send_claimed_vote_polls(
+    runtime: PollRuntime, vote_id: int, *, now: Callable[[], datetime] = utcnow
+) -> SendReport | None:
+    """send_vote_polls under the vote's sending lease (council.claim_poll_sending): None if
+    another replica holds it or the polls were all sent already."""
+    async with runtime.sessionmaker() as session:
+        if not await council.claim_poll_sending(session, vote_id, now=now()):
+            return None
     settings = runtime.settings
+    report = await send_vote_polls(
+        runtime.bot,
+        runtime.sessionmaker,
+        vote_id,
+        limiter_of(runtime),
+        i18n=i18n_of(runtime),
+        tz=settings.tz,
+        default_locale=settings.default_locale,
+        now=now,
+    )
+    async with runtime.sessionmaker() as session:
+        await council.finish_poll_sending(session, vote_id, now=now())
+    return report
+
+
+def schedule_vote_polls(
+    runtime: PollRuntime, vote_id: int, *, now: Callable[[], datetime] = utcnow
+) -> None:
+    """Start sending a convened vote's polls in the background, and return at once."""
     spawn(
         runtime,
-        send_vote_polls(
-            runtime.bot,
-            runtime.sessionmaker,
-            vote_id,
-            limiter_of(runtime),
-            i18n=i18n_of(runtime),
-            tz=settings.tz,
-            default_locale=settings.default_locale,
-        ),
+        send_claimed_vote_polls(runtime, vote_id, now=now),
         name=f"council-vote-{vote_id}-polls",
     )
 

@@ -430,6 +430,10 @@ class CouncilVote(Base):
     council_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[VoteStatus] = mapped_column(str_enum(VoteStatus), default=VoteStatus.OPEN)
     closed_at: Mapped[datetime | None]
+    # Sending the polls is claimed with a lease, so one replica sends them and, if it dies
+    # half-way, another finishes once the lease has run out; `polls_sent_at` marks a full pass.
+    polls_lease_until: Mapped[datetime | None]
+    polls_sent_at: Mapped[datetime | None]
 
     community: Mapped[Community] = relationship()
     items: Mapped[list[CouncilVoteItem]] = relationship(

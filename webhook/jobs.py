@@ -27,6 +27,7 @@ from bot.polls import (
     cancel_background,
     close_and_stop,
     council_poll_sender,
+    schedule_vote_polls,
     vote_closer,
 )
 from bot.ratelimit import create_limiter
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_KEY = "outbox"
 CLOSE_VOTES_EVERY = 20  # seconds
+RESUME_POLLS_EVERY = 60  # seconds
 SEND_OUTBOX_EVERY = 2  # seconds
 OUTBOX_BATCH = 50
 
@@ -94,6 +96,21 @@ async def close_due_votes(
     if closed:
         log.info("closed council votes %s", closed)
     return closed
+
+
+async def resume_poll_sending(runtime: Runtime, now: datetime | None = None) -> list[int]:
+    """Finish sending polls that a replica which died mid-way left unsent (their lease ran
+    out); sending skips the polls already recorded. Returns the votes taken up."""
+    moment = now or utcnow()
+    try:
+        async with runtime.sessionmaker() as session:
+            vote_ids = await council.votes_with_unsent_polls(session, moment)
+    except Exception as error:
+        log.warning("resuming poll sending: store unavailable (%r); next tick", error)
+        return []
+    for vote_id in vote_ids:
+        schedule_vote_polls(runtime, vote_id, now=(lambda: moment) if now else utcnow)
+    return vote_ids
 
 
 async def send_outbox(runtime: Runtime) -> int:
@@ -162,6 +179,16 @@ def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         coalesce=True,
         misfire_grace_time=CLOSE_VOTES_EVERY,
         next_run_time=utcnow(),  # at start-up: votes that fell due while we were down
+    )
+    # Polls left unsent by a replica that died while sending (a lease per vote).
+    scheduler.add_job(
+        resume_poll_sending,
+        IntervalTrigger(seconds=RESUME_POLLS_EVERY, jitter=5),
+        args=[runtime],
+        id="resume_poll_sending",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=RESUME_POLLS_EVERY,
     )
     # Sending is claimed per message (a lease); one round at a time in this process.
     scheduler.add_job(

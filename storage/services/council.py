@@ -435,6 +435,56 @@ async def due_vote_ids(session: AsyncSession, now: datetime) -> list[int]:
     return list((await session.scalars(query)).all())
 
 
+POLL_SENDING_LEASE = timedelta(minutes=10)
+
+
+async def claim_poll_sending(
+    session: AsyncSession, vote_id: int, *, now: datetime, lease: timedelta = POLL_SENDING_LEASE
+) -> bool:
+    """Take the right to send an open vote's polls until `now + lease`. A compare-and-set, so
+    of several replicas one sends; a lease left by one that died lets another finish. Commits."""
+    result: Any = await session.execute(
+        update(CouncilVote)
+        .where(
+            CouncilVote.id == vote_id,
+            CouncilVote.status == VoteStatus.OPEN,
+            CouncilVote.polls_sent_at.is_(None),
+            (CouncilVote.polls_lease_until.is_(None)) | (CouncilVote.polls_lease_until < now),
+        )
+        .values(polls_lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return bool(result.rowcount == 1)
+
+
+async def finish_poll_sending(session: AsyncSession, vote_id: int, *, now: datetime) -> None:
+    """Every poll of the vote was sent or its refusal recorded. Commits."""
+    await session.execute(
+        update(CouncilVote)
+        .where(CouncilVote.id == vote_id)
+        .values(polls_sent_at=now, polls_lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+
+
+async def votes_with_unsent_polls(session: AsyncSession, now: datetime) -> list[int]:
+    """Open votes whose polls were never fully sent and whom no live lease covers: what a
+    replica that died while sending left behind."""
+    query = (
+        select(CouncilVote.id)
+        .where(
+            CouncilVote.status == VoteStatus.OPEN,
+            CouncilVote.closes_at > now,
+            CouncilVote.polls_sent_at.is_(None),
+            (CouncilVote.polls_lease_until.is_(None)) | (CouncilVote.polls_lease_until < now),
+        )
+        .order_by(CouncilVote.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
 async def _tally(session: AsyncSession, item_ids: list[int]) -> dict[int, dict[Choice, int]]:
     counts: dict[int, dict[Choice, int]] = {i: dict.fromkeys(Choice, 0) for i in item_ids}
     rows = await session.execute(

@@ -38,6 +38,7 @@ from bot.polls import send_vote_polls, wait_background
 from bot.ratelimit import Limits, MemorySendLimiter, RedisSendLimiter
 from storage.db import create_engine, create_sessionmaker
 from storage.models import AuditEvent, CouncilVote, Notification, NotificationStatus, VoteStatus
+from storage.services import council
 from storage.services.org import find_community, import_rows
 from webhook.app import running_jobs
 from webhook.jobs import (
@@ -46,6 +47,7 @@ from webhook.jobs import (
     create_scheduler,
     install_senders,
     prune_processed_updates,
+    resume_poll_sending,
     send_outbox,
 )
 from webhook.runtime import Runtime
@@ -204,7 +206,12 @@ async def test_jobs_ride_out_a_database_outage(
 async def test_the_scheduler_has_its_jobs(runtime: Runtime) -> None:
     scheduler = create_scheduler(runtime)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"prune_processed_updates", "close_due_votes", "send_outbox"}
+    assert set(jobs) == {
+        "prune_processed_updates",
+        "close_due_votes",
+        "send_outbox",
+        "resume_poll_sending",
+    }
     for name in ("close_due_votes", "send_outbox"):
         assert jobs[name].max_instances == 1 and jobs[name].coalesce is True
     assert jobs["send_outbox"].trigger.interval == timedelta(seconds=2)
@@ -256,3 +263,25 @@ async def test_replicas_share_the_limiter_in_redis(
     finally:
         await client.aclose()
         await engine.dispose()
+
+
+async def test_polls_left_unsent_by_a_dead_replica_are_sent_once_its_lease_runs_out(
+    runtime: Runtime, double: TelegramDouble, org: Any
+) -> None:
+    council_ = await make_council(runtime.sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["候选甲", "候选乙"])
+    vote = await convene(council_, ids, closes_at=in_days(3))
+    # A replica took the lease to send the polls and died before sending any.
+    async with runtime.sessionmaker() as session:
+        assert await council.claim_poll_sending(session, vote.id, now=T0)
+        assert not await council.claim_poll_sending(session, vote.id, now=T0)  # held
+    assert await resume_poll_sending(runtime, now=T0 + timedelta(minutes=5)) == []
+    assert await resume_poll_sending(runtime, now=T0 + timedelta(minutes=11)) == [vote.id]
+    await wait_background(runtime)
+    assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 2
+    # A full pass is recorded: nothing is sent twice, by this replica or another.
+    assert await resume_poll_sending(runtime, now=T0 + timedelta(minutes=30)) == []
+    async with runtime.sessionmaker() as session:
+        assert not await council.claim_poll_sending(session, vote.id, now=T0 + timedelta(days=1))
+        stored = await session.get(CouncilVote, vote.id)
+        assert stored is not None and stored.polls_sent_at is not None
