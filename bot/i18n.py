@@ -6,6 +6,9 @@ first use whenever missing or older, so a fresh clone needs no extra step.
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 from pathlib import Path
 
 from aiogram.utils.i18n import I18n
@@ -17,19 +20,37 @@ DOMAIN = "messages"
 LOCALES = ("zh", "en")
 
 
-def ensure_compiled(locales_dir: Path, domain: str) -> None:
-    """Compile every `<locale>/LC_MESSAGES/<domain>.po` whose .mo is missing or stale."""
+def compile_catalog(po_path: Path) -> bytes:
+    """A .po file compiled to .mo bytes (for a read-only folder, used in memory)."""
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file, abort_invalid=True)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    return buffer.getvalue()
+
+
+def ensure_compiled(locales_dir: Path, domain: str) -> list[Path]:
+    """Compile every `<locale>/LC_MESSAGES/<domain>.po` whose `.mo` is missing or older.
+
+    The .mo files are build products (not committed). Each is written to a temporary file and
+    renamed, so replicas starting together never read half a catalogue. Returns what it wrote.
+    """
+    written: list[Path] = []
     for po_path in sorted(locales_dir.glob(f"*/LC_MESSAGES/{domain}.po")):
         mo_path = po_path.with_suffix(".mo")
         if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
             continue
-        with po_path.open("rb") as po_file:
-            catalog = read_po(po_file, locale=po_path.parents[1].name)
-        tmp_path = mo_path.with_suffix(".mo.tmp")
-        with tmp_path.open("wb") as mo_file:
-            write_mo(mo_file, catalog)
-        # Atomic, so that replicas starting together never read a half-written file.
-        tmp_path.replace(mo_path)
+        data = compile_catalog(po_path)
+        fd, tmp_name = tempfile.mkstemp(dir=po_path.parent, prefix=f".{domain}-", suffix=".mo")
+        try:
+            with os.fdopen(fd, "wb") as tmp_file:
+                tmp_file.write(data)
+            os.replace(tmp_name, mo_path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        written.append(mo_path)
+    return written
 
 
 def create_i18n(default_locale: str = "zh", locales_dir: Path = LOCALES_DIR) -> I18n:

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import Chat, TelegramObject, Update, User
@@ -99,3 +100,12 @@ class ConversationLockMiddleware(BaseMiddleware):
         async with self._lock(data.get("fsm_storage"), state.key, update_id):
             data["raw_state"] = await state.get_state()
             return await handler(event, data)
+
+
+async def current_step(state: FSMContext, form: type[StatesGroup]) -> State | None:
+    """The step of `form` the conversation is at, or None when it is elsewhere."""
+    raw = await state.get_state()
+    for step in form.__states__:
+        if step.state == raw:
+            return step
+    return None

@@ -32,6 +32,7 @@ from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
 from bot.texts import local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
+from dialogs.common import current_step
 from dialogs.org_picker import get_community
 from dialogs.review import NARROWEST_FIRST, chat_of, short, stale
 from storage import rules
@@ -283,14 +284,6 @@ async def _out_of_reach(bot: Bot, chat_id: int, state: FSMContext, prefix: str) 
     await send(bot, chat_id, prefix + text)
 
 
-async def current_step(state: FSMContext) -> State | None:
-    raw = await state.get_state()
-    for step in ConveneForm.__states__:
-        if step.state == raw:
-            return step
-    return None
-
-
 async def reask(
     bot: Bot,
     chat_id: int,
@@ -300,7 +293,7 @@ async def reask(
     settings: Settings,
     note: str,
 ) -> None:
-    step = await current_step(state)
+    step = await current_step(state, ConveneForm)
     if step == ConveneForm.community:
         await send(bot, chat_id, note)
         return

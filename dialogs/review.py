@@ -45,6 +45,7 @@ from bot.texts import (
     yuan,
 )
 from dialogs import suggestion as suggestion_dialog
+from dialogs.common import current_step
 from dialogs.org_picker import community_label
 from storage import rules
 from storage.models import Suggestion
@@ -402,14 +403,6 @@ async def _prompt(
     )
 
 
-async def current_step(state: FSMContext) -> State | None:
-    raw = await state.get_state()
-    for step in ReviewForm.__states__:
-        if step.state == raw:
-            return step
-    return None
-
-
 async def reask(
     bot: Bot,
     chat_id: int,
@@ -419,7 +412,7 @@ async def reask(
     settings: Settings,
     note: str,
 ) -> None:
-    step = await current_step(state)
+    step = await current_step(state, ReviewForm)
     if step is not None:
         await go(bot, chat_id, telegram_id, state, session, settings, step, note)
 

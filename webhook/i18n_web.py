@@ -8,18 +8,16 @@ strings and merges them into both catalogues, keeping the translations already m
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_file
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 from babel.support import Translations
 
+from bot.i18n import compile_catalog, ensure_compiled
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 
 # The repository's `locales/` (an editable install, as the Makefile does).
@@ -30,38 +28,6 @@ DEFAULT_LOCALE = "zh"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Python files whose gettext calls belong to the board's domain.
 PYTHON_SOURCES = (Path(__file__).resolve(),)
-
-
-def _compile(po_path: Path) -> bytes:
-    with po_path.open("rb") as po_file:
-        catalog = read_po(po_file, abort_invalid=True)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    return buffer.getvalue()
-
-
-def ensure_compiled(locales_dir: Path, domain: str) -> list[Path]:
-    """Compile every `<locale>/LC_MESSAGES/<domain>.po` whose `.mo` is missing or older.
-
-    The .mo files are build products (not committed). Each is written to a temporary file and
-    renamed, so replicas starting together never read half a catalogue. Returns what it wrote.
-    """
-    written: list[Path] = []
-    for po_path in sorted(locales_dir.glob(f"*/LC_MESSAGES/{domain}.po")):
-        mo_path = po_path.with_suffix(".mo")
-        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
-            continue
-        data = _compile(po_path)
-        fd, tmp_name = tempfile.mkstemp(dir=po_path.parent, prefix=f".{domain}-", suffix=".mo")
-        try:
-            with os.fdopen(fd, "wb") as tmp_file:
-                tmp_file.write(data)
-            os.replace(tmp_name, mo_path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        written.append(mo_path)
-    return written
 
 
 def normalise_locale(value: str | None, default: str = DEFAULT_LOCALE) -> str:
@@ -82,7 +48,7 @@ def translations(locale: str) -> Translations:
         ensure_compiled(LOCALES_DIR, DOMAIN)
     except OSError:
         # A read-only install: compile in memory instead of beside the .po.
-        return Translations(io.BytesIO(_compile(po_path)), domain=DOMAIN)
+        return Translations(io.BytesIO(compile_catalog(po_path)), domain=DOMAIN)
     loaded = Translations.load(str(LOCALES_DIR), [locale], DOMAIN)
     if not isinstance(loaded, Translations):
         raise FileNotFoundError(f"no {DOMAIN} catalogue for {locale!r} under {LOCALES_DIR}")
