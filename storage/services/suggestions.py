@@ -214,29 +214,6 @@ class PublicFilter:
     category: Category | None = None
 
 
-async def list_public(
-    session: AsyncSession, filters: PublicFilter, *, limit: int = 50, offset: int = 0
-) -> tuple[list[Suggestion], int]:
-    """Suggestions for the board and open data, newest first, with the total count."""
-    conditions = []
-    if filters.community_id is not None:
-        conditions.append(Suggestion.community_id == filters.community_id)
-    if filters.status is not None:
-        conditions.append(Suggestion.status == filters.status)
-    if filters.category is not None:
-        conditions.append(Suggestion.category == filters.category)
-    total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
-    query = (
-        select(Suggestion)
-        .where(*conditions)
-        .options(selectinload(Suggestion.community).selectinload(Community.street))
-        .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list((await session.scalars(query)).all()), total
-
-
 async def add_follower(session: AsyncSession, suggestion_id: int, person_id: int) -> None:
     exists = await session.get(Follower, (suggestion_id, person_id))
     if exists is None:
@@ -252,7 +229,6 @@ __all__ = [
     "apply",
     "count_today",
     "list_for_proposer",
-    "list_public",
     "next_number",
     "submit",
     "validate_draft",

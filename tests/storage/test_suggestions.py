@@ -20,7 +20,7 @@ from storage.models import (
     SuggestionCounter,
 )
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
-from storage.services import suggestions
+from storage.services import public, suggestions
 from storage.services.audit import Actor
 from storage.services.people import TelegramIdentity
 from storage.services.suggestions import DailyLimitReached, Draft, PublicFilter
@@ -297,7 +297,7 @@ async def test_apply_rolls_back_with_its_event(sessionmaker: Sessions, org: OrgT
 # --- Listings and followers -----------------------------------------------------------------
 
 
-async def test_list_public_filters_and_pages(
+async def test_public_listing_filters_and_pages(
     sessionmaker: Sessions, org: OrgTree, clock: list[datetime]
 ) -> None:
     made = []
@@ -314,23 +314,28 @@ async def test_list_public_filters_and_pages(
         await suggestions.apply(session, rejected, Action.REJECT, staff)
         await session.commit()
 
-        page, total = await suggestions.list_public(session, PublicFilter(), limit=4)
-        assert total == 6
-        assert [s.id for s in page] == [m.id for m in reversed(made)][:4]  # newest first
-        page, total = await suggestions.list_public(session, PublicFilter(), limit=4, offset=4)
-        assert (total, [s.id for s in page]) == (6, [made[1].id, made[0].id])
-        assert page[0].community.street.name == "沙头街道"
+        ids = {m.number: m.id for m in made}
 
-        only = await suggestions.list_public(session, PublicFilter(community_id=org.tianan_id))
+        def numbers(page: list[public.PublicSuggestion]) -> list[int]:
+            return [ids[s.number] for s in page]
+
+        page, total = await public.list_suggestions(session, PublicFilter(), limit=4)
+        assert total == 6
+        assert numbers(page) == [m.id for m in reversed(made)][:4]  # newest first
+        page, total = await public.list_suggestions(session, PublicFilter(), limit=4, offset=4)
+        assert (total, numbers(page)) == (6, [made[1].id, made[0].id])
+        assert page[0].community.street == "沙头街道"
+
+        only = await public.list_suggestions(session, PublicFilter(community_id=org.tianan_id))
         assert (only[1], [s.number for s in only[0]]) == (1, ["天安-2026-0001"])
-        care = await suggestions.list_public(session, PublicFilter(category=Category.CARE))
+        care = await public.list_suggestions(session, PublicFilter(category=Category.CARE))
         assert care[1] == 1
-        status = await suggestions.list_public(session, PublicFilter(status=State.REJECTED))
-        assert [s.id for s in status[0]] == [made[0].id]
+        status = await public.list_suggestions(session, PublicFilter(status=State.REJECTED))
+        assert numbers(status[0]) == [made[0].id]
         both = PublicFilter(community_id=org.xinsha_id, status=State.SUBMITTED)
-        assert (await suggestions.list_public(session, both))[1] == 4
+        assert (await public.list_suggestions(session, both))[1] == 4
         none = PublicFilter(community_id=org.tianan_id, category=Category.SAFETY)
-        assert await suggestions.list_public(session, none) == ([], 0)
+        assert await public.list_suggestions(session, none) == ([], 0)
 
 
 async def test_list_for_proposer(sessionmaker: Sessions, org: OrgTree) -> None:
