@@ -1,0 +1,679 @@
+"""Webhook throughput and latency: the full path against the bare framework, on both backends.
+
+    python -m bench.webhook                       # or: make bench
+    python -m bench.webhook --quick               # a smoke run of a few seconds per cell
+    python -m bench.webhook --backends sqlite --concurrency 1,40 --duration 20
+
+For each backend (SQLite; PostgreSQL + Redis) it prepares a fresh database (migrated, seeded
+with a small district › street › community tree), starts a stub Bot API server, then serves
+
+- the *baseline*: the same Telegram route under the same uvicorn settings, feeding a
+  Dispatcher with no middleware and a no-op handler (bench/server.py), and
+- the *full* app (`webhook.app.create_app`): secret → de-dup → dispatcher → dialog step →
+  store commit, with the bot's replies going to the stub over HTTP,
+
+each in its own single-worker uvicorn process, and drives them with Debian's `wrk`
+(bench/webhook.lua) at each concurrency: a warm-up, then the measured run. The stream is the
+resident suggestion dialog interleaved over many users (bench/stream.py). Raw results go to
+bench/results/ (not committed); the summary table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import stream
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+LUA_SCRIPT = BENCH_DIR / "webhook.lua"
+WEBHOOK_PATH = "/telegram/webhook"
+
+BOT_TOKEN = f"{stream.BOT_ID}:bench-not-a-real-token"
+SECRET = "bench-webhook-secret"
+ORG_ROWS = (
+    ("福田区", "沙头街道", "新沙社区"),
+    ("福田区", "沙头街道", "沙头社区"),
+    ("福田区", "沙头街道", "天安社区"),
+    ("福田区", "福田街道", "岗厦社区"),
+)
+SERVER_CPU, LOAD_CPU = "0", "1"
+PRIME_CONCURRENCY = 10
+# CPU (in cores) used by anything but our server, stub and wrk during a cell above which the
+# cell is measured again: PostgreSQL and Redis take ~0.1-0.2 of a core at these rates.
+NOISY_REST = 0.35
+ID_BASE = 10_000_000  # update ids stay positive through the priming rounds
+TARGET_THROUGHPUT_RATIO = 0.5
+TARGET_P99_RATIO = 2.0
+
+
+@dataclass
+class Cell:
+    backend: str
+    mode: str  # baseline | full
+    concurrency: int
+    duration_s: float
+    requests: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    errors: dict[str, int]
+    dead_letters: int = 0
+    suggestions: int = 0
+    # CPU used during the measured run, as a share of one core: is the server saturated?
+    cpu: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class BackendRun:
+    backend: str
+    database_url: str
+    redis_url: str | None
+    community_id: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    bot_api_calls: dict[str, int] = field(default_factory=dict)
+    server_log_errors: dict[str, dict[str, int]] = field(default_factory=dict)
+    full_requests_sent: int = 0
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cpu: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means it is serving
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def background(
+    argv: list[str], log_path: Path, ready_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(ready_url, proc=proc)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def count_log_errors(path: Path) -> dict[str, int]:
+    """Tracebacks in a server's log, apart from the ClientDisconnects wrk causes when it
+    stops with requests still queued (the route was still reading their bodies)."""
+    counts = {"tracebacks": 0, "client_disconnects": 0, "warnings": 0}
+    with path.open(encoding="utf-8", errors="replace") as log:
+        for line in log:
+            if line.startswith("Traceback"):
+                counts["tracebacks"] += 1
+            elif line.startswith("starlette.requests.ClientDisconnect"):
+                counts["client_disconnects"] += 1
+            elif " WARNING " in line or line.startswith("WARNING"):
+                counts["warnings"] += 1
+    counts["tracebacks"] -= counts["client_disconnects"]
+    return counts
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
+    """A fresh, migrated database with the org tree; returns the demo community's id."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(run.database_url)
+    if url.get_backend_name() != "sqlite":  # a SQLite file was removed by the caller
+        import asyncpg  # type: ignore[import-untyped]
+
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{url.database}"')
+        finally:
+            await admin.close()
+    if run.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(run.redis_url)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade
+    from storage.services.org import OrgRow, find_community, import_rows
+
+    await upgrade(run.database_url)
+    engine = create_engine(run.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = [OrgRow(line, *names) for line, names in enumerate(ORG_ROWS, start=2)]
+            await import_rows(session, rows)
+            community = await find_community(session, ORG_ROWS[0][2])
+            assert community is not None
+            return community.id
+    finally:
+        await engine.dispose()
+
+
+TABLES = ("suggestion", "dead_letter", "person", "processed_update", "audit_event")
+
+
+async def count_rows(database_url: str) -> dict[str, int]:
+    from sqlalchemy import text
+
+    from storage.db import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return {
+                table: int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+                for table in TABLES
+            }
+    finally:
+        await engine.dispose()
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    url: str
+    steps_path: Path
+    users: int
+    threads: int
+    cpu: str | None
+    log: Path
+    start: int = 0  # the stream's next request index, carried from run to run
+
+    def run(self, concurrency: int, seconds: int) -> dict[str, Any]:
+        threads = max(1, min(self.threads, concurrency))
+        argv = pinned(
+            self.cpu,
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{concurrency}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-s",
+                str(LUA_SCRIPT),
+                self.url,
+                "--",
+                str(self.steps_path),
+                str(self.start),
+                str(self.users),
+                SECRET,
+                str(ID_BASE),
+                str(threads),
+            ],
+        )
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+        with self.log.open("a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+        for line in done.stdout.splitlines():
+            if line.startswith("BENCH_RESULT "):
+                result: dict[str, Any] = json.loads(line.removeprefix("BENCH_RESULT "))
+                break
+        else:
+            raise RuntimeError(f"no BENCH_RESULT in wrk's output:\n{done.stdout}")
+        self.start += threads * int(result["consumed_per_thread"])
+        return result
+
+
+def make_cell(backend: str, mode: str, concurrency: int, result: dict[str, Any]) -> Cell:
+    duration = result["duration_us"] / 1e6
+    errors = {
+        key: int(result[key])
+        for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    }
+    cell = Cell(
+        backend=backend,
+        mode=mode,
+        concurrency=concurrency,
+        duration_s=round(duration, 3),
+        requests=int(result["requests"]),
+        rps=round(result["requests"] / duration, 1) if duration else 0.0,
+        p50_ms=result["p50_us"] / 1000,
+        p90_ms=result["p90_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        max_ms=result["max_us"] / 1000,
+        mean_ms=round(result["mean_us"] / 1000, 3),
+        errors=errors,
+    )
+    if cell.requests == 0:
+        cell.problems.append("no requests completed")
+    for key, value in errors.items():
+        if value:
+            cell.problems.append(f"{value} {key.replace('_', ' ')}")
+    return cell
+
+
+# --- one backend -----------------------------------------------------------------------------
+
+
+def server_argv(
+    mode: str, port: int, stub_url: str, run: BackendRun, opts: argparse.Namespace
+) -> list[str]:
+    argv = [sys.executable, "-m", "bench.server", "--mode", mode, "--port", str(port)]
+    argv += ["--token", BOT_TOKEN, "--api-base", stub_url, "--secret", SECRET]
+    argv += ["--database-url", run.database_url, "--max-suggestions-per-day", "1000"]
+    if run.redis_url:
+        argv += ["--redis-url", run.redis_url]
+    if opts.no_access_log:
+        argv.append("--no-access-log")
+    return argv
+
+
+def run_backend(run: BackendRun, opts: argparse.Namespace, out: Path) -> None:
+    print(f"\n== {run.backend}: preparing {run.database_url}", flush=True)
+    if run.backend == "sqlite":
+        database = run.database_url.split(":///", 1)[1]
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(database + suffix).unlink(missing_ok=True)
+    run.community_id = asyncio.run(prepare_store(run, opts.pg_admin_url))
+    steps = stream.dialog_steps(run.community_id) if opts.stream == "dialog" else None
+    steps = steps or stream.simple_steps()
+    run.steps = [step.name for step in steps]
+    steps_path = stream.write_lua(steps, out / f"steps-{run.backend}.lua")
+    print(f"   community id {run.community_id}; {len(steps)} steps: {', '.join(run.steps)}")
+
+    server_cpu = None if opts.no_pin else SERVER_CPU
+    load_cpu = None if opts.no_pin else LOAD_CPU
+    stub_port = free_port()
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    stub_argv = [sys.executable, "-m", "bench.stub_api", "--port", str(stub_port)]
+    with contextlib.ExitStack() as stack:
+        stub = stack.enter_context(
+            background(
+                pinned(load_cpu, stub_argv), out / f"stub-{run.backend}.log", f"{stub_url}/stats"
+            )
+        )
+        # Both servers stay up, idle in turn, so that each concurrency measures the baseline
+        # and the full path back to back (a drifting machine then hurts both alike).
+        loads: dict[str, Load] = {}
+        servers: dict[str, subprocess.Popen[bytes]] = {}
+        logs: dict[str, Path] = {}
+        for mode in opts.modes:
+            port = free_port()
+            logs[mode] = out / f"server-{run.backend}-{mode}.log"
+            url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+            argv = pinned(server_cpu, server_argv(mode, port, stub_url, run, opts))
+            servers[mode] = stack.enter_context(background(argv, logs[mode], url))
+            loads[mode] = Load(
+                url=url,
+                steps_path=steps_path,
+                users=opts.users,
+                threads=opts.threads,
+                cpu=load_cpu,
+                log=out / f"wrk-{run.backend}.log",
+                # The full path enters through the priming rounds (see webhook.lua).
+                start=-(len(steps) - 1) * opts.users if mode == "full" else 0,
+            )
+        if "full" in loads:
+            prime(loads["full"], PRIME_CONCURRENCY, opts.warmup)
+        for concurrency in opts.concurrency:
+            for mode, load in loads.items():
+                pids = {"server": servers[mode].pid, "stub": stub.pid}
+                tries = [measure(run, load, mode, concurrency, opts, pids, out)]
+                # Something else used the machine meanwhile: measure again, keep the quietest.
+                while tries[-1].cpu["rest"] > NOISY_REST and len(tries) <= opts.retries:
+                    print(f"   {describe(tries[-1])}  [disturbed: measuring again]", flush=True)
+                    tries.append(measure(run, load, mode, concurrency, opts, pids, out))
+                cell = min(tries, key=lambda c: c.cpu["rest"])
+                run.cells.append(cell)
+                print(f"   {describe(cell)}", flush=True)
+        if "full" in loads:
+            run.full_requests_sent = loads["full"].start
+        with urllib.request.urlopen(f"{stub_url}/stats", timeout=5) as answer:
+            run.bot_api_calls = json.load(answer)
+    for mode, log_path in logs.items():
+        run.server_log_errors[mode] = count_log_errors(log_path)
+    run.totals = asyncio.run(count_rows(run.database_url))
+
+
+def prime(load: Load, concurrency: int, seconds: int) -> None:
+    """Run the priming rounds (every user's first steps up to where its slot enters)."""
+    began = time.monotonic()
+    while load.start < 0:
+        load.run(concurrency, max(1, seconds))
+        if time.monotonic() - began > 600:
+            raise RuntimeError("priming took over 10 minutes")
+    print(f"   primed in {time.monotonic() - began:.0f} s", flush=True)
+
+
+def measure(
+    run: BackendRun,
+    load: Load,
+    mode: str,
+    concurrency: int,
+    opts: argparse.Namespace,
+    pids: dict[str, int],
+    out: Path,
+) -> Cell:
+    if opts.warmup:
+        load.run(concurrency, opts.warmup)
+    if opts.wait_quiet:
+        wait_quiet(opts.wait_quiet, set(pids.values()))
+    before = asyncio.run(count_rows(run.database_url)) if mode == "full" else None
+    spy = start_profile(opts, pids["server"], out / f"profile-{run.backend}-{mode}-c{concurrency}")
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    wrk_before = children_cpu_seconds()
+    machine_before = machine_cpu()
+    result = load.run(concurrency, opts.duration)
+    machine_after = machine_cpu()
+    cell = make_cell(run.backend, mode, concurrency, result)
+    seconds = result["duration_us"] / 1e6
+    cell.cpu = {
+        name: round((cpu_seconds(pid) - cpu_before[name]) / seconds, 2)
+        for name, pid in pids.items()
+    }
+    cell.cpu["wrk"] = round((children_cpu_seconds() - wrk_before) / seconds, 2)
+    # Everything else the machine did meanwhile: PostgreSQL and Redis (part of the system
+    # under test on that backend) and whatever else runs here (a noisy neighbour).
+    busy = (machine_after - machine_before) / seconds
+    cell.cpu["rest"] = round(max(0.0, busy - sum(cell.cpu.values())), 2)
+    if spy is not None:
+        spy.wait()
+    if before is not None:
+        time.sleep(0.5)  # let requests still in flight when wrk stopped commit
+        after = asyncio.run(count_rows(run.database_url))
+        cell.suggestions = after["suggestion"] - before["suggestion"]
+        cell.dead_letters = after["dead_letter"] - before["dead_letter"]
+        if cell.dead_letters:
+            cell.problems.append(f"{cell.dead_letters} updates dead-lettered (handler errors)")
+        if opts.stream == "dialog" and cell.suggestions == 0:
+            cell.problems.append("no suggestion was stored")
+    return cell
+
+
+def machine_cpu() -> float:
+    """CPU seconds all cores have spent busy since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(limit: float, ours: set[int], threshold: float = 0.25) -> None:
+    """Wait (at most `limit` seconds) until the machine is idle apart from our processes:
+    other work on 2 cores moves the figures more than anything measured here."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = machine_cpu() - sum(cpu_seconds(pid) for pid in ours)
+        time.sleep(1.0)
+        busy = machine_cpu() - sum(cpu_seconds(pid) for pid in ours) - before
+        if busy < threshold:
+            return
+        if time.monotonic() > deadline:
+            print(f"   (machine still busy: {busy:.2f} cores used by others)", flush=True)
+            return
+
+
+def start_profile(opts: argparse.Namespace, pid: int, path: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (if asked for and installed) on the server for the measured run."""
+    if not opts.profile:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(opts.duration)]
+    # Blocking sampling: --nonblocking over-weights frames that sit in system calls. It slows
+    # the server a little, so profiled cells read lower than unprofiled ones.
+    argv += ["--rate", "100", "--format", "speedscope"]
+    argv += ["--output", f"{path}.speedscope.json"]
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return spy
+
+
+def describe(cell: Cell) -> str:
+    extra = f", {cell.suggestions} suggestions stored" if cell.mode == "full" else ""
+    flag = "" if cell.valid else f"  INVALID: {'; '.join(cell.problems)}"
+    cpu = " ".join(f"{name} {share:.0%}" for name, share in cell.cpu.items())
+    return (
+        f"{cell.mode:8} c={cell.concurrency:<3} {cell.rps:8.1f} upd/s  p50 {cell.p50_ms:7.1f} ms"
+        f"  p99 {cell.p99_ms:7.1f} ms  ({cell.requests} requests{extra}; cpu {cpu}){flag}"
+    )
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def share(cell: Cell | None, name: str) -> str:
+    return f"{cell.cpu[name]:.0%}" if cell and name in cell.cpu else "–"
+
+
+def table(run: BackendRun) -> str:
+    by = {(cell.mode, cell.concurrency): cell for cell in run.cells}
+    lines = [
+        "| concurrency | baseline upd/s | full upd/s | ratio (≥ 0.5) | baseline p99 ms "
+        "| full p99 ms | ratio (≤ 2) | baseline p50 ms | full p50 ms | suggestions stored "
+        "| server CPU b/f | other CPU b/f |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for concurrency in sorted({cell.concurrency for cell in run.cells}):
+        base, full = by.get(("baseline", concurrency)), by.get(("full", concurrency))
+
+        def num(cell: Cell | None, attr: str) -> str:
+            return f"{getattr(cell, attr):,.1f}" if cell else "–"
+
+        rps_ratio = p99_ratio = "–"
+        if base and full:
+            rps = full.rps / base.rps
+            p99 = full.p99_ms / base.p99_ms
+            rps_ratio = f"{rps:.2f} {'✓' if rps >= TARGET_THROUGHPUT_RATIO else '✗'}"
+            p99_ratio = f"{p99:.2f} {'✓' if p99 <= TARGET_P99_RATIO else '✗'}"
+        invalid = [c for c in (base, full) if c and not c.valid]
+        note = " (INVALID)" if invalid else ""
+        lines.append(
+            f"| {concurrency}{note} | {num(base, 'rps')} | {num(full, 'rps')} | {rps_ratio} "
+            f"| {num(base, 'p99_ms')} | {num(full, 'p99_ms')} | {p99_ratio} "
+            f"| {num(base, 'p50_ms')} | {num(full, 'p50_ms')} "
+            f"| {full.suggestions if full else '–'} "
+            f"| {share(base, 'server')} / {share(full, 'server')} "
+            f"| {share(base, 'rest')} / {share(full, 'rest')} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "bot", "dialogs", "storage", "webhook"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        # The code under test: the commit, and how many of its files were changed on top.
+        "commit": head.stdout.strip(),
+        "uncommitted_files": len(dirty.stdout.splitlines()),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "",
+        "kernel": os.uname().release,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.webhook", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=int, default=10, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per cell")
+    parser.add_argument("--concurrency", default="1,10,40", help="comma-separated")
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--modes", default="baseline,full", help="baseline,full")
+    parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-up, 400 users")
+    parser.add_argument("--users", type=int, default=2000, help="distinct residents")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--stream", choices=("dialog", "simple"), default="dialog")
+    parser.add_argument("--no-pin", action="store_true", help="do not taskset the processes")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server during measured runs"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120,
+        help="before each cell, wait up to this many seconds for other load to stop (0: don't)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="re-measure a cell disturbed by other load"
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="unlike `minsheng serve`")
+    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.duration, opts.warmup, opts.users = 3, 1, 400
+    opts.concurrency = [int(c) for c in str(opts.concurrency).split(",") if c.strip()]
+    opts.backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
+    opts.modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
+    if any(b not in ("sqlite", "postgres") for b in opts.backends):
+        parser.error("--backends takes sqlite and/or postgres")
+    if any(m not in ("baseline", "full") for m in opts.modes):
+        parser.error("--modes takes baseline and/or full")
+    if opts.users % opts.threads:
+        parser.error("--users must be a multiple of --threads")
+    if not opts.no_pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        opts.no_pin = True
+    return opts
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    where = machine()  # before the run: the code under test may change while it runs
+    runs: list[BackendRun] = []
+    for backend in opts.backends:
+        if backend == "sqlite":
+            run = BackendRun(backend, f"sqlite+aiosqlite:///{out / 'bench.db'}", None)
+        else:
+            run = BackendRun(backend, opts.pg_url, opts.redis_url)
+        run_backend(run, opts, out)
+        runs.append(run)
+
+    command = "python -m bench.webhook " + " ".join(argv if argv is not None else sys.argv[1:])
+    report: dict[str, Any] = {
+        "when": stamp,
+        "command": command.strip(),
+        "machine": where,
+        "options": {k: v for k, v in vars(opts).items() if "url" not in k},
+        "pinning": None if opts.no_pin else {"server": SERVER_CPU, "wrk+stub": LOAD_CPU},
+        "runs": [
+            {**asdict(run), "cells": [{**asdict(c), "valid": c.valid} for c in run.cells]}
+            for run in runs
+        ],
+    }
+    (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    print(
+        f"\n{command.strip()}  ({stamp}; code at {where['commit']} with "
+        f"{where['uncommitted_files']} uncommitted files; raw results in {out.relative_to(REPO)})"
+    )
+    for run in runs:
+        sent = run.full_requests_sent
+        print(f"\n### {run.backend}\n\n{table(run)}\n")
+        print(
+            f"rows after the run: {run.totals}; stream index reached {sent}; "
+            f"Bot API calls: {sum(run.bot_api_calls.values())} {run.bot_api_calls}; "
+            f"server logs: {run.server_log_errors}"
+        )
+    if any(not cell.valid for run in runs for cell in run.cells):
+        print("\nSOME CELLS ARE INVALID (see above)")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
