@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.dedup import Deduplicator, RedisDeduplicator, StoreDeduplicator
 from bot.i18n import create_i18n
 from bot.middlewares import PersonLocaleMiddleware, UpdateSessionMiddleware
+from bot.performance import keep_response_types, run_cheap_filters_inline
 from bot.sender import RetryAfterMiddleware
 from storage.settings import TELEGRAM_PUBLIC_API, Settings
 
@@ -60,10 +61,16 @@ def create_dispatcher(
         sessionmaker=sessionmaker,
     )
     dispatcher.update.outer_middleware(
-        UpdateSessionMiddleware(sessionmaker, create_deduplicator(redis))
+        UpdateSessionMiddleware(
+            sessionmaker,
+            create_deduplicator(redis),
+            serialize=sessionmaker.kw["bind"].dialect.name == "sqlite",
+        )
     )
     PersonLocaleMiddleware(create_i18n(settings.default_locale), settings.default_locale).setup(
         dispatcher
     )
     dispatcher.include_router(create_root_router())
+    run_cheap_filters_inline(dispatcher)
+    keep_response_types()
     return dispatcher

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,17 +29,48 @@ class UpdateSessionMiddleware(BaseMiddleware):
     roll back and the error reaches the webhook route, which answers 503 so Telegram retries.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], dedup: Deduplicator) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dedup: Deduplicator,
+        *,
+        serialize: bool = False,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.dedup = dedup
+        # SQLite has one writer: concurrent updates would wait in its busy handler, which
+        # sleeps with growing back-off (seconds of tail latency). Queueing them here instead
+        # hands the write lock over at once.
+        self._serial: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if serialize else contextlib.nullcontext()
+        )
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
+        after_commit: list[AfterCommit] = []
+        async with self._serial:
+            result = await self._in_transaction(handler, event, data, after_commit)
+        # Work that must see this update's effects committed (closing a vote once its last
+        # ballot is in). It is already durable, so a failure here is logged, not retried by
+        # Telegram: the scheduler's own tick picks up what did not happen.
+        for hook in after_commit:
+            try:
+                await hook()
+            except Exception:
+                log.exception("after-commit hook failed for update %s", event.update_id)
+        return result
+
+    async def _in_transaction(
+        self,
+        handler: Handler,
+        event: Update,
+        data: dict[str, Any],
+        after_commit: list[AfterCommit],
+    ) -> Any:
         async with self.sessionmaker() as session:
             if not await self.dedup.claim(event.update_id, session):
                 return UNHANDLED
             data["session"] = session
-            after_commit: list[AfterCommit] = []
             data["after_commit"] = after_commit
             try:
                 result = await handler(event, data)
@@ -49,15 +81,7 @@ class UpdateSessionMiddleware(BaseMiddleware):
                     await self.dedup.release(event.update_id)
                 raise
             await self.dedup.done(event.update_id)
-        # Work that must see this update's effects committed (closing a vote once its last
-        # ballot is in). It is already durable, so a failure here is logged, not retried by
-        # Telegram: the scheduler's own tick picks up what did not happen.
-        for hook in after_commit:
-            try:
-                await hook()
-            except Exception:
-                log.exception("after-commit hook failed for update %s", event.update_id)
-        return result
+            return result
 
 
 class PersonLocaleMiddleware(I18nMiddleware):
