@@ -18,6 +18,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import ValidationError
 from redis import exceptions as redis_errors
 from sqlalchemy import exc as sa_errors
+from starlette.requests import ClientDisconnect
 
 from bot.dedup import UpdateInProgress
 from storage.services.updates import dead_letter
@@ -94,7 +95,11 @@ def create_telegram_router() -> APIRouter:
             secret.encode(), runtime.webhook_secret.encode()
         ):
             return Response(status_code=status.HTTP_401_UNAUTHORIZED)
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            # The sender gave up before the body arrived: nothing to handle, nobody to answer.
+            return Response(status_code=status.HTTP_400_BAD_REQUEST)
         if len(body) > MAX_BODY_BYTES:
             return await _dead_letter(runtime, body[:MAX_BODY_BYTES], "body too large")
         try:
