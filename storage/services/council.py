@@ -412,8 +412,34 @@ async def record_answer(
         )
     await session.execute(stmt)
     await session.flush()
-    done = reason is None and await everyone_voted(session, vote.id)
+    # Only the answer that completes its voter's ballot can complete the vote: count the whole
+    # vote then, not on every answer (that count grows with the council).
+    done = (
+        reason is None
+        and choice is not None
+        and await _voter_done(session, vote.id, telegram_id)
+        and await everyone_voted(session, vote.id)
+    )
     return AnswerResult(vote.id, reason is None, reason, done)
+
+
+async def _voter_done(session: AsyncSession, vote_id: int, telegram_id: int) -> bool:
+    """This voter has a counted choice on every item of the vote."""
+    items = select(func.count()).where(CouncilVoteItem.vote_id == vote_id).scalar_subquery()
+    answered = (
+        select(func.count())
+        .select_from(Ballot)
+        .join(CouncilVoteItem, CouncilVoteItem.id == Ballot.item_id)
+        .where(
+            CouncilVoteItem.vote_id == vote_id,
+            Ballot.telegram_id == telegram_id,
+            Ballot.counted.is_(True),
+            Ballot.choice.is_not(None),
+        )
+        .scalar_subquery()
+    )
+    row = (await session.execute(select(items, answered))).one()
+    return int(row[1] or 0) >= int(row[0] or 0) > 0
 
 
 async def _person_id(session: AsyncSession, telegram_id: int) -> int | None:
