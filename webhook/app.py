@@ -18,6 +18,9 @@ from bot.commands_menu import set_bot_commands
 from bot.factory import create_bot, create_dispatcher
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
+from webhook.api.officials import create_officials_router
+from webhook.api.public import create_public_api_router
+from webhook.board import create_board_router
 from webhook.health import create_health_router
 from webhook.jobs import create_scheduler, install_senders, stop_senders
 from webhook.runtime import Runtime
@@ -180,20 +183,12 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
     )
     app.include_router(create_telegram_router())
     app.include_router(create_health_router())
-    _include_optional_routers(app)
+    app.include_router(create_board_router())
+    app.include_router(create_public_api_router())
+    app.include_router(create_officials_router())
     if emulator is not None:
         from webhook.sandbox.page import create_sandbox_router
 
         app.include_router(emulator.telegram_router())
         app.include_router(create_sandbox_router(emulator))
     return app
-
-
-def _include_optional_routers(app: FastAPI) -> None:
-    from webhook.api.officials import create_officials_router
-    from webhook.api.public import create_public_api_router
-    from webhook.board import create_board_router
-
-    app.include_router(create_board_router())
-    app.include_router(create_public_api_router())
-    app.include_router(create_officials_router())

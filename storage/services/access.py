@@ -197,7 +197,3 @@ async def council_members(session: AsyncSession, community_id: int) -> list[Pers
         .distinct()
     )
     return list((await session.scalars(query)).all())
-
-
-async def scopes_of_role(session: AsyncSession, person_id: int, role: Role) -> list[Scope]:
-    return [p.scope for p in await principals_of(session, person_id) if p.role is role]
