@@ -43,7 +43,7 @@ MESSAGE_METHODS = frozenset(
 )
 
 
-def _chat(chat_id: str | None) -> dict[str, Any]:
+def _chat(chat_id: int | str | None) -> dict[str, Any]:
     try:
         ident = int(chat_id or 0)
     except ValueError:  # @channelusername
@@ -51,6 +51,17 @@ def _chat(chat_id: str | None) -> dict[str, Any]:
     if ident > 0:
         return {"id": ident, "type": "private", "first_name": "Resident"}
     return {"id": ident, "type": "supergroup", "title": "Community group"}
+
+
+async def _params(request: web.Request) -> Any:
+    """The call's parameters: a JSON object (the bot's usual body), or a multipart/urlencoded
+    form (uploads, and other clients)."""
+    if not request.can_read_body:
+        return {}
+    if request.content_type == "application/json":
+        params = await request.json()
+        return params if isinstance(params, dict) else {}
+    return await request.post()
 
 
 class Stub:
@@ -118,7 +129,7 @@ class Stub:
     async def handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"].lower()
         self.calls[method] = self.calls.get(method, 0) + 1
-        form = await request.post() if request.can_read_body else {}
+        form = await _params(request)
         body = json.dumps({"ok": True, "result": self.result(method, form)}, ensure_ascii=False)
         return web.Response(text=body, content_type="application/json")
 

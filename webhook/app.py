@@ -46,6 +46,7 @@ async def _sandbox_start(runtime: Runtime, app: FastAPI) -> None:
     """Seed the demo and connect the emulator to our own webhook route."""
     from storage.migrate import upgrade
     from webhook.sandbox.demo import seed_demo
+    from webhook.sandbox.emulator import WebhookAnswer
 
     await upgrade(runtime.settings.database_url)
     async with runtime.sessionmaker() as session:
@@ -55,11 +56,14 @@ async def _sandbox_start(runtime: Runtime, app: FastAPI) -> None:
     )
     runtime.extras["sandbox_client"] = client
 
-    async def deliver(update: dict[str, Any]) -> int:
+    async def deliver(update: dict[str, Any]) -> WebhookAnswer:
         response = await client.post(
             WEBHOOK_PATH, json=update, headers={SECRET_HEADER: runtime.webhook_secret}
         )
-        return response.status_code
+        # The body may carry the webhook reply, which the emulator runs as Telegram would.
+        return WebhookAnswer(
+            response.status_code, response.content, response.headers.get("content-type", "")
+        )
 
     runtime.emulator.set_deliver(deliver)
 

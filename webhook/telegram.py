@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiogram.exceptions import (
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from sqlalchemy import exc as sa_errors
 from starlette.requests import ClientDisconnect
 
 from bot.dedup import UpdateInProgress
+from bot.session import dump_payload, method_payload
 from storage.services.updates import dead_letter
 from webhook.deps import RuntimeDep
 from webhook.runtime import Runtime
@@ -81,6 +83,25 @@ async def _dead_letter(runtime: Runtime, body: bytes, reason: str) -> Response:
     return Response(status_code=status.HTTP_200_OK)
 
 
+async def _reply(runtime: Runtime, update_id: int, method: TelegramMethod[Any]) -> Response:
+    """A method a handler returned (`return message.answer(...)`), as Telegram's webhook reply:
+    the 200's JSON body names it and Telegram runs it afterwards, its result unreported. The
+    update is already committed, so an upload, which the reply cannot carry, is called here and
+    a failure of it only logged."""
+    payload = method_payload(runtime.bot, method)
+    if payload is None:
+        try:
+            await runtime.bot(method)
+        except Exception:
+            log.exception("update %s: the reply %s failed", update_id, method.__api_method__)
+        return Response(status_code=status.HTTP_200_OK)
+    return Response(
+        content=dump_payload({"method": method.__api_method__, **payload}),
+        status_code=status.HTTP_200_OK,
+        media_type="application/json",
+    )
+
+
 def create_telegram_router() -> APIRouter:
     router = APIRouter()
 
@@ -108,13 +129,15 @@ def create_telegram_router() -> APIRouter:
             # A poison body would be retried by Telegram for a day: keep it and say 200.
             return await _dead_letter(runtime, body, f"unparseable update: {error}")
         try:
-            await runtime.dispatcher.feed_update(runtime.bot, update)
+            result = await runtime.dispatcher.feed_update(runtime.bot, update)
         except Exception as error:
             if is_transient(error):
                 log.warning("update %s deferred: %r", update.update_id, error)
                 return _unavailable(type(error).__name__)
             log.exception("update %s failed; dead-lettered", update.update_id)
             return await _dead_letter(runtime, body, f"handler error: {error!r}")
+        if isinstance(result, TelegramMethod):
+            return await _reply(runtime, update.update_id, result)
         return Response(status_code=status.HTTP_200_OK)
 
     return router

@@ -4,7 +4,9 @@ The real aiogram `Bot` talks to it over HTTP (`TelegramAPIServer.from_base`); wh
 on /sandbox becomes real `Update` objects, handed to `deliver` (the webhook route, secret
 included). It answers like Telegram, refusals included (400 for a message over 4,096 UTF-16
 units, callback data over 64 bytes, malformed HTML; 403 when the user blocked the bot), so the
-sandbox catches the bugs Telegram would.
+sandbox catches the bugs Telegram would. A method in the webhook's answer (`{"method": ...}`,
+Telegram's webhook reply) is run as the bot's call after the 200; a refusal of it, which
+Telegram drops silently, shows in the log and the delivery errors.
 
 All state is in memory: one process holds the sandbox. State changes are synchronous (no await
 between reading and writing), so they are atomic on the event loop; the one lock keeps update
@@ -46,11 +48,10 @@ from webhook.sandbox.telegram_html import (
     utf16_len,
 )
 
-__all__ = ["BotAPIError", "Emulator", "SandboxError"]
+__all__ = ["BotAPIError", "Deliver", "Emulator", "SandboxError", "WebhookAnswer"]
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[dict[str, Any]], Awaitable[int]]
 JSON = dict[str, Any]
 
 MESSAGE_MAX = 4096
@@ -327,6 +328,20 @@ class StoredUpload:
     data: bytes
 
 
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """The webhook's HTTP answer to one update: its status and body, which may name a method
+    for Telegram to run (the webhook reply)."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = ""
+
+
+# Where updates go; a bare status stands for an answer without a body.
+Deliver = Callable[[JSON], Awaitable[WebhookAnswer | int]]
+
+
 @dataclass
 class PressResult:
     """What pressing an inline button did, for the web chat."""
@@ -412,6 +427,25 @@ def _parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], di
         else:
             fields[name_match.group(1)] = content.decode("utf-8", "replace")
     return fields, uploads
+
+
+def _parse_body(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str, StoredUpload]]:
+    """A method's parameters from a JSON, multipart or urlencoded body: (fields, uploads)."""
+    kind = content_type.lower()
+    if not body:
+        return {}, {}
+    if kind.startswith("application/json"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise _bad("can't parse JSON request") from None
+        if not isinstance(parsed, dict):
+            raise _bad("can't parse JSON request")
+        return parsed, {}
+    if kind.startswith("multipart/form-data"):
+        fields, uploads = _parse_multipart(body, content_type)
+        return dict(fields), uploads
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)), {}
 
 
 def deep_link_payload(url: str, bot_username: str) -> tuple[bool, str | None]:
@@ -514,7 +548,7 @@ class Emulator:
     # --- wiring ------------------------------------------------------------------------------
 
     def set_deliver(self, deliver: Deliver) -> None:
-        """Where updates go: the lead's webhook POST; returns its HTTP status."""
+        """Where updates go: the webhook POST; returns its answer (or only its HTTP status)."""
         self._deliver = deliver
 
     @property
@@ -567,22 +601,8 @@ class Emulator:
         uploads: dict[str, StoredUpload] = {}
         if request.method == "POST":
             body = await request.body()
-            content_type = request.headers.get("content-type", "").lower()
-            if not body:
-                pass
-            elif content_type.startswith("application/json"):
-                try:
-                    parsed = json.loads(body)
-                except ValueError:
-                    raise _bad("can't parse JSON request") from None
-                if not isinstance(parsed, dict):
-                    raise _bad("can't parse JSON request")
-                raw.update(parsed)
-            elif content_type.startswith("multipart/form-data"):
-                fields, uploads = _parse_multipart(body, request.headers["content-type"])
-                raw.update(fields)
-            else:
-                raw.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            fields, uploads = _parse_body(body, request.headers.get("content-type", ""))
+            raw.update(fields)
         return raw, uploads
 
     def _log(self, kind: str, name: str, summary: str, status: int) -> None:
@@ -1705,24 +1725,57 @@ class Emulator:
                 self._log("update", kind, "queued for getUpdates", 0)
                 return 0
             try:
-                status = await self._deliver(update)
+                answered = await self._deliver(update)
             except Exception as error:  # the sandbox must survive a broken bot
                 log.exception("sandbox: delivering update %s failed", update["update_id"])
-                status = 599
+                answer = WebhookAnswer(599)
                 self.delivery_errors.append(
                     {"at": time.time(), "update_id": update["update_id"], "error": repr(error)}
                 )
             else:
-                if status != 200:
+                answer = WebhookAnswer(answered) if isinstance(answered, int) else answered
+                if answer.status != 200:
                     self.delivery_errors.append(
                         {
                             "at": time.time(),
                             "update_id": update["update_id"],
-                            "error": f"the webhook answered HTTP {status}",
+                            "error": f"the webhook answered HTTP {answer.status}",
                         }
                     )
-            self._log("update", kind, f"update {update['update_id']}", status)
-            return status
+            self._log("update", kind, f"update {update['update_id']}", answer.status)
+            if answer.status == 200 and answer.body:
+                await self._run_webhook_reply(update["update_id"], answer)
+            return answer.status
+
+    async def _run_webhook_reply(self, update_id: int, answer: WebhookAnswer) -> None:
+        """Run the method named in the webhook's answer as the bot's call, after its 200, as
+        Telegram does. Telegram reports neither its result nor its refusal: the refusal is
+        logged here and shown with the delivery errors."""
+        try:
+            raw, uploads = _parse_body(answer.body, answer.content_type)
+        except BotAPIError:
+            return  # not parameters: an answer Telegram ignores
+        method = raw.pop("method", None)
+        if not isinstance(method, str) or not method:
+            return
+        try:
+            await self.call(method, raw, uploads)
+        except Exception as error:  # a refusal, or the emulator's own bug: the sandbox goes on
+            if isinstance(error, BotAPIError):
+                code, description = error.code, error.description
+            else:
+                log.exception("sandbox: the webhook reply %s failed", method)
+                code, description = 500, repr(error)
+            self._log("api", method, f"webhook reply: {description}", code)
+            self.delivery_errors.append(
+                {
+                    "at": time.time(),
+                    "update_id": update_id,
+                    "error": f"the webhook reply {method} was refused: {description}",
+                }
+            )
+            return
+        self._log("api", method, f"webhook reply: {_summary(raw)}", 200)
 
     def _later(self, payload: JSON) -> None:
         """Deliver from a task: for updates caused by the bot's own call (it holds the lock)."""

@@ -1,0 +1,203 @@
+"""The webhook route answers with the method a handler returned (Telegram's webhook reply).
+
+`return message.answer(...)` costs the bot no call of its own: the 200's JSON body names the
+method and Telegram runs it. An upload cannot ride in the answer, so the route calls it first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.base import BaseSession
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import SendPhoto, TelegramMethod
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from fastapi import FastAPI
+
+from storage.db import create_engine, create_sessionmaker
+from storage.settings import Settings
+from webhook.runtime import Runtime
+from webhook.telegram import SECRET_HEADER, create_telegram_router
+
+SECRET = "reply-secret"
+CHAT = 555
+_ids = itertools.count(5000)
+KEYBOARD = InlineKeyboardMarkup(
+    inline_keyboard=[[InlineKeyboardButton(text="好 ✓", callback_data="ok:1")]]
+)
+
+
+class RecordingSession(BaseSession):
+    """The bot's own calls (uploads only, here); `fail` makes the next one refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[TelegramMethod[Any]] = []
+        self.fail = False
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        self.calls.append(method)
+        if self.fail:
+            raise TelegramBadRequest(method=method, message="Bad Request: IMAGE_PROCESS_FAILED")
+        return method.__returning__.model_validate(  # type: ignore[union-attr]
+            {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": CHAT, "type": "private"},
+                "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}],
+            },
+            context={"bot": bot},
+        )
+
+    async def close(self) -> None:
+        return None
+
+    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
+        yield b""
+
+
+def build_dispatcher() -> Dispatcher:
+    router = Router()
+
+    @router.message(F.text == "reply")
+    async def reply(message: Message) -> Any:
+        return message.answer("收到 <b>x</b>", reply_markup=KEYBOARD)
+
+    @router.message(F.text == "photo")
+    async def photo(message: Message) -> Any:
+        return message.answer_photo(BufferedInputFile(b"\x89PNG", "p.png"), caption="<b>c</b>")
+
+    @router.message(F.text == "quiet")
+    async def quiet(message: Message) -> None:
+        return None
+
+    @router.callback_query()
+    async def pressed(query: CallbackQuery) -> Any:
+        return query.answer("已记录")
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+@pytest.fixture
+async def webhook(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, RecordingSession]]:
+    engine = create_engine(sqlite_url)
+    session = RecordingSession()
+    runtime = Runtime(
+        settings=Settings(database_url=sqlite_url, webhook_secret=SECRET),
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        bot=Bot("42:TEST", session=session, default=DefaultBotProperties(parse_mode="HTML")),
+        dispatcher=build_dispatcher(),
+        webhook_secret=SECRET,
+    )
+    app = FastAPI()
+    app.include_router(create_telegram_router())
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        yield client, session
+    await engine.dispose()
+
+
+def message_update(text: str) -> dict[str, Any]:
+    return {
+        "update_id": next(_ids),
+        "message": {
+            "message_id": 1,
+            "date": 1_780_000_000,
+            "chat": {"id": CHAT, "type": "private", "first_name": "张伟"},
+            "from": {"id": CHAT, "is_bot": False, "first_name": "张伟"},
+            "text": text,
+        },
+    }
+
+
+async def post(client: httpx.AsyncClient, update: dict[str, Any]) -> httpx.Response:
+    return await client.post("/telegram/webhook", json=update, headers={SECRET_HEADER: SECRET})
+
+
+async def test_a_returned_message_is_the_json_answer(webhook: Any) -> None:
+    client, session = webhook
+    response = await post(client, message_update("reply"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "method": "sendMessage",
+        "chat_id": CHAT,
+        "text": "收到 <b>x</b>",
+        "parse_mode": ParseMode.HTML.value,
+        "reply_markup": {"inline_keyboard": [[{"text": "好 ✓", "callback_data": "ok:1"}]]},
+    }
+    # Compact UTF-8, not \\u escapes; and the bot made no call of its own.
+    assert "收到" in response.text and ", " not in response.text
+    assert session.calls == []
+
+
+async def test_a_returned_callback_answer(webhook: Any) -> None:
+    client, session = webhook
+    update = {
+        "update_id": next(_ids),
+        "callback_query": {
+            "id": "4000",
+            "from": {"id": CHAT, "is_bot": False, "first_name": "张伟"},
+            "chat_instance": "1",
+            "data": "ok:1",
+        },
+    }
+    response = await post(client, update)
+    assert response.status_code == 200
+    assert json.loads(response.content) == {
+        "method": "answerCallbackQuery",
+        "callback_query_id": "4000",
+        "text": "已记录",
+    }
+    assert session.calls == []
+
+
+async def test_nothing_returned_is_an_empty_200(webhook: Any) -> None:
+    client, session = webhook
+    for text in ("quiet", "unhandled text"):
+        response = await post(client, message_update(text))
+        assert response.status_code == 200 and response.content == b""
+    assert session.calls == []
+
+
+async def test_an_upload_is_called_before_the_200(webhook: Any) -> None:
+    client, session = webhook
+    response = await post(client, message_update("photo"))
+    assert response.status_code == 200 and response.content == b""
+    (call,) = session.calls
+    assert isinstance(call, SendPhoto) and call.chat_id == CHAT and call.caption == "<b>c</b>"
+
+
+async def test_a_failed_upload_is_logged_not_retried(
+    webhook: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, session = webhook
+    session.fail = True
+    with caplog.at_level(logging.ERROR, logger="webhook.telegram"):
+        response = await post(client, message_update("photo"))
+    # The update is handled and committed: Telegram must not deliver it again.
+    assert response.status_code == 200 and response.content == b""
+    assert len(session.calls) == 1
+    assert any("sendPhoto" in record.getMessage() for record in caplog.records)
