@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -13,11 +15,13 @@ from aiogram.fsm.storage.redis import RedisStorage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dedup import Deduplicator, RedisDeduplicator, StoreDeduplicator
+from bot.dedup import StoreDeduplicator
+from bot.gate import Gate, LocalGate, RedisGate, UpdateGateMiddleware
 from bot.i18n import create_i18n
 from bot.middlewares import PersonLocaleMiddleware, UpdateSessionMiddleware
 from bot.performance import keep_response_types, run_cheap_filters_inline
 from bot.sender import RetryAfterMiddleware
+from bot.session import JsonAiohttpSession
 from storage.settings import TELEGRAM_PUBLIC_API, Settings
 
 # Conversation state outlives a restart, but not forever: an abandoned draft expires.
@@ -25,10 +29,12 @@ FSM_STATE_TTL = 7 * 24 * 3600
 
 
 def create_bot(token: str, api_base: str | None = None) -> Bot:
+    """Calls go as JSON (multipart only for uploads), and wait out a 429 (RetryAfterMiddleware)."""
+    session: AiohttpSession
     if api_base and api_base.rstrip("/") != TELEGRAM_PUBLIC_API:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+        session = JsonAiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     else:
-        session = AiohttpSession()
+        session = JsonAiohttpSession()
     session.middleware(RetryAfterMiddleware())
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
@@ -44,8 +50,27 @@ def create_storage(redis: Redis | None) -> BaseStorage:
     )
 
 
-def create_deduplicator(redis: Redis | None) -> Deduplicator:
-    return RedisDeduplicator(redis) if redis is not None else StoreDeduplicator()
+def create_gate(storage: BaseStorage) -> Gate:
+    return RedisGate(storage) if isinstance(storage, RedisStorage) else LocalGate(storage)
+
+
+def create_base_dispatcher(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None = None, **kwargs: Any
+) -> Dispatcher:
+    """A dispatcher with what every update goes through before any router: the gate
+    (de-duplication, the conversation's lock and state) and the store's session."""
+    storage = create_storage(redis)
+    # The gate takes the place of aiogram's FSM middleware (see bot.gate).
+    dispatcher = Dispatcher(storage=storage, disable_fsm=True, sessionmaker=sessionmaker, **kwargs)
+    dispatcher.update.outer_middleware(UpdateGateMiddleware(storage, create_gate(storage)))
+    dispatcher.update.outer_middleware(
+        UpdateSessionMiddleware(
+            sessionmaker,
+            None if redis is not None else StoreDeduplicator(),
+            serialize=sessionmaker.kw["bind"].dialect.name == "sqlite",
+        )
+    )
+    return dispatcher
 
 
 def create_dispatcher(
@@ -55,18 +80,7 @@ def create_dispatcher(
 ) -> Dispatcher:
     from bot.handlers import create_root_router
 
-    dispatcher = Dispatcher(
-        storage=create_storage(redis),
-        settings=settings,
-        sessionmaker=sessionmaker,
-    )
-    dispatcher.update.outer_middleware(
-        UpdateSessionMiddleware(
-            sessionmaker,
-            create_deduplicator(redis),
-            serialize=sessionmaker.kw["bind"].dialect.name == "sqlite",
-        )
-    )
+    dispatcher = create_base_dispatcher(sessionmaker, redis, settings=settings)
     PersonLocaleMiddleware(create_i18n(settings.default_locale), settings.default_locale).setup(
         dispatcher
     )

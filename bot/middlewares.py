@@ -14,7 +14,8 @@ from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dedup import Deduplicator
+from bot.dedup import StoreDeduplicator
+from bot.gate import NO_CHOICE, Passage
 from storage.services.people import find_person, pick_locale
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -23,16 +24,18 @@ log = logging.getLogger(__name__)
 
 
 class UpdateSessionMiddleware(BaseMiddleware):
-    """Opens the session an update is handled in and claims its `update_id` first.
+    """Opens the session an update is handled in; without Redis, claims its `update_id` first.
 
-    The update's effects and its de-duplication mark commit together; if anything fails, both
-    roll back and the error reaches the webhook route, which answers 503 so Telegram retries.
+    In the store, the update's effects and its de-duplication mark commit together; if anything
+    fails, both roll back and the error reaches the webhook route, which answers 503 so Telegram
+    retries. With Redis the gate (bot.gate) de-duplicates before this runs: `dedup` is None.
+    The session connects on its first statement, so an update that needs no SQL costs none.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        dedup: Deduplicator,
+        dedup: StoreDeduplicator | None,
         *,
         serialize: bool = False,
     ) -> None:
@@ -68,7 +71,7 @@ class UpdateSessionMiddleware(BaseMiddleware):
         after_commit: list[AfterCommit],
     ) -> Any:
         async with self.sessionmaker() as session:
-            if not await self.dedup.claim(event.update_id, session):
+            if self.dedup is not None and not await self.dedup.claim(event.update_id, session):
                 return UNHANDLED
             data["session"] = session
             data["after_commit"] = after_commit
@@ -77,15 +80,15 @@ class UpdateSessionMiddleware(BaseMiddleware):
                 await session.commit()
             except BaseException:
                 await session.rollback()
-                with contextlib.suppress(Exception):  # the mark expires by itself
-                    await self.dedup.release(event.update_id)
                 raise
-            await self.dedup.done(event.update_id)
             return result
 
 
 class PersonLocaleMiddleware(I18nMiddleware):
-    """/lang's choice if the person made one, else the Telegram client's language."""
+    """/lang's choice if the person made one, else the Telegram client's language.
+
+    The choice is cached where the gate reads it (Redis) in the same round trip as the
+    update's state, so most updates need no SQL for it; a miss looks it up and caches it."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -95,9 +98,15 @@ class PersonLocaleMiddleware(I18nMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None:
             return self.default_locale
+        passage: Passage | None = data.get("passage")
         chosen: str | None = None
-        session: AsyncSession | None = data.get("session")
-        if session is not None:
-            person = await find_person(session, user.id)
-            chosen = person.locale if person is not None else None
+        if passage is not None and passage.locale_choice is not None:
+            chosen = passage.locale_choice or None
+        else:
+            session: AsyncSession | None = data.get("session")
+            if session is not None:
+                person = await find_person(session, user.id)
+                chosen = person.locale if person is not None else None
+            if passage is not None:
+                passage.remember_locale = chosen or NO_CHOICE
         return pick_locale(chosen, user.language_code, self.default_locale)

@@ -722,7 +722,7 @@ async def use_the_buttons(
 
 
 def create_router() -> Router:
-    """Private chats only, under dialogs.common.ConversationLockMiddleware (see bot.handlers)."""
+    """Private chats only; the gate (bot.gate) hands it one update of a person at a time."""
     router = Router(name="convene-dialog")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")

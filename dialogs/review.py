@@ -941,8 +941,8 @@ async def text_expected(
 
 
 def create_router() -> Router:
-    """Private chats only; relies on dialogs.common.ConversationLockMiddleware on a router
-    above it (bot.handlers puts it on the root), like the suggestion dialog."""
+    """Private chats only; relies on the gate (bot.gate) handling one person's updates one at
+    a time, like the suggestion dialog."""
     router = Router(name="review-dialog")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")

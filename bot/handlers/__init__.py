@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from dialogs.common import ConversationLockMiddleware
-
 
 def create_root_router() -> Router:
     """Commands first, then the council (poll answers, /votes, and `/bind council` before the
@@ -16,10 +14,6 @@ def create_root_router() -> Router:
     from dialogs import convene, review, suggestion
 
     root = Router(name="root")
-    # One person's updates one at a time, across every router below (see the middleware).
-    lock = ConversationLockMiddleware()
-    root.message.outer_middleware(lock)
-    root.callback_query.outer_middleware(lock)
     root.include_routers(
         commands.create_router(),
         council.create_router(),

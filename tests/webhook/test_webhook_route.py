@@ -22,8 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
 
-from bot.factory import create_deduplicator
-from bot.middlewares import UpdateSessionMiddleware
+from bot.factory import create_base_dispatcher
 from storage.db import create_engine, create_sessionmaker
 from storage.models import DeadLetter, ProcessedUpdate
 from storage.services.chats import note_membership
@@ -74,10 +73,7 @@ def build_dispatcher(runtime_holder: dict[str, Any], redis: Redis | None) -> Dis
             session, message.chat.id, message.text or "", "private", is_member=True
         )
 
-    dispatcher = Dispatcher()
-    dispatcher.update.outer_middleware(
-        UpdateSessionMiddleware(runtime_holder["sessionmaker"], create_deduplicator(redis))
-    )
+    dispatcher = create_base_dispatcher(runtime_holder["sessionmaker"], redis)
     dispatcher.include_router(router)
     return dispatcher
 

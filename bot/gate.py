@@ -1,0 +1,374 @@
+"""The gate every update passes first: its de-duplication, one conversation at a time, and the
+conversation's state, read once on the way in and written once on the way out.
+
+With Redis, the way in is one round trip (claim the `update_id`, take the conversation's lock,
+read its state, its data and the person's language) and so is the way out (write what changed,
+mark the update done, release the lock). Without Redis (one process on SQLite), the store
+de-duplicates in the update's own transaction and the lock is an `asyncio.Lock`.
+
+Handlers see an ordinary `FSMContext`, over `UpdateStorage`: the conversation's own key is
+served from what the gate read, and what they write reaches the real storage only once the
+update has succeeded, after the store committed. An update that fails leaves the conversation
+as it found it, so Telegram's retry starts from the same step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from aiogram import Bot
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.dispatcher.middlewares.user_context import EVENT_CONTEXT_KEY, EventContext
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.memory import DisabledEventIsolation
+from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.types import TelegramObject, Update
+
+from bot.dedup import UpdateInProgress
+
+log = logging.getLogger(__name__)
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# A person's language in the locale cache: "" means "no choice made with /lang".
+NO_CHOICE = ""
+
+
+@dataclass(slots=True)
+class Conversation:
+    """The state and data of one conversation as an update found them, and what it changed."""
+
+    key: StorageKey
+    state: str | None
+    data_json: str | None  # as stored: parsed on every read, so callers never share a dict
+    state_changed: bool = False
+    data_changed: bool = False
+
+    def get_data(self) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self.data_json)) if self.data_json else {}
+
+    def set_data(self, data: Mapping[str, Any]) -> None:
+        self.data_json = json.dumps(data, ensure_ascii=False) if data else None
+        self.data_changed = True
+
+    def set_state(self, state: StateType) -> None:
+        self.state = state.state if isinstance(state, State) else state
+        self.state_changed = True
+
+
+class UpdateStorage(BaseStorage):
+    """The FSM storage of one update: its own conversation from memory, anything else from
+    the real storage (another chat's state, as the group binding uses, is written at once)."""
+
+    def __init__(self, inner: BaseStorage, conversation: Conversation | None) -> None:
+        self.inner = inner
+        self.conversation = conversation
+
+    def _own(self, key: StorageKey) -> Conversation | None:
+        conversation = self.conversation
+        return conversation if conversation is not None and conversation.key == key else None
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        if (own := self._own(key)) is not None:
+            own.set_state(state)
+        else:
+            await self.inner.set_state(key, state)
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        if (own := self._own(key)) is not None:
+            return own.state
+        return await self.inner.get_state(key)
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        if (own := self._own(key)) is not None:
+            own.set_data(data)
+        else:
+            await self.inner.set_data(key, data)
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        if (own := self._own(key)) is not None:
+            return own.get_data()
+        return await self.inner.get_data(key)
+
+    async def close(self) -> None:  # the real storage is closed with the dispatcher
+        return None
+
+
+@dataclass(slots=True)
+class Passage:
+    """One update's way through the gate."""
+
+    fresh: bool  # False: this update was handled before
+    conversation: Conversation | None
+    # The person's /lang choice as cached (NO_CHOICE: none); None when the cache cannot tell.
+    locale_choice: str | None = None
+    # Set by a handler or middleware: the choice to cache once the update succeeded.
+    remember_locale: str | None = None
+    user_id: int | None = None
+
+
+class Gate(Protocol):
+    def passage(
+        self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
+    ) -> AbstractAsyncContextManager[Passage]:
+        """Let one update through: `exclusive` holds the conversation's lock until it leaves.
+        On a clean exit what the update changed is written back; on an exception it is not."""
+
+
+class LocalGate:
+    """One process, no Redis: conversations queue on an `asyncio.Lock` each, their state and
+    the locale cache live in memory, and the store de-duplicates (UpdateSessionMiddleware)."""
+
+    LOCALES_KEPT = 100_000  # people whose /lang choice is remembered in memory
+
+    def __init__(self, storage: BaseStorage) -> None:
+        self.storage = storage
+        self._locks: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+        self._locales: dict[int, str] = {}
+
+    @asynccontextmanager
+    async def _hold(self, key: StorageKey | None, exclusive: bool) -> AsyncIterator[None]:
+        if key is None or not exclusive:
+            yield
+            return
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    @asynccontextmanager
+    async def passage(
+        self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
+    ) -> AsyncIterator[Passage]:
+        async with self._hold(key, exclusive):
+            conversation = None
+            if key is not None:
+                data = await self.storage.get_data(key)
+                conversation = Conversation(
+                    key,
+                    await self.storage.get_state(key),
+                    json.dumps(data, ensure_ascii=False) if data else None,
+                )
+            passage = Passage(
+                fresh=True,
+                conversation=conversation,
+                locale_choice=self._locales.get(user_id) if user_id is not None else None,
+            )
+            yield passage
+            if user_id is not None and passage.remember_locale is not None:
+                if len(self._locales) >= self.LOCALES_KEPT:
+                    self._locales.clear()  # rare; they are looked up again one by one
+                self._locales[user_id] = passage.remember_locale
+            if conversation is not None and conversation.state_changed:
+                await self.storage.set_state(conversation.key, conversation.state)
+            if conversation is not None and conversation.data_changed:
+                await self.storage.set_data(conversation.key, conversation.get_data())
+
+
+# KEYS: the update's mark, the conversation's lock ("" when not exclusive), its state, its
+# data, the person's locale choice ("" when no user). ARGV: claim ("1" on the first attempt),
+# processing TTL s, lock token, lock TTL ms.
+# Returns {0, mark} when the update is taken or done; {2} when the lock is busy (the claim
+# stays: retry with claim "0"); {1, state, data, locale} when the update may go ahead.
+_ENTER = """
+if ARGV[1] == '1' then
+  if not redis.call('SET', KEYS[1], 'processing', 'NX', 'EX', ARGV[2]) then
+    return {0, redis.call('GET', KEYS[1])}
+  end
+end
+if KEYS[2] ~= '' then
+  if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
+    return {2}
+  end
+end
+local state, data, locale = false, false, false
+if KEYS[3] ~= '' then
+  state = redis.call('GET', KEYS[3])
+  data = redis.call('GET', KEYS[4])
+end
+if KEYS[5] ~= '' then locale = redis.call('GET', KEYS[5]) end
+return {1, state, data, locale}
+"""
+
+# KEYS as for _ENTER. ARGV: outcome ("done" or "abort"), done TTL s, lock token,
+# state op ("" keep, "set", "del"), state, state TTL s, data op, data, data TTL s,
+# locale op ("" keep, "set"), locale, locale TTL s.
+_LEAVE = """
+if ARGV[1] == 'done' then
+  redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+  if ARGV[4] == 'set' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+  elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
+  if ARGV[7] == 'set' then redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
+  elseif ARGV[7] == 'del' then redis.call('DEL', KEYS[4]) end
+  if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12]) end
+else
+  redis.call('DEL', KEYS[1])
+end
+if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+
+class RedisGate:
+    """Replicas share Redis: the update's mark, the conversation's lock, its state and the
+    locale cache all live there, read and written in one round trip each way.
+
+    A second delivery of an update that is still being handled raises UpdateInProgress (the
+    route answers 503, Telegram retries later) rather than being dropped, so that if the first
+    attempt then fails, the update is not lost. Keys of one update may live in different hash
+    slots: this needs one Redis (with replicas if wanted), not Redis Cluster.
+    """
+
+    PROCESSING_TTL = 120  # seconds; longer than any update takes, shorter than a retry cycle
+    DONE_TTL = 7 * 24 * 3600  # Telegram gives up on an update after 24 h
+    LOCK_TTL_MS = 60_000  # how long a crashed holder keeps a conversation locked at most
+    WAIT_TIMEOUT = 30.0  # then the update fails and Telegram delivers it again
+    RETRY_EVERY = 0.02  # seconds between attempts at a busy conversation
+    LOCALE_TTL = 24 * 3600
+
+    def __init__(self, storage: RedisStorage, prefix: str = "minsheng:") -> None:
+        self.storage = storage
+        self.redis = storage.redis
+        self.prefix = prefix
+        self._enter = self.redis.register_script(_ENTER)
+        self._leave = self.redis.register_script(_LEAVE)
+
+    def _keys(
+        self, update_id: int, key: StorageKey | None, user_id: int | None, exclusive: bool
+    ) -> list[str]:
+        build = self.storage.key_builder.build
+        return [
+            f"{self.prefix}update:{update_id}",
+            build(key, "lock") if key is not None and exclusive else "",
+            build(key, "state") if key is not None else "",
+            build(key, "data") if key is not None else "",
+            f"{self.prefix}locale:{user_id}" if user_id is not None else "",
+        ]
+
+    @asynccontextmanager
+    async def passage(
+        self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
+    ) -> AsyncIterator[Passage]:
+        keys = self._keys(update_id, key, user_id, exclusive)
+        token = secrets.token_hex(8)
+        reply = await self._claim(keys, token)
+        if reply[0] == 0:
+            if _text(reply[1]) == "done":
+                yield Passage(fresh=False, conversation=None)
+                return
+            raise UpdateInProgress(update_id)
+        _, state, data, locale = reply
+        conversation = Conversation(key, _text(state), _text(data)) if key is not None else None
+        passage = Passage(
+            fresh=True, conversation=conversation, locale_choice=_text(locale), user_id=user_id
+        )
+        try:
+            yield passage
+        except BaseException:
+            await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+            raise
+        await self._leave(keys=keys, args=self._leave_args(passage, token))
+
+    async def _claim(self, keys: list[str], token: str) -> list[Any]:
+        reply = cast(
+            list[Any],
+            await self._enter(keys=keys, args=["1", self.PROCESSING_TTL, token, self.LOCK_TTL_MS]),
+        )
+        if reply[0] != 2:
+            return reply
+        # The person's previous update is still being handled (an album arrives as several
+        # updates at once): wait for it, keeping the claim on this one.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.WAIT_TIMEOUT
+        while loop.time() < deadline:
+            await asyncio.sleep(self.RETRY_EVERY)
+            reply = cast(
+                list[Any],
+                await self._enter(
+                    keys=keys, args=["0", self.PROCESSING_TTL, token, self.LOCK_TTL_MS]
+                ),
+            )
+            if reply[0] != 2:
+                return reply
+        await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+        raise UpdateInProgress(int(keys[0].rsplit(":", 1)[1]))
+
+    def _leave_args(self, passage: Passage, token: str) -> list[Any]:
+        state_op = state = data_op = data = ""
+        conversation = passage.conversation
+        if conversation is not None:
+            if conversation.state_changed:
+                state_op, state = ("set", conversation.state) if conversation.state else ("del", "")
+            if conversation.data_changed:
+                data_op, data = (
+                    ("set", conversation.data_json) if conversation.data_json else ("del", "")
+                )
+        ttl_state = self.storage.state_ttl or self.DONE_TTL
+        ttl_data = self.storage.data_ttl or self.DONE_TTL
+        locale_op = (
+            "set" if passage.remember_locale is not None and passage.user_id is not None else ""
+        )
+        return [
+            "done", self.DONE_TTL, token,
+            state_op, state or "", _seconds(ttl_state),
+            data_op, data or "", _seconds(ttl_data),
+            locale_op, passage.remember_locale or "", self.LOCALE_TTL,
+        ]  # fmt: skip
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return cast(str | None, value) if value is not False else None
+
+
+def _seconds(ttl: Any) -> int:
+    return int(ttl.total_seconds()) if hasattr(ttl, "total_seconds") else int(ttl)
+
+
+class UpdateGateMiddleware(FSMContextMiddleware):
+    """aiogram's FSM middleware, made the update's first step: the passage through the gate
+    (de-duplication, the conversation's lock in private chats, its state) wraps everything
+    after it, the store's transaction included."""
+
+    def __init__(self, storage: BaseStorage, gate: Gate) -> None:
+        super().__init__(storage=storage, events_isolation=DisabledEventIsolation())
+        self.gate = gate
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        bot = cast(Bot, data["bot"])
+        context = self.resolve_event_context(bot, data)
+        event_context = cast(EventContext | None, data.get(EVENT_CONTEXT_KEY))
+        chat = event_context.chat if event_context is not None else None
+        user_id = event_context.user_id if event_context is not None else None
+        exclusive = chat is not None and chat.type == "private"
+        key = context.key if context is not None else None
+        async with self.gate.passage(event.update_id, key, user_id, exclusive=exclusive) as passage:
+            if not passage.fresh:
+                return UNHANDLED
+            storage = UpdateStorage(self.storage, passage.conversation)
+            data["fsm_storage"] = storage
+            data["passage"] = passage
+            if key is not None and passage.conversation is not None:
+                data["state"] = FSMContext(storage=storage, key=key)
+                data["raw_state"] = passage.conversation.state
+            return await handler(event, data)

@@ -1,0 +1,234 @@
+"""The gate: de-duplication, one conversation at a time, and the conversation's state written
+back only when the update succeeds — with Redis (shared by replicas) and without (one process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
+from redis.asyncio import Redis
+
+from bot.dedup import UpdateInProgress
+from bot.factory import create_gate, create_storage
+from bot.gate import NO_CHOICE, LocalGate, RedisGate, UpdateStorage
+
+KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+OTHER = StorageKey(bot_id=42, chat_id=-500, user_id=0)
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[BaseStorage]:
+    if request.param == "memory":
+        yield MemoryStorage()
+        return
+    redis_url: str = request.getfixturevalue("redis_url")
+    redis = Redis.from_url(redis_url)
+    store = create_storage(redis)
+    yield store
+    await redis.aclose()
+
+
+def context(storage: BaseStorage, conversation: Any, key: StorageKey = KEY) -> FSMContext:
+    return FSMContext(storage=UpdateStorage(storage, conversation), key=key)
+
+
+async def test_state_and_data_are_written_back_when_the_update_succeeds(
+    storage: BaseStorage,
+) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(1, KEY, 1001, exclusive=True) as passage:
+        assert passage.fresh and passage.conversation is not None
+        assert passage.conversation.state is None
+        state = context(storage, passage.conversation)
+        await state.set_state("Form:title")
+        await state.update_data(title="修路灯", photos=["a"])
+        # Handlers see their own writes at once; the real storage does not yet.
+        assert await state.get_state() == "Form:title"
+        assert await state.get_data() == {"title": "修路灯", "photos": ["a"]}
+        assert await storage.get_state(KEY) is None
+    assert await storage.get_state(KEY) == "Form:title"
+    assert await storage.get_data(KEY) == {"title": "修路灯", "photos": ["a"]}
+
+    async with gate.passage(2, KEY, 1001, exclusive=True) as passage:
+        assert passage.conversation is not None
+        assert passage.conversation.state == "Form:title"
+        state = context(storage, passage.conversation)
+        await state.clear()
+    assert await storage.get_state(KEY) is None
+    assert await storage.get_data(KEY) == {}
+
+
+async def test_a_failed_update_leaves_the_conversation_as_it_found_it(
+    storage: BaseStorage,
+) -> None:
+    await storage.set_state(KEY, "Form:title")
+    await storage.set_data(KEY, {"title": "old"})
+    gate = create_gate(storage)
+    with pytest.raises(Boom):
+        async with gate.passage(3, KEY, 1001, exclusive=True) as passage:
+            state = context(storage, passage.conversation)
+            await state.set_state("Form:description")
+            await state.update_data(title="new")
+            raise Boom
+    assert await storage.get_state(KEY) == "Form:title"
+    assert await storage.get_data(KEY) == {"title": "old"}
+    # The lock is free again: the retry goes through at once.
+    async with gate.passage(3, KEY, 1001, exclusive=True) as passage:
+        assert passage.fresh
+
+
+async def test_data_read_twice_are_separate_copies(storage: BaseStorage) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(4, KEY, 1001, exclusive=True) as passage:
+        state = context(storage, passage.conversation)
+        await state.update_data(photos=["a"])
+        data = await state.get_data()
+        data["photos"].append("b")  # not written back: the stored draft must not change
+        assert await state.get_data() == {"photos": ["a"]}
+
+
+async def test_other_conversations_are_read_and_written_directly(storage: BaseStorage) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(5, KEY, 1001, exclusive=True) as passage:
+        other = context(storage, passage.conversation, key=OTHER)
+        await other.set_state("Binding:pick")
+        assert await storage.get_state(OTHER) == "Binding:pick"
+        await other.update_data(street=3)
+        assert await storage.get_data(OTHER) == {"street": 3}
+
+
+async def test_one_conversation_at_a_time(storage: BaseStorage) -> None:
+    """Two photos of an album at once: the second reads what the first left behind."""
+    gate = create_gate(storage)
+    first_inside = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def add_photo(update_id: int, photo: str, hold: bool) -> None:
+        async with gate.passage(update_id, KEY, 1001, exclusive=True) as passage:
+            if hold:
+                first_inside.set()
+                await release_first.wait()
+            state = context(storage, passage.conversation)
+            photos = (await state.get_data()).get("photos", [])
+            await state.update_data(photos=[*photos, photo])
+
+    first = asyncio.create_task(add_photo(10, "a", hold=True))
+    await first_inside.wait()
+    second = asyncio.create_task(add_photo(11, "b", hold=False))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waiting for the first
+    release_first.set()
+    await asyncio.gather(first, second)
+    assert await storage.get_data(KEY) == {"photos": ["a", "b"]}
+
+
+async def test_updates_outside_private_chats_do_not_wait(storage: BaseStorage) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(12, KEY, 1001, exclusive=True):
+        async with gate.passage(13, KEY, 1001, exclusive=False) as inner:
+            assert inner.fresh
+
+
+async def test_no_conversation_for_updates_without_a_chat_or_user(storage: BaseStorage) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(14, None, None, exclusive=False) as passage:
+        assert passage.fresh and passage.conversation is None
+
+
+@pytest.mark.redis
+async def test_redis_replay_is_not_fresh_and_in_progress_is_refused(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    gate = create_gate(create_storage(redis))
+    assert isinstance(gate, RedisGate)
+    try:
+        async with gate.passage(20, KEY, 1001, exclusive=True) as passage:
+            assert passage.fresh
+            # Delivered again while the first delivery is still being handled (another
+            # replica): refused, so that it is retried rather than lost.
+            with pytest.raises(UpdateInProgress):
+                async with gate.passage(20, KEY, 1001, exclusive=True):
+                    pass
+        assert await redis.get("minsheng:update:20") == b"done"
+        assert 0 < await redis.ttl("minsheng:update:20") <= RedisGate.DONE_TTL
+        async with gate.passage(20, KEY, 1001, exclusive=True) as replay:
+            assert not replay.fresh
+        # A failed update drops its claim: the retry is handled.
+        with pytest.raises(Boom):
+            async with gate.passage(21, KEY, 1001, exclusive=True):
+                raise Boom
+        assert await redis.get("minsheng:update:21") is None
+        async with gate.passage(21, KEY, 1001, exclusive=True) as retry:
+            assert retry.fresh
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_state_expires_like_aiograms_storage(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    storage = create_storage(redis)
+    gate = create_gate(storage)
+    try:
+        async with gate.passage(30, KEY, 1001, exclusive=True) as passage:
+            state = context(storage, passage.conversation)
+            await state.set_state("Form:title")
+            await state.update_data(title="x")
+        for suffix in ("state", "data"):
+            ttl = await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}")
+            assert 0 < ttl <= 7 * 24 * 3600
+        assert not await redis.exists("minsheng:fsm:1001:1001:lock")
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_busy_conversation_times_out_and_releases_the_claim(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = Redis.from_url(redis_url)
+    gate = create_gate(create_storage(redis))
+    monkeypatch.setattr(RedisGate, "WAIT_TIMEOUT", 0.2)
+    try:
+        # A replica that crashed holding the lock (it expires after LOCK_TTL_MS).
+        await redis.set("minsheng:fsm:1001:1001:lock", "someone-else", px=60_000)
+        with pytest.raises(UpdateInProgress):
+            async with gate.passage(40, KEY, 1001, exclusive=True):
+                pass
+        assert await redis.get("minsheng:update:40") is None
+        # The other holder's lock is not ours to release.
+        assert await redis.get("minsheng:fsm:1001:1001:lock") == b"someone-else"
+    finally:
+        await redis.aclose()
+
+
+async def test_the_locale_choice_is_cached_with_the_update(storage: BaseStorage) -> None:
+    gate = create_gate(storage)
+    async with gate.passage(50, KEY, 1001, exclusive=True) as passage:
+        assert passage.locale_choice is None  # not known: look it up
+        passage.remember_locale = NO_CHOICE
+    async with gate.passage(51, KEY, 1001, exclusive=True) as passage:
+        assert passage.locale_choice == NO_CHOICE
+        passage.remember_locale = "en"
+    async with gate.passage(52, KEY, 1001, exclusive=True) as passage:
+        assert passage.locale_choice == "en"
+    with pytest.raises(Boom):
+        async with gate.passage(53, KEY, 1001, exclusive=True) as passage:
+            passage.remember_locale = "zh"
+            raise Boom
+    async with gate.passage(54, KEY, 1001, exclusive=True) as passage:
+        assert passage.locale_choice == "en"
+    async with gate.passage(55, KEY, 2002, exclusive=True) as passage:
+        assert passage.locale_choice is None  # someone else
+
+
+def test_without_redis_the_gate_is_local() -> None:
+    assert isinstance(create_gate(MemoryStorage()), LocalGate)
