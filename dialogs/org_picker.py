@@ -14,6 +14,7 @@ from bot.keyboards import org_keyboard
 from bot.texts import quote
 from storage.models import Community, District, Street
 from storage.services import org
+from storage.services.org import CommunityNames
 
 # Ids arrive in deep links and button data: beyond the column's range they name nothing
 # (and PostgreSQL would refuse the comparison rather than find no row).
@@ -28,6 +29,14 @@ async def get_community(session: AsyncSession, community_id: int) -> Community |
     if not plausible_id(community_id):
         return None
     return await org.get_community(session, community_id)
+
+
+async def get_community_names(session: AsyncSession, community_id: int) -> CommunityNames | None:
+    """The community with its street's and district's names (one query), for a deep link or a
+    pick: enough to say which community it is and to label it, without loading the rows."""
+    if not plausible_id(community_id):
+        return None
+    return await org.get_community_names(session, community_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +60,18 @@ async def community_names(session: AsyncSession, community: Community) -> tuple[
     return (district.name if district else "", street.name if street else "", community.name)
 
 
+def names_label(district: str, street: str, community: str) -> str:
+    """福田区 › 沙头街道 › 新沙社区, plain (escape it to show it)."""
+    return " › ".join((district, street, community))
+
+
+def label_of(names: CommunityNames) -> str:
+    return names_label(names.district, names.street, names.name)
+
+
 async def community_label(session: AsyncSession, community: Community) -> str:
     """福田区 › 沙头街道 › 新沙社区, plain (escape it to show it)."""
-    return " › ".join(await community_names(session, community))
+    return names_label(*await community_names(session, community))
 
 
 async def render_level(

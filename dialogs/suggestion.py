@@ -16,6 +16,7 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
+from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
@@ -42,14 +43,23 @@ from bot.callbacks import (
 )
 from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
 from dialogs.common import identity
-from dialogs.org_picker import community_label, get_community, render_level
+from dialogs.org_picker import get_community_names, label_of, render_level
 from storage import rules
 from storage.rules import Category, Kind, RuleViolation
-from storage.services.people import find_person
-from storage.services.suggestions import DailyLimitReached, Draft, count_today, submit
+from storage.services.org import CommunityNames
+from storage.services.suggestions import (
+    DailyLimitReached,
+    Draft,
+    count_today_by_telegram_id,
+    submit,
+)
 from storage.settings import Settings
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
+# What a handler returns: the update's last Bot API call, unsent. The webhook answers Telegram
+# with it (Telegram makes the call once the update is handled), polling makes it after the
+# handler. Everything awaited in the handler happens before it, so it must be the last call.
+Reply = TelegramMethod[Any] | None
 
 
 class SuggestionForm(StatesGroup):
@@ -122,8 +132,10 @@ def is_dialog_state(raw_state: str | None) -> bool:
     return raw_state is not None and raw_state in SuggestionForm.__all_states_names__
 
 
-async def send(bot: Bot, chat_id: int, text: str, markup: Markup = None) -> None:
-    await bot.send_message(chat_id, text, reply_markup=markup)
+def send(bot: Bot, chat_id: int, text: str, markup: Markup = None) -> SendMessage:
+    """A message to the chat, bound to `bot`: await it to send it now, or return it from the
+    handler as its reply (the update's last call)."""
+    return SendMessage(chat_id=chat_id, text=text, reply_markup=markup).as_(bot)
 
 
 async def close_keyboard(
@@ -146,10 +158,8 @@ async def close_keyboard(
 
 
 async def daily_limit_reached(session: AsyncSession, telegram_id: int, settings: Settings) -> bool:
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return False
-    return await count_today(session, person.id, settings.tz) >= settings.max_suggestions_per_day
+    today = await count_today_by_telegram_id(session, telegram_id, settings.tz)
+    return today >= settings.max_suggestions_per_day
 
 
 def daily_limit_text(limit: int) -> str:
@@ -266,12 +276,14 @@ async def go(
     session: AsyncSession,
     step: State,
     note: str | None = None,
-) -> None:
-    """Ask `step`'s question (after `note`, if any), then enter the step.
+) -> SendMessage:
+    """Enter `step` and return its question (after `note`, if any), for the handler to return
+    as its reply.
 
-    The question goes out before the state changes: if sending fails, the update fails,
-    Telegram delivers it again, and it meets the same step as the first time (rather than
-    the next one, which would take a title for a description).
+    The question goes out once the update is handled, after the state changed, so it must be
+    the update's last call. Telegram does not report whether it arrived: should it be lost,
+    the person's next answer meets the new step (a message that does not fit a step gets the
+    question again).
     """
     data = await state.get_data()
     markup: Markup
@@ -287,15 +299,14 @@ async def go(
         assert view is not None
         text, markup = view.text, view.markup
         if view.empty:
-            await send(bot, chat_id, text)
             await state.clear()
-            return
+            return send(bot, chat_id, text)
     else:
         text, markup = _prompt(step, data)
-    await send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
     if step == SuggestionForm.summary and data.get("editing"):
         await state.update_data(editing=False)
     await state.set_state(step)
+    return send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
 
 
 def next_step(finished: State, data: dict[str, Any]) -> State:
@@ -313,8 +324,9 @@ async def advance(
     session: AsyncSession,
     finished: State,
     note: str | None = None,
-) -> None:
-    await go(bot, chat_id, state, session, next_step(finished, await state.get_data()), note)
+) -> SendMessage:
+    """Go on to the step after `finished`; returns its question (see `go`)."""
+    return await go(bot, chat_id, state, session, next_step(finished, await state.get_data()), note)
 
 
 async def current_step(state: FSMContext) -> State | None:
@@ -325,13 +337,25 @@ async def current_step(state: FSMContext) -> State | None:
     return None
 
 
+async def reask_reply(
+    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
+) -> SendMessage | None:
+    """The current step's question again, after saying why, for the handler to return
+    (see `go`); None outside the dialog."""
+    step = await current_step(state)
+    if step is None:
+        return None
+    return await go(bot, chat_id, state, session, step, note)
+
+
 async def reask(
     bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
 ) -> None:
-    """Ask the current step's question again, after saying why."""
-    step = await current_step(state)
-    if step is not None:
-        await go(bot, chat_id, state, session, step, note)
+    """Ask the current step's question again, after saying why, now: for handlers that make
+    calls after it (or do not return their last call)."""
+    question = await reask_reply(bot, chat_id, state, session, note)
+    if question is not None:
+        await question
 
 
 def continue_note() -> str:
@@ -348,24 +372,21 @@ async def start(
     state: FSMContext,
     session: AsyncSession,
     settings: Settings,
-    community_id: int | None = None,
-) -> None:
-    """Begin a new suggestion, for a known community if it came with the group's link."""
+    community: CommunityNames | None = None,
+) -> SendMessage:
+    """Begin a new suggestion, for a known community if it came with the group's link;
+    returns the first question (see `go`)."""
     if await daily_limit_reached(session, telegram_id, settings):
         await state.clear()
-        await send(bot, chat_id, daily_limit_text(settings.max_suggestions_per_day))
-        return
-    community = await get_community(session, community_id) if community_id else None
+        return send(bot, chat_id, daily_limit_text(settings.max_suggestions_per_day))
     if community is None:
         await state.set_data(empty_draft())
-        await go(bot, chat_id, state, session, SuggestionForm.community)
-        return
-    label = await community_label(session, community)
-    await state.set_data(empty_draft(community.id, label))
+        return await go(bot, chat_id, state, session, SuggestionForm.community)
+    await state.set_data(empty_draft(community.id, label_of(community)))
     note = _("Let's write down your suggestion for {community}.").format(
         community="<b>" + quote(community.name) + "</b>"
     )
-    await go(bot, chat_id, state, session, SuggestionForm.category, note)
+    return await go(bot, chat_id, state, session, SuggestionForm.category, note)
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -381,7 +402,7 @@ async def on_pick(
     state: FSMContext,
     session: AsyncSession,
     bot: Bot,
-) -> None:
+) -> Reply:
     heading = _("Which community is your suggestion for?")
     if callback_data.level is not OrgLevel.PICK:
         view = await render_level(
@@ -389,21 +410,20 @@ async def on_pick(
         )
         if view is None:
             view = await render_level(session, PickCb, OrgLevel.DISTRICTS, 0, 0, heading)
-        await callback.answer()
         if view is not None and isinstance(callback.message, Message):
+            # Awaited: an edit that changes nothing is refused, and that refusal is ignored.
             with contextlib.suppress(TelegramBadRequest):
                 await callback.message.edit_text(view.text, reply_markup=view.markup)
-        return
-    community = await get_community(session, callback_data.id)
+        return callback.answer()
+    community = await get_community_names(session, callback_data.id)
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
-        await go(bot, _chat_id(callback), state, session, SuggestionForm.community)
-        return
-    label = await community_label(session, community)
+        return await go(bot, _chat_id(callback), state, session, SuggestionForm.community)
+    label = label_of(community)
     await state.update_data(community_id=community.id, community_label=label)
     await callback.answer()
     await close_keyboard(callback.message, _("Community: {value}").format(value=quote(label)))
-    await advance(bot, _chat_id(callback), state, session, SuggestionForm.community)
+    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.community)
 
 
 async def on_category(
@@ -412,67 +432,67 @@ async def on_category(
     state: FSMContext,
     session: AsyncSession,
     bot: Bot,
-) -> None:
+) -> Reply:
     await state.update_data(category=callback_data.category.value)
     await callback.answer()
     await close_keyboard(
         callback.message,
         _("Category: {value}").format(value=category_label(callback_data.category)),
     )
-    await advance(bot, _chat_id(callback), state, session, SuggestionForm.category)
+    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.category)
 
 
 async def choose_with_buttons(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     """Text (or anything else) where a button press is expected."""
-    await reask(bot, message.chat.id, state, session, _("Please choose with the buttons."))
+    note = _("Please choose with the buttons.")
+    return await reask_reply(bot, message.chat.id, state, session, note)
 
 
-async def on_title(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> None:
+async def on_title(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> Reply:
     assert message.text is not None
     # A title is one line: line breaks and runs of spaces become single spaces.
     title = " ".join(rules.clean_text(message.text).split())
     length = rules.char_length(title)
     if not title:
-        await reask(bot, message.chat.id, state, session, _("The title cannot be empty."))
-        return
+        note = _("The title cannot be empty.")
+        return await reask_reply(bot, message.chat.id, state, session, note)
     if length > rules.TITLE_MAX:
         note = _(
             "That title is {length} characters long, but at most {max} fit. "
             "Could you make it shorter?"
         ).format(length=length, max=rules.TITLE_MAX)
-        await reask(bot, message.chat.id, state, session, note)
-        return
+        return await reask_reply(bot, message.chat.id, state, session, note)
     await state.update_data(title=title)
-    await advance(bot, message.chat.id, state, session, SuggestionForm.title)
+    return await advance(bot, message.chat.id, state, session, SuggestionForm.title)
 
 
 async def on_description(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     assert message.text is not None
     description = rules.clean_text(message.text)
     length = rules.char_length(description)
     if not description:
-        await reask(bot, message.chat.id, state, session, _("The description cannot be empty."))
-        return
+        note = _("The description cannot be empty.")
+        return await reask_reply(bot, message.chat.id, state, session, note)
     if length > rules.DESCRIPTION_MAX:
         note = _(
             "That description is {length} characters long, but at most {max} fit. "
             "Could you shorten it a little?"
         ).format(length=length, max=rules.DESCRIPTION_MAX)
-        await reask(bot, message.chat.id, state, session, note)
-        return
+        return await reask_reply(bot, message.chat.id, state, session, note)
     await state.update_data(description=description)
-    await advance(bot, message.chat.id, state, session, SuggestionForm.description)
+    return await advance(bot, message.chat.id, state, session, SuggestionForm.description)
 
 
 async def text_expected(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     """A photo, sticker, voice note… where typed text is expected."""
-    await reask(bot, message.chat.id, state, session, _("Please type your answer as text."))
+    note = _("Please type your answer as text.")
+    return await reask_reply(bot, message.chat.id, state, session, note)
 
 
 def _type_instead_labels(i18n: I18n) -> set[str]:
@@ -487,30 +507,28 @@ def _type_instead_labels(i18n: I18n) -> set[str]:
 
 async def on_location_text(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, i18n: I18n
-) -> None:
+) -> Reply:
     assert message.text is not None
     text = rules.clean_text(message.text)
     if text in _type_instead_labels(i18n):
-        await send(bot, message.chat.id, _("Please type the address:"), ReplyKeyboardRemove())
-        return
+        return send(bot, message.chat.id, _("Please type the address:"), ReplyKeyboardRemove())
     length = rules.char_length(text)
     if not text:
-        await reask(bot, message.chat.id, state, session, _("The location cannot be empty."))
-        return
+        note = _("The location cannot be empty.")
+        return await reask_reply(bot, message.chat.id, state, session, note)
     if length > rules.LOCATION_MAX:
         note = _(
             "That is {length} characters long, but at most {max} fit. "
             "Please describe the place more briefly."
         ).format(length=length, max=rules.LOCATION_MAX)
-        await reask(bot, message.chat.id, state, session, note)
-        return
+        return await reask_reply(bot, message.chat.id, state, session, note)
     await state.update_data(location_text=text, latitude=None, longitude=None)
-    await _location_done(message, state, session, bot)
+    return await _location_done(message, state, session, bot)
 
 
 async def on_location_shared(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     assert message.location is not None
     place = None
     if message.venue is not None:
@@ -521,18 +539,21 @@ async def on_location_shared(
         latitude=message.location.latitude,
         longitude=message.location.longitude,
     )
-    await _location_done(message, state, session, bot)
+    return await _location_done(message, state, session, bot)
 
 
 async def _location_done(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
-    # The request-location keyboard is a reply keyboard: it stays until told to go.
+) -> SendMessage:
+    # The request-location keyboard is a reply keyboard: it stays until told to go. This goes
+    # out now; the next question, returned, after it.
     await send(bot, message.chat.id, "📍 " + _("Location noted."), ReplyKeyboardRemove())
-    await advance(bot, message.chat.id, state, session, SuggestionForm.location)
+    return await advance(bot, message.chat.id, state, session, SuggestionForm.location)
 
 
 async def on_photo(message: Message, state: FSMContext, bot: Bot) -> None:
+    """Photos are answered while the conversation's lock is held, not as the webhook's reply:
+    an album arrives as concurrent updates, and their answers must keep their order."""
     assert message.photo
     data = await state.get_data()
     photos: list[str] = list(data.get("photos") or [])
@@ -571,17 +592,17 @@ async def on_photo(message: Message, state: FSMContext, bot: Bot) -> None:
 
 async def photo_expected(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     note = _("Please send a photo (as a photo, not as a file), or tap the button.")
-    await reask(bot, message.chat.id, state, session, note)
+    return await reask_reply(bot, message.chat.id, state, session, note)
 
 
 async def on_photos_done(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     await callback.answer()
     await close_keyboard(callback.message)
-    await advance(bot, _chat_id(callback), state, session, SuggestionForm.photos)
+    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.photos)
 
 
 async def on_kind(
@@ -590,7 +611,7 @@ async def on_kind(
     state: FSMContext,
     session: AsyncSession,
     bot: Bot,
-) -> None:
+) -> Reply:
     if callback_data.kind is KindChoice.SKIP:
         await state.update_data(kind=None, cost_fen=None)
         chosen = _("Kind: not specified")
@@ -599,10 +620,10 @@ async def on_kind(
         chosen = _("Kind: {value}").format(value=kind_label(callback_data.kind.value))
     await callback.answer()
     await close_keyboard(callback.message, chosen)
-    await advance(bot, _chat_id(callback), state, session, SuggestionForm.kind)
+    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.kind)
 
 
-async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> None:
+async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> Reply:
     assert message.text is not None
     try:
         cost_fen = rules.parse_yuan(message.text)
@@ -611,12 +632,10 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
             "Sorry, I could not read that as an amount. Please type a number of yuan, "
             "for example 12000 or 1.5万."
         )
-        await reask(bot, message.chat.id, state, session, problem)
-        return
+        return await reask_reply(bot, message.chat.id, state, session, problem)
     data = await state.get_data()
     if not data.get("kind"):  # no cost without a kind: nothing to attach it to
-        await advance(bot, message.chat.id, state, session, SuggestionForm.cost)
-        return
+        return await advance(bot, message.chat.id, state, session, SuggestionForm.cost)
     kind = Kind(data["kind"])
     await state.update_data(cost_fen=cost_fen)
     note: str | None = None
@@ -629,16 +648,16 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
             kind=kind_label(kind),
             cap=cap_yuan(rules.KIND_CAP_FEN[kind]),
         )
-    await advance(bot, message.chat.id, state, session, SuggestionForm.cost, note)
+    return await advance(bot, message.chat.id, state, session, SuggestionForm.cost, note)
 
 
 async def on_cost_skip(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
+) -> Reply:
     await state.update_data(cost_fen=None)
     await callback.answer()
     await close_keyboard(callback.message)
-    await advance(bot, _chat_id(callback), state, session, SuggestionForm.cost)
+    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.cost)
 
 
 def _draft(data: dict[str, Any]) -> Draft:
@@ -678,7 +697,7 @@ async def on_confirm(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     chat_id = _chat_id(callback)
     data = await state.get_data()
     missing = _missing_step(data)
@@ -686,8 +705,8 @@ async def on_confirm(
         await callback.answer()
         await close_keyboard(callback.message)
         await state.update_data(editing=True)
-        await go(bot, chat_id, state, session, missing, _("One answer is still missing."))
-        return
+        note = _("One answer is still missing.")
+        return await go(bot, chat_id, state, session, missing, note)
     try:
         suggestion = await submit(
             session,
@@ -705,20 +724,18 @@ async def on_confirm(
                 submit=keyboards.confirm_label()
             )
         )
-        await send(bot, chat_id, note)
-        return
+        return send(bot, chat_id, note)
     except RuleViolation as exc:
         step = VIOLATION_STEP.get(exc.code, SuggestionForm.summary)
         await callback.answer()
         await close_keyboard(callback.message)
         await state.update_data(editing=True)
         note = _("Sorry, one answer needs to be changed before I can submit it.")
-        await go(bot, chat_id, state, session, step, note)
-        return
+        return await go(bot, chat_id, state, session, step, note)
     await state.clear()
     await callback.answer(_("Submitted. Thank you!"))
     await close_keyboard(callback.message)
-    await send(
+    return send(
         bot,
         chat_id,
         _(
@@ -730,34 +747,36 @@ async def on_confirm(
     )
 
 
-async def on_cancel(callback: CallbackQuery, state: FSMContext) -> None:
+async def on_cancel(callback: CallbackQuery, state: FSMContext) -> Reply:
     await state.clear()
     await callback.answer()
     await close_keyboard(callback.message)
     if isinstance(callback.message, Message):
-        await callback.message.answer(cancelled_text())
+        return callback.message.answer(cancelled_text())
+    return None
 
 
 def cancelled_text() -> str:
     return _("Cancelled; nothing was saved. Send /suggest whenever you want to start again.")
 
 
-async def on_edit_menu(callback: CallbackQuery, state: FSMContext) -> None:
+async def on_edit_menu(callback: CallbackQuery, state: FSMContext) -> Reply:
     data = await state.get_data()
     fields = list(DraftField)
     if not data.get("community_id"):
         fields.remove(DraftField.COMMUNITY)
-    await callback.answer()
     if isinstance(callback.message, Message):
+        # Awaited: an edit that changes nothing is refused, and that refusal is ignored.
         with contextlib.suppress(TelegramBadRequest):
             await callback.message.edit_reply_markup(reply_markup=keyboards.edit_keyboard(fields))
+    return callback.answer()
 
 
-async def on_back_to_summary(callback: CallbackQuery) -> None:
-    await callback.answer()
+async def on_back_to_summary(callback: CallbackQuery) -> Reply:
     if isinstance(callback.message, Message):
         with contextlib.suppress(TelegramBadRequest):
             await callback.message.edit_reply_markup(reply_markup=keyboards.summary_keyboard())
+    return callback.answer()
 
 
 async def on_edit_field(
@@ -766,7 +785,7 @@ async def on_edit_field(
     state: FSMContext,
     session: AsyncSession,
     bot: Bot,
-) -> None:
+) -> Reply:
     changes: dict[str, Any] = {"editing": True}
     if callback_data.field is DraftField.PHOTOS:
         # Editing the photos means sending them again; the earlier ones are replaced.
@@ -774,15 +793,14 @@ async def on_edit_field(
     await state.update_data(changes)
     await callback.answer()
     await close_keyboard(callback.message)
-    await go(bot, _chat_id(callback), state, session, FIELD_STEP[callback_data.field])
+    return await go(bot, _chat_id(callback), state, session, FIELD_STEP[callback_data.field])
 
 
 async def use_summary_buttons(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
-) -> None:
-    await reask(
-        bot, message.chat.id, state, session, _("Please use the buttons under the summary.")
-    )
+) -> Reply:
+    note = _("Please use the buttons under the summary.")
+    return await reask_reply(bot, message.chat.id, state, session, note)
 
 
 def create_router() -> Router:

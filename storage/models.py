@@ -134,7 +134,6 @@ class Community(Base):
     street: Mapped[Street] = relationship(back_populates="communities")
 
 
-
 def short_name(name: str) -> str:
     """新沙社区 -> 新沙, 沙头街道 -> 沙头: what people say on the phone."""
     for suffix in ("社区", "街道", "街道办事处"):
@@ -417,9 +416,7 @@ class CouncilVote(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="RESTRICT"))
-    convened_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("person.id", ondelete="SET NULL")
-    )
+    convened_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     convened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closes_at: Mapped[datetime]
     # Strictly more than these percentages: of the council voting, of the votes cast agreeing.

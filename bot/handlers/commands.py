@@ -16,12 +16,14 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
+from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
 from bot.texts import local_date, quote, status_label
 from dialogs import convene, review, suggestion
 from dialogs.common import identity
-from dialogs.org_picker import get_community
+from dialogs.org_picker import get_community_names
+from dialogs.suggestion import Reply
 from storage.services import invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.suggestions import list_for_proposer
@@ -96,11 +98,28 @@ async def roles_text(session: AsyncSession, telegram_id: int) -> str | None:
 
 async def _continue_if_in_dialog(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
-) -> bool:
+) -> Reply:
+    """In the middle of a suggestion: its current question again, to return (the update's
+    last call); else None."""
     if not suggestion.is_dialog_state(raw_state):
-        return False
-    await suggestion.reask(bot, message.chat.id, state, session, suggestion.continue_note())
-    return True
+        return None
+    note = suggestion.continue_note()
+    return await suggestion.reask_reply(bot, message.chat.id, state, session, note)
+
+
+async def _answer_then_continue(
+    message: Message,
+    text: str,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    raw_state: str | None,
+) -> Reply:
+    """`text`, then the dialog's question if one is in progress: the last of them returned."""
+    if not suggestion.is_dialog_state(raw_state):
+        return message.answer(text)
+    await message.answer(text)
+    return await _continue_if_in_dialog(message, state, session, bot, raw_state)
 
 
 async def cmd_start(
@@ -111,31 +130,32 @@ async def cmd_start(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> None:
+) -> Reply:
     assert message.from_user is not None
     if command.args and PAYLOAD_RE.match(command.args) and invites.is_invite_payload(command.args):
         await redeem_invite(message, command.args, session)
-        await _continue_if_in_dialog(message, state, session, bot, raw_state)
-        return
+        return await _continue_if_in_dialog(message, state, session, bot, raw_state)
     community_id = parse_suggest_payload(command.args)
-    if community_id is not None and await get_community(session, community_id) is not None:
-        if await _continue_if_in_dialog(message, state, session, bot, raw_state):
-            return
-        await suggestion.start(
-            bot, message.chat.id, message.from_user.id, state, session, settings, community_id
+    community = (
+        await get_community_names(session, community_id) if community_id is not None else None
+    )
+    if community is not None:
+        if suggestion.is_dialog_state(raw_state):
+            return await _continue_if_in_dialog(message, state, session, bot, raw_state)
+        return await suggestion.start(
+            bot, message.chat.id, message.from_user.id, state, session, settings, community
         )
-        return
     roles = await roles_text(session, message.from_user.id)
-    await message.answer(welcome_text(message.from_user.first_name, roles))
-    await _continue_if_in_dialog(message, state, session, bot, raw_state)
+    text = welcome_text(message.from_user.first_name, roles)
+    return await _answer_then_continue(message, text, state, session, bot, raw_state)
 
 
 async def cmd_help(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
-) -> None:
+) -> Reply:
     assert message.from_user is not None
-    await message.answer(help_text(await roles_text(session, message.from_user.id)))
-    await _continue_if_in_dialog(message, state, session, bot, raw_state)
+    text = help_text(await roles_text(session, message.from_user.id))
+    return await _answer_then_continue(message, text, state, session, bot, raw_state)
 
 
 async def cmd_suggest(
@@ -145,11 +165,13 @@ async def cmd_suggest(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> None:
+) -> Reply:
     assert message.from_user is not None
-    if await _continue_if_in_dialog(message, state, session, bot, raw_state):
-        return
-    await suggestion.start(bot, message.chat.id, message.from_user.id, state, session, settings)
+    if suggestion.is_dialog_state(raw_state):
+        return await _continue_if_in_dialog(message, state, session, bot, raw_state)
+    return await suggestion.start(
+        bot, message.chat.id, message.from_user.id, state, session, settings
+    )
 
 
 def my_text(lines: list[str], total: int) -> str:
@@ -167,14 +189,13 @@ def my_text(lines: list[str], total: int) -> str:
     return text
 
 
-async def cmd_my(message: Message, session: AsyncSession, settings: Settings) -> None:
+async def cmd_my(message: Message, session: AsyncSession, settings: Settings) -> Reply:
     assert message.from_user is not None
     found = await list_for_proposer(session, message.from_user.id, limit=MY_FETCH)
     if not found:
-        await message.answer(
+        return message.answer(
             _("You have not made any suggestions yet. Send /suggest to make your first one.")
         )
-        return
     lines = [
         _("<b>{number}</b> · {status} · {date}\n{title}").format(
             number=quote(item.number),
@@ -184,36 +205,39 @@ async def cmd_my(message: Message, session: AsyncSession, settings: Settings) ->
         )
         for item in found
     ]
-    await message.answer(my_text(lines, len(found)))
+    return message.answer(my_text(lines, len(found)))
 
 
-async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> None:
+async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> Reply:
     if review.is_dialog_state(raw_state) or convene.is_dialog_state(raw_state):
         await state.clear()
-        await message.answer(
+        return message.answer(
             _("Stopped. Send /review or /convene whenever you want to carry on."),
             reply_markup=ReplyKeyboardRemove(),
         )
-        return
     if not suggestion.is_dialog_state(raw_state):
-        await message.answer(_("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove())
-        return
+        return message.answer(_("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove())
     await state.clear()
-    await message.answer(suggestion.cancelled_text(), reply_markup=ReplyKeyboardRemove())
+    return message.answer(suggestion.cancelled_text(), reply_markup=ReplyKeyboardRemove())
 
 
-async def cmd_lang(message: Message) -> None:
-    await message.answer(_("Please choose your language:"), reply_markup=language_keyboard())
+async def cmd_lang(message: Message) -> Reply:
+    return message.answer(_("Please choose your language:"), reply_markup=language_keyboard())
 
 
 async def on_language(
-    callback: CallbackQuery, callback_data: LangCb, session: AsyncSession, i18n: I18n
+    callback: CallbackQuery,
+    callback_data: LangCb,
+    session: AsyncSession,
+    i18n: I18n,
+    passage: Passage,
 ) -> None:
     locale = callback_data.locale
     if locale not in SUPPORTED_LOCALES:
         await callback.answer(_("This button is out of date."), show_alert=False)
         return
     await set_locale(session, identity(callback.from_user), locale)
+    passage.remember_locale = locale  # the gate caches the choice once this has committed
     # The rest of this update is already in the old language: answer in the new one.
     with i18n.use_locale(locale):
         done = _("From now on I will speak {language} with you.").format(

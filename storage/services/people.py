@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Person, utcnow
+from storage.models import Person, RoleGrant, utcnow
+from storage.services.access import Principal, Scope
 
 SUPPORTED_LOCALES = ("zh", "en")
 
@@ -26,9 +27,31 @@ async def find_person(session: AsyncSession, telegram_id: int) -> Person | None:
     return (await session.scalars(select(Person).where(Person.telegram_id == telegram_id))).first()
 
 
+async def principals_of_telegram_user(session: AsyncSession, telegram_id: int) -> list[Principal]:
+    """The roles a Telegram user holds (`access.principals_of`), in one query; [] for someone
+    not known yet."""
+    query = (
+        select(RoleGrant)
+        .join(Person, Person.id == RoleGrant.person_id)
+        .where(Person.telegram_id == telegram_id, RoleGrant.revoked_at.is_(None))
+    )
+    return [
+        Principal(g.role, Scope(g.scope_level, g.scope_id), g.person_id)
+        for g in await session.scalars(query)
+    ]
+
+
 async def ensure_person(session: AsyncSession, who: TelegramIdentity) -> Person:
     """The person for this Telegram user, created or refreshed. Flushes, does not commit."""
-    person = await find_person(session, who.telegram_id)
+    person = refresh_person(session, await find_person(session, who.telegram_id), who)
+    await session.flush()
+    return person
+
+
+def refresh_person(session: AsyncSession, found: Person | None, who: TelegramIdentity) -> Person:
+    """`found` (the person of `who`, looked up by the caller), or a new person added to the
+    session, with what Telegram says of them now. Does not flush."""
+    person = found
     if person is None:
         person = Person(telegram_id=who.telegram_id)
         session.add(person)
@@ -36,7 +59,6 @@ async def ensure_person(session: AsyncSession, who: TelegramIdentity) -> Person:
     person.username = who.username
     person.language_code = (who.language_code or None) and who.language_code[:16]
     person.blocked_bot_at = None
-    await session.flush()
     return person
 
 

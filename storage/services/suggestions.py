@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from storage import rules
 from storage.db import upsert
 from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services.audit import Actor, record
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services.people import TelegramIdentity, refresh_person
 
 
 @dataclass(slots=True)
@@ -84,6 +84,39 @@ async def count_today(
     return int(await session.scalar(query) or 0)
 
 
+async def count_today_by_telegram_id(
+    session: AsyncSession, telegram_id: int, tz: ZoneInfo, now: datetime | None = None
+) -> int:
+    """`count_today` for a Telegram user, in one query (0 for someone not known yet)."""
+    since = local_day_start(now or utcnow(), tz)
+    query = (
+        select(func.count(Suggestion.id))
+        .join(Person, Person.id == Suggestion.proposer_id)
+        .where(Person.telegram_id == telegram_id, Suggestion.created_at >= since)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def _proposer_and_count_today(
+    session: AsyncSession, who: TelegramIdentity, tz: ZoneInfo
+) -> tuple[Person, int]:
+    """The proposer (created or refreshed, flushed) and their suggestions today, with one
+    query for both when they are known."""
+    since = local_day_start(utcnow(), tz)
+    today = (
+        select(func.count(Suggestion.id))
+        .where(Suggestion.proposer_id == Person.id, Suggestion.created_at >= since)
+        .correlate(Person)
+        .scalar_subquery()
+    )
+    query = select(Person, today).where(Person.telegram_id == who.telegram_id)
+    row = (await session.execute(query)).first()
+    found, count = (row[0], int(row[1] or 0)) if row is not None else (None, 0)
+    person = refresh_person(session, found, who)
+    await session.flush()
+    return person, count
+
+
 class DailyLimitReached(RuleViolation):
     def __init__(self, limit: int) -> None:
         super().__init__("daily_limit", f"at most {limit} suggestions a day")
@@ -123,8 +156,8 @@ async def submit(
     community = await session.get(Community, draft.community_id)
     if community is None:
         raise RuleViolation("unknown_community", "no such community")
-    person = await ensure_person(session, who)
-    if await count_today(session, person.id, tz) >= daily_limit:
+    person, today = await _proposer_and_count_today(session, who, tz)
+    if today >= daily_limit:
         raise DailyLimitReached(daily_limit)
     now = utcnow()
     year = now.astimezone(tz).year
@@ -173,7 +206,7 @@ async def list_for_proposer(
         select(Suggestion)
         .join(Person, Person.id == Suggestion.proposer_id)
         .where(Person.telegram_id == telegram_id)
-        .options(selectinload(Suggestion.community))
+        .options(joinedload(Suggestion.community, innerjoin=True))
         .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
         .limit(limit)
     )
@@ -228,6 +261,7 @@ __all__ = [
     "add_follower",
     "apply",
     "count_today",
+    "count_today_by_telegram_id",
     "list_for_proposer",
     "next_number",
     "submit",

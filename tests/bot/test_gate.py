@@ -133,9 +133,11 @@ async def test_one_conversation_at_a_time(storage: BaseStorage) -> None:
 
 async def test_updates_outside_private_chats_do_not_wait(storage: BaseStorage) -> None:
     gate = create_gate(storage)
-    async with gate.passage(12, KEY, 1001, exclusive=True):
-        async with gate.passage(13, KEY, 1001, exclusive=False) as inner:
-            assert inner.fresh
+    async with (
+        gate.passage(12, KEY, 1001, exclusive=True),
+        gate.passage(13, KEY, 1001, exclusive=False) as inner,
+    ):
+        assert inner.fresh
 
 
 async def test_no_conversation_for_updates_without_a_chat_or_user(storage: BaseStorage) -> None:

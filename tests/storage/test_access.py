@@ -14,7 +14,7 @@ from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
 from storage.services import access
 from storage.services.access import Place, Principal, Scope
 from storage.services.org import OrgRow, import_rows
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services.people import TelegramIdentity, ensure_person, principals_of_telegram_user
 
 Sessions = async_sessionmaker[AsyncSession]
 STAFF_ROLES = frozenset(
@@ -243,3 +243,20 @@ async def test_council_members(session: AsyncSession, org: OrgTree) -> None:
     assert [m.id for m in members] == sorted(p.id for p in people[:3])
     assert [m.id for m in await access.council_members(session, org.tianan_id)] == [people[0].id]
     assert await access.council_members(session, 999) == []
+
+
+async def test_principals_of_a_telegram_user(session: AsyncSession, org: OrgTree) -> None:
+    someone, other = await person(session, 1), await person(session, 2)
+    xinsha = Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    await access.grant_role(session, someone.id, Role.COMMUNITY_STAFF, xinsha)
+    await access.grant_role(session, someone.id, Role.CITY_ADMIN, Scope.city())
+    revoked = await access.grant_role(session, someone.id, Role.COUNCIL_MEMBER, xinsha)
+    await access.revoke_role(session, revoked.id)
+    await access.grant_role(session, other.id, Role.COUNCIL_MEMBER, xinsha)
+    held = await principals_of_telegram_user(session, someone.telegram_id)
+    assert set(held) == set(await access.principals_of(session, someone.id))
+    assert set(held) == {
+        Principal(Role.COMMUNITY_STAFF, xinsha, someone.id),
+        Principal(Role.CITY_ADMIN, Scope.city(), someone.id),
+    }
+    assert await principals_of_telegram_user(session, 999) == []

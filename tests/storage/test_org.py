@@ -99,3 +99,9 @@ async def test_listing_and_lookup(session: AsyncSession, org: OrgTree) -> None:
     full = await org_service.get_community(session, found.id)
     assert full is not None and full.street.district.name == "福田区"
     assert await org_service.find_community(session, "没有社区") is None
+
+
+async def test_community_names_in_one_lookup(session: AsyncSession, org: OrgTree) -> None:
+    names = await org_service.get_community_names(session, org.tianan_id)
+    assert names == org_service.CommunityNames(org.tianan_id, "天安社区", "沙头街道", "福田区")
+    assert await org_service.get_community_names(session, 999) is None

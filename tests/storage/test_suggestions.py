@@ -139,6 +139,41 @@ async def test_daily_limit_counts_the_local_day(
         assert await suggestions.count_today(session, person.id, TZ, now=next_day) == 0
 
 
+async def test_count_today_by_telegram_id(
+    sessionmaker: Sessions, org: OrgTree, clock: list[datetime]
+) -> None:
+    clock[0] = datetime(2026, 1, 31, 15, 0, tzinfo=UTC)  # 23:00 on 31 January in Shanghai
+    await submit(sessionmaker, org.xinsha_id)
+    await submit(sessionmaker, org.tianan_id)
+    await submit(sessionmaker, org.xinsha_id, resident(2))
+    clock[0] = datetime(2026, 1, 31, 16, 0, tzinfo=UTC)  # 1 February in Shanghai
+    await submit(sessionmaker, org.xinsha_id)
+    telegram_id = resident(1).telegram_id
+    async with sessionmaker() as session:
+        count = suggestions.count_today_by_telegram_id
+        assert await count(session, telegram_id, TZ, now=clock[0]) == 1
+        before = datetime(2026, 1, 31, 15, 59, tzinfo=UTC)
+        assert await count(session, telegram_id, TZ, now=before) == 3
+        assert await count(session, resident(2).telegram_id, TZ, now=before) == 1
+        assert await count(session, resident(3).telegram_id, TZ, now=before) == 0
+
+
+async def test_submit_refreshes_a_known_proposer(sessionmaker: Sessions, org: OrgTree) -> None:
+    first = await submit(sessionmaker, org.xinsha_id)
+    renamed = TelegramIdentity(
+        telegram_id=resident().telegram_id, first_name="新名字", username="xin", language_code="en"
+    )
+    second = await submit(sessionmaker, org.xinsha_id, renamed)
+    assert second.proposer_id == first.proposer_id
+    async with sessionmaker() as session:
+        [person] = (await session.scalars(select(Person))).all()
+        assert (person.first_name, person.username, person.language_code) == (
+            "新名字",
+            "xin",
+            "en",
+        )
+
+
 async def test_submit_stores_follower_and_audit_event(sessionmaker: Sessions, org: OrgTree) -> None:
     stored = await submit(
         sessionmaker,

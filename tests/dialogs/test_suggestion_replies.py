@@ -1,0 +1,230 @@
+"""The suggestion dialog's replies, and what each step costs the store.
+
+A handler returns its update's last Bot API call instead of making it (the webhook answers
+Telegram with it; Telegram makes it once the update is handled): everything the handler awaited
+comes first. And the resident's flow issues a fixed, small number of SQL statements per step,
+counted (never timed), so that a change adding a query to a step shows up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendMessage,
+    TelegramMethod,
+)
+from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardRemove, Update
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from telegram_fakes import (
+    CATEGORY,
+    PHYSICAL,
+    SKIP,
+    SUBMIT,
+    Call,
+    Driver,
+    Harness,
+    Person,
+    button_texts,
+)
+
+from dialogs.suggestion import SuggestionForm
+
+pytest_plugins = ["telegram_fakes"]
+
+RESIDENT = Person(1001, "小明")
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+async def feed_unsent(h: Harness, update: Update) -> tuple[list[Call], Any]:
+    """Handle `update` without making the call its handler returned: (calls made, returned)."""
+    before = len(h.session.calls)
+    result = await h.dispatcher.feed_update(h.bot, update)
+    return h.session.calls[before:], result
+
+
+def button_update(h: Harness, person: Person, label: str) -> Update:
+    sent, button = h.find_button(person.id, label, exact=True)
+    assert button.callback_data is not None
+    return h.updates.callback(person, button.callback_data, sent.message_id)
+
+
+async def deliver(h: Harness, reply: Any) -> Call:
+    """Make the returned call, as Telegram would after the webhook's answer."""
+    assert isinstance(reply, TelegramMethod)
+    await h.bot(reply)
+    return h.session.calls[-1]
+
+
+async def state_of(h: Harness, person: Person) -> str | None:
+    context = h.dispatcher.fsm.get_context(h.bot, chat_id=person.id, user_id=person.id)
+    return await context.get_state()
+
+
+async def test_a_text_step_returns_the_next_question(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    h = bot_harness
+    await dialog_driver.description(RESIDENT)
+    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "楼梯间太黑，老人晚上容易摔倒。"))
+    assert made == [], "nothing is sent while the update is handled"
+    assert isinstance(reply, SendMessage) and reply.chat_id == RESIDENT.id
+    assert "地点在哪里" in reply.text
+    assert await state_of(h, RESIDENT) == SuggestionForm.location.state
+    delivered = await deliver(h, reply)
+    assert delivered.method is reply and delivered.result is not None
+    # Delivered, the question's keyboard works as before: "type instead" is answered.
+    calls = await h.say(RESIDENT, "⌨️ 改为输入文字地址")
+    assert [c.text for c in calls] == ["请输入地址："]
+
+
+async def test_bad_input_returns_the_question_again(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    h = bot_harness
+    await dialog_driver.title(RESIDENT)
+    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "   "))
+    assert made == []
+    assert isinstance(reply, SendMessage)
+    assert reply.text.startswith("标题不能为空") and "请给建议起个简短的标题" in reply.text
+    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
+
+
+async def test_a_button_step_answers_and_edits_first(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    h = bot_harness
+    await dialog_driver.category(RESIDENT)
+    made, reply = await feed_unsent(h, button_update(h, RESIDENT, CATEGORY))
+    assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageText]
+    assert made[1].text == "类别：社区环境整治"
+    assert isinstance(reply, SendMessage) and "请给建议起个简短的标题" in reply.text
+    await deliver(h, reply)
+
+
+async def test_the_location_step_removes_the_keyboard_before_the_next_question(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    h = bot_harness
+    await dialog_driver.location(RESIDENT)
+    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "新沙小区3栋"))
+    assert [type(c.method) for c in made] == [SendMessage]
+    assert isinstance(made[0].markup, ReplyKeyboardRemove) and "地点已记录" in (made[0].text or "")
+    assert isinstance(reply, SendMessage) and isinstance(reply.reply_markup, InlineKeyboardMarkup)
+    assert button_texts(reply.reply_markup) == [SKIP]
+
+
+async def test_confirm_returns_the_thanks(dialog_driver: Driver, bot_harness: Harness) -> None:
+    h = bot_harness
+    await dialog_driver.summary(RESIDENT)
+    made, reply = await feed_unsent(h, button_update(h, RESIDENT, SUBMIT))
+    assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageReplyMarkup]
+    assert isinstance(made[0].method, AnswerCallbackQuery)
+    assert made[0].method.text == "提交成功，谢谢您！"
+    assert isinstance(reply, SendMessage) and "编号 <b>新沙-" in reply.text
+    assert await state_of(h, RESIDENT) is None
+
+
+async def test_the_deep_link_returns_the_first_question(bot_harness: Harness, org: Any) -> None:
+    h = bot_harness
+    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, f"/start s_{org.xinsha_id}"))
+    assert made == []
+    assert isinstance(reply, SendMessage) and "<b>新沙社区</b>" in reply.text
+    assert await state_of(h, RESIDENT) == SuggestionForm.category.state
+
+
+async def test_a_photo_is_answered_at_once(dialog_driver: Driver, bot_harness: Harness) -> None:
+    """Album photos are concurrent updates: their answers are made in order, not returned."""
+    h = bot_harness
+    await dialog_driver.photos(RESIDENT)
+    made, reply = await feed_unsent(h, h.updates.photo(RESIDENT, "photo-a"))
+    assert reply is None
+    assert [type(c.method) for c in made] == [SendMessage]
+
+
+# --- statements per step ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every SQL statement sent to the test's database, in order."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def step_statements(h: Harness, seen: list[str], person: Person, update: Update) -> int:
+    """The statements handling `update` took beyond what any update costs (de-duplication,
+    the locale, …): that cost is measured just before, on /lang, whose handler takes none
+    (twice, the first warming what the middlewares may cache)."""
+    await h.say(person, "/lang")
+    seen.clear()
+    await h.say(person, "/lang")
+    baseline = len(seen)
+    seen.clear()
+    await h.feed(update)
+    return len(seen) - baseline
+
+
+async def walk_counting(h: Harness, seen: list[str], person: Person, org: Any) -> dict[str, int]:
+    """The benchmark's stream (bench/stream.py) for one resident: statements per step."""
+    counts: dict[str, int] = {}
+
+    async def text(name: str, value: str) -> None:
+        counts[name] = await step_statements(h, seen, person, h.updates.text(person, value))
+
+    async def press(name: str, label: str) -> None:
+        counts[name] = await step_statements(h, seen, person, button_update(h, person, label))
+
+    await text("/start s_<community>", f"/start s_{org.xinsha_id}")
+    await press("category", CATEGORY)
+    await text("title", "修复3栋楼道的声控灯")
+    await text("description", "3栋楼道的声控灯坏了半年多，晚上老人和孩子上下楼看不清台阶。")
+    await text("location", "新沙社区3栋1单元")
+    await press("skip photos", SKIP)
+    await press("kind", PHYSICAL)
+    await text("cost", "1.5万")
+    await press("confirm", SUBMIT)
+    await text("/my", "/my")
+    await text("/help", "/help")
+    return counts
+
+
+DIALOG_STEPS_WITHOUT_SQL = {
+    "category": 0,
+    "title": 0,
+    "description": 0,
+    "location": 0,
+    "skip photos": 0,
+    "kind": 0,
+    "cost": 0,
+}
+
+
+async def test_statements_per_step(bot_harness: Harness, org: Any, statements: list[str]) -> None:
+    first = await walk_counting(bot_harness, statements, RESIDENT, org)
+    assert first == {
+        # The community with its street's and district's names; today's suggestions.
+        "/start s_<community>": 2,
+        **DIALOG_STEPS_WITHOUT_SQL,
+        # The community; the proposer with today's count; the proposer created; the number;
+        # the suggestion, its audit event, its follower.
+        "confirm": 7,
+        "/my": 1,  # the suggestions with their communities
+        "/help": 1,  # the roles held
+    }
+    again = await walk_counting(bot_harness, statements, RESIDENT, org)
+    assert again == {**first, "confirm": 6}, "a known proposer is not created again"
