@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -22,6 +21,7 @@ from bot.factory import create_bot
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
 from webhook.runtime import Runtime
+from webhook.server import configure_logging
 from webhook.telegram import create_telegram_router
 
 
@@ -90,8 +90,8 @@ def main() -> None:
         redis_url=args.redis_url or None,
         max_suggestions_per_day=args.max_suggestions_per_day,
     )
-    # As webhook.server.serve: root logging at INFO, uvicorn at "info" (access log included).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # As webhook.server.serve: its logging, uvicorn at "info" (access log included).
+    configure_logging()
     if args.mode == "full":
         from webhook.app import create_app
 

@@ -13,14 +13,14 @@ from webhook.app import create_app, open_runtime, running_jobs
 log = logging.getLogger(__name__)
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # aiogram logs a line per update at INFO; the access log already says as much.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    _configure_logging()
+    configure_logging()
     if settings.sandbox:
         print(
             f"Sandbox mode (no BOT_TOKEN): open http://{host}:{port}/sandbox "
@@ -44,7 +44,7 @@ async def _polling(settings: Settings) -> None:
 
 
 def polling(settings: Settings) -> None:
-    _configure_logging()
+    configure_logging()
     if settings.sandbox:
         raise SystemExit(
             "polling needs BOT_TOKEN; without one, `minsheng serve` runs the sandbox instead"
