@@ -684,17 +684,21 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
                 )
             ).all()
         )
-        for member in vote.members:
-            if member.person_id in blocked:
-                continue
-            await notifications.enqueue(
-                session,
-                chat_id=member.telegram_id,
-                kind="vote_result",
-                params=params | {"audience": "council"},
-                person_id=member.person_id,
-                dedupe_key=f"{key}:{member.telegram_id}",
-            )
+        council_params = params | {"audience": "council"}
+        await notifications.enqueue_many(
+            session,
+            (
+                notifications.Owed(
+                    member.telegram_id,
+                    "vote_result",
+                    council_params,
+                    member.person_id,
+                    f"{key}:{member.telegram_id}",
+                )
+                for member in vote.members
+                if member.person_id not in blocked
+            ),
+        )
     for chat in await bound_chats(session, vote.community_id, ChatPurpose.COMMUNITY):
         await notifications.enqueue(
             session,

@@ -28,7 +28,8 @@ it has sent must stay marked even if the next send crashes the process.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,22 @@ MAX_ATTEMPTS = 8
 ERROR_MAX = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """One message owed to a chat (see `enqueue`)."""
+
+    chat_id: int
+    kind: str
+    params: dict[str, Any]
+    person_id: int | None = None
+    dedupe_key: str | None = None
+    not_before: datetime | None = None
+
+
+# Rows per INSERT: 9 bound values each stays far below SQLite's and asyncpg's parameter limits.
+ENQUEUE_CHUNK = 1000
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -63,23 +80,35 @@ async def enqueue(
 ) -> None:
     """Owe `chat_id` a message. A second enqueue with the same `dedupe_key` does nothing,
     so an operation retried after a crash does not tell anyone twice. Flushes only."""
+    await enqueue_many(session, [Owed(chat_id, kind, params, person_id, dedupe_key, not_before)])
+
+
+async def enqueue_many(session: AsyncSession, owed: Iterable[Owed]) -> None:
+    """`enqueue` for many messages at once: one multi-row INSERT per ENQUEUE_CHUNK (a
+    council of thousands told of a result in private chats is a few statements, not one
+    per member). Flushes only."""
     now = utcnow()
-    stmt = (
-        upsert(session, Notification)
-        .values(
-            chat_id=chat_id,
-            person_id=person_id,
-            kind=kind,
-            params=params,
-            dedupe_key=dedupe_key,
-            status=NotificationStatus.PENDING,
-            attempts=0,
-            not_before=not_before or now,
-            created_at=now,
+    rows = [
+        {
+            "chat_id": item.chat_id,
+            "person_id": item.person_id,
+            "kind": item.kind,
+            "params": item.params,
+            "dedupe_key": item.dedupe_key,
+            "status": NotificationStatus.PENDING,
+            "attempts": 0,
+            "not_before": item.not_before or now,
+            "created_at": now,
+        }
+        for item in owed
+    ]
+    for start in range(0, len(rows), ENQUEUE_CHUNK):
+        stmt = (
+            upsert(session, Notification)
+            .values(rows[start : start + ENQUEUE_CHUNK])
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
         )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
-    await session.execute(stmt)
+        await session.execute(stmt)
 
 
 async def followers_of(
@@ -113,23 +142,16 @@ async def notify_followers(
     `proposer_params` are added to the proposer's copy only (what is for their eyes, such
     as a rejection note). Dedupe key f"{dedupe_prefix}:{person_id}". Returns how many were
     enqueued. Flushes only."""
-    count = 0
+    owed = []
     for person in await followers_of(session, suggestion.id):
         if person.id in exclude:
             continue
         own = dict(params)
         if proposer_params and person.id == suggestion.proposer_id:
             own.update(proposer_params)
-        await enqueue(
-            session,
-            chat_id=person.telegram_id,
-            kind=kind,
-            params=own,
-            person_id=person.id,
-            dedupe_key=f"{dedupe_prefix}:{person.id}",
-        )
-        count += 1
-    return count
+        owed.append(Owed(person.telegram_id, kind, own, person.id, f"{dedupe_prefix}:{person.id}"))
+    await enqueue_many(session, owed)
+    return len(owed)
 
 
 async def notify_people(
@@ -149,18 +171,12 @@ async def notify_people(
         .where(Person.id.in_(sorted(set(person_ids))), Person.blocked_bot_at.is_(None))
         .order_by(Person.id)
     )
-    count = 0
-    for person in (await session.scalars(query)).all():
-        await enqueue(
-            session,
-            chat_id=person.telegram_id,
-            kind=kind,
-            params=dict(params),
-            person_id=person.id,
-            dedupe_key=f"{dedupe_prefix}:{person.id}",
-        )
-        count += 1
-    return count
+    owed = [
+        Owed(person.telegram_id, kind, dict(params), person.id, f"{dedupe_prefix}:{person.id}")
+        for person in (await session.scalars(query)).all()
+    ]
+    await enqueue_many(session, owed)
+    return len(owed)
 
 
 async def claim_due(

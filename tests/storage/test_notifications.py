@@ -55,6 +55,31 @@ async def test_enqueue_dedupes_by_key(session: AsyncSession) -> None:
     assert first.not_before.tzinfo is not None
 
 
+async def test_enqueue_many_in_chunks_skipping_known_keys(
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "ENQUEUE_CHUNK", 4)
+    await notifications.enqueue(
+        session, chat_id=1, kind="vote_result", params={"old": True}, dedupe_key="r:1"
+    )
+    owed = [
+        notifications.Owed(i, "vote_result", {"i": i}, dedupe_key=f"r:{i}") for i in range(1, 11)
+    ]
+    # The same key twice in one batch, and one already stored: each kept once, the first.
+    owed.append(notifications.Owed(3, "vote_result", {"again": True}, dedupe_key="r:3"))
+    owed.append(notifications.Owed(99, "vote_result", {"no_key": True}))
+    await notifications.enqueue_many(session, owed)
+    await notifications.enqueue_many(session, [])
+    await session.commit()
+    stored = await rows(session)
+    assert [(n.chat_id, n.params) for n in stored] == [
+        (1, {"old": True}),
+        *[(i, {"i": i}) for i in range(2, 11)],
+        (99, {"no_key": True}),
+    ]
+    assert all(n.status is NotificationStatus.PENDING and n.attempts == 0 for n in stored)
+
+
 async def test_notify_followers(sessionmaker: Sessions, org: OrgTree) -> None:
     async with sessionmaker() as session:
         suggestion = await submit(
