@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
+from bot.filters import InForm
 from bot.texts import local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import current_step
@@ -722,20 +723,27 @@ async def use_the_buttons(
 
 
 def create_router() -> Router:
-    """Private chats only; the gate (bot.gate) hands it one update of a person at a time."""
+    """Private chats only; the gate (bot.gate) hands it one update of a person at a time.
+
+    /convene, the way in, is the router's own; every other handler is bound to a step of the
+    form and lives in the sub-router `steps`, which lets in only updates of a conversation in
+    the form (one check instead of one per handler for everyone else). /convene comes first
+    either way: a router's own handlers are checked before its sub-routers."""
     router = Router(name="convene-dialog")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(cmd_convene, Command("convene"))
+
     form = ConveneForm
+    steps = Router(name="convene-steps")
+    steps.message.filter(InForm(form))
+    steps.callback_query.filter(InForm(form))
+    router.include_router(steps)
     not_command = ~F.text.startswith("/")
 
-    def on(step: State | None, handler: Any, *actions: ConveneAction) -> None:
-        filters: list[Any] = [ConveneCb.filter(F.action.in_(actions))]
-        if step is not None:
-            filters.insert(0, step)
-        router.callback_query.register(handler, *filters)
+    def on(step: State, handler: Any, *actions: ConveneAction) -> None:
+        steps.callback_query.register(handler, step, ConveneCb.filter(F.action.in_(actions)))
 
-    router.message.register(cmd_convene, Command("convene"))
     on(form.community, on_community, ConveneAction.COMMUNITY)
     on(form.candidates, on_toggle, ConveneAction.TOGGLE)
     on(form.candidates, on_page, ConveneAction.PAGE)
@@ -743,12 +751,12 @@ def create_router() -> Router:
     on(form.candidates, on_none, ConveneAction.NONE)
     on(form.candidates, on_candidates_done, ConveneAction.DONE)
     on(form.deadline, on_hours, ConveneAction.HOURS)
-    router.message.register(on_deadline_text, form.deadline, F.text & not_command)
+    steps.message.register(on_deadline_text, form.deadline, F.text & not_command)
     on(form.deadline, on_back_to, ConveneAction.CANDIDATES)
     on(form.summary, on_back_to, ConveneAction.CANDIDATES, ConveneAction.DEADLINE)
     on(form.summary, on_confirm, ConveneAction.CONFIRM)
     for step in (form.community, form.candidates, form.deadline, form.summary):
         on(step, on_cancel, ConveneAction.CANCEL)
     for step in (form.community, form.candidates, form.deadline, form.summary):
-        router.message.register(use_the_buttons, step, not_command)
+        steps.message.register(use_the_buttons, step, not_command)
     return router

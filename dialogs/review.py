@@ -35,6 +35,7 @@ from bot.callbacks import (
     ReviewMergeCb,
     ReviewReasonCb,
 )
+from bot.filters import InForm
 from bot.texts import (
     category_label,
     exclusion_reason_label,
@@ -942,18 +943,27 @@ async def text_expected(
 
 def create_router() -> Router:
     """Private chats only; relies on the gate (bot.gate) handling one person's updates one at
-    a time, like the suggestion dialog."""
+    a time, like the suggestion dialog.
+
+    /review, the way in, is the router's own; every other handler is bound to a step of the
+    form and lives in the sub-router `steps`, which lets in only updates of a conversation in
+    the form (one check instead of one per handler for everyone else). /review comes first
+    either way: a router's own handlers are checked before its sub-routers."""
     router = Router(name="review-dialog")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(cmd_review, Command("review"))
+
     form = ReviewForm
+    steps = Router(name="review-steps")
+    steps.message.filter(InForm(form))
+    steps.callback_query.filter(InForm(form))
+    router.include_router(steps)
     not_command = ~F.text.startswith("/")
     text = F.text & not_command
 
     def action(step: State, handler: Any, kind: ReviewAction) -> None:
-        router.callback_query.register(handler, step, ReviewCb.filter(F.action == kind))
-
-    router.message.register(cmd_review, Command("review"))
+        steps.callback_query.register(handler, step, ReviewCb.filter(F.action == kind))
 
     action(form.card, on_accept, ReviewAction.ACCEPT)
     action(form.card, on_correct, ReviewAction.CORRECT)
@@ -970,16 +980,16 @@ def create_router() -> Router:
         form.confirm_merge,
     ):
         action(step, on_back, ReviewAction.BACK)
-    router.callback_query.register(on_category, form.category, ReviewCategoryCb.filter())
-    router.callback_query.register(on_kind, form.kind, ReviewKindCb.filter())
-    router.callback_query.register(on_reason, form.reason, ReviewReasonCb.filter())
+    steps.callback_query.register(on_category, form.category, ReviewCategoryCb.filter())
+    steps.callback_query.register(on_kind, form.kind, ReviewKindCb.filter())
+    steps.callback_query.register(on_reason, form.reason, ReviewReasonCb.filter())
     action(form.note, on_skip_note, ReviewAction.SKIP_NOTE)
-    router.message.register(on_note, form.note, text)
-    router.message.register(text_expected, form.note, not_command)
+    steps.message.register(on_note, form.note, text)
+    steps.message.register(text_expected, form.note, not_command)
     action(form.confirm_reject, on_confirm_reject, ReviewAction.CONFIRM_REJECT)
-    router.callback_query.register(on_merge_pick, form.merge_target, ReviewMergeCb.filter())
-    router.message.register(on_merge_number, form.merge_target, text)
-    router.message.register(text_expected, form.merge_target, not_command)
+    steps.callback_query.register(on_merge_pick, form.merge_target, ReviewMergeCb.filter())
+    steps.message.register(on_merge_number, form.merge_target, text)
+    steps.message.register(text_expected, form.merge_target, not_command)
     action(form.confirm_merge, on_confirm_merge, ReviewAction.CONFIRM_MERGE)
     for step in (
         form.card,
@@ -989,5 +999,5 @@ def create_router() -> Router:
         form.confirm_reject,
         form.confirm_merge,
     ):
-        router.message.register(use_the_buttons, step, not_command)
+        steps.message.register(use_the_buttons, step, not_command)
     return router

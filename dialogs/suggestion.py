@@ -41,6 +41,7 @@ from bot.callbacks import (
     Step,
     StepCb,
 )
+from bot.filters import InForm
 from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
 from dialogs.common import identity
 from dialogs.org_picker import get_community_names, label_of, render_level
@@ -806,12 +807,14 @@ async def use_summary_buttons(
 def create_router() -> Router:
     """The dialog lives in private chats only; in a group nothing here ever runs.
 
-    It relies on `dialogs.common.ConversationLockMiddleware` on the router that includes it
-    (bot.handlers puts it on the root), so that one person's updates come one at a time.
+    It relies on the gate (bot.gate), which hands it one update of a person at a time and the
+    conversation's state as `raw_state`. Every handler here is bound to a step of the form, so
+    the router lets in only updates of a conversation in the form: any other update is turned
+    away with one check instead of being checked against each handler.
     """
     router = Router(name="suggestion-dialog")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(F.chat.type == "private", InForm(SuggestionForm))
+    router.callback_query.filter(F.message.chat.type == "private", InForm(SuggestionForm))
 
     form = SuggestionForm
     not_command = ~F.text.startswith("/")

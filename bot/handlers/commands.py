@@ -16,6 +16,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
+from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
@@ -252,8 +253,10 @@ async def on_language(
 
 
 def create_router() -> Router:
+    """Private chats only. Every message handler needs a `Command` (or `CommandStart`) with the
+    "/" prefix, so the router turns away any other message with one `IsCommand` check."""
     router = Router(name="private-commands")
-    router.message.filter(F.chat.type == "private")
+    router.message.filter(F.chat.type == "private", IsCommand())
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(cmd_start, CommandStart())
     router.message.register(cmd_help, Command("help"))

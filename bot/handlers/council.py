@@ -26,6 +26,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CouncilBindCb
+from bot.filters import IsCommand
 from bot.handlers.groups import GROUP_TYPES, cmd_private_only
 from bot.keyboards import council_bind_keyboard
 from bot.texts import choice_label, local_datetime, quote
@@ -245,7 +246,10 @@ async def on_council_bind(
 
 
 def create_router() -> Router:
+    """Every message handler needs a `Command` with the "/" prefix, so the router turns away
+    any other message with one `IsCommand` check."""
     router = Router(name="council")
+    router.message.filter(IsCommand())
     private = F.chat.type == ChatType.PRIVATE
     in_group = F.chat.type.in_(GROUP_TYPES)
     router.poll_answer.register(on_poll_answer)

@@ -22,6 +22,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import BindCb, OrgLevel
+from bot.filters import IsCommand
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
 from dialogs.common import identity
@@ -277,7 +278,7 @@ def create_router() -> Router:
         F.chat.type == ChatType.PRIVATE,
         F.new_chat_member.status == ChatMemberStatus.KICKED,
     )
-    router.message.filter(in_group)
+    router.message.filter(in_group, IsCommand())
     router.message.register(cmd_bind, Command("bind"))
     router.message.register(cmd_suggest, Command("suggest"))
     router.message.register(cmd_help, Command("help", "start"))

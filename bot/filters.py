@@ -1,0 +1,41 @@
+"""Cheap router-level filters: one check that turns an update away from a whole router (or
+lets it in), instead of checking it against each of the router's handlers.
+
+Both are coroutines, so aiogram calls them inline rather than in a worker thread (see
+bot.performance).
+"""
+
+from __future__ import annotations
+
+from aiogram.filters import Filter
+from aiogram.fsm.state import StatesGroup
+from aiogram.types import Message, TelegramObject
+
+
+class InForm(Filter):
+    """The conversation is at one of the steps of `form` (or of its nested groups).
+
+    `raw_state` is the conversation's state that the gate (bot.gate) puts in the handler data;
+    an update with no conversation has none, and is in no form."""
+
+    __slots__ = ("states",)
+
+    def __init__(self, form: type[StatesGroup]) -> None:
+        self.states = frozenset(form.__all_states_names__)
+
+    async def __call__(self, event: TelegramObject, raw_state: str | None = None) -> bool:
+        return raw_state in self.states
+
+
+class IsCommand(Filter):
+    """The message could be a command to aiogram's `Command` filter with its default prefix:
+    its text (or, without text, its caption) starts with "/" once leading whitespace is
+    dropped. `Command` takes the text's first whitespace-separated word and checks that its
+    first character is the prefix, so every message some `Command(...)` or `CommandStart()`
+    matches passes this filter; a router whose message handlers all need one may put this
+    filter on the router itself."""
+
+    async def __call__(self, message: Message) -> bool:
+        text = message.text or message.caption
+        # str.split() and str.lstrip() agree on what whitespace is.
+        return text is not None and text.lstrip().startswith("/")
