@@ -7,13 +7,13 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import rules
-from storage.db import upsert
-from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
+from storage.models import Community, Follower, Person, Suggestion, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services.audit import Actor, record
 from storage.services.people import TelegramIdentity, refresh_person
@@ -123,22 +123,24 @@ class DailyLimitReached(RuleViolation):
         self.limit = limit
 
 
+# The same SQL on PostgreSQL and SQLite (≥ 3.35). Written out because SQLAlchemy cannot cache
+# the compiled form of a dialect INSERT … ON CONFLICT DO UPDATE, and compiles it every time.
+_NEXT_NUMBER = text(
+    "INSERT INTO suggestion_counter (community_id, year, last_seq) "
+    "VALUES (:community_id, :year, 1) "
+    "ON CONFLICT (community_id, year) DO UPDATE SET last_seq = suggestion_counter.last_seq + 1 "
+    "RETURNING last_seq"
+)
+
+
 async def next_number(session: AsyncSession, community: Community, year: int) -> tuple[int, str]:
     """Atomically take the next sequence number for the community and year.
 
     An upsert that increments and returns in one statement: concurrent submissions serialise
     on the counter row (PostgreSQL row lock, SQLite's single writer), so numbers never repeat.
     """
-    counter = SuggestionCounter.__table__.c
-    stmt = (
-        upsert(session, SuggestionCounter)
-        .values(community_id=community.id, year=year, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=["community_id", "year"], set_={"last_seq": counter.last_seq + 1}
-        )
-        .returning(counter.last_seq)
-    )
-    seq = int((await session.execute(stmt)).scalar_one())
+    params = {"community_id": community.id, "year": year}
+    seq = int((await session.execute(_NEXT_NUMBER, params)).scalar_one())
     return seq, f"{community.number_prefix}-{year}-{seq:04d}"
 
 
@@ -195,7 +197,8 @@ async def submit(
         details={"number": number},
     )
     await session.commit()
-    suggestion.community = community
+    # Loaded as it is, not as a change: the caller's commit then has nothing to write.
+    set_committed_value(suggestion, "community", community)
     return suggestion
 
 
