@@ -70,18 +70,20 @@ class UpdateSessionMiddleware(BaseMiddleware):
         data: dict[str, Any],
         after_commit: list[AfterCommit],
     ) -> Any:
-        async with self.sessionmaker() as session:
+        session = self.sessionmaker()
+        try:
             if self.dedup is not None and not await self.dedup.claim(event.update_id, session):
                 return UNHANDLED
             data["session"] = session
             data["after_commit"] = after_commit
-            try:
-                result = await handler(event, data)
+            result = await handler(event, data)
+            # Most dialog steps issue no SQL: then there is nothing to commit or to close.
+            if session.in_transaction():
                 await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
             return result
+        finally:
+            if session.in_transaction():  # the handler failed mid-transaction
+                await session.close()  # rolls back and returns the connection
 
 
 class PersonLocaleMiddleware(I18nMiddleware):
