@@ -380,7 +380,9 @@ async def test_list_for_proposer(sessionmaker: Sessions, org: OrgTree) -> None:
     async with sessionmaker() as session:
         mine = await suggestions.list_for_proposer(session, resident(1).telegram_id)
         assert [s.id for s in mine] == [second.id, first.id]
-        assert mine[0].community.name == "天安社区"
+        assert [s.number for s in mine] == [second.number, first.number]
+        assert mine[0].number.startswith("天安-")
+        assert mine[0].title == second.title and mine[0].status is second.status
         assert await suggestions.list_for_proposer(session, 1) == []
 
 
