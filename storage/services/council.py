@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -344,6 +344,24 @@ async def everyone_voted(session: AsyncSession, vote_id: int) -> bool:
     return needed > 0 and have >= needed
 
 
+# The same SQL on PostgreSQL and SQLite, written out because SQLAlchemy compiles a dialect
+# INSERT ... ON CONFLICT afresh on every call (it has no cache key): once per poll answer.
+# Typed parameters, so that the enum and the aware datetime are stored as the ORM stores them.
+_BALLOT_PARAMS = [bindparam(column.name, type_=column.type) for column in Ballot.__table__.c]
+_PUT_BALLOT = text(
+    "INSERT INTO ballot (item_id, telegram_id, person_id, choice, counted, ignored_reason, at) "
+    "VALUES (:item_id, :telegram_id, :person_id, :choice, :counted, :ignored_reason, :at) "
+    "ON CONFLICT (item_id, telegram_id) DO UPDATE SET person_id = excluded.person_id, "
+    "choice = excluded.choice, counted = excluded.counted, "
+    "ignored_reason = excluded.ignored_reason, at = excluded.at"
+).bindparams(*_BALLOT_PARAMS)
+_KEEP_BALLOT = text(
+    "INSERT INTO ballot (item_id, telegram_id, person_id, choice, counted, ignored_reason, at) "
+    "VALUES (:item_id, :telegram_id, :person_id, :choice, :counted, :ignored_reason, :at) "
+    "ON CONFLICT (item_id, telegram_id) DO NOTHING"
+).bindparams(*_BALLOT_PARAMS)
+
+
 async def record_answer(
     session: AsyncSession,
     poll_id: str,
@@ -400,18 +418,8 @@ async def record_answer(
         "ignored_reason": reason,
         "at": now,
     }
-    stmt = upsert(session, Ballot).values(**values)
-    if member is not None and late:
-        # The member's answer as it stood at the deadline is what counts: keep it.
-        stmt = stmt.on_conflict_do_nothing(index_elements=["item_id", "telegram_id"])
-    else:
-        changed = ("person_id", "choice", "counted", "ignored_reason", "at")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["item_id", "telegram_id"],
-            set_={name: stmt.excluded[name] for name in changed},
-        )
-    await session.execute(stmt)
-    await session.flush()
+    # A late member's answer as it stood at the deadline is what counts: keep it.
+    await session.execute(_KEEP_BALLOT if member is not None and late else _PUT_BALLOT, values)
     # Only the answer that completes its voter's ballot can complete the vote: count the whole
     # vote then, not on every answer (that count grows with the council).
     done = (
