@@ -15,6 +15,7 @@ as it found it, so Telegram's retry starts from the same step.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import secrets
@@ -248,6 +249,10 @@ class RedisGate:
         self.storage = storage
         self.redis = storage.redis
         self.prefix = prefix
+        # Lock tokens: unique per replica and passage, without asking the OS for randomness
+        # on every update.
+        self._holder = secrets.token_hex(8)
+        self._passages = itertools.count()
         self._enter = self.redis.register_script(_ENTER)
         self._leave = self.redis.register_script(_LEAVE)
 
@@ -268,7 +273,7 @@ class RedisGate:
         self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
     ) -> AsyncIterator[Passage]:
         keys = self._keys(update_id, key, user_id, exclusive)
-        token = secrets.token_hex(8)
+        token = f"{self._holder}:{next(self._passages)}"  # whose lock it is
         reply = await self._claim(keys, token)
         if reply[0] == 0:
             if _text(reply[1]) == "done":
