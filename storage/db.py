@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, TextClause, bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -55,3 +56,33 @@ def upsert(session: AsyncSession, model: Any) -> Any:
     if bind.dialect.name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
+
+
+def insert_on_conflict(
+    model: type[Any],
+    columns: Sequence[str],
+    conflict: Sequence[str],
+    then: str = "DO NOTHING",
+    returning: Sequence[str] = (),
+) -> TextClause:
+    """`INSERT INTO <model's table> (columns) VALUES (:columns) ON CONFLICT (conflict) <then>`, one
+    statement for PostgreSQL and SQLite (≥ 3.35) alike, for the paths every update takes.
+
+    SQLAlchemy compiles its dialect `insert().on_conflict_*()` afresh on each execution (the
+    construct has no cache key); a text() statement is compiled once. Parameters are typed by
+    the table's columns, so values are stored exactly as the ORM stores them. `then` is SQL
+    after the conflict target, e.g. "DO UPDATE SET n = t.n + 1" (`excluded.` works in both).
+    """
+    table = model.__table__
+    assert isinstance(table, Table)
+    known = table.c
+    for name in (*columns, *conflict, *returning):
+        if name not in known:
+            raise ValueError(f"{table.name} has no column {name}")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names from metadata
+        f"VALUES ({', '.join(':' + name for name in columns)}) "
+        f"ON CONFLICT ({', '.join(conflict)}) {then}"
+        + (f" RETURNING {', '.join(returning)}" if returning else "")
+    )
+    return text(sql).bindparams(*(bindparam(name, type_=known[name].type) for name in columns))

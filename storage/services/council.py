@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage import rules
-from storage.db import upsert
+from storage.db import insert_on_conflict, upsert
 from storage.models import (
     Ballot,
     ChatPurpose,
@@ -344,22 +344,24 @@ async def everyone_voted(session: AsyncSession, vote_id: int) -> bool:
     return needed > 0 and have >= needed
 
 
-# The same SQL on PostgreSQL and SQLite, written out because SQLAlchemy compiles a dialect
-# INSERT ... ON CONFLICT afresh on every call (it has no cache key): once per poll answer.
-# Typed parameters, so that the enum and the aware datetime are stored as the ORM stores them.
-_BALLOT_PARAMS = [bindparam(column.name, type_=column.type) for column in Ballot.__table__.c]
-_PUT_BALLOT = text(
-    "INSERT INTO ballot (item_id, telegram_id, person_id, choice, counted, ignored_reason, at) "
-    "VALUES (:item_id, :telegram_id, :person_id, :choice, :counted, :ignored_reason, :at) "
-    "ON CONFLICT (item_id, telegram_id) DO UPDATE SET person_id = excluded.person_id, "
-    "choice = excluded.choice, counted = excluded.counted, "
-    "ignored_reason = excluded.ignored_reason, at = excluded.at"
-).bindparams(*_BALLOT_PARAMS)
-_KEEP_BALLOT = text(
-    "INSERT INTO ballot (item_id, telegram_id, person_id, choice, counted, ignored_reason, at) "
-    "VALUES (:item_id, :telegram_id, :person_id, :choice, :counted, :ignored_reason, :at) "
-    "ON CONFLICT (item_id, telegram_id) DO NOTHING"
-).bindparams(*_BALLOT_PARAMS)
+# Compiled once (see storage.db.insert_on_conflict): one of these runs for every poll answer.
+_BALLOT_COLUMNS = (
+    "item_id",
+    "telegram_id",
+    "person_id",
+    "choice",
+    "counted",
+    "ignored_reason",
+    "at",
+)
+_PUT_BALLOT = insert_on_conflict(
+    Ballot,
+    _BALLOT_COLUMNS,
+    ("item_id", "telegram_id"),
+    "DO UPDATE SET person_id = excluded.person_id, choice = excluded.choice, "
+    "counted = excluded.counted, ignored_reason = excluded.ignored_reason, at = excluded.at",
+)
+_KEEP_BALLOT = insert_on_conflict(Ballot, _BALLOT_COLUMNS, ("item_id", "telegram_id"))
 
 
 async def record_answer(

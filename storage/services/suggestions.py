@@ -7,12 +7,13 @@ from datetime import datetime, time
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import rules
-from storage.models import Community, Follower, Person, Suggestion, utcnow
+from storage.db import insert_on_conflict
+from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services.audit import Actor, record
 from storage.services.people import TelegramIdentity, refresh_person
@@ -122,13 +123,12 @@ class DailyLimitReached(RuleViolation):
         self.limit = limit
 
 
-# The same SQL on PostgreSQL and SQLite (≥ 3.35). Written out because SQLAlchemy cannot cache
-# the compiled form of a dialect INSERT … ON CONFLICT DO UPDATE, and compiles it every time.
-_NEXT_NUMBER = text(
-    "INSERT INTO suggestion_counter (community_id, year, last_seq) "
-    "VALUES (:community_id, :year, 1) "
-    "ON CONFLICT (community_id, year) DO UPDATE SET last_seq = suggestion_counter.last_seq + 1 "
-    "RETURNING last_seq"
+_NEXT_NUMBER = insert_on_conflict(
+    SuggestionCounter,
+    ("community_id", "year", "last_seq"),
+    ("community_id", "year"),
+    "DO UPDATE SET last_seq = suggestion_counter.last_seq + 1",
+    returning=("last_seq",),
 )
 
 
@@ -138,7 +138,7 @@ async def next_number(session: AsyncSession, community: Community, year: int) ->
     An upsert that increments and returns in one statement: concurrent submissions serialise
     on the counter row (PostgreSQL row lock, SQLite's single writer), so numbers never repeat.
     """
-    params = {"community_id": community.id, "year": year}
+    params = {"community_id": community.id, "year": year, "last_seq": 1}
     seq = int((await session.execute(_NEXT_NUMBER, params)).scalar_one())
     return seq, f"{community.number_prefix}-{year}-{seq:04d}"
 

@@ -8,10 +8,19 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import upsert
+from storage.db import insert_on_conflict
 from storage.models import DeadLetter, ProcessedUpdate, utcnow
 
 DEAD_LETTER_BODY_MAX = 64 * 1024
+
+
+# Compiled once (see storage.db.insert_on_conflict): without Redis, every update runs it.
+_CLAIM = insert_on_conflict(
+    ProcessedUpdate,
+    ("update_id", "processed_at"),
+    ("update_id",),
+    returning=("update_id",),
+)
 
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
@@ -20,13 +29,8 @@ async def claim_update(session: AsyncSession, update_id: int) -> bool:
     The row commits with the update's own effects, so a failed update leaves no mark and
     Telegram's redelivery is handled afresh.
     """
-    stmt = (
-        upsert(session, ProcessedUpdate)
-        .values(update_id=update_id, processed_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["update_id"])
-        .returning(ProcessedUpdate.update_id)
-    )
-    return (await session.execute(stmt)).first() is not None
+    params = {"update_id": update_id, "processed_at": utcnow()}
+    return (await session.execute(_CLAIM, params)).first() is not None
 
 
 async def dead_letter(
