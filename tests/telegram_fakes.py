@@ -526,14 +526,27 @@ class Harness:
 
     async def feed(self, update: Update) -> list[Call]:
         before = len(self.session.calls)
-        result = await self.dispatcher.feed_update(self.bot, update)
+        _, result = await self.feed_unsent(update)
         if isinstance(result, TelegramMethod):
             # A method returned by a handler is the webhook's reply: Telegram runs it after 200.
             await self.bot(result)
         return self.session.calls[before:]
 
+    async def feed_unsent(self, update: Update) -> tuple[list[Call], Any]:
+        """Handle `update` without making the call its handler returned (the webhook's reply):
+        (the calls made while it was handled, what the handler returned)."""
+        before = len(self.session.calls)
+        result = await self.dispatcher.feed_update(self.bot, update)
+        return self.session.calls[before:], result
+
     async def say(self, person: Person, text: str, chat: Group | None = None) -> list[Call]:
         return await self.feed(self.updates.text(person, text, chat))
+
+    async def say_unsent(
+        self, person: Person, text: str, chat: Group | None = None
+    ) -> tuple[list[Call], Any]:
+        """`say`, but as `feed_unsent`: the returned call is not made."""
+        return await self.feed_unsent(self.updates.text(person, text, chat))
 
     def find_button(
         self, chat_id: int, label: str, *, exact: bool = False

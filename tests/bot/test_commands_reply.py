@@ -7,20 +7,13 @@ from typing import Any
 
 import pytest
 from aiogram.methods import SendMessage
-from aiogram.types import ReplyKeyboardRemove, Update
-from telegram_fakes import Call, Driver, Harness, Person
+from aiogram.types import ReplyKeyboardRemove
+from telegram_fakes import Driver, Harness, Person
 
 pytest_plugins = ["telegram_fakes"]
 
 RESIDENT = Person(1001, "小明")
 CONTINUE = "您有一条建议还没填完"
-
-
-async def feed_unsent(h: Harness, update: Update) -> tuple[list[Call], Any]:
-    """Handle `update` without making the call its handler returned: (calls made, returned)."""
-    before = len(h.session.calls)
-    result = await h.dispatcher.feed_update(h.bot, update)
-    return h.session.calls[before:], result
 
 
 @pytest.mark.parametrize(
@@ -38,7 +31,7 @@ async def test_a_command_returns_its_answer(
     bot_harness: Harness, org: Any, command: str, expected: str
 ) -> None:
     h = bot_harness
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, command))
+    made, reply = await h.say_unsent(RESIDENT, command)
     assert made == [], "nothing is sent while the update is handled"
     assert isinstance(reply, SendMessage) and reply.chat_id == RESIDENT.id
     assert expected in reply.text
@@ -52,7 +45,7 @@ async def test_in_a_dialog_the_question_comes_last(
 ) -> None:
     h = bot_harness
     await dialog_driver.title(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, command))
+    made, reply = await h.say_unsent(RESIDENT, command)
     # /start and /help answer first; /suggest only continues.
     assert len(made) == (0 if command == "/suggest" else 1)
     assert all(CONTINUE not in (c.text or "") for c in made)
@@ -65,7 +58,7 @@ async def test_the_deep_link_in_a_dialog_continues_it(
 ) -> None:
     h = bot_harness
     await dialog_driver.title(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, f"/start s_{org.tianan_id}"))
+    made, reply = await h.say_unsent(RESIDENT, f"/start s_{org.tianan_id}")
     assert made == []
     assert isinstance(reply, SendMessage) and reply.text.startswith(CONTINUE)
 
@@ -73,7 +66,7 @@ async def test_the_deep_link_in_a_dialog_continues_it(
 async def test_an_unknown_community_link_greets(bot_harness: Harness, org: Any) -> None:
     h = bot_harness
     for payload in ("s_999999", "s_99999999999"):
-        made, reply = await feed_unsent(h, h.updates.text(RESIDENT, f"/start {payload}"))
+        made, reply = await h.say_unsent(RESIDENT, f"/start {payload}")
         assert made == []
         assert isinstance(reply, SendMessage) and reply.text.startswith("小明，您好！")
 
@@ -83,7 +76,7 @@ async def test_cancel_in_a_dialog_returns_the_goodbye(
 ) -> None:
     h = bot_harness
     await dialog_driver.location(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "/cancel"))
+    made, reply = await h.say_unsent(RESIDENT, "/cancel")
     assert made == []
     assert isinstance(reply, SendMessage) and "已取消" in reply.text
     assert isinstance(reply.reply_markup, ReplyKeyboardRemove)

@@ -10,15 +10,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import socket
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -59,6 +55,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 from fastapi import FastAPI
+from servers import free_port, png, serve
 
 from bot.factory import create_bot
 from bot.session import JsonAiohttpSession, method_payload
@@ -404,10 +401,7 @@ async def test_telegram_refusals_raise_as_before(telegram: FakeTelegram) -> None
 
 
 async def test_network_failures_are_telegram_network_errors(telegram: FakeTelegram) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    bot = _bot_for(f"http://127.0.0.1:{closed}")
+    bot = _bot_for(f"http://127.0.0.1:{free_port()}")  # a port nobody listens on
     try:
         with pytest.raises(TelegramNetworkError, match="Client"):
             await bot.send_message(1, "x")
@@ -476,25 +470,12 @@ async def emulator_bot() -> AsyncIterator[tuple[Emulator, Bot]]:
     )
     app = FastAPI()
     app.include_router(emulator.telegram_router())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    bot = create_bot(emulator.token, f"http://127.0.0.1:{port}/sandbox/telegram")
-    try:
-        yield emulator, bot
-    finally:
-        await bot.session.close()
-        server.should_exit = server.force_exit = True
-        await task
+    async with serve(app, lifespan="off") as base:
+        bot = create_bot(emulator.token, f"{base}/sandbox/telegram")
+        try:
+            yield emulator, bot
+        finally:
+            await bot.session.close()
 
 
 async def test_the_emulator_reads_json_calls(emulator_bot: tuple[Emulator, Bot]) -> None:
@@ -511,23 +492,10 @@ async def test_the_emulator_reads_json_calls(emulator_bot: tuple[Emulator, Bot])
     assert not isinstance(edited, bool) and edited.text == "已结束"
     with pytest.raises(TelegramBadRequest, match="too long"):
         await bot.send_message(ZHANG_WEI, "长" * 5000)
-    photo = await bot.send_photo(ZHANG_WEI, BufferedInputFile(png(), "p.png"), caption="<b>p</b>")
+    photo = await bot.send_photo(
+        ZHANG_WEI, BufferedInputFile(png(2, 2), "p.png"), caption="<b>p</b>"
+    )
     assert photo.caption == "p" and photo.photo
     emulator.users[ZHANG_WEI].blocked = True
     with pytest.raises(TelegramForbiddenError):
         await bot.send_message(ZHANG_WEI, "x")
-
-
-def png(width: int = 2, height: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    rows = b"".join(b"\x00" + b"\x10\x80\x40" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )

@@ -44,13 +44,6 @@ RESIDENT = Person(1001, "小明")
 # --- replies ---------------------------------------------------------------------------------
 
 
-async def feed_unsent(h: Harness, update: Update) -> tuple[list[Call], Any]:
-    """Handle `update` without making the call its handler returned: (calls made, returned)."""
-    before = len(h.session.calls)
-    result = await h.dispatcher.feed_update(h.bot, update)
-    return h.session.calls[before:], result
-
-
 def button_update(h: Harness, person: Person, label: str) -> Update:
     sent, button = h.find_button(person.id, label, exact=True)
     assert button.callback_data is not None
@@ -74,7 +67,7 @@ async def test_a_text_step_returns_the_next_question(
 ) -> None:
     h = bot_harness
     await dialog_driver.description(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "楼梯间太黑，老人晚上容易摔倒。"))
+    made, reply = await h.say_unsent(RESIDENT, "楼梯间太黑，老人晚上容易摔倒。")
     assert made == [], "nothing is sent while the update is handled"
     assert isinstance(reply, SendMessage) and reply.chat_id == RESIDENT.id
     assert "地点在哪里" in reply.text
@@ -91,7 +84,7 @@ async def test_bad_input_returns_the_question_again(
 ) -> None:
     h = bot_harness
     await dialog_driver.title(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "   "))
+    made, reply = await h.say_unsent(RESIDENT, "   ")
     assert made == []
     assert isinstance(reply, SendMessage)
     assert reply.text.startswith("标题不能为空") and "请给建议起个简短的标题" in reply.text
@@ -103,7 +96,7 @@ async def test_a_button_step_answers_and_edits_first(
 ) -> None:
     h = bot_harness
     await dialog_driver.category(RESIDENT)
-    made, reply = await feed_unsent(h, button_update(h, RESIDENT, CATEGORY))
+    made, reply = await h.feed_unsent(button_update(h, RESIDENT, CATEGORY))
     assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageText]
     assert made[1].text == "类别：社区环境整治"
     assert isinstance(reply, SendMessage) and "请给建议起个简短的标题" in reply.text
@@ -115,7 +108,7 @@ async def test_the_location_step_removes_the_keyboard_before_the_next_question(
 ) -> None:
     h = bot_harness
     await dialog_driver.location(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, "新沙小区3栋"))
+    made, reply = await h.say_unsent(RESIDENT, "新沙小区3栋")
     assert [type(c.method) for c in made] == [SendMessage]
     assert isinstance(made[0].markup, ReplyKeyboardRemove) and "地点已记录" in (made[0].text or "")
     assert isinstance(reply, SendMessage) and isinstance(reply.reply_markup, InlineKeyboardMarkup)
@@ -125,7 +118,7 @@ async def test_the_location_step_removes_the_keyboard_before_the_next_question(
 async def test_confirm_returns_the_thanks(dialog_driver: Driver, bot_harness: Harness) -> None:
     h = bot_harness
     await dialog_driver.summary(RESIDENT)
-    made, reply = await feed_unsent(h, button_update(h, RESIDENT, SUBMIT))
+    made, reply = await h.feed_unsent(button_update(h, RESIDENT, SUBMIT))
     assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageReplyMarkup]
     assert isinstance(made[0].method, AnswerCallbackQuery)
     assert made[0].method.text == "提交成功，谢谢您！"
@@ -135,7 +128,7 @@ async def test_confirm_returns_the_thanks(dialog_driver: Driver, bot_harness: Ha
 
 async def test_the_deep_link_returns_the_first_question(bot_harness: Harness, org: Any) -> None:
     h = bot_harness
-    made, reply = await feed_unsent(h, h.updates.text(RESIDENT, f"/start s_{org.xinsha_id}"))
+    made, reply = await h.say_unsent(RESIDENT, f"/start s_{org.xinsha_id}")
     assert made == []
     assert isinstance(reply, SendMessage) and "<b>新沙社区</b>" in reply.text
     assert await state_of(h, RESIDENT) == SuggestionForm.category.state
@@ -145,7 +138,7 @@ async def test_a_photo_is_answered_at_once(dialog_driver: Driver, bot_harness: H
     """Album photos are concurrent updates: their answers are made in order, not returned."""
     h = bot_harness
     await dialog_driver.photos(RESIDENT)
-    made, reply = await feed_unsent(h, h.updates.photo(RESIDENT, "photo-a"))
+    made, reply = await h.feed_unsent(h.updates.photo(RESIDENT, "photo-a"))
     assert reply is None
     assert [type(c.method) for c in made] == [SendMessage]
 

@@ -8,20 +8,14 @@ private dialog, the acknowledgement with its number, /my, and the public board.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.async_api import Locator, Page, async_playwright, expect
+from servers import png, serve_sandbox
 
-from storage.settings import Settings
-from webhook.app import create_app
 from webhook.sandbox.demo import XINSHA_GROUP, ZHANG_WEI
 
 pytestmark = pytest.mark.browser
@@ -39,49 +33,10 @@ TITLE = "修复3栋楼道照明灯"
 DESCRIPTION = "3栋楼道的灯坏了两个月，晚上老人上下楼很危险，希望更换为声控灯。"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    rows = b"".join(b"\x00" + b"\x30\x90\x60" * 32 for _ in range(24))
-    header = struct.pack(">IIBBBBB", 32, 24, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[str]:
-    port = _free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        bot_token=None,
-    )
-    app = create_app(settings, listen=("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(600):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "the app did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = server.force_exit = True
-        await task
+    async with serve_sandbox(tmp_path / "t.db") as (base, _app):
+        yield base
 
 
 def bot_said(page: Page, text: str | re.Pattern[str]) -> Locator:
@@ -158,7 +113,8 @@ async def _resident_flow(page: Page, base: str) -> None:
 
     await expect(bot_said(page, "照片")).to_be_visible()
     await page.set_input_files(
-        "#photo-input", files=[{"name": "light.png", "mimeType": "image/png", "buffer": _png()}]
+        "#photo-input",
+        files=[{"name": "light.png", "mimeType": "image/png", "buffer": png(32, 24)}],
     )
     await expect(page.locator("#messages .row.out .photo img").last).to_be_visible()
     await expect(bot_said(page, "已收到第 1 张照片")).to_be_visible()

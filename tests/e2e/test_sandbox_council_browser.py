@@ -14,9 +14,7 @@ the test follows the wording of the catalogues rather than repeating it.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import Locator, Page, async_playwright, expect
+from servers import serve_sandbox
 
 from bot import keyboards
 from bot.i18n import create_i18n
-from storage.settings import Settings
-from webhook.app import create_app
 from webhook.sandbox.demo import (
     COUNCIL,
     LIU_MIN,
@@ -88,34 +84,10 @@ def zh_labels() -> Labels:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[str]:
-    port = _free_port()
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        bot_token=None,
-    )
-    app = create_app(settings, listen=("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(600):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "the app did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = server.force_exit = True
-        await task
+    async with serve_sandbox(tmp_path / "t.db") as (base, _app):
+        yield base
 
 
 def bot_said(page: Page, text: str | re.Pattern[str]) -> Locator:

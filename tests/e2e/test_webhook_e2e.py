@@ -6,64 +6,36 @@ use a minimal one)."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from servers import serve_sandbox
 from sqlalchemy import func, select
 
 from bot.handlers.commands import suggest_payload
 from storage.models import Community, DeadLetter, Suggestion
-from storage.settings import Settings
-from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.sandbox.demo import ZHANG_WEI
 from webhook.telegram import SECRET_HEADER
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime, list[dict[str, Any]]]]:
-    port = _free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
-        bot_token=None,
-    )
-    app = create_app(settings, listen=("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(600):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert server.started
-    runtime: Runtime = app.state.runtime
-    delivered: list[dict[str, Any]] = []
-    deliver = runtime.emulator._deliver
+    async with serve_sandbox(tmp_path / "e2e.db", force_exit=False) as (base, app):
+        runtime: Runtime = app.state.runtime
+        delivered: list[dict[str, Any]] = []
+        deliver = runtime.emulator._deliver
 
-    async def recording(update: dict[str, Any]) -> int:
-        delivered.append(update)
-        status: int = await deliver(update)
-        return status
+        async def recording(update: dict[str, Any]) -> int:
+            delivered.append(update)
+            status: int = await deliver(update)
+            return status
 
-    runtime.emulator.set_deliver(recording)
-    try:
-        yield f"http://127.0.0.1:{port}", runtime, delivered
-    finally:
-        server.should_exit = True
-        await task
+        runtime.emulator.set_deliver(recording)
+        yield base, runtime, delivered
 
 
 async def press(runtime: Runtime, user: int, chat: int, label: str) -> None:

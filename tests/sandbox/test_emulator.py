@@ -7,17 +7,12 @@ are aiogram's own (form-urlencoded, multipart with files). Updates go to a recor
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import struct
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -37,6 +32,7 @@ from aiogram.types import (
     Update,
 )
 from fastapi import FastAPI
+from servers import png, serve
 
 from webhook.sandbox.demo import (
     COUNCIL,
@@ -91,67 +87,34 @@ class Sandbox:
         return body
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def png(width: int = 4, height: int = 3) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    rows = b"".join(b"\x00" + b"\x10\x80\x40" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Sandbox]:
     emulator = Emulator(token=TOKEN, bot_id=BOT_ID, bot_username=BOT_USERNAME)
     app = FastAPI()
     app.include_router(emulator.telegram_router())
     app.include_router(create_sandbox_router(emulator))
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    base = f"http://127.0.0.1:{port}"
-    bot = Bot(
-        TOKEN,
-        session=AiohttpSession(api=TelegramAPIServer.from_base(f"{base}/sandbox/telegram")),
-        default=DefaultBotProperties(parse_mode="HTML"),
-    )
-    http = httpx.AsyncClient(base_url=base, timeout=10)
-    box = Sandbox(emulator, bot, http, base)
+    # serve() stops uvicorn without a graceful wait for keep-alives.
+    async with serve(app, lifespan="off") as base:
+        bot = Bot(
+            TOKEN,
+            session=AiohttpSession(api=TelegramAPIServer.from_base(f"{base}/sandbox/telegram")),
+            default=DefaultBotProperties(parse_mode="HTML"),
+        )
+        http = httpx.AsyncClient(base_url=base, timeout=10)
+        box = Sandbox(emulator, bot, http, base)
 
-    async def deliver(update: dict[str, Any]) -> int:
-        box.updates.append(update)
-        if box.handler is not None:
-            await box.handler(Update.model_validate(update, context={"bot": bot}))
-        return 200
+        async def deliver(update: dict[str, Any]) -> int:
+            box.updates.append(update)
+            if box.handler is not None:
+                await box.handler(Update.model_validate(update, context={"bot": bot}))
+            return 200
 
-    emulator.set_deliver(deliver)
-    try:
-        yield box
-    finally:
-        await http.aclose()
-        await bot.session.close()
-        server.should_exit = server.force_exit = True  # no graceful wait for keep-alives
-        await task
+        emulator.set_deliver(deliver)
+        try:
+            yield box
+        finally:
+            await http.aclose()
+            await bot.session.close()
 
 
 async def test_get_me_token_and_unknown_method(sandbox: Sandbox) -> None:

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiogram import Dispatcher, F, Router
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from fastapi import FastAPI
+from aiogram import Dispatcher
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from webhook_fakes import replying_dispatcher, route_app
 
 from bot.factory import create_bot
 from storage.db import create_engine, create_sessionmaker
@@ -22,7 +22,6 @@ from webhook.app import _sandbox_start
 from webhook.runtime import Runtime
 from webhook.sandbox.demo import ZHANG_WEI
 from webhook.sandbox.emulator import Emulator, WebhookAnswer
-from webhook.telegram import create_telegram_router
 
 TOKEN = "7000000001:sandbox-reply-test"
 BOT_ID = 7000000001
@@ -32,23 +31,13 @@ KEYBOARD = InlineKeyboardMarkup(
 
 
 def build_dispatcher() -> Dispatcher:
-    router = Router()
-
-    @router.message(F.text == "reply")
-    async def reply(message: Message) -> Any:
-        return message.answer("<b>已收到</b> & 谢谢", reply_markup=KEYBOARD)
-
-    @router.message(F.text == "long")
-    async def too_long(message: Message) -> Any:
-        return message.answer("长" * 5000)
-
-    @router.callback_query(F.data == "confirm")
-    async def confirm(query: CallbackQuery) -> Any:
-        return query.answer("已确认")
-
-    dispatcher = Dispatcher()
-    dispatcher.include_router(router)
-    return dispatcher
+    return replying_dispatcher(
+        {
+            "reply": lambda message: message.answer("<b>已收到</b> & 谢谢", reply_markup=KEYBOARD),
+            "long": lambda message: message.answer("长" * 5000),
+        },
+        pressed=lambda query: query.answer("已确认"),  # KEYBOARD's one button
+    )
 
 
 @pytest.fixture
@@ -65,10 +54,7 @@ async def emulator(sqlite_url: str) -> AsyncIterator[Emulator]:
         webhook_secret="reply-test-secret",
         emulator=emulator,
     )
-    app = FastAPI()
-    app.include_router(create_telegram_router())
-    app.state.runtime = runtime
-    await _sandbox_start(runtime, app)
+    await _sandbox_start(runtime, route_app(runtime))
     try:
         yield emulator
     finally:

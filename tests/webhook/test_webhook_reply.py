@@ -6,7 +6,6 @@ method and Telegram runs it. An upload cannot ride in the answer, so the route c
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiogram import Bot, Dispatcher, F, Router
+from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
@@ -22,21 +21,23 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import SendPhoto, TelegramMethod
 from aiogram.types import (
     BufferedInputFile,
-    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    Message,
 )
-from fastapi import FastAPI
+from webhook_fakes import (
+    CHAT,
+    message_update,
+    next_update_id,
+    post_update,
+    replying_dispatcher,
+    route_client,
+)
 
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
 from webhook.runtime import Runtime
-from webhook.telegram import SECRET_HEADER, create_telegram_router
 
 SECRET = "reply-secret"
-CHAT = 555
-_ids = itertools.count(5000)
 KEYBOARD = InlineKeyboardMarkup(
     inline_keyboard=[[InlineKeyboardButton(text="好 ✓", callback_data="ok:1")]]
 )
@@ -74,27 +75,16 @@ class RecordingSession(BaseSession):
 
 
 def build_dispatcher() -> Dispatcher:
-    router = Router()
-
-    @router.message(F.text == "reply")
-    async def reply(message: Message) -> Any:
-        return message.answer("收到 <b>x</b>", reply_markup=KEYBOARD)
-
-    @router.message(F.text == "photo")
-    async def photo(message: Message) -> Any:
-        return message.answer_photo(BufferedInputFile(b"\x89PNG", "p.png"), caption="<b>c</b>")
-
-    @router.message(F.text == "quiet")
-    async def quiet(message: Message) -> None:
-        return None
-
-    @router.callback_query()
-    async def pressed(query: CallbackQuery) -> Any:
-        return query.answer("已记录")
-
-    dispatcher = Dispatcher()
-    dispatcher.include_router(router)
-    return dispatcher
+    return replying_dispatcher(
+        {
+            "reply": lambda message: message.answer("收到 <b>x</b>", reply_markup=KEYBOARD),
+            "photo": lambda message: message.answer_photo(
+                BufferedInputFile(b"\x89PNG", "p.png"), caption="<b>c</b>"
+            ),
+            "quiet": lambda message: None,
+        },
+        pressed=lambda query: query.answer("已记录"),
+    )
 
 
 @pytest.fixture
@@ -109,31 +99,13 @@ async def webhook(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Rec
         dispatcher=build_dispatcher(),
         webhook_secret=SECRET,
     )
-    app = FastAPI()
-    app.include_router(create_telegram_router())
-    app.state.runtime = runtime
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as client:
+    async with route_client(runtime) as client:
         yield client, session
     await engine.dispose()
 
 
-def message_update(text: str) -> dict[str, Any]:
-    return {
-        "update_id": next(_ids),
-        "message": {
-            "message_id": 1,
-            "date": 1_780_000_000,
-            "chat": {"id": CHAT, "type": "private", "first_name": "张伟"},
-            "from": {"id": CHAT, "is_bot": False, "first_name": "张伟"},
-            "text": text,
-        },
-    }
-
-
 async def post(client: httpx.AsyncClient, update: dict[str, Any]) -> httpx.Response:
-    return await client.post("/telegram/webhook", json=update, headers={SECRET_HEADER: SECRET})
+    return await post_update(client, update, SECRET)
 
 
 async def test_a_returned_message_is_the_json_answer(webhook: Any) -> None:
@@ -156,7 +128,7 @@ async def test_a_returned_message_is_the_json_answer(webhook: Any) -> None:
 async def test_a_returned_callback_answer(webhook: Any) -> None:
     client, session = webhook
     update = {
-        "update_id": next(_ids),
+        "update_id": next_update_id(),
         "callback_query": {
             "id": "4000",
             "from": {"id": CHAT, "is_bot": False, "first_name": "张伟"},

@@ -7,7 +7,6 @@ handler that writes to the store, so the route's guarantees are tested apart fro
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,12 +14,12 @@ import httpx
 import pytest
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message
-from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
+from webhook_fakes import message_update, post_update, route_client
 
 from bot.factory import create_base_dispatcher
 from storage.db import create_engine, create_sessionmaker
@@ -28,25 +27,8 @@ from storage.models import DeadLetter, ProcessedUpdate
 from storage.services.chats import note_membership
 from storage.settings import Settings
 from webhook.runtime import Runtime
-from webhook.telegram import SECRET_HEADER, create_telegram_router
 
 SECRET = "s3cret_token-for-tests"
-_ids = itertools.count(1000)
-
-
-def message_update(
-    text: str = "hello", update_id: int | None = None, chat_id: int = 555
-) -> dict[str, Any]:
-    return {
-        "update_id": next(_ids) if update_id is None else update_id,
-        "message": {
-            "message_id": 1,
-            "date": 1_780_000_000,
-            "chat": {"id": chat_id, "type": "private", "first_name": "张伟"},
-            "from": {"id": chat_id, "is_bot": False, "first_name": "张伟"},
-            "text": text,
-        },
-    }
 
 
 def build_dispatcher(runtime_holder: dict[str, Any], redis: Redis | None) -> Dispatcher:
@@ -97,10 +79,7 @@ async def make_client(
         redis=redis,
         webhook_secret=SECRET,
     )
-    app = FastAPI()
-    app.include_router(create_telegram_router())
-    app.state.runtime = runtime
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    client = route_client(runtime)
     return client, runtime, holder
 
 
@@ -115,10 +94,7 @@ async def client(
 
 
 async def post(client: httpx.AsyncClient, body: Any, secret: str | None = SECRET) -> httpx.Response:
-    headers = {} if secret is None else {SECRET_HEADER: secret}
-    if isinstance(body, (bytes, str)):
-        return await client.post("/telegram/webhook", content=body, headers=headers)
-    return await client.post("/telegram/webhook", json=body, headers=headers)
+    return await post_update(client, body, secret)
 
 
 async def count(runtime: Runtime, model: Any) -> int:
