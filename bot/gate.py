@@ -244,6 +244,7 @@ class RedisGate:
     WAIT_TIMEOUT = 30.0  # then the update fails and Telegram delivers it again
     RETRY_EVERY = 0.02  # seconds between attempts at a busy conversation
     LOCALE_TTL = 24 * 3600
+    LEAVE_PAUSES = (0.05, 0.2)  # seconds between attempts at leaving a committed update
 
     def __init__(self, storage: RedisStorage, prefix: str = "minsheng:") -> None:
         self.storage = storage
@@ -288,9 +289,31 @@ class RedisGate:
         try:
             yield passage
         except BaseException:
-            await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+            try:
+                await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+            except Exception:  # the claim and the lock expire by themselves
+                log.warning("update %s: could not release its claim", update_id, exc_info=True)
             raise
-        await self._leave(keys=keys, args=self._leave_args(passage, token))
+        await self._leave_after_commit(update_id, keys, self._leave_args(passage, token))
+
+    async def _leave_after_commit(self, update_id: int, keys: list[str], args: list[Any]) -> None:
+        """Write back and mark done. The store has committed the update's effects by now, so
+        failing here must not make Telegram deliver it again (it would be handled twice once
+        the claim expired): retry briefly, then log and let it count as handled. What is lost
+        then is the conversation's step, which the person's next message re-asks."""
+        for pause in (*self.LEAVE_PAUSES, None):
+            try:
+                await self._leave(keys=keys, args=args)
+                return
+            except Exception:
+                if pause is None:
+                    log.exception(
+                        "update %s committed, but its conversation state and done mark could "
+                        "not be written to Redis",
+                        update_id,
+                    )
+                    return
+            await asyncio.sleep(pause)
 
     async def _claim(self, keys: list[str], token: str) -> list[Any]:
         reply = cast(

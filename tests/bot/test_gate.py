@@ -12,6 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.dedup import UpdateInProgress
 from bot.factory import create_gate, create_storage
@@ -234,3 +235,67 @@ async def test_the_locale_choice_is_cached_with_the_update(storage: BaseStorage)
 
 def test_without_redis_the_gate_is_local() -> None:
     assert isinstance(create_gate(MemoryStorage()), LocalGate)
+
+
+class FlakyScript:
+    """Stands in for one of the gate's Redis scripts: fails `failures` times, then runs it."""
+
+    def __init__(self, script: Any, failures: int) -> None:
+        self.script = script
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RedisConnectionError("Redis went away")
+        return await self.script(*args, **kwargs)
+
+
+@pytest.mark.redis
+async def test_redis_leaving_a_committed_update_retries_then_gives_up_quietly(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the store committed, a Redis failure must not fail the update: Telegram would
+    deliver it again and, once the claim expired, it would be handled twice."""
+    redis = Redis.from_url(redis_url)
+    storage = create_storage(redis)
+    gate = create_gate(storage)
+    assert isinstance(gate, RedisGate)
+    monkeypatch.setattr(RedisGate, "LEAVE_PAUSES", (0.0, 0.0))
+    try:
+        # A blip: the second attempt writes everything back.
+        gate._leave = FlakyScript(gate._leave, failures=1)  # type: ignore[method-assign]
+        async with gate.passage(60, KEY, 1001, exclusive=True) as passage:
+            await context(storage, passage.conversation).set_state("Form:title")
+        assert await redis.get("minsheng:update:60") == b"done"
+        assert await storage.get_state(KEY) == "Form:title"
+
+        # Down for good: no exception, an error in the log, and the claim left to expire.
+        flaky = FlakyScript(gate._leave.script, failures=99)
+        gate._leave = flaky  # type: ignore[method-assign]
+        with caplog.at_level("ERROR", logger="bot.gate"):
+            async with gate.passage(61, KEY, 1001, exclusive=True) as passage:
+                await context(storage, passage.conversation).set_state("Form:description")
+        assert flaky.calls == 3
+        assert "update 61 committed" in caplog.text
+        assert await redis.get("minsheng:update:61") == b"processing"
+        assert await storage.get_state(KEY) == "Form:title"
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_a_failed_update_keeps_its_own_error_when_redis_fails_too(
+    redis_url: str,
+) -> None:
+    redis = Redis.from_url(redis_url)
+    gate = create_gate(create_storage(redis))
+    assert isinstance(gate, RedisGate)
+    try:
+        gate._leave = FlakyScript(gate._leave, failures=99)  # type: ignore[method-assign]
+        with pytest.raises(Boom):
+            async with gate.passage(70, KEY, 1001, exclusive=True):
+                raise Boom
+    finally:
+        await redis.aclose()
