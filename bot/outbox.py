@@ -257,7 +257,14 @@ class OutboxSender:
                 earlier = _PARTIAL.match(row.error or "")
                 if keep_progress and earlier is not None:
                     note = f"{earlier.group(0)}; {detail}"
-                await notifications.mark_retry(session, row.id, retry, now=self._now(), error=note)
+                await notifications.mark_retry(
+                    session,
+                    row.id,
+                    retry,
+                    now=self._now(),
+                    error=note,
+                    attempted=status == "retry",  # "deferred": held back by our own pacing
+                )
             elif status == "blocked":
                 await notifications.mark_blocked(session, row.id)
             else:

@@ -247,14 +247,19 @@ async def mark_retry(
     *,
     now: datetime | None = None,
     error: str | None = None,
+    attempted: bool = True,
 ) -> None:
     """Not now (429 with retry_after, a network error, Telegram's 5xx): due again after
-    `retry_after_seconds`; given up after MAX_ATTEMPTS claims. Commits."""
+    `retry_after_seconds`; given up after MAX_ATTEMPTS claims. With `attempted=False` the
+    sender's own pacing held the message back before anything reached Telegram: the claim is
+    given back and does not count. Commits."""
     row = await _get(session, notification_id)
     if row is not None and row.status is NotificationStatus.PENDING:
         if error is not None:
             row.error = error[:ERROR_MAX]
-        if row.attempts >= MAX_ATTEMPTS:
+        if not attempted:
+            row.attempts = max(0, row.attempts - 1)
+        if attempted and row.attempts >= MAX_ATTEMPTS:
             row.status = NotificationStatus.FAILED
             row.error = (row.error or "out of attempts")[:ERROR_MAX]
         else:

@@ -447,6 +447,8 @@ async def test_a_group_gets_twenty_a_minute_and_the_rest_waits(rig: Rig) -> None
     # The claim's lease is never outlived: what must wait is back in the queue.
     waiting = [r for r in rows if r.status is NotificationStatus.PENDING]
     assert all(r.not_before > rig.clock.utc() for r in waiting)
+    # Held back by the pace, not failed: the wait costs none of their attempts.
+    assert all(r.attempts == 0 for r in waiting)
     for _ in range(5):
         rig.clock.advance(60)
         await rig.sender.run_once()

@@ -170,6 +170,25 @@ async def test_mark_retry_and_failed(sessionmaker: Sessions) -> None:
         assert failed.error == "Bad Request: chat not found"
 
 
+async def test_a_deferral_by_our_own_pacing_does_not_count(sessionmaker: Sessions) -> None:
+    """Held back by the rate limiter (nothing reached Telegram) as often as it takes: the
+    message keeps its attempts and is never given up for that."""
+    await enqueue_many(sessionmaker, 1)
+    at = NOW
+    async with sessionmaker() as session:
+        for _ in range(notifications.MAX_ATTEMPTS + 3):
+            (claimed,) = await notifications.claim_due(session, limit=1, now=at)
+            assert claimed.attempts == 1
+            await notifications.mark_retry(
+                session, claimed.id, 1, now=at, error="waiting for the rate limit", attempted=False
+            )
+            at += timedelta(seconds=1)
+        (claimed,) = await notifications.claim_due(session, limit=1, now=at)
+        await notifications.mark_retry(session, claimed.id, 1, now=at, error="429")
+        (again,) = await notifications.claim_due(session, limit=1, now=at + timedelta(seconds=1))
+        assert again.attempts == 2 and again.status is NotificationStatus.PENDING
+
+
 async def test_mark_blocked_stops_the_person(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         someone = await ensure_person(session, TelegramIdentity(777))
