@@ -208,14 +208,18 @@ return {1, state, data, locale}
 """
 
 # KEYS as for _ENTER. ARGV: outcome ("done" or "abort"), done TTL s, lock token,
-# state op ("" keep, "set", "del"), state, state TTL s, data op, data, data TTL s,
+# state op ("" keep, "set", "del"), state, state TTL s (0: none), data op, data, data TTL s,
 # locale op ("" keep, "set"), locale, locale TTL s.
 _LEAVE = """
+local function put(key, value, ttl)
+  if ttl == '0' then redis.call('SET', key, value)
+  else redis.call('SET', key, value, 'EX', ttl) end
+end
 if ARGV[1] == 'done' then
   redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
-  if ARGV[4] == 'set' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+  if ARGV[4] == 'set' then put(KEYS[3], ARGV[5], ARGV[6])
   elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
-  if ARGV[7] == 'set' then redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
+  if ARGV[7] == 'set' then put(KEYS[4], ARGV[8], ARGV[9])
   elseif ARGV[7] == 'del' then redis.call('DEL', KEYS[4]) end
   if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12]) end
 else
@@ -349,15 +353,13 @@ class RedisGate:
                 data_op, data = (
                     ("set", conversation.data_json) if conversation.data_json else ("del", "")
                 )
-        ttl_state = self.storage.state_ttl or self.DONE_TTL
-        ttl_data = self.storage.data_ttl or self.DONE_TTL
         locale_op = (
             "set" if passage.remember_locale is not None and passage.user_id is not None else ""
         )
         return [
             "done", self.DONE_TTL, token,
-            state_op, state or "", _seconds(ttl_state),
-            data_op, data or "", _seconds(ttl_data),
+            state_op, state or "", _seconds(self.storage.state_ttl),
+            data_op, data or "", _seconds(self.storage.data_ttl),
             locale_op, passage.remember_locale or "", self.LOCALE_TTL,
         ]  # fmt: skip
 
@@ -369,6 +371,9 @@ def _text(value: Any) -> str | None:
 
 
 def _seconds(ttl: Any) -> int:
+    """aiogram's TTL (seconds, a timedelta, or None: no expiry) as the script takes it (0)."""
+    if ttl is None:
+        return 0
     return int(ttl.total_seconds()) if hasattr(ttl, "total_seconds") else int(ttl)
 
 

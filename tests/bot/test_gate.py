@@ -11,6 +11,7 @@ import pytest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -297,5 +298,22 @@ async def test_redis_a_failed_update_keeps_its_own_error_when_redis_fails_too(
         with pytest.raises(Boom):
             async with gate.passage(70, KEY, 1001, exclusive=True):
                 raise Boom
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_storage_without_ttl_keeps_state_without_expiry(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    storage = RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix="minsheng:fsm"))
+    gate = RedisGate(storage)
+    try:
+        async with gate.passage(80, KEY, 1001, exclusive=True) as passage:
+            state = context(storage, passage.conversation)
+            await state.set_state("Form:title")
+            await state.update_data(title="x")
+        assert await storage.get_state(KEY) == "Form:title"
+        for suffix in ("state", "data"):
+            assert await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}") == -1  # no expiry
     finally:
         await redis.aclose()
