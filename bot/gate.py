@@ -33,6 +33,7 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.memory import DisabledEventIsolation
 from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.methods import TelegramMethod
 from aiogram.types import TelegramObject, Update
 
 from bot.dedup import UpdateInProgress
@@ -115,6 +116,8 @@ class Passage:
     # Set by a handler or middleware: the choice to cache once the update succeeded.
     remember_locale: str | None = None
     user_id: int | None = None
+    # False when the update was handled but its conversation could not be written back.
+    saved: bool = True
 
 
 class Gate(Protocol):
@@ -298,13 +301,16 @@ class RedisGate:
             except Exception:  # the claim and the lock expire by themselves
                 log.warning("update %s: could not release its claim", update_id, exc_info=True)
             raise
-        await self._leave_after_commit(update_id, keys, self._leave_args(passage, token))
+        await self._leave_after_commit(update_id, passage, keys, self._leave_args(passage, token))
 
-    async def _leave_after_commit(self, update_id: int, keys: list[str], args: list[Any]) -> None:
+    async def _leave_after_commit(
+        self, update_id: int, passage: Passage, keys: list[str], args: list[Any]
+    ) -> None:
         """Write back and mark done. The store has committed the update's effects by now, so
         failing here must not make Telegram deliver it again (it would be handled twice once
         the claim expired): retry briefly, then log and let it count as handled. What is lost
-        then is the conversation's step, which the person's next message re-asks."""
+        then is the conversation's step: `passage.saved` turns False, and the middleware drops
+        the reply that would ask the next step's question."""
         for pause in (*self.LEAVE_PAUSES, None):
             try:
                 await self._leave(keys=keys, args=args)
@@ -316,6 +322,7 @@ class RedisGate:
                         "not be written to Redis",
                         update_id,
                     )
+                    passage.saved = False
                     return
             await asyncio.sleep(pause)
 
@@ -404,4 +411,10 @@ class UpdateGateMiddleware(FSMContextMiddleware):
             if key is not None and passage.conversation is not None:
                 data["state"] = FSMContext(storage=storage, key=key)
                 data["raw_state"] = passage.conversation.state
-            return await handler(event, data)
+            result = await handler(event, data)
+        if not passage.saved and isinstance(result, TelegramMethod):
+            # The conversation stayed at its old step: a reply asking the next step's question
+            # would take the person's next answer for the wrong field. Say nothing; what they
+            # send next meets the old step, which asks again.
+            return None
+        return result

@@ -8,16 +8,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiogram import Bot, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.methods import SendMessage
+from aiogram.types import Message, Update
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from webhook_fakes import message_update
 
 from bot.dedup import UpdateInProgress
-from bot.factory import create_gate, create_storage
-from bot.gate import NO_CHOICE, LocalGate, RedisGate, UpdateStorage
+from bot.factory import create_base_dispatcher, create_gate, create_storage
+from bot.gate import NO_CHOICE, LocalGate, RedisGate, UpdateGateMiddleware, UpdateStorage
+from storage.db import create_engine, create_sessionmaker
 
 KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
 OTHER = StorageKey(bot_id=42, chat_id=-500, user_id=0)
@@ -278,7 +283,7 @@ async def test_redis_leaving_a_committed_update_retries_then_gives_up_quietly(
         with caplog.at_level("ERROR", logger="bot.gate"):
             async with gate.passage(61, KEY, 1001, exclusive=True) as passage:
                 await context(storage, passage.conversation).set_state("Form:description")
-        assert flaky.calls == 3
+        assert flaky.calls == 3 and passage.saved is False
         assert "update 61 committed" in caplog.text
         assert await redis.get("minsheng:update:61") == b"processing"
         assert await storage.get_state(KEY) == "Form:title"
@@ -317,3 +322,40 @@ async def test_redis_storage_without_ttl_keeps_state_without_expiry(redis_url: s
             assert await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}") == -1  # no expiry
     finally:
         await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_no_reply_when_the_conversation_could_not_be_saved(
+    redis_url: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply would ask the next step's question while the conversation stayed at the old
+    step: the person's next answer would land in the wrong field. It is dropped."""
+    redis = Redis.from_url(redis_url)
+    engine = create_engine(sqlite_url)
+    monkeypatch.setattr(RedisGate, "LEAVE_PAUSES", ())
+    try:
+        dispatcher = create_base_dispatcher(create_sessionmaker(engine), redis)
+        router = Router()
+
+        @router.message()
+        async def ask_next(message: Message, state: FSMContext) -> Any:
+            await state.set_state("Form:description")
+            return message.answer("And now the description, please.")
+
+        dispatcher.include_router(router)
+        [gate_middleware] = [
+            m for m in dispatcher.update.outer_middleware if isinstance(m, UpdateGateMiddleware)
+        ]
+        gate = gate_middleware.gate
+        assert isinstance(gate, RedisGate)
+        bot = Bot("42:TEST")
+        update = Update.model_validate(
+            message_update("my title", chat_id=1001), context={"bot": bot}
+        )
+        assert isinstance(await dispatcher.feed_update(bot, update), SendMessage)
+        gate._leave = FlakyScript(gate._leave, failures=99)  # type: ignore[method-assign]
+        update = Update.model_validate(message_update("again", chat_id=1001), context={"bot": bot})
+        assert await dispatcher.feed_update(bot, update) is None
+    finally:
+        await redis.aclose()
+        await engine.dispose()
