@@ -20,7 +20,7 @@ from bot.gate import Gate, LocalGate, RedisGate, UpdateGateMiddleware
 from bot.i18n import create_i18n
 from bot.middlewares import PersonLocaleMiddleware, UpdateSessionMiddleware
 from bot.performance import keep_response_types, run_cheap_filters_inline
-from bot.sender import RetryAfterMiddleware
+from bot.sender import install_request_middlewares
 from bot.session import JsonAiohttpSession
 from storage.settings import TELEGRAM_PUBLIC_API, Settings
 
@@ -29,13 +29,13 @@ FSM_STATE_TTL = 7 * 24 * 3600
 
 
 def create_bot(token: str, api_base: str | None = None) -> Bot:
-    """Calls go as JSON (multipart only for uploads), and wait out a 429 (RetryAfterMiddleware)."""
+    """Calls go as JSON (multipart only for uploads), through bot.sender's middlewares."""
     session: AiohttpSession
     if api_base and api_base.rstrip("/") != TELEGRAM_PUBLIC_API:
         session = JsonAiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     else:
         session = JsonAiohttpSession()
-    session.middleware(RetryAfterMiddleware())
+    install_request_middlewares(session)
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 

@@ -1,22 +1,28 @@
-"""Keeping to Telegram's limits on the way out: a 429 is waited out (briefly) and retried.
+"""What every Bot API call goes through on the way out (`install_request_middlewares`).
 
-Telegram answers 429 with `retry_after` when a chat (~1 msg/s, 20/min in a group) or the bot
-(~30 msg/s) goes too fast. A reply to a person is worth a short wait; a long one is not held
-inside a webhook request, so the error propagates and the route answers 503 (Telegram retries
-the update later).
+- A 429 is waited out (briefly) and retried. Telegram answers 429 with `retry_after` when a
+  chat (~1 msg/s, 20/min in a group) or the bot (~30 msg/s) goes too fast. A reply to a person
+  is worth a short wait; a long one is not held inside a webhook request, so the error
+  propagates and the route answers 503 (Telegram retries the update later).
+- Answering a button press too late is not an error of the press. Telegram refuses an
+  answerCallbackQuery after ~15 s (or a second one) with 400; after an outage it redelivers
+  presses much older than that. The press still counts, so the update goes on as if answered
+  instead of failing (and being dead-lettered with everything the person chose).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from aiogram.client.session.base import BaseSession
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.methods.base import TelegramType
 
 if TYPE_CHECKING:
@@ -24,6 +30,34 @@ if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
 
 log = logging.getLogger(__name__)
+
+# Telegram's descriptions for a callback query that can no longer be answered.
+STALE_QUERY = ("query is too old", "query id is invalid")
+
+
+def install_request_middlewares(session: BaseSession) -> None:
+    session.middleware(StaleCallbackMiddleware())
+    session.middleware(RetryAfterMiddleware())
+
+
+class StaleCallbackMiddleware(BaseRequestMiddleware):
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as error:
+            description = error.message.lower()
+            if not isinstance(method, AnswerCallbackQuery) or not any(
+                stale in description for stale in STALE_QUERY
+            ):
+                raise
+            log.info("button press %s answered too late: %s", method.callback_query_id, error)
+            # What answerCallbackQuery returns; the middleware chain passes results through.
+            return cast("Response[TelegramType]", True)
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):

@@ -12,7 +12,8 @@ from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
 
-from bot.sender import RetryAfterMiddleware
+from bot.factory import create_bot
+from bot.sender import RetryAfterMiddleware, StaleCallbackMiddleware
 
 
 class FlakySession(BaseSession):
@@ -85,3 +86,9 @@ async def test_gives_up_after_max_attempts(no_sleep: list[float]) -> None:
     with pytest.raises(TelegramRetryAfter):
         await bot(SendMessage(chat_id=1, text="hi"))
     assert session.calls == 3
+
+
+def test_the_service_bot_goes_through_both_middlewares() -> None:
+    bot = create_bot("42:TEST")
+    kinds = [type(m) for m in bot.session.middleware]
+    assert StaleCallbackMiddleware in kinds and RetryAfterMiddleware in kinds

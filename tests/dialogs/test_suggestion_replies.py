@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageReplyMarkup,
@@ -32,8 +33,10 @@ from telegram_fakes import (
     Harness,
     Person,
     button_texts,
+    texts,
 )
 
+from bot.sender import StaleCallbackMiddleware
 from dialogs.suggestion import SuggestionForm
 
 pytest_plugins = ["telegram_fakes"]
@@ -221,3 +224,37 @@ async def test_statements_per_step(bot_harness: Harness, org: Any, statements: l
     }
     again = await walk_counting(bot_harness, statements, RESIDENT, org)
     assert again == {**first, "confirm": 6}, "a known proposer is not created again"
+
+
+async def test_a_press_answered_too_late_still_counts(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    """Telegram refuses answerCallbackQuery ~15 s after the press (and redelivers presses
+    much older after an outage). The choice is kept and the dialog goes on, instead of the
+    update failing and being dead-lettered."""
+    h = bot_harness
+    h.session.middleware(StaleCallbackMiddleware())  # as bot.factory.create_bot installs it
+    await dialog_driver.category(RESIDENT)
+    h.session.fail_next(
+        AnswerCallbackQuery,
+        TelegramBadRequest(
+            method=AnswerCallbackQuery(callback_query_id="q"),
+            message="Bad Request: query is too old and response timeout expired or query ID "
+            "is invalid",
+        ),
+    )
+    calls = await h.press(RESIDENT, CATEGORY, exact=True)
+    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
+    assert "标题" in texts(calls)[-1]
+
+    # Any other refusal of the answer still fails the update.
+    await h.say(RESIDENT, "/cancel")
+    await dialog_driver.category(RESIDENT)
+    h.session.fail_next(
+        AnswerCallbackQuery,
+        TelegramBadRequest(
+            method=AnswerCallbackQuery(callback_query_id="q"), message="Bad Request: x"
+        ),
+    )
+    with pytest.raises(TelegramBadRequest):
+        await h.press(RESIDENT, CATEGORY, exact=True)
