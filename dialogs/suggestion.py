@@ -9,6 +9,7 @@ restart of the service. Bad input never loses what was entered: the same step is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -153,6 +154,25 @@ async def close_keyboard(
             await message.edit_text(text, reply_markup=None)
     except TelegramBadRequest:
         pass
+
+
+async def settle(
+    callback: CallbackQuery, chosen: str | None = None, *, answer: str | None = None
+) -> None:
+    """Answer a button press and close the keyboard it came from (saying `chosen`, if given).
+    The two calls are independent, so they go to Telegram together: a press costs one round
+    trip of waiting, not two."""
+
+    async def answer_press() -> None:
+        await callback.answer(answer)
+
+    # Both finish before the update goes on (or fails with the first error).
+    outcomes = await asyncio.gather(
+        answer_press(), close_keyboard(callback.message, chosen), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 # --- limits ------------------------------------------------------------------------------
@@ -422,8 +442,7 @@ async def on_pick(
         return await go(bot, _chat_id(callback), state, session, SuggestionForm.community)
     label = label_of(community)
     await state.update_data(community_id=community.id, community_label=label)
-    await callback.answer()
-    await close_keyboard(callback.message, _("Community: {value}").format(value=quote(label)))
+    await settle(callback, _("Community: {value}").format(value=quote(label)))
     return await advance(bot, _chat_id(callback), state, session, SuggestionForm.community)
 
 
@@ -435,11 +454,8 @@ async def on_category(
     bot: Bot,
 ) -> Reply:
     await state.update_data(category=callback_data.category.value)
-    await callback.answer()
-    await close_keyboard(
-        callback.message,
-        _("Category: {value}").format(value=category_label(callback_data.category)),
-    )
+    chosen = _("Category: {value}").format(value=category_label(callback_data.category))
+    await settle(callback, chosen)
     return await advance(bot, _chat_id(callback), state, session, SuggestionForm.category)
 
 
@@ -601,8 +617,7 @@ async def photo_expected(
 async def on_photos_done(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
-    await callback.answer()
-    await close_keyboard(callback.message)
+    await settle(callback)
     return await advance(bot, _chat_id(callback), state, session, SuggestionForm.photos)
 
 
@@ -619,8 +634,7 @@ async def on_kind(
     else:
         await state.update_data(kind=callback_data.kind.value)
         chosen = _("Kind: {value}").format(value=kind_label(callback_data.kind.value))
-    await callback.answer()
-    await close_keyboard(callback.message, chosen)
+    await settle(callback, chosen)
     return await advance(bot, _chat_id(callback), state, session, SuggestionForm.kind)
 
 
@@ -656,8 +670,7 @@ async def on_cost_skip(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     await state.update_data(cost_fen=None)
-    await callback.answer()
-    await close_keyboard(callback.message)
+    await settle(callback)
     return await advance(bot, _chat_id(callback), state, session, SuggestionForm.cost)
 
 
@@ -703,8 +716,7 @@ async def on_confirm(
     data = await state.get_data()
     missing = _missing_step(data)
     if missing is not None:
-        await callback.answer()
-        await close_keyboard(callback.message)
+        await settle(callback)
         await state.update_data(editing=True)
         note = _("One answer is still missing.")
         return await go(bot, chat_id, state, session, missing, note)
@@ -728,14 +740,12 @@ async def on_confirm(
         return send(bot, chat_id, note)
     except RuleViolation as exc:
         step = VIOLATION_STEP.get(exc.code, SuggestionForm.summary)
-        await callback.answer()
-        await close_keyboard(callback.message)
+        await settle(callback)
         await state.update_data(editing=True)
         note = _("Sorry, one answer needs to be changed before I can submit it.")
         return await go(bot, chat_id, state, session, step, note)
     await state.clear()
-    await callback.answer(_("Submitted. Thank you!"))
-    await close_keyboard(callback.message)
+    await settle(callback, answer=_("Submitted. Thank you!"))
     return send(
         bot,
         chat_id,
@@ -750,8 +760,7 @@ async def on_confirm(
 
 async def on_cancel(callback: CallbackQuery, state: FSMContext) -> Reply:
     await state.clear()
-    await callback.answer()
-    await close_keyboard(callback.message)
+    await settle(callback)
     if isinstance(callback.message, Message):
         return callback.message.answer(cancelled_text())
     return None
@@ -792,8 +801,7 @@ async def on_edit_field(
         # Editing the photos means sending them again; the earlier ones are replaced.
         changes.update(photos=[], refused_groups=[])
     await state.update_data(changes)
-    await callback.answer()
-    await close_keyboard(callback.message)
+    await settle(callback)
     return await go(bot, _chat_id(callback), state, session, FIELD_STEP[callback_data.field])
 
 

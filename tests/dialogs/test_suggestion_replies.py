@@ -8,6 +8,7 @@ counted (never timed), so that a change adding a query to a step shows up here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -258,3 +259,27 @@ async def test_a_press_answered_too_late_still_counts(
     )
     with pytest.raises(TelegramBadRequest):
         await h.press(RESIDENT, CATEGORY, exact=True)
+
+
+async def test_a_press_is_answered_and_its_keyboard_closed_together(
+    dialog_driver: Driver, bot_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two independent calls: the press waits for one round trip to Telegram, not two. The
+    answer here is held until the edit has started, which only happens if both are under
+    way at once (one after the other, the answer would wait for ever: the guard fails it)."""
+    h = bot_harness
+    await dialog_driver.category(RESIDENT)
+    edit_started = asyncio.Event()
+    record = h.session.make_request
+
+    async def slow_answer(bot: Any, method: TelegramMethod[Any], timeout: Any = None) -> Any:
+        if isinstance(method, AnswerCallbackQuery):
+            await asyncio.wait_for(edit_started.wait(), 5)
+        if isinstance(method, EditMessageText):
+            edit_started.set()
+        return await record(bot, method, timeout)
+
+    monkeypatch.setattr(h.session, "make_request", slow_answer)
+    calls = await h.press(RESIDENT, CATEGORY, exact=True)
+    assert {type(c.method) for c in calls[:2]} == {AnswerCallbackQuery, EditMessageText}
+    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
