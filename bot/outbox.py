@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
 from bot.ratelimit import SendLimiter
+from bot.sender import self_paced
 from storage.models import Notification, utcnow
 from storage.services import notifications
 from storage.services.people import find_person, pick_locale
@@ -126,9 +127,10 @@ class OutboxSender:
             async with gate:
                 return await self._serve_chat(chat_rows, deadline)
 
-        results = await asyncio.gather(
-            *(serve(chat_rows) for chat_rows in by_chat.values()), return_exceptions=True
-        )
+        with self_paced():  # a 429 pauses the chat here rather than being waited out inline
+            results = await asyncio.gather(
+                *(serve(chat_rows) for chat_rows in by_chat.values()), return_exceptions=True
+            )
         sent = 0
         for result in results:
             if isinstance(result, BaseException):

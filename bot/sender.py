@@ -3,7 +3,9 @@
 - A 429 is waited out (briefly) and retried. Telegram answers 429 with `retry_after` when a
   chat (~1 msg/s, 20/min in a group) or the bot (~30 msg/s) goes too fast. A reply to a person
   is worth a short wait; a long one is not held inside a webhook request, so the error
-  propagates and the route answers 503 (Telegram retries the update later).
+  propagates and the route answers 503 (Telegram retries the update later). Within
+  `self_paced()` a sender with its own pacing (the outbox) gets the 429 at once and
+  reschedules the message itself.
 - Answering a button press too late is not an error of the press. Telegram refuses an
   answerCallbackQuery after ~15 s (or a second one) with 400; after an outage it redelivers
   presses much older than that. The press still counts, so the update goes on as if answered
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 
 from aiogram.client.session.base import BaseSession
@@ -30,6 +35,20 @@ if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
 
 log = logging.getLogger(__name__)
+
+# Set by senders that pace themselves and handle a 429 their own way (the outbox): within
+# their calls RetryAfterMiddleware passes the 429 straight on instead of waiting it out.
+SELF_PACED: ContextVar[bool] = ContextVar("minsheng_self_paced", default=False)
+
+
+@contextmanager
+def self_paced() -> Iterator[None]:
+    token = SELF_PACED.set(True)
+    try:
+        yield
+    finally:
+        SELF_PACED.reset(token)
+
 
 # Telegram's descriptions for a callback query that can no longer be answered.
 STALE_QUERY = ("query is too old", "query id is invalid")
@@ -71,6 +90,8 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
+        if SELF_PACED.get():
+            return await make_request(bot, method)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return await make_request(bot, method)

@@ -39,6 +39,7 @@ from bot.notify_texts import (
 )
 from bot.outbox import OutboxSender
 from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
+from bot.sender import install_request_middlewares
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Notification, NotificationStatus, Person
 from storage.services import notifications
@@ -349,6 +350,22 @@ async def test_429_waits_for_that_chat_only(rig: Rig) -> None:
     assert [r.status for r in await rig.rows()] == [NotificationStatus.SENT] * 3
     times = [r.at for r in rig.double.delivered(ZH_PERSON)]
     assert len(times) == 2 and min_gap(times) >= 1
+
+
+async def test_a_short_429_is_the_outbox_s_to_handle_not_waited_out_inline(rig: Rig) -> None:
+    """With the service's request middlewares (which wait out a short 429 for replies to a
+    person), the outbox still gets its 429 at once: it pauses that chat and goes on."""
+    install_request_middlewares(rig.double)
+    await people(rig.sessionmaker)
+    await enqueue(rig.sessionmaker, ZH_PERSON, "suggestion_status", status_params())
+    await enqueue(rig.sessionmaker, EN_PERSON, "suggestion_status", status_params())
+    rig.double.fail_in_chat(ZH_PERSON, retry_after(3), SendMessage)
+    assert await rig.sender.run_once() == 1
+    held, other = await rig.rows()
+    assert other.status is NotificationStatus.SENT
+    assert held.status is NotificationStatus.PENDING
+    assert held.not_before >= rig.clock.utc() + timedelta(seconds=2)
+    assert [r.name for r in rig.double.requests].count("SendMessage") == 2  # one try each
 
 
 async def test_403_blocked_person_is_marked(rig: Rig) -> None:
