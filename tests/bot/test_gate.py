@@ -182,18 +182,25 @@ async def test_redis_replay_is_not_fresh_and_in_progress_is_refused(redis_url: s
 
 
 @pytest.mark.redis
-async def test_redis_state_expires_like_aiograms_storage(redis_url: str) -> None:
+@pytest.mark.parametrize("with_ttl", [True, False], ids=["service-ttl", "no-ttl"])
+async def test_redis_state_expires_as_the_storage_says(redis_url: str, with_ttl: bool) -> None:
+    """Written back as aiogram's RedisStorage writes: with its TTL, or none when it has none."""
     redis = Redis.from_url(redis_url)
-    storage = create_storage(redis)
-    gate = create_gate(storage)
+    storage = (
+        create_storage(redis)
+        if with_ttl
+        else RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix="minsheng:fsm"))
+    )
+    gate = RedisGate(storage)
     try:
         async with gate.passage(30, KEY, 1001, exclusive=True) as passage:
             state = context(storage, passage.conversation)
             await state.set_state("Form:title")
             await state.update_data(title="x")
+        assert await storage.get_state(KEY) == "Form:title"
         for suffix in ("state", "data"):
             ttl = await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}")
-            assert 0 < ttl <= 7 * 24 * 3600
+            assert (0 < ttl <= 7 * 24 * 3600) if with_ttl else ttl == -1
         assert not await redis.exists("minsheng:fsm:1001:1001:lock")
     finally:
         await redis.aclose()
@@ -303,23 +310,6 @@ async def test_redis_a_failed_update_keeps_its_own_error_when_redis_fails_too(
         with pytest.raises(Boom):
             async with gate.passage(70, KEY, 1001, exclusive=True):
                 raise Boom
-    finally:
-        await redis.aclose()
-
-
-@pytest.mark.redis
-async def test_redis_storage_without_ttl_keeps_state_without_expiry(redis_url: str) -> None:
-    redis = Redis.from_url(redis_url)
-    storage = RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix="minsheng:fsm"))
-    gate = RedisGate(storage)
-    try:
-        async with gate.passage(80, KEY, 1001, exclusive=True) as passage:
-            state = context(storage, passage.conversation)
-            await state.set_state("Form:title")
-            await state.update_data(title="x")
-        assert await storage.get_state(KEY) == "Form:title"
-        for suffix in ("state", "data"):
-            assert await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}") == -1  # no expiry
     finally:
         await redis.aclose()
 
