@@ -30,10 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
-from bot.filters import InForm
 from bot.texts import local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import current_step
+from dialogs.common import current_step, private_dialog
 from dialogs.org_picker import get_community
 from dialogs.review import NARROWEST_FIRST, chat_of, short, stale
 from storage import rules
@@ -412,10 +411,8 @@ async def on_community(
         await stale(callback)
         return
     community = await get_community(session, callback_data.id)
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(
-        callback.message,
-        _("Community: {value}").format(value=quote(community.name if community else "—")),
+    await suggestion_dialog.settle(
+        callback, _("Community: {value}").format(value=quote(community.name if community else "—"))
     )
     await start_for(bot, chat_of(callback), who, state, session, settings, callback_data.id)
 
@@ -492,8 +489,7 @@ async def on_candidates_done(
     if view is not None and not selected:
         await callback.answer(_("Please choose at least one candidate."), show_alert=True)
         return
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(callback.message)
+    await suggestion_dialog.settle(callback)
     step = ConveneForm.deadline if view is not None else ConveneForm.candidates
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
@@ -523,13 +519,8 @@ async def on_hours(
         await stale(callback)
         return
     closes_at = utcnow() + timedelta(hours=callback_data.id)
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(
-        callback.message,
-        _("Deadline: {value}").format(
-            value=f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
-        ),
-    )
+    deadline = f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
+    await suggestion_dialog.settle(callback, _("Deadline: {value}").format(value=deadline))
     await _deadline_chosen(
         bot, chat_of(callback), callback.from_user.id, state, session, settings, closes_at
     )
@@ -572,15 +563,13 @@ async def on_back_to(
         if callback_data.action is ConveneAction.CANDIDATES
         else ConveneForm.deadline
     )
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(callback.message)
+    await suggestion_dialog.settle(callback)
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
 
 async def on_cancel(callback: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(callback.message, cancelled_text())
+    await suggestion_dialog.settle(callback, cancelled_text())
 
 
 def cancelled_text() -> str:
@@ -614,8 +603,7 @@ async def on_confirm(
     principal = await _principal(session, who, community_id)
     community = await get_community(session, community_id)
     if principal is None or community is None or not data.get("closes_at"):
-        await callback.answer()
-        await suggestion_dialog.close_keyboard(callback.message)
+        await suggestion_dialog.settle(callback)
         await _out_of_reach(bot, chat_id, state, "")
         return
     request = council.ConveneRequest(
@@ -627,8 +615,7 @@ async def on_confirm(
     try:
         vote = await council.convene(session, principal, request)
     except RuleViolation as exc:
-        await callback.answer()
-        await suggestion_dialog.close_keyboard(callback.message)
+        await suggestion_dialog.settle(callback)
         await _refused(bot, chat_id, who, state, session, settings, name, exc)
         return
     await state.clear()
@@ -723,22 +710,11 @@ async def use_the_buttons(
 
 
 def create_router() -> Router:
-    """Private chats only; the gate (bot.gate) hands it one update of a person at a time.
-
-    /convene, the way in, is the router's own; every other handler is bound to a step of the
-    form and lives in the sub-router `steps`, which lets in only updates of a conversation in
-    the form (one check instead of one per handler for everyone else). /convene comes first
-    either way: a router's own handlers are checked before its sub-routers."""
-    router = Router(name="convene-dialog")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
-    router.message.register(cmd_convene, Command("convene"))
-
+    """/convene is the way in; every other handler is bound to a step (see private_dialog).
+    The gate (bot.gate) hands the dialog one update of a person at a time."""
     form = ConveneForm
-    steps = Router(name="convene-steps")
-    steps.message.filter(InForm(form))
-    steps.callback_query.filter(InForm(form))
-    router.include_router(steps)
+    router, steps = private_dialog("convene", form)
+    router.message.register(cmd_convene, Command("convene"))
     not_command = ~F.text.startswith("/")
 
     def on(step: State, handler: Any, *actions: ConveneAction) -> None:

@@ -35,7 +35,6 @@ from bot.callbacks import (
     ReviewMergeCb,
     ReviewReasonCb,
 )
-from bot.filters import InForm
 from bot.texts import (
     category_label,
     exclusion_reason_label,
@@ -46,7 +45,7 @@ from bot.texts import (
     yuan,
 )
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import current_step
+from dialogs.common import current_step, private_dialog
 from dialogs.org_picker import community_label
 from storage import rules
 from storage.models import Suggestion
@@ -516,11 +515,6 @@ async def _in_hand(callback: CallbackQuery, suggestion_id: int, state: FSMContex
     return False
 
 
-async def _closing(callback: CallbackQuery, text: str | None = None) -> None:
-    await callback.answer()
-    await suggestion_dialog.close_keyboard(callback.message, text)
-
-
 async def on_accept(
     callback: CallbackQuery,
     callback_data: ReviewCb,
@@ -562,7 +556,7 @@ async def _accept(
     chat_id, who = chat_of(callback), callback.from_user.id
     found = await load(session, who, suggestion_id)
     if found is None:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         await show_next(
             bot,
             chat_id,
@@ -578,7 +572,7 @@ async def _accept(
     try:
         done = await screening.accept(session, principal, item.id, category=category, kind=kind)
     except RuleViolation as exc:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
         return
     result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
@@ -602,7 +596,7 @@ async def on_correct(
     if not await _in_hand(callback, callback_data.id, state):
         return
     await state.update_data(category=None)
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     step = ReviewForm.category
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
@@ -618,7 +612,7 @@ async def on_category(
     if not await _in_hand(callback, callback_data.id, state):
         return
     await state.update_data(category=callback_data.category.value)
-    await _closing(
+    await suggestion_dialog.settle(
         callback, _("Category: {value}").format(value=category_label(callback_data.category))
     )
     step = ReviewForm.kind
@@ -636,7 +630,7 @@ async def on_reject(
     if not await _in_hand(callback, callback_data.id, state):
         return
     await state.update_data(reason=None, note=None)
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     step = ReviewForm.reason
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
@@ -652,7 +646,7 @@ async def on_reason(
     if not await _in_hand(callback, callback_data.id, state):
         return
     await state.update_data(reason=callback_data.reason.value, note=None)
-    await _closing(
+    await suggestion_dialog.settle(
         callback,
         _("Reason: {value}").format(value=exclusion_reason_label(callback_data.reason)),
     )
@@ -693,12 +687,12 @@ async def on_skip_note(
         return
     chat_id, who = chat_of(callback), callback.from_user.id
     if await state.get_value("reason") == ExclusionReason.OTHER.value:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         note = _("For “Other reason” a note saying why is needed.")
         await go(bot, chat_id, who, state, session, settings, ReviewForm.note, note)
         return
     await state.update_data(note=None)
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_reject)
 
 
@@ -716,7 +710,7 @@ async def on_confirm_reject(
     data = await state.get_data()
     found = await load(session, who, callback_data.id)
     if found is None or not data.get("reason"):
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         problem = _("That suggestion is no longer there for you to review.")
         await show_next(bot, chat_id, who, state, session, settings, problem)
         return
@@ -725,7 +719,7 @@ async def on_confirm_reject(
     try:
         await screening.reject(session, principal, item.id, reason, data.get("note"))
     except RuleViolation as exc:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         if exc.code in {"note_required", "note_too_long"}:
             await go(
                 bot,
@@ -759,7 +753,7 @@ async def on_merge(
     if not await _in_hand(callback, callback_data.id, state):
         return
     await state.update_data(into=None)
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     step = ReviewForm.merge_target
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
@@ -808,7 +802,7 @@ async def on_merge_pick(
 ) -> None:
     if not await _in_hand(callback, callback_data.id, state):
         return
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     await _chose_target(
         chat_of(callback),
         callback.from_user.id,
@@ -845,7 +839,7 @@ async def on_confirm_merge(
     found = await load(session, who, callback_data.id)
     into_id = int(await state.get_value("into") or 0)
     if found is None or not into_id:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         problem = _("That suggestion is no longer there for you to review.")
         await show_next(bot, chat_id, who, state, session, settings, problem)
         return
@@ -854,7 +848,7 @@ async def on_confirm_merge(
     try:
         await screening.merge(session, principal, item.id, into_id)
     except RuleViolation as exc:
-        await _closing(callback)
+        await suggestion_dialog.settle(callback)
         if exc.code in {"merge_into_self", "merge_other_community", "merge_target_inactive"}:
             await go(
                 bot,
@@ -892,7 +886,7 @@ async def on_next(
     if callback_data.id not in skipped:
         skipped.append(callback_data.id)
     await state.update_data(skipped=skipped[-SKIPPED_KEPT:])
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     await show_next(bot, chat_of(callback), callback.from_user.id, state, session, settings)
 
 
@@ -906,7 +900,7 @@ async def on_back(
 ) -> None:
     if not await _in_hand(callback, callback_data.id, state):
         return
-    await _closing(callback)
+    await suggestion_dialog.settle(callback)
     step = ReviewForm.card
     await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
@@ -942,23 +936,11 @@ async def text_expected(
 
 
 def create_router() -> Router:
-    """Private chats only; relies on the gate (bot.gate) handling one person's updates one at
-    a time, like the suggestion dialog.
-
-    /review, the way in, is the router's own; every other handler is bound to a step of the
-    form and lives in the sub-router `steps`, which lets in only updates of a conversation in
-    the form (one check instead of one per handler for everyone else). /review comes first
-    either way: a router's own handlers are checked before its sub-routers."""
-    router = Router(name="review-dialog")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
-    router.message.register(cmd_review, Command("review"))
-
+    """/review is the way in; every other handler is bound to a step (see private_dialog).
+    The gate (bot.gate) hands the dialog one update of a person at a time."""
     form = ReviewForm
-    steps = Router(name="review-steps")
-    steps.message.filter(InForm(form))
-    steps.callback_query.filter(InForm(form))
-    router.include_router(steps)
+    router, steps = private_dialog("review", form)
+    router.message.register(cmd_review, Command("review"))
     not_command = ~F.text.startswith("/")
     text = F.text & not_command
 
