@@ -209,10 +209,8 @@ async def convene(
             session,
             suggestion,
             "suggestion_status",
-            {
-                "suggestion_id": suggestion.id,
-                "number": suggestion.number,
-                "title": suggestion.title,
+            notifications.about(suggestion)
+            | {
                 "status": State.COUNCIL_VOTE.value,
                 "vote_id": vote.id,
                 "closes_at": closes_at.isoformat(),
@@ -723,10 +721,8 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
             session,
             suggestion,
             "suggestion_status",
-            {
-                "suggestion_id": suggestion.id,
-                "number": suggestion.number,
-                "title": suggestion.title,
+            notifications.about(suggestion)
+            | {
                 "status": suggestion.status.value,
                 "vote_id": vote.id,
                 "outcome": item.outcome.value if item.outcome else None,

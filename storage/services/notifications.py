@@ -111,6 +111,11 @@ async def enqueue_many(session: AsyncSession, owed: Iterable[Owed]) -> None:
         await session.execute(stmt)
 
 
+def about(suggestion: Suggestion) -> dict[str, Any]:
+    """The params every message about a suggestion carries (see the kinds above)."""
+    return {"suggestion_id": suggestion.id, "number": suggestion.number, "title": suggestion.title}
+
+
 async def followers_of(
     session: AsyncSession, suggestion_id: int, *, reachable_only: bool = True
 ) -> list[Person]:

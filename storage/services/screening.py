@@ -137,10 +137,6 @@ def _note(note: str | None) -> str | None:
     return cleaned or None
 
 
-def _about(suggestion: Suggestion) -> dict[str, Any]:
-    return {"suggestion_id": suggestion.id, "number": suggestion.number, "title": suggestion.title}
-
-
 async def review_queue(
     session: AsyncSession,
     principal: access.Principal,
@@ -223,7 +219,7 @@ async def accept(
         session,
         suggestion,
         "suggestion_accepted",
-        _about(suggestion)
+        notifications.about(suggestion)
         | {
             "category": suggestion.category.value,
             "kind": suggestion.kind.value if suggestion.kind is not None else None,
@@ -263,7 +259,7 @@ async def reject(
         session,
         suggestion,
         "suggestion_rejected",
-        _about(suggestion) | {"reason": reason.value, "note": None},
+        notifications.about(suggestion) | {"reason": reason.value, "note": None},
         dedupe_prefix=f"rejected:{suggestion.id}",
         proposer_params={"note": note},
     )
@@ -323,14 +319,14 @@ async def merge(
         session,
         moving,
         "suggestion_merged",
-        _about(source) | into | {"role": "source"},
+        notifications.about(source) | into | {"role": "source"},
         dedupe_prefix=f"merged:{source.id}:source",
     )
     await notifications.notify_people(
         session,
         before - moving,
         "suggestion_merged",
-        _about(source) | into | {"role": "target"},
+        notifications.about(source) | into | {"role": "target"},
         dedupe_prefix=f"merged:{source.id}:target",
     )
     await session.commit()
