@@ -13,6 +13,7 @@ import pytest
 from conftest import ORG_ROWS, OrgTree
 from hypothesis import given
 from hypothesis import strategies as st
+from sending_fakes import COMMUNITY_CHAT, COUNCIL_CHAT, make_council
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +22,6 @@ from storage.db import create_engine, create_sessionmaker
 from storage.models import (
     AuditEvent,
     Ballot,
-    ChatPurpose,
     Community,
     CouncilVote,
     CouncilVoteItem,
@@ -41,7 +41,7 @@ from storage.rules import (
     State,
     VoteOutcome,
 )
-from storage.services import access, chats, council, screening
+from storage.services import council, screening
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor
 from storage.services.council import ConveneRequest
@@ -54,8 +54,6 @@ T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
 CLOSES = T0 + timedelta(days=3)
 DURING = T0 + timedelta(hours=1)
 AGREE, AGAINST, ABSTAIN = [0], [1], [2]
-COUNCIL_CHAT = -100_111
-COMMUNITY_CHAT = -100_222
 R, N, Q = VoteOutcome.RESOLVED, VoteOutcome.NOT_PASSED, VoteOutcome.NO_QUORUM
 
 
@@ -242,10 +240,6 @@ class World:
     sessionmaker: Sessions
 
 
-def member_tid(n: int) -> int:
-    return 30_000 + n
-
-
 async def make_world(
     sessionmaker: Sessions,
     org: OrgTree,
@@ -254,37 +248,15 @@ async def make_world(
     council_chat: bool = True,
     community_chat: bool = True,
 ) -> World:
-    async with sessionmaker() as session:
-        person = await ensure_person(session, TelegramIdentity(20_000, "社区工作人员"))
-        scope = Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-        await access.grant_role(session, person.id, Role.COMMUNITY_STAFF, scope)
-        for n in range(size):
-            member = await ensure_person(session, TelegramIdentity(member_tid(n), f"议事{n}"))
-            await access.grant_role(session, member.id, Role.COUNCIL_MEMBER, scope)
-        await session.commit()
-        community = await session.get(Community, org.xinsha_id)
-        assert community is not None
-        if council_chat:
-            await chats.bind_chat(
-                session,
-                COUNCIL_CHAT,
-                community,
-                title="新沙议事会",
-                chat_type="supergroup",
-                bound_by_person_id=person.id,
-                purpose=ChatPurpose.COUNCIL,
-            )
-        if community_chat:
-            await chats.bind_chat(
-                session,
-                COMMUNITY_CHAT,
-                community,
-                title="新沙居民群",
-                chat_type="supergroup",
-                bound_by_person_id=person.id,
-            )
-        staff = Principal(Role.COMMUNITY_STAFF, scope, person.id)
-    return World(org, staff, [member_tid(n) for n in range(size)], sessionmaker)
+    made = await make_council(
+        sessionmaker,
+        org.xinsha_id,
+        size,
+        council_chat=council_chat,
+        community_chat=community_chat,
+        member_language=None,
+    )
+    return World(org, made.staff, made.members, sessionmaker)
 
 
 async def candidates(
