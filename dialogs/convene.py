@@ -358,18 +358,17 @@ async def cmd_convene(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> None:
+) -> suggestion_dialog.Reply:
     assert message.from_user is not None
     who = message.from_user.id
     if suggestion_dialog.is_dialog_state(raw_state):
-        await suggestion_dialog.reask(
-            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
+        return await suggestion_dialog.continue_reply(
+            bot, message.chat.id, state, session, raw_state
         )
-        return
     principals = await convening_principals(session, who)
     if not principals:
         await message.answer(not_staff_text())
-        return
+        return None
     grouped = await candidates_by_community(session, principals)
     if not grouped:
         await state.clear()
@@ -379,11 +378,11 @@ async def cmd_convene(
                 "candidates with /review first."
             )
         )
-        return
+        return None
     if len(grouped) == 1:
         (community_id,) = grouped
         await start_for(bot, message.chat.id, who, state, session, settings, community_id)
-        return
+        return None
     items: list[tuple[int, str]] = []
     for community_id, candidates in grouped.items():
         community = await get_community(session, community_id)
@@ -396,6 +395,7 @@ async def cmd_convene(
         reply_markup=keyboards.convene_community_keyboard(items),
     )
     await state.set_state(ConveneForm.community)
+    return None
 
 
 async def on_community(

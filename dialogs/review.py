@@ -493,18 +493,18 @@ async def cmd_review(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> None:
+) -> suggestion_dialog.Reply:
     assert message.from_user is not None
     if suggestion_dialog.is_dialog_state(raw_state):
-        await suggestion_dialog.reask(
-            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
+        return await suggestion_dialog.continue_reply(
+            bot, message.chat.id, state, session, raw_state
         )
-        return
     if not await screening_principals(session, message.from_user.id):
         await message.answer(not_staff_text())
-        return
+        return None
     await state.set_data({"skipped": []})
     await show_next(bot, message.chat.id, message.from_user.id, state, session, settings)
+    return None
 
 
 async def _in_hand(callback: CallbackQuery, suggestion_id: int, state: FSMContext) -> bool:

@@ -358,7 +358,7 @@ async def current_step(state: FSMContext) -> State | None:
     return None
 
 
-async def reask_reply(
+async def reask(
     bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
 ) -> SendMessage | None:
     """The current step's question again, after saying why, for the handler to return
@@ -369,21 +369,37 @@ async def reask_reply(
     return await go(bot, chat_id, state, session, step, note)
 
 
-async def reask(
-    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
-) -> None:
-    """Ask the current step's question again, after saying why, now: for handlers that make
-    calls after it (or do not return their last call)."""
-    question = await reask_reply(bot, chat_id, state, session, note)
-    if question is not None:
-        await question
-
-
 def continue_note() -> str:
     return _(
         "You have a suggestion in progress, so let's continue where you left off. "
         "(To start over, send /cancel first.)"
     )
+
+
+async def continue_reply(
+    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, raw_state: str | None
+) -> SendMessage | None:
+    """In the middle of a suggestion (`raw_state`): its current question again, after saying
+    so, for the handler to return; None outside the dialog."""
+    if not is_dialog_state(raw_state):
+        return None
+    return await reask(bot, chat_id, state, session, continue_note())
+
+
+async def answer_then_continue(
+    message: Message,
+    text: str,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    raw_state: str | None,
+) -> TelegramMethod[Any] | None:
+    """`text`, then the suggestion's question if one is in progress: the last of them is
+    returned, for the handler to return (other commands do not lose the person's place)."""
+    if not is_dialog_state(raw_state):
+        return message.answer(text)
+    await message.answer(text)
+    return await continue_reply(bot, message.chat.id, state, session, raw_state)
 
 
 async def start(
@@ -464,7 +480,7 @@ async def choose_with_buttons(
 ) -> Reply:
     """Text (or anything else) where a button press is expected."""
     note = _("Please choose with the buttons.")
-    return await reask_reply(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, note)
 
 
 async def on_title(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> Reply:
@@ -474,13 +490,13 @@ async def on_title(message: Message, state: FSMContext, session: AsyncSession, b
     length = rules.char_length(title)
     if not title:
         note = _("The title cannot be empty.")
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     if length > rules.TITLE_MAX:
         note = _(
             "That title is {length} characters long, but at most {max} fit. "
             "Could you make it shorter?"
         ).format(length=length, max=rules.TITLE_MAX)
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     await state.update_data(title=title)
     return await advance(bot, message.chat.id, state, session, SuggestionForm.title)
 
@@ -493,13 +509,13 @@ async def on_description(
     length = rules.char_length(description)
     if not description:
         note = _("The description cannot be empty.")
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     if length > rules.DESCRIPTION_MAX:
         note = _(
             "That description is {length} characters long, but at most {max} fit. "
             "Could you shorten it a little?"
         ).format(length=length, max=rules.DESCRIPTION_MAX)
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     await state.update_data(description=description)
     return await advance(bot, message.chat.id, state, session, SuggestionForm.description)
 
@@ -509,7 +525,7 @@ async def text_expected(
 ) -> Reply:
     """A photo, sticker, voice note… where typed text is expected."""
     note = _("Please type your answer as text.")
-    return await reask_reply(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, note)
 
 
 def _type_instead_labels(i18n: I18n) -> set[str]:
@@ -532,13 +548,13 @@ async def on_location_text(
     length = rules.char_length(text)
     if not text:
         note = _("The location cannot be empty.")
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     if length > rules.LOCATION_MAX:
         note = _(
             "That is {length} characters long, but at most {max} fit. "
             "Please describe the place more briefly."
         ).format(length=length, max=rules.LOCATION_MAX)
-        return await reask_reply(bot, message.chat.id, state, session, note)
+        return await reask(bot, message.chat.id, state, session, note)
     await state.update_data(location_text=text, latitude=None, longitude=None)
     return await _location_done(message, state, session, bot)
 
@@ -611,7 +627,7 @@ async def photo_expected(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     note = _("Please send a photo (as a photo, not as a file), or tap the button.")
-    return await reask_reply(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, note)
 
 
 async def on_photos_done(
@@ -647,7 +663,7 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
             "Sorry, I could not read that as an amount. Please type a number of yuan, "
             "for example 12000 or 1.5万."
         )
-        return await reask_reply(bot, message.chat.id, state, session, problem)
+        return await reask(bot, message.chat.id, state, session, problem)
     data = await state.get_data()
     if not data.get("kind"):  # no cost without a kind: nothing to attach it to
         return await advance(bot, message.chat.id, state, session, SuggestionForm.cost)
@@ -809,7 +825,7 @@ async def use_summary_buttons(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     note = _("Please use the buttons under the summary.")
-    return await reask_reply(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, note)
 
 
 def create_router() -> Router:

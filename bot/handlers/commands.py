@@ -97,32 +97,6 @@ async def roles_text(session: AsyncSession, telegram_id: int) -> str | None:
     return roles_overview(await person_roles(session, telegram_id))
 
 
-async def _continue_if_in_dialog(
-    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
-) -> Reply:
-    """In the middle of a suggestion: its current question again, to return (the update's
-    last call); else None."""
-    if not suggestion.is_dialog_state(raw_state):
-        return None
-    note = suggestion.continue_note()
-    return await suggestion.reask_reply(bot, message.chat.id, state, session, note)
-
-
-async def _answer_then_continue(
-    message: Message,
-    text: str,
-    state: FSMContext,
-    session: AsyncSession,
-    bot: Bot,
-    raw_state: str | None,
-) -> Reply:
-    """`text`, then the dialog's question if one is in progress: the last of them returned."""
-    if not suggestion.is_dialog_state(raw_state):
-        return message.answer(text)
-    await message.answer(text)
-    return await _continue_if_in_dialog(message, state, session, bot, raw_state)
-
-
 async def cmd_start(
     message: Message,
     command: CommandObject,
@@ -135,20 +109,20 @@ async def cmd_start(
     assert message.from_user is not None
     if command.args and PAYLOAD_RE.match(command.args) and invites.is_invite_payload(command.args):
         await redeem_invite(message, command.args, session)
-        return await _continue_if_in_dialog(message, state, session, bot, raw_state)
+        return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
     community_id = parse_suggest_payload(command.args)
     community = (
         await get_community_names(session, community_id) if community_id is not None else None
     )
     if community is not None:
         if suggestion.is_dialog_state(raw_state):
-            return await _continue_if_in_dialog(message, state, session, bot, raw_state)
+            return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
         return await suggestion.start(
             bot, message.chat.id, message.from_user.id, state, session, settings, community
         )
     roles = await roles_text(session, message.from_user.id)
     text = welcome_text(message.from_user.first_name, roles)
-    return await _answer_then_continue(message, text, state, session, bot, raw_state)
+    return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
 
 
 async def cmd_help(
@@ -156,7 +130,7 @@ async def cmd_help(
 ) -> Reply:
     assert message.from_user is not None
     text = help_text(await roles_text(session, message.from_user.id))
-    return await _answer_then_continue(message, text, state, session, bot, raw_state)
+    return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
 
 
 async def cmd_suggest(
@@ -169,7 +143,7 @@ async def cmd_suggest(
 ) -> Reply:
     assert message.from_user is not None
     if suggestion.is_dialog_state(raw_state):
-        return await _continue_if_in_dialog(message, state, session, bot, raw_state)
+        return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
     return await suggestion.start(
         bot, message.chat.id, message.from_user.id, state, session, settings
     )

@@ -132,13 +132,12 @@ async def cmd_votes(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> None:
+) -> suggestion_dialog.Reply:
     assert message.from_user is not None
-    await message.answer(await votes_text(session, message.from_user.id, settings))
-    if suggestion_dialog.is_dialog_state(raw_state):
-        await suggestion_dialog.reask(
-            bot, message.chat.id, state, session, suggestion_dialog.continue_note()
-        )
+    text = await votes_text(session, message.from_user.id, settings)
+    return await suggestion_dialog.answer_then_continue(
+        message, text, state, session, bot, raw_state
+    )
 
 
 # --- /bind council ---------------------------------------------------------------------------

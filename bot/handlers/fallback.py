@@ -29,11 +29,11 @@ def unknown_command_text() -> str:
 
 async def unknown_command_private(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
-) -> None:
+) -> suggestion.Reply:
     if suggestion.is_dialog_state(raw_state):
-        await suggestion.reask(bot, message.chat.id, state, session, unknown_command_text())
-        return
-    await message.answer(unknown_command_text())
+        note = unknown_command_text()
+        return await suggestion.reask(bot, message.chat.id, state, session, note)
+    return message.answer(unknown_command_text())
 
 
 async def stray_private(message: Message) -> None:
