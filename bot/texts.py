@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.text_decorations import html_decoration
 
@@ -136,3 +137,22 @@ def local_date(moment: datetime, tz: ZoneInfo) -> str:
 def local_datetime(moment: datetime, tz: ZoneInfo) -> str:
     """YYYY-MM-DD HH:MM in the programme's time zone."""
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+# Of a message's 4,096 characters: leaves room for the "…and N more." line.
+LISTING_BUDGET = 3800
+
+
+def listing(header: str, blocks: list[str], budget: int = LISTING_BUDGET) -> str:
+    """A bold `header` and as many `blocks` as fit in one message, a blank line apart; the
+    rest are counted in a last line ("…and 3 more.")."""
+    text = "<b>" + header + "</b>"
+    shown = 0
+    for block in blocks:
+        if len(text) + len(block) + 2 > budget:
+            break
+        text += "\n\n" + block
+        shown += 1
+    if shown < len(blocks):
+        text += "\n\n" + _("…and {count} more.").format(count=len(blocks) - shown)
+    return text

@@ -20,7 +20,7 @@ from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
-from bot.texts import local_date, quote, status_label
+from bot.texts import listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
 from dialogs.common import identity
 from dialogs.org_picker import get_community_names
@@ -34,8 +34,6 @@ from storage.settings import Settings
 PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUGGEST_PAYLOAD_RE = re.compile(r"^s_([1-9][0-9]{0,17})$")
 
-MESSAGE_LIMIT = 4096
-MY_TEXT_BUDGET = 3800  # leaves room for the "and N more" line and the footer
 MY_FETCH = 1000
 
 
@@ -149,21 +147,6 @@ async def cmd_suggest(
     )
 
 
-def my_text(lines: list[str], total: int) -> str:
-    header = "<b>" + _("Your suggestions") + "</b>"
-    shown: list[str] = []
-    used = len(header)
-    for line in lines:
-        if used + len(line) + 2 > MY_TEXT_BUDGET:
-            break
-        shown.append(line)
-        used += len(line) + 2
-    text = header + "\n\n" + "\n\n".join(shown)
-    if total > len(shown):
-        text += "\n\n" + _("…and {count} more.").format(count=total - len(shown))
-    return text
-
-
 async def cmd_my(message: Message, session: AsyncSession, settings: Settings) -> Reply:
     assert message.from_user is not None
     found = await list_for_proposer(session, message.from_user.id, limit=MY_FETCH)
@@ -180,7 +163,7 @@ async def cmd_my(message: Message, session: AsyncSession, settings: Settings) ->
         )
         for item in found
     ]
-    return message.answer(my_text(lines, len(found)))
+    return message.answer(listing(_("Your suggestions"), lines))
 
 
 async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> Reply:

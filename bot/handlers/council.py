@@ -29,7 +29,7 @@ from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
 from bot.handlers.groups import GROUP_TYPES, cmd_private_only
 from bot.keyboards import council_bind_keyboard
-from bot.texts import choice_label, local_datetime, quote
+from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import identity
 from dialogs.org_picker import community_names, community_path, get_community
@@ -48,7 +48,6 @@ AfterCommit = list[Callable[[], Awaitable[Any]]]
 # `/bind council` (also in Chinese): what makes a group the council's rather than the residents'.
 COUNCIL_ARGS = frozenset({"council", "Council", "COUNCIL", "议事会", "议事会群"})
 BIND_BUTTONS_MAX = 50
-VOTES_TEXT_BUDGET = 3800
 
 
 # --- poll answers ------------------------------------------------------------------------
@@ -111,18 +110,7 @@ async def votes_text(session: AsyncSession, telegram_id: int, settings: Settings
                 f"{quote(item.suggestion.title)} — {mark}"
             )
         blocks.append("\n".join(lines))
-    header = "<b>" + _("Council votes open for you") + "</b>"
-    shown: list[str] = []
-    used = len(header)
-    for block in blocks:
-        if used + len(block) + 2 > VOTES_TEXT_BUDGET:
-            break
-        shown.append(block)
-        used += len(block) + 2
-    text = header + "\n\n" + "\n\n".join(shown)
-    if len(shown) < len(blocks):
-        text += "\n\n" + _("…and {count} more.").format(count=len(blocks) - len(shown))
-    return text
+    return listing(_("Council votes open for you"), blocks)
 
 
 async def cmd_votes(
