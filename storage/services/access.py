@@ -92,18 +92,11 @@ async def resolve_scope(session: AsyncSession, role: Role, name: str | None) -> 
     return Scope(level, ids[0])
 
 
-async def grant_role(
-    session: AsyncSession,
-    person_id: int,
-    role: Role,
-    scope: Scope,
-    *,
-    granted_by_id: int | None = None,
-) -> RoleGrant:
-    """Grant (idempotently) a role in a scope. Flushes; the caller's operation commits."""
-    if ROLE_SCOPE.get(role) is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
-    existing = (
+async def active_grant(
+    session: AsyncSession, person_id: int, role: Role, scope: Scope
+) -> RoleGrant | None:
+    """The person's unrevoked grant of `role` in exactly `scope`, if any."""
+    return (
         await session.scalars(
             select(RoleGrant).where(
                 RoleGrant.person_id == person_id,
@@ -116,6 +109,20 @@ async def grant_role(
             )
         )
     ).first()
+
+
+async def grant_role(
+    session: AsyncSession,
+    person_id: int,
+    role: Role,
+    scope: Scope,
+    *,
+    granted_by_id: int | None = None,
+) -> RoleGrant:
+    """Grant (idempotently) a role in a scope. Flushes; the caller's operation commits."""
+    if ROLE_SCOPE.get(role) is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    existing = await active_grant(session, person_id, role, scope)
     if existing is not None:
         return existing
     grant = RoleGrant(

@@ -329,7 +329,7 @@ async def _redeemed_before(
     person = await find_person(session, telegram_id)
     if person is None or await session.get(InviteRedemption, (invite.id, person.id)) is None:
         return None
-    held = await _active_grant(
+    held = await access.active_grant(
         session, person.id, invite.role, Scope(invite.scope_level, invite.scope_id)
     )
     if held is None:
@@ -337,24 +337,6 @@ async def _redeemed_before(
             "invite_already_redeemed", "you used this invite before; the role has been revoked"
         )
     return held
-
-
-async def _active_grant(
-    session: AsyncSession, person_id: int, role: Role, scope: Scope
-) -> RoleGrant | None:
-    return (
-        await session.scalars(
-            select(RoleGrant).where(
-                RoleGrant.person_id == person_id,
-                RoleGrant.role == role,
-                RoleGrant.scope_level == scope.level,
-                RoleGrant.scope_id.is_(None)
-                if scope.id is None
-                else RoleGrant.scope_id == scope.id,
-                RoleGrant.revoked_at.is_(None),
-            )
-        )
-    ).first()
 
 
 async def grant_by_official(
@@ -394,7 +376,7 @@ async def grant_by_official(
         raise RuleViolation(
             "unknown_person", "this person has not talked to the bot yet; send an invite"
         )
-    existing = await _active_grant(session, person.id, role, scope)
+    existing = await access.active_grant(session, person.id, role, scope)
     if existing is not None:
         return existing
     grant = await access.grant_role(
