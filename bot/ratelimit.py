@@ -158,19 +158,28 @@ class MemorySendLimiter:
         self._paused[chat_id] = max(self._paused.get(chat_id, until), until)
 
 
-# KEYS: global window, the chat's last grant, the group's window, the chat's pause.
-# ARGV: global limit, global window, chat interval, group limit (0: not a group), group window,
-#       a unique member, and "now" in seconds ("" = Redis's own clock, shared by replicas).
-# Returns the wait in seconds as a string ("0" = granted and counted): a Lua number returned
-# as such would be truncated to an integer.
-_ACQUIRE_LUA = """
+def _lua_now(argv: int) -> str:
+    """Lua setting `now`, in seconds, from ARGV[argv], or when that is "" from Redis's own
+    clock (shared by every replica)."""
+    return f"""
 local now
-if ARGV[7] ~= '' then
-  now = tonumber(ARGV[7])
+if ARGV[{argv}] ~= '' then
+  now = tonumber(ARGV[{argv}])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+"""
+
+
+# KEYS: global window, the chat's last grant, the group's window, the chat's pause.
+# ARGV: global limit, global window, chat interval, group limit (0: not a group), group window,
+#       a unique member, and "now" (see _lua_now).
+# Returns the wait in seconds as a string ("0" = granted and counted): a Lua number returned
+# as such would be truncated to an integer.
+_ACQUIRE_LUA = (
+    _lua_now(7)
+    + """
 local glimit, gwindow = tonumber(ARGV[1]), tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
 local wlimit, wwindow = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -207,16 +216,12 @@ if wlimit > 0 then
 end
 return '0'
 """
+)
 
-# KEYS: the chat's pause. ARGV: seconds, "now" ("" = Redis's clock).
-_PAUSE_LUA = """
-local now
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+# KEYS: the chat's pause. ARGV: seconds, "now" (see _lua_now).
+_PAUSE_LUA = (
+    _lua_now(2)
+    + """
 local seconds = tonumber(ARGV[1])
 local untl = now + seconds
 local current = redis.call('GET', KEYS[1])
@@ -224,6 +229,7 @@ if current and tonumber(current) > untl then return 0 end
 redis.call('SET', KEYS[1], string.format('%.6f', untl), 'PX', math.ceil(seconds * 1000) + 1000)
 return 1
 """
+)
 
 
 class RedisSendLimiter:

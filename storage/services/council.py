@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -32,6 +32,7 @@ from storage.models import (
     CouncilVoteMember,
     Person,
     Street,
+    Suggestion,
     VoteStatus,
     utcnow,
 )
@@ -126,6 +127,49 @@ async def _lock_vote(session: AsyncSession, vote_id: int) -> CouncilVote | None:
     return (await session.scalars(query)).first()
 
 
+def _record_vote_event(
+    session: AsyncSession,
+    vote: CouncilVote,
+    action: str,
+    *,
+    details: dict[str, Any],
+    actor: Actor | None = None,
+    public: bool = True,
+) -> None:
+    """The audit event of something that happened to the vote itself (convened, a poll
+    refused, closed); by the system unless an `actor` is named."""
+    audit.record(
+        session,
+        actor=actor or Actor.system(),
+        entity_type="council_vote",
+        entity_id=vote.id,
+        community_id=vote.community_id,
+        action=action,
+        public=public,
+        details=details,
+    )
+
+
+async def _tell_followers(
+    session: AsyncSession,
+    vote: CouncilVote,
+    suggestion: Suggestion,
+    stage: str,
+    params: dict[str, Any],
+) -> None:
+    """`suggestion_status` to the suggestion's followers: where it stands now that the vote
+    has reached `stage` (convened, closed), with the stage's `params`."""
+    await notifications.notify_followers(
+        session,
+        suggestion,
+        "suggestion_status",
+        notifications.about(suggestion)
+        | {"status": suggestion.status.value, "vote_id": vote.id}
+        | params,
+        dedupe_prefix=f"vote:{vote.id}:{stage}:{suggestion.id}",
+    )
+
+
 # --- Convening -------------------------------------------------------------------------------
 
 
@@ -205,25 +249,14 @@ async def convene(
             CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion.id, position=position)
         )
         await apply(session, suggestion, Action.CONVENE_VOTE, actor, details={"vote_id": vote.id})
-        await notifications.notify_followers(
-            session,
-            suggestion,
-            "suggestion_status",
-            notifications.about(suggestion)
-            | {
-                "status": State.COUNCIL_VOTE.value,
-                "vote_id": vote.id,
-                "closes_at": closes_at.isoformat(),
-            },
-            dedupe_prefix=f"vote:{vote.id}:convened:{suggestion.id}",
+        await _tell_followers(
+            session, vote, suggestion, "convened", {"closes_at": closes_at.isoformat()}
         )
-    audit.record(
+    _record_vote_event(
         session,
+        vote,
+        "convene",
         actor=actor,
-        entity_type="council_vote",
-        entity_id=vote.id,
-        community_id=community.id,
-        action="convene",
         details={
             "numbers": [found[i].number for i in ids],
             "closes_at": closes_at.isoformat(),
@@ -274,13 +307,10 @@ async def record_send_error(
     item.send_error = error
     vote = item.vote
     target = chat_id if chat_id is not None else vote.council_chat_id
-    audit.record(
+    _record_vote_event(
         session,
-        actor=Actor.system(),
-        entity_type="council_vote",
-        entity_id=vote.id,
-        community_id=vote.community_id,
-        action="poll_send_failed",
+        vote,
+        "poll_send_failed",
         public=False,
         details={"item_id": item.id, "chat_id": target, "error": error},
     )
@@ -322,22 +352,29 @@ async def record_poll_stopped(
 # --- Counting --------------------------------------------------------------------------------
 
 
-async def everyone_voted(session: AsyncSession, vote_id: int) -> bool:
-    """Every member has a choice (not retracted) on every item: the vote may close early."""
-    members = select(func.count()).where(CouncilVoteMember.vote_id == vote_id).scalar_subquery()
-    items = select(func.count()).where(CouncilVoteItem.vote_id == vote_id).scalar_subquery()
-    ballots = (
+# A ballot that counts towards the tally: a member's answer in time, not retracted.
+_COUNTED_CHOICE = and_(Ballot.counted.is_(True), Ballot.choice.is_not(None))
+
+
+def _item_count(vote_id: int) -> ScalarSelect[int]:
+    return select(func.count()).where(CouncilVoteItem.vote_id == vote_id).scalar_subquery()
+
+
+def _choices(vote_id: int, *where: ColumnElement[bool]) -> ScalarSelect[int]:
+    """How many counted choices the vote's items have (of the ballots matching `where`)."""
+    return (
         select(func.count())
         .select_from(Ballot)
         .join(CouncilVoteItem, CouncilVoteItem.id == Ballot.item_id)
-        .where(
-            CouncilVoteItem.vote_id == vote_id,
-            Ballot.counted.is_(True),
-            Ballot.choice.is_not(None),
-        )
+        .where(CouncilVoteItem.vote_id == vote_id, _COUNTED_CHOICE, *where)
         .scalar_subquery()
     )
-    row = (await session.execute(select(members * items, ballots))).one()
+
+
+async def everyone_voted(session: AsyncSession, vote_id: int) -> bool:
+    """Every member has a choice (not retracted) on every item: the vote may close early."""
+    members = select(func.count()).where(CouncilVoteMember.vote_id == vote_id).scalar_subquery()
+    row = (await session.execute(select(members * _item_count(vote_id), _choices(vote_id)))).one()
     needed, have = int(row[0] or 0), int(row[1] or 0)
     return needed > 0 and have >= needed
 
@@ -433,20 +470,8 @@ async def record_answer(
 
 async def _voter_done(session: AsyncSession, vote_id: int, telegram_id: int) -> bool:
     """This voter has a counted choice on every item of the vote."""
-    items = select(func.count()).where(CouncilVoteItem.vote_id == vote_id).scalar_subquery()
-    answered = (
-        select(func.count())
-        .select_from(Ballot)
-        .join(CouncilVoteItem, CouncilVoteItem.id == Ballot.item_id)
-        .where(
-            CouncilVoteItem.vote_id == vote_id,
-            Ballot.telegram_id == telegram_id,
-            Ballot.counted.is_(True),
-            Ballot.choice.is_not(None),
-        )
-        .scalar_subquery()
-    )
-    row = (await session.execute(select(items, answered))).one()
+    answered = _choices(vote_id, Ballot.telegram_id == telegram_id)
+    row = (await session.execute(select(_item_count(vote_id), answered))).one()
     return int(row[1] or 0) >= int(row[0] or 0) > 0
 
 
@@ -523,11 +548,7 @@ async def _tally(session: AsyncSession, item_ids: list[int]) -> dict[int, dict[C
     counts: dict[int, dict[Choice, int]] = {i: dict.fromkeys(Choice, 0) for i in item_ids}
     rows = await session.execute(
         select(Ballot.item_id, Ballot.choice, func.count())
-        .where(
-            Ballot.item_id.in_(item_ids),
-            Ballot.counted.is_(True),
-            Ballot.choice.is_not(None),
-        )
+        .where(Ballot.item_id.in_(item_ids), _COUNTED_CHOICE)
         .group_by(Ballot.item_id, Ballot.choice)
     )
     for item_id, choice, count in rows.all():
@@ -637,13 +658,10 @@ async def close_vote(
             )
             moved.append(item)
     await session.flush()
-    audit.record(
+    _record_vote_event(
         session,
-        actor=Actor.system(),
-        entity_type="council_vote",
-        entity_id=vote.id,
-        community_id=vote.community_id,
-        action="close",
+        vote,
+        "close",
         details={
             "early": now < vote.closes_at,
             "items": [
@@ -716,21 +734,17 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
             dedupe_key=f"{key}:{chat.id}",
         )
     for item in moved:
-        suggestion = item.suggestion
-        await notifications.notify_followers(
+        await _tell_followers(
             session,
-            suggestion,
-            "suggestion_status",
-            notifications.about(suggestion)
-            | {
-                "status": suggestion.status.value,
-                "vote_id": vote.id,
+            vote,
+            item.suggestion,
+            "closed",
+            {
                 "outcome": item.outcome.value if item.outcome else None,
                 "agree": item.agree,
                 "against": item.against,
                 "abstain": item.abstain,
             },
-            dedupe_prefix=f"vote:{vote.id}:closed:{suggestion.id}",
         )
 
 

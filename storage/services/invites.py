@@ -169,18 +169,44 @@ async def strictly_covers(session: AsyncSession, outer: Scope, inner: Scope) -> 
     return False
 
 
-def _community_of(scope: Scope) -> int | None:
-    return scope.id if scope.level is ScopeLevel.COMMUNITY else None
+def check_grantable(role: Role, scope: Scope) -> None:
+    """RuleViolation unless `role` is one that is granted (`role_not_grantable`) and `scope` is
+    of the level it is held at (`scope_mismatch`)."""
+    if role not in ROLE_SCOPE:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    if ROLE_SCOPE[role] is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
 
 
-def _grant_details(role: Role, scope: Scope, via: str, **extra: int | None) -> dict[str, object]:
-    return {
-        "role": role.value,
-        "scope_level": scope.level.value,
-        "scope_id": scope.id,
-        "via": via,
-        **extra,
-    }
+async def _grant(
+    session: AsyncSession,
+    actor: Actor,
+    person_id: int,
+    role: Role,
+    scope: Scope,
+    via: str,
+    **extra: int | None,
+) -> RoleGrant:
+    """Grant the role, as given by the actor's person, with the non-public audit event every
+    grant leaves on the person. Flushes; the caller commits."""
+    grant = await access.grant_role(session, person_id, role, scope, granted_by_id=actor.person_id)
+    record(
+        session,
+        actor=actor,
+        entity_type="person",
+        entity_id=person_id,
+        community_id=scope.id if scope.level is ScopeLevel.COMMUNITY else None,
+        action="role_granted",
+        public=False,
+        details={
+            "role": role.value,
+            "scope_level": scope.level.value,
+            "scope_id": scope.id,
+            "via": via,
+            **extra,
+        },
+    )
+    return grant
 
 
 async def create_invite(
@@ -194,10 +220,7 @@ async def create_invite(
     now: datetime | None = None,
 ) -> Invite:
     """A new invite granting `role` in `scope` to up to `uses` people. Commits."""
-    if role not in ROLE_SCOPE:
-        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
-    if ROLE_SCOPE[role] is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    check_grantable(role, scope)
     if not 1 <= uses <= MAX_USES:
         raise RuleViolation("invite_uses_invalid", f"uses must be 1-{MAX_USES}")
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
@@ -305,18 +328,9 @@ async def _redeem(
     person = await ensure_person(session, who)
     session.add(InviteRedemption(invite_id=invite.id, person_id=person.id, redeemed_at=now))
     await session.flush()
-    grant = await access.grant_role(
-        session, person.id, invite.role, scope, granted_by_id=invite.created_by_id
-    )
-    record(
-        session,
-        actor=Actor(Role.SYSTEM, invite.created_by_id),
-        entity_type="person",
-        entity_id=person.id,
-        community_id=_community_of(scope),
-        action="role_granted",
-        public=False,
-        details=_grant_details(invite.role, scope, "invite", invite_id=invite.id),
+    actor = Actor(Role.SYSTEM, invite.created_by_id)
+    grant = await _grant(
+        session, actor, person.id, invite.role, scope, "invite", invite_id=invite.id
     )
     await session.commit()
     return grant
@@ -358,10 +372,7 @@ async def grant_by_official(
         raise ValueError("name the person by exactly one of telegram_id and person_id")
     if principal.role not in GRANTING_ROLES:
         raise RuleViolation("role_not_allowed", f"{principal.role.value} may not grant roles")
-    if role not in ROLE_SCOPE:
-        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
-    if ROLE_SCOPE[role] is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    check_grantable(role, scope)
     await check_scope_exists(session, scope)
     if principal.role is not Role.CITY_ADMIN and not await strictly_covers(
         session, principal.scope, scope
@@ -379,19 +390,8 @@ async def grant_by_official(
     existing = await access.active_grant(session, person.id, role, scope)
     if existing is not None:
         return existing
-    grant = await access.grant_role(
-        session, person.id, role, scope, granted_by_id=principal.person_id
-    )
-    record(
-        session,
-        actor=Actor(principal.role, principal.person_id),
-        entity_type="person",
-        entity_id=person.id,
-        community_id=_community_of(scope),
-        action="role_granted",
-        public=False,
-        details=_grant_details(role, scope, "official"),
-    )
+    actor = Actor(principal.role, principal.person_id)
+    grant = await _grant(session, actor, person.id, role, scope, "official")
     await session.commit()
     return grant
 
@@ -399,6 +399,7 @@ async def grant_by_official(
 __all__ = [
     "GRANTING_ROLES",
     "INVITE_PREFIX",
+    "check_grantable",
     "check_scope_exists",
     "create_invite",
     "deep_link",

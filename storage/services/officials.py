@@ -47,19 +47,16 @@ async def list_suggestions(
     if filters.category is not None:
         conditions.append(Suggestion.category == filters.category)
 
-    base = (
-        select(Suggestion.id)
-        .join(Community, Community.id == Suggestion.community_id)
-        .join(Street, Street.id == Community.street_id)
-        .where(*conditions)
-    )
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    query = (
+    in_scope = (
         select(Suggestion)
         .join(Community, Community.id == Suggestion.community_id)
         .join(Street, Street.id == Community.street_id)
         .where(*conditions)
-        .options(
+    )
+    ids = in_scope.with_only_columns(Suggestion.id).subquery()
+    total = int(await session.scalar(select(func.count()).select_from(ids)) or 0)
+    query = (
+        in_scope.options(
             selectinload(Suggestion.community)
             .selectinload(Community.street)
             .selectinload(Street.district)

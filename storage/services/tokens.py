@@ -17,9 +17,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ApiToken, utcnow
-from storage.rules import ROLE_SCOPE, Role, RuleViolation
+from storage.rules import Role, RuleViolation
 from storage.services.access import Principal, Scope
-from storage.services.invites import check_scope_exists
+from storage.services.invites import check_grantable, check_scope_exists
 
 TOKEN_PREFIX = "ms_"
 PREFIX_LENGTH = 8
@@ -54,8 +54,7 @@ async def create_token(
             f"{role.value} cannot hold an API token; roles: "
             + ", ".join(sorted(r.value for r in TOKEN_ROLES)),
         )
-    if ROLE_SCOPE[role] is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    check_grantable(role, scope)
     await check_scope_exists(session, scope)
     label = (label or "").strip() or None
     if label is not None and len(label) > LABEL_MAX:

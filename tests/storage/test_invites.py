@@ -72,6 +72,42 @@ def council_of(world: World) -> Scope:
     return Scope(ScopeLevel.COMMUNITY, world.xinsha)
 
 
+async def make_invite(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    world: World,
+    role: Role = Role.COUNCIL_MEMBER,
+    *,
+    uses: int = 1,
+    expires_days: int | None = None,
+    now: datetime | None = None,
+) -> Invite:
+    """An invite to a role in 新沙, made (and committed) in a session of its own."""
+    async with sessionmaker() as session:
+        return await invites.create_invite(
+            session, role, council_of(world), uses=uses, expires_days=expires_days, now=now
+        )
+
+
+async def refusal(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    code: str,
+    who: TelegramIdentity,
+    now: datetime | None = None,
+) -> str:
+    """The code of the RuleViolation with which redeeming `code` is refused."""
+    async with sessionmaker() as session:
+        with pytest.raises(RuleViolation) as caught:
+            await invites.redeem(session, code, who, now=now)
+    return caught.value.code
+
+
+async def uses_taken(sessionmaker: async_sessionmaker[AsyncSession], invite: Invite) -> int:
+    async with sessionmaker() as session:
+        stored = await session.get(Invite, invite.id)
+        assert stored is not None
+        return stored.used_count
+
+
 async def test_invite_code_is_a_deep_link_payload(session: AsyncSession, world: World) -> None:
     invite = await invites.create_invite(session, Role.COUNCIL_MEMBER, council_of(world))
     assert re.fullmatch(r"i_[A-Za-z0-9_-]{22}", invite.code)
@@ -87,10 +123,7 @@ async def test_invite_code_is_a_deep_link_payload(session: AsyncSession, world: 
 async def test_redeem_grants_the_role_and_records_it_privately(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
-    async with sessionmaker() as session:
-        invite = await invites.create_invite(
-            session, Role.COUNCIL_MEMBER, council_of(world), expires_days=7, now=T0
-        )
+    invite = await make_invite(sessionmaker, world, expires_days=7, now=T0)
     assert invite.expires_at == T0 + timedelta(days=7)
     async with sessionmaker() as session:
         grant = await invites.redeem(session, invite.code, ALICE, now=T0 + timedelta(days=6))
@@ -102,9 +135,8 @@ async def test_redeem_grants_the_role_and_records_it_privately(
     async with sessionmaker() as session:
         members = await access.council_members(session, world.xinsha)
         assert [m.telegram_id for m in members] == [ALICE.telegram_id]
-        stored = await session.get(Invite, invite.id)
-        assert stored is not None and stored.used_count == 1
         event = (await session.scalars(select(AuditEvent))).one()
+    assert await uses_taken(sessionmaker, invite) == 1
     assert (event.entity_type, event.entity_id, event.action, event.public) == (
         "person",
         members[0].id,
@@ -118,48 +150,35 @@ async def test_redeem_grants_the_role_and_records_it_privately(
 async def test_the_same_person_twice_takes_one_use(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
-    async with sessionmaker() as session:
-        invite = await invites.create_invite(
-            session, Role.COMMUNITY_STAFF, council_of(world), expires_days=1, now=T0
-        )
+    invite = await make_invite(sessionmaker, world, Role.COMMUNITY_STAFF, expires_days=1, now=T0)
     async with sessionmaker() as session:
         first = await invites.redeem(session, invite.code, ALICE, now=T0)
     # Even after it is used up and has expired, opening it again just says so.
     async with sessionmaker() as session:
         again = await invites.redeem(session, invite.code, ALICE, now=T0 + timedelta(days=3))
     assert again.id == first.id
+    assert await refusal(sessionmaker, invite.code, BOB, now=T0) == "invite_used_up"
+    assert await uses_taken(sessionmaker, invite) == 1
     async with sessionmaker() as session:
-        with pytest.raises(RuleViolation) as caught:
-            await invites.redeem(session, invite.code, BOB, now=T0)
-        assert caught.value.code == "invite_used_up"
-        stored = await session.get(Invite, invite.id)
-        assert stored is not None and stored.used_count == 1
         assert len((await session.scalars(select(RoleGrant))).all()) == 1
 
 
 async def test_n_uses(sessionmaker: async_sessionmaker[AsyncSession], world: World) -> None:
-    async with sessionmaker() as session:
-        invite = await invites.create_invite(
-            session, Role.COUNCIL_MEMBER, council_of(world), uses=3
-        )
+    invite = await make_invite(sessionmaker, world, uses=3)
     for who in (ALICE, BOB, CAROL):
         async with sessionmaker() as session:
             await invites.redeem(session, invite.code, who)
+    assert await refusal(sessionmaker, invite.code, DAVE) == "invite_used_up"
     async with sessionmaker() as session:
-        with pytest.raises(RuleViolation) as caught:
-            await invites.redeem(session, invite.code, DAVE)
-        assert caught.value.code == "invite_used_up"
         assert len(await access.council_members(session, world.xinsha)) == 3
 
 
 async def test_expired_revoked_and_unknown(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
+    expiring = await make_invite(sessionmaker, world, expires_days=2, now=T0)
+    revoked = await make_invite(sessionmaker, world)
     async with sessionmaker() as session:
-        expiring = await invites.create_invite(
-            session, Role.COUNCIL_MEMBER, council_of(world), expires_days=2, now=T0
-        )
-        revoked = await invites.create_invite(session, Role.COUNCIL_MEMBER, council_of(world))
         assert await invites.revoke_invite(session, revoked.code) is True
         assert await invites.revoke_invite(session, "i_nothing") is False
     cases = [
@@ -171,10 +190,7 @@ async def test_expired_revoked_and_unknown(
         ("", T0, "invite_unknown"),
     ]
     for code, now, expected in cases:
-        async with sessionmaker() as session:
-            with pytest.raises(RuleViolation) as caught:
-                await invites.redeem(session, code, ALICE, now=now)
-            assert caught.value.code == expected, code
+        assert await refusal(sessionmaker, code, ALICE, now) == expected, code
     async with sessionmaker() as session:
         assert (await session.scalars(select(RoleGrant))).first() is None
         assert (await session.scalars(select(InviteRedemption))).first() is None
@@ -183,17 +199,12 @@ async def test_expired_revoked_and_unknown(
 async def test_a_revoked_role_is_not_restored_by_the_same_link(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
+    invite = await make_invite(sessionmaker, world, uses=5)
     async with sessionmaker() as session:
-        invite = await invites.create_invite(
-            session, Role.COUNCIL_MEMBER, council_of(world), uses=5
-        )
         grant = await invites.redeem(session, invite.code, ALICE)
         await access.revoke_role(session, grant.id)
         await session.commit()
-    async with sessionmaker() as session:
-        with pytest.raises(RuleViolation) as caught:
-            await invites.redeem(session, invite.code, ALICE)
-        assert caught.value.code == "invite_already_redeemed"
+    assert await refusal(sessionmaker, invite.code, ALICE) == "invite_already_redeemed"
 
 
 @pytest.mark.parametrize(
@@ -227,8 +238,7 @@ async def test_invites_that_cannot_be_made(
 async def test_only_one_of_two_racing_people_gets_the_last_use(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
-    async with sessionmaker() as session:
-        invite = await invites.create_invite(session, Role.COUNCIL_MEMBER, council_of(world))
+    invite = await make_invite(sessionmaker, world)
 
     async def attempt(who: TelegramIdentity) -> str:
         async with sessionmaker() as session:
@@ -240,18 +250,13 @@ async def test_only_one_of_two_racing_people_gets_the_last_use(
 
     results = await asyncio.gather(*(attempt(w) for w in (ALICE, BOB, CAROL, DAVE)))
     assert sorted(results) == ["granted", "invite_used_up", "invite_used_up", "invite_used_up"]
-    async with sessionmaker() as session:
-        stored = await session.get(Invite, invite.id)
-        assert stored is not None and stored.used_count == 1
+    assert await uses_taken(sessionmaker, invite) == 1
 
 
 async def test_a_double_tap_takes_one_use(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
-    async with sessionmaker() as session:
-        invite = await invites.create_invite(
-            session, Role.COUNCIL_MEMBER, council_of(world), uses=2
-        )
+    invite = await make_invite(sessionmaker, world, uses=2)
 
     async def tap() -> int:
         async with sessionmaker() as session:
@@ -259,9 +264,7 @@ async def test_a_double_tap_takes_one_use(
 
     first, second = await asyncio.gather(tap(), tap())
     assert first == second
-    async with sessionmaker() as session:
-        stored = await session.get(Invite, invite.id)
-        assert stored is not None and stored.used_count == 1
+    assert await uses_taken(sessionmaker, invite) == 1
 
 
 async def test_scope_names(session: AsyncSession, world: World) -> None:

@@ -18,6 +18,12 @@ from storage.services.access import Principal, Scope
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
+async def staff_token(session: AsyncSession, community_id: int) -> tuple[ApiToken, str]:
+    """A token for the staff of a community, and its plaintext. Commits."""
+    scope = Scope(ScopeLevel.COMMUNITY, community_id)
+    return await tokens.create_token(session, Role.COMMUNITY_STAFF, scope)
+
+
 async def test_created_token_is_shown_once_and_stored_as_hash(
     sessionmaker: async_sessionmaker[AsyncSession], org: OrgTree
 ) -> None:
@@ -39,9 +45,8 @@ async def test_created_token_is_shown_once_and_stored_as_hash(
 
 
 async def test_two_tokens_differ(session: AsyncSession, org: OrgTree) -> None:
-    scope = Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-    first = await tokens.create_token(session, Role.COMMUNITY_STAFF, scope)
-    second = await tokens.create_token(session, Role.COMMUNITY_STAFF, scope)
+    first = await staff_token(session, org.xinsha_id)
+    second = await staff_token(session, org.xinsha_id)
     assert first[1] != second[1] and first[0].prefix != second[0].prefix
 
 
@@ -84,12 +89,8 @@ async def test_revoked_token_no_longer_authenticates(
     sessionmaker: async_sessionmaker[AsyncSession], org: OrgTree
 ) -> None:
     async with sessionmaker() as session:
-        token, plaintext = await tokens.create_token(
-            session, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-        )
-        other, other_plain = await tokens.create_token(
-            session, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.tianan_id)
-        )
+        token, plaintext = await staff_token(session, org.xinsha_id)
+        other, other_plain = await staff_token(session, org.tianan_id)
     async with sessionmaker() as session:
         assert await tokens.revoke(session, f"ms_{token.prefix}") is True
         assert await tokens.revoke(session, token.prefix.upper()) is True  # idempotent
@@ -112,9 +113,7 @@ async def test_malformed_tokens_do_not_authenticate(session: AsyncSession, prese
 async def test_a_changed_character_does_not_authenticate(
     session: AsyncSession, org: OrgTree
 ) -> None:
-    _, plaintext = await tokens.create_token(
-        session, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-    )
+    _, plaintext = await staff_token(session, org.xinsha_id)
     last = "A" if plaintext[-1] != "A" else "B"
     assert await tokens.authenticate(session, plaintext[:-1] + last) is None
 
@@ -123,9 +122,7 @@ async def test_last_used_is_written_at_most_once_a_minute(
     sessionmaker: async_sessionmaker[AsyncSession], org: OrgTree
 ) -> None:
     async with sessionmaker() as session:
-        token, plaintext = await tokens.create_token(
-            session, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-        )
+        token, plaintext = await staff_token(session, org.xinsha_id)
     assert token.last_used_at is None
 
     async def last_used(at: datetime) -> datetime | None:
