@@ -67,10 +67,7 @@ class StubSession(BaseSession):
 
 async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        if backend == "sqlite":
-            run = BackendRun(backend, f"sqlite+aiosqlite:///{Path(tmp) / 'steps.db'}", None)
-        else:
-            run = BackendRun(backend, opts.pg_url, opts.redis_url)
+        run = BackendRun.on(backend, Path(tmp) / "steps.db", opts)
         community_id = await prepare_store(run, opts.pg_admin_url)
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]

@@ -34,16 +34,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -292,16 +288,8 @@ def chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any
         yield rows[start : start + size]
 
 
-def remove_sqlite(database_url: str) -> None:
-    database = database_url.split(":///", 1)[1]
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(database + suffix).unlink(missing_ok=True)
-
-
 async def prepare(backend: str, database_url: str, redis_url: str | None, pg_admin: str) -> int:
     """bench.webhook's fresh, migrated store with its org tree; the demo community's id."""
-    if backend == "sqlite":
-        remove_sqlite(database_url)
     return await wh.prepare_store(wh.BackendRun(backend, database_url, redis_url), pg_admin)
 
 
@@ -519,8 +507,7 @@ def db_cpu() -> dict[int, float]:
             continue
         comm = raw[raw.find("(") + 1 : raw.rfind(")")]
         if comm in DB_PROCESSES:
-            fields = raw.rsplit(")", 1)[1].split()
-            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            found[int(entry.name)] = wh.stat_cpu_seconds(raw)
     return found
 
 
@@ -528,6 +515,12 @@ def db_cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """What they used in between: processes that exited meanwhile (a connection closed) are
     left out, those that started are counted from zero."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def db_probe() -> Callable[[], float]:
+    """What PostgreSQL and Redis use during a measured run (a wh.CpuProbe)."""
+    before = db_cpu()
+    return lambda: db_cpu_used(before, db_cpu())
 
 
 def measure(
@@ -543,10 +536,7 @@ def measure(
 ) -> VoteCell:
     """As bench.webhook.measure (warm-up, wait for a quiet machine, the measured run, CPU
     shares), with PostgreSQL's and Redis's CPU apart, and the ballots checked."""
-    if opts.warmup:
-        load.run(concurrency, opts.warmup)
-    if opts.wait_quiet:
-        wh.wait_quiet(opts.wait_quiet, set(pids.values()))
+    wh.warm_up(load, concurrency, opts, pids)
     full = mode == "full"
     before: dict[str, Any] = {}
     since = datetime.now(UTC)
@@ -555,27 +545,10 @@ def measure(
         before = asyncio.run(vote_state(database_url, world.vote_id))
         since = datetime.now(UTC)
     first = load.start
-    spy = wh.start_profile(opts, pids["server"], out / f"profile-{backend}-{mode}-c{concurrency}")
-    cpu_before = {name: wh.cpu_seconds(pid) for name, pid in pids.items()}
-    wrk_before = wh.children_cpu_seconds()
-    db_before = db_cpu()
-    machine_before = wh.machine_cpu()
-    result = load.run(concurrency, opts.duration)
-    machine_after = wh.machine_cpu()
-    db_after = db_cpu()
-    cell = VoteCell(**asdict(wh.make_cell(backend, mode, concurrency, result)))
+    probes = {"db": db_probe}
+    measured = wh.measured_run(load, backend, mode, concurrency, opts, pids, out, probes)
+    cell = VoteCell(**asdict(measured))
     cell.first_index, cell.last_index = first, load.start
-    seconds = result["duration_us"] / 1e6
-    cell.cpu = {
-        name: round((wh.cpu_seconds(pid) - cpu_before[name]) / seconds, 2)
-        for name, pid in pids.items()
-    }
-    cell.cpu["wrk"] = round((wh.children_cpu_seconds() - wrk_before) / seconds, 2)
-    cell.cpu["db"] = round(db_cpu_used(db_before, db_after) / seconds, 2)
-    busy = (machine_after - machine_before) / seconds
-    cell.cpu["rest"] = round(max(0.0, busy - sum(cell.cpu.values())), 2)
-    if spy is not None:
-        spy.wait()
     if full:
         written = asyncio.run(settle(database_url, world.item_ids, since))
         after = asyncio.run(vote_state(database_url, world.vote_id))
@@ -597,12 +570,7 @@ def describe(cell: VoteCell) -> str:
             f"{cell.retracted_written} retractions, {cell.not_member_written} non-members), "
             f"{cell.ballot_rows} ballot rows"
         )
-    flag = "" if cell.valid else f"  INVALID: {'; '.join(cell.problems)}"
-    cpu = " ".join(f"{name} {share:.0%}" for name, share in cell.cpu.items())
-    return (
-        f"{cell.mode:8} c={cell.concurrency:<3} {cell.rps:8.1f} upd/s  p50 {cell.p50_ms:7.1f} ms"
-        f"  p99 {cell.p99_ms:7.1f} ms  ({cell.requests} requests{extra}; cpu {cpu}){flag}"
-    )
+    return wh.cell_line(cell, extra)
 
 
 @dataclass
@@ -650,51 +618,28 @@ def run_stream(run: StreamRun, opts: argparse.Namespace, out: Path) -> None:
         f"{len(stream_tids) * len(world.item_ids)} ballots already in; {len(steps)} steps a cycle",
         flush=True,
     )
-    server_cpu = None if opts.no_pin else wh.SERVER_CPU
-    load_cpu = None if opts.no_pin else wh.LOAD_CPU
-    stub_port = wh.free_port()
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    stub_argv = [sys.executable, "-m", "bench.stub_api", "--port", str(stub_port)]
-    logs: dict[str, Path] = {}
     server_run = wh.BackendRun(run.backend, run.database_url, run.redis_url)
-    with contextlib.ExitStack() as stack:
-        stub = stack.enter_context(
-            wh.background(
-                wh.pinned(load_cpu, stub_argv), out / f"stub-{run.backend}.log", f"{stub_url}/stats"
-            )
+
+    def measure_cell(load: wh.Load, mode: str, concurrency: int, pids: dict[str, int]) -> VoteCell:
+        return measure(
+            run.backend, world, run.database_url, load, mode, concurrency, opts, pids, out
         )
-        loads: dict[str, wh.Load] = {}
-        servers: dict[str, subprocess.Popen[bytes]] = {}
-        for mode in opts.modes:
-            port = wh.free_port()
-            logs[mode] = out / f"server-{run.backend}-{mode}.log"
-            url = f"http://127.0.0.1:{port}{wh.WEBHOOK_PATH}"
-            argv = wh.pinned(server_cpu, wh.server_argv(mode, port, stub_url, server_run, opts))
-            servers[mode] = stack.enter_context(wh.background(argv, logs[mode], url))
-            loads[mode] = wh.Load(
+
+    with wh.serve(server_run, opts, out) as up:
+        loads = {
+            mode: wh.Load(
                 url=url,
                 steps_path=steps_path,
                 users=users,
                 threads=1,
-                cpu=load_cpu,
+                cpu=up.load_cpu,
                 log=out / f"wrk-{run.backend}.log",
             )
-        for concurrency in opts.concurrency:
-            for mode, load in loads.items():
-                pids = {"server": servers[mode].pid, "stub": stub.pid}
-                args = (run.backend, world, run.database_url, load, mode, concurrency, opts)
-                # Someone else used the machine meanwhile: measure again, keep the quietest.
-                tries = [measure(*args, pids, out)]
-                while tries[-1].cpu["rest"] > wh.NOISY_REST and len(tries) <= opts.retries:
-                    print(f"   {describe(tries[-1])}  [noisy: measuring again]", flush=True)
-                    tries.append(measure(*args, pids, out))
-                cell = min(tries, key=lambda c: c.cpu["rest"])
-                run.cells.append(cell)
-                print(f"   {describe(cell)}", flush=True)
-        with urllib.request.urlopen(f"{stub_url}/stats", timeout=5) as answer:
-            run.bot_api_calls = json.load(answer)
-    for mode, log_path in logs.items():
-        run.server_log_errors[mode] = wh.count_log_errors(log_path)
+            for mode, url in up.urls.items()
+        }
+        run.cells += wh.sweep(up, loads, opts, measure_cell, describe, retry_note="noisy")
+    run.bot_api_calls = up.bot_api_calls
+    run.server_log_errors = up.log_errors
     state = asyncio.run(vote_state(run.database_url, world.vote_id))
     run.final = {**state, "closed_at": str(state["closed_at"])}
 
@@ -830,29 +775,22 @@ def run_close(backend: str, database_url: str, opts: argparse.Namespace) -> list
 
 
 def stream_table(run: StreamRun) -> str:
-    by = {(cell.mode, cell.concurrency): cell for cell in run.cells}
     lines = [
         "| concurrency | baseline upd/s | poll_answer upd/s | ratio | baseline p99 ms "
         "| full p99 ms | ratio | full p50 ms | ballots written | server CPU b/f "
         "| PostgreSQL+Redis CPU | other CPU b/f |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for concurrency in sorted({cell.concurrency for cell in run.cells}):
-        base, full = by.get(("baseline", concurrency)), by.get(("full", concurrency))
-
-        def num(cell: VoteCell | None, attr: str) -> str:
-            return f"{getattr(cell, attr):,.1f}" if cell else "–"
-
+    for concurrency, base, full in wh.by_concurrency(run.cells):
         rps_ratio = p99_ratio = "–"
         if base and full and base.rps and base.p99_ms:
             rps_ratio = f"{full.rps / base.rps:.2f}"
             p99_ratio = f"{full.p99_ms / base.p99_ms:.1f}"
-        invalid = [c for c in (base, full) if c and not c.valid]
-        note = " (INVALID)" if invalid else ""
         lines.append(
-            f"| {concurrency}{note} | {num(base, 'rps')} | {num(full, 'rps')} | {rps_ratio} "
-            f"| {num(base, 'p99_ms')} | {num(full, 'p99_ms')} | {p99_ratio} "
-            f"| {num(full, 'p50_ms')} | {f'{full.ballots_written:,}' if full else '–'} "
+            f"| {concurrency}{wh.invalid_note(base, full)} | {wh.num(base, 'rps')} "
+            f"| {wh.num(full, 'rps')} | {rps_ratio} "
+            f"| {wh.num(base, 'p99_ms')} | {wh.num(full, 'p99_ms')} | {p99_ratio} "
+            f"| {wh.num(full, 'p50_ms')} | {f'{full.ballots_written:,}' if full else '–'} "
             f"| {wh.share(base, 'server')} / {wh.share(full, 'server')} "
             f"| {wh.share(full, 'db')} "
             f"| {wh.share(base, 'rest')} / {wh.share(full, 'rest')} |"
@@ -882,12 +820,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.votes", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--duration", type=int, default=10, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per cell")
-    parser.add_argument("--concurrency", default="1,10,100", help="comma-separated")
-    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
-    parser.add_argument("--modes", default="baseline,full", help="baseline,full")
-    parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-up, 2 closes")
+    wh.add_cell_options(parser, "1,10,100", "3 s cells, 1 s warm-up, 2 closes")
     parser.add_argument(
         "--close-runs", type=int, default=None, help="closes per case, each on a fresh DB (5)"
     )
@@ -895,47 +828,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--close-delivery", default="group,private", help="group,private")
     parser.add_argument("--skip-stream", action="store_true", help="only close-and-tally")
     parser.add_argument("--skip-close", action="store_true", help="only the poll answers")
-    parser.add_argument("--no-pin", action="store_true", help="do not taskset the processes")
-    parser.add_argument(
-        "--profile", action="store_true", help="py-spy the server during measured runs"
+    wh.add_run_options(
+        parser,
+        pg_url="postgresql+asyncpg://postgres@127.0.0.1:5432/bench_votes",
+        redis_url="redis://127.0.0.1:6379/13",
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=120,
-        help="before each cell, wait up to this many seconds for other load to stop (0: don't)",
-    )
-    parser.add_argument(
-        "--retries", type=int, default=2, help="re-measure a cell disturbed by other load"
-    )
-    parser.add_argument("--no-access-log", action="store_true", help="unlike `minsheng serve`")
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument(
-        "--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench_votes"
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.duration, opts.warmup = 3, 1
     if opts.close_runs is None:
         opts.close_runs = 2 if opts.quick else 5
-    opts.concurrency = [int(c) for c in str(opts.concurrency).split(",") if c.strip()]
-    opts.backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
-    opts.modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
+    wh.check_options(parser, opts)
     opts.close_shapes = [s.strip() for s in opts.close_shapes.split(",") if s.strip()]
     opts.close_delivery = [d.strip() for d in opts.close_delivery.split(",") if d.strip()]
-    if any(b not in ("sqlite", "postgres") for b in opts.backends):
-        parser.error("--backends takes sqlite and/or postgres")
-    if any(m not in ("baseline", "full") for m in opts.modes):
-        parser.error("--modes takes baseline and/or full")
     if any(s not in CLOSE_SHAPES for s in opts.close_shapes):
         parser.error(f"--close-shapes takes {', '.join(CLOSE_SHAPES)}")
     if any(d not in ("group", "private") for d in opts.close_delivery):
         parser.error("--close-delivery takes group and/or private")
     if opts.close_runs < 1:
         parser.error("--close-runs must be at least 1")
-    if not opts.no_pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        opts.no_pin = True
     return opts
 
 
@@ -943,9 +854,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
     if not opts.skip_stream and shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = wh.RESULTS_DIR / f"votes-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
+    stamp, out = wh.new_results_dir("votes-")
 
     def url_of(backend: str, name: str) -> str:
         return f"sqlite+aiosqlite:///{out / name}" if backend == "sqlite" else opts.pg_url
@@ -963,26 +872,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n== close and tally, {backend}", flush=True)
             closes += run_close(backend, url_of(backend, "close.db"), opts)
 
-    command = "python -m bench.votes " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = wh.command_line("bench.votes", argv)
+    where = wh.machine()
     report = {
-        "when": stamp,
-        "command": command.strip(),
-        "machine": wh.machine(),
-        "options": {k: v for k, v in vars(opts).items() if "url" not in k},
-        "pinning": None if opts.no_pin else {"server": wh.SERVER_CPU, "wrk+stub": wh.LOAD_CPU},
-        "stream": [
-            {**asdict(run), "cells": [{**asdict(c), "valid": c.valid} for c in run.cells]}
-            for run in runs
-        ],
+        **wh.report_head(stamp, command, where, opts),
+        "stream": [wh.run_record(run) for run in runs],
         "close": [{**asdict(case), "summary": case.summary()} for case in closes],
     }
     (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
-    where = report["machine"]
-    print(
-        f"\n{command.strip()}  ({stamp}; code at {where['commit']} with "
-        f"{where['uncommitted_files']} uncommitted files; raw results in "
-        f"{out.relative_to(wh.REPO)})"
-    )
+    print(wh.headline(command, stamp, where, out))
     for run in runs:
         print(f"\n### Poll answers, {run.backend}\n\n{stream_table(run)}\n")
         print(
@@ -991,9 +889,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if closes:
         print(f"\n### Close and tally\n\n{close_table(closes)}")
-    if any(not cell.valid for run in runs for cell in run.cells):
-        print("\nSOME CELLS ARE INVALID (see above)")
-        raise SystemExit(1)
+    wh.exit_if_invalid(cell for run in runs for cell in run.cells)
 
 
 if __name__ == "__main__":

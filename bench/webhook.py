@@ -34,11 +34,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import stream
 
@@ -103,6 +103,16 @@ class BackendRun:
     bot_api_calls: dict[str, int] = field(default_factory=dict)
     server_log_errors: dict[str, dict[str, int]] = field(default_factory=dict)
     full_requests_sent: int = 0
+
+    @classmethod
+    def on(cls, backend: str, sqlite_file: Path, opts: argparse.Namespace) -> BackendRun:
+        """A run on SQLite in `sqlite_file` (no Redis), or on --pg-url and --redis-url."""
+        if backend == "sqlite":
+            return cls(backend, f"sqlite+aiosqlite:///{sqlite_file}", None)
+        return cls(backend, opts.pg_url, opts.redis_url)
+
+
+CellT = TypeVar("CellT", bound=Cell)
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -171,7 +181,12 @@ def count_log_errors(path: Path) -> dict[str, int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU time in a process's /proc/<pid>/stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -183,12 +198,21 @@ def children_cpu_seconds() -> float:
 # --- the store -------------------------------------------------------------------------------
 
 
+def remove_sqlite(database_url: str) -> None:
+    """The SQLite database file of a sqlite+aiosqlite:/// URL, with its journal files."""
+    database = database_url.split(":///", 1)[1]
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(database + suffix).unlink(missing_ok=True)
+
+
 async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
     """A fresh, migrated database with the org tree; returns the demo community's id."""
     from sqlalchemy.engine import make_url
 
     url = make_url(run.database_url)
-    if url.get_backend_name() != "sqlite":  # a SQLite file was removed by the caller
+    if url.get_backend_name() == "sqlite":
+        remove_sqlite(run.database_url)
+    else:
         import asyncpg  # type: ignore[import-untyped]
 
         admin = await asyncpg.connect(pg_admin_url)
@@ -338,12 +362,81 @@ def server_argv(
     return argv
 
 
+@dataclass
+class Servers:
+    """The stub Bot API and a server per mode, up (see `serve`); once they have stopped, the
+    Bot API calls the stub answered and the errors in the servers' logs."""
+
+    stub: subprocess.Popen[bytes]
+    load_cpu: str | None  # the CPU for wrk (and the stub), None if not pinned
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)  # each server's webhook URL
+    bot_api_calls: dict[str, int] = field(default_factory=dict)
+    log_errors: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def pids(self, mode: str) -> dict[str, int]:
+        return {"server": self.servers[mode].pid, "stub": self.stub.pid}
+
+
+@contextlib.contextmanager
+def serve(run: BackendRun, opts: argparse.Namespace, out: Path) -> Iterator[Servers]:
+    """The stub Bot API and a server on `run`'s store for each of opts.modes, pinned unless
+    --no-pin, logging to `out`. Both servers stay up, idle in turn, so that each concurrency
+    measures the baseline and the full path back to back (a drifting machine then hurts both
+    alike)."""
+    server_cpu = None if opts.no_pin else SERVER_CPU
+    load_cpu = None if opts.no_pin else LOAD_CPU
+    stub_port = free_port()
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    stub_argv = [sys.executable, "-m", "bench.stub_api", "--port", str(stub_port)]
+    logs: dict[str, Path] = {}
+    with contextlib.ExitStack() as stack:
+        stub = stack.enter_context(
+            background(
+                pinned(load_cpu, stub_argv), out / f"stub-{run.backend}.log", f"{stub_url}/stats"
+            )
+        )
+        up = Servers(stub, load_cpu)
+        for mode in opts.modes:
+            port = free_port()
+            logs[mode] = out / f"server-{run.backend}-{mode}.log"
+            up.urls[mode] = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+            argv = pinned(server_cpu, server_argv(mode, port, stub_url, run, opts))
+            up.servers[mode] = stack.enter_context(background(argv, logs[mode], up.urls[mode]))
+        yield up
+        with urllib.request.urlopen(f"{stub_url}/stats", timeout=5) as answer:
+            up.bot_api_calls = json.load(answer)
+    for mode, log_path in logs.items():
+        up.log_errors[mode] = count_log_errors(log_path)
+
+
+def sweep(
+    up: Servers,
+    loads: Mapping[str, Load],
+    opts: argparse.Namespace,
+    measure: Callable[[Load, str, int, dict[str, int]], CellT],
+    describe: Callable[[CellT], str],
+    retry_note: str = "disturbed",
+) -> list[CellT]:
+    """A cell per concurrency and mode, measured with `measure(load, mode, concurrency, pids)`
+    and printed with `describe` as it comes."""
+    cells = []
+    for concurrency in opts.concurrency:
+        for mode, load in loads.items():
+            pids = up.pids(mode)
+            tries = [measure(load, mode, concurrency, pids)]
+            # Something else used the machine meanwhile: measure again, keep the quietest.
+            while tries[-1].cpu["rest"] > NOISY_REST and len(tries) <= opts.retries:
+                print(f"   {describe(tries[-1])}  [{retry_note}: measuring again]", flush=True)
+                tries.append(measure(load, mode, concurrency, pids))
+            cell = min(tries, key=lambda c: c.cpu["rest"])
+            cells.append(cell)
+            print(f"   {describe(cell)}", flush=True)
+    return cells
+
+
 def run_backend(run: BackendRun, opts: argparse.Namespace, out: Path) -> None:
     print(f"\n== {run.backend}: preparing {run.database_url}", flush=True)
-    if run.backend == "sqlite":
-        database = run.database_url.split(":///", 1)[1]
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(database + suffix).unlink(missing_ok=True)
     run.community_id = asyncio.run(prepare_store(run, opts.pg_admin_url))
     steps = stream.dialog_steps(run.community_id) if opts.stream == "dialog" else None
     steps = steps or stream.simple_steps()
@@ -351,57 +444,30 @@ def run_backend(run: BackendRun, opts: argparse.Namespace, out: Path) -> None:
     steps_path = stream.write_lua(steps, out / f"steps-{run.backend}.lua")
     print(f"   community id {run.community_id}; {len(steps)} steps: {', '.join(run.steps)}")
 
-    server_cpu = None if opts.no_pin else SERVER_CPU
-    load_cpu = None if opts.no_pin else LOAD_CPU
-    stub_port = free_port()
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    stub_argv = [sys.executable, "-m", "bench.stub_api", "--port", str(stub_port)]
-    with contextlib.ExitStack() as stack:
-        stub = stack.enter_context(
-            background(
-                pinned(load_cpu, stub_argv), out / f"stub-{run.backend}.log", f"{stub_url}/stats"
-            )
-        )
-        # Both servers stay up, idle in turn, so that each concurrency measures the baseline
-        # and the full path back to back (a drifting machine then hurts both alike).
-        loads: dict[str, Load] = {}
-        servers: dict[str, subprocess.Popen[bytes]] = {}
-        logs: dict[str, Path] = {}
-        for mode in opts.modes:
-            port = free_port()
-            logs[mode] = out / f"server-{run.backend}-{mode}.log"
-            url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-            argv = pinned(server_cpu, server_argv(mode, port, stub_url, run, opts))
-            servers[mode] = stack.enter_context(background(argv, logs[mode], url))
-            loads[mode] = Load(
+    def measure_cell(load: Load, mode: str, concurrency: int, pids: dict[str, int]) -> Cell:
+        return measure(run, load, mode, concurrency, opts, pids, out)
+
+    with serve(run, opts, out) as up:
+        loads = {
+            mode: Load(
                 url=url,
                 steps_path=steps_path,
                 users=opts.users,
                 threads=opts.threads,
-                cpu=load_cpu,
+                cpu=up.load_cpu,
                 log=out / f"wrk-{run.backend}.log",
                 # The full path enters through the priming rounds (see webhook.lua).
                 start=-(len(steps) - 1) * opts.users if mode == "full" else 0,
             )
+            for mode, url in up.urls.items()
+        }
         if "full" in loads:
             prime(loads["full"], PRIME_CONCURRENCY, opts.warmup)
-        for concurrency in opts.concurrency:
-            for mode, load in loads.items():
-                pids = {"server": servers[mode].pid, "stub": stub.pid}
-                tries = [measure(run, load, mode, concurrency, opts, pids, out)]
-                # Something else used the machine meanwhile: measure again, keep the quietest.
-                while tries[-1].cpu["rest"] > NOISY_REST and len(tries) <= opts.retries:
-                    print(f"   {describe(tries[-1])}  [disturbed: measuring again]", flush=True)
-                    tries.append(measure(run, load, mode, concurrency, opts, pids, out))
-                cell = min(tries, key=lambda c: c.cpu["rest"])
-                run.cells.append(cell)
-                print(f"   {describe(cell)}", flush=True)
-        if "full" in loads:
-            run.full_requests_sent = loads["full"].start
-        with urllib.request.urlopen(f"{stub_url}/stats", timeout=5) as answer:
-            run.bot_api_calls = json.load(answer)
-    for mode, log_path in logs.items():
-        run.server_log_errors[mode] = count_log_errors(log_path)
+        run.cells += sweep(up, loads, opts, measure_cell, describe)
+    if "full" in loads:
+        run.full_requests_sent = loads["full"].start
+    run.bot_api_calls = up.bot_api_calls
+    run.server_log_errors = up.log_errors
     run.totals = asyncio.run(count_rows(run.database_url))
 
 
@@ -415,6 +481,58 @@ def prime(load: Load, concurrency: int, seconds: int) -> None:
     print(f"   primed in {time.monotonic() - began:.0f} s", flush=True)
 
 
+# Started just before a measured run, a probe returns what gives, called just after the run,
+# the CPU seconds something used meanwhile.
+CpuProbe = Callable[[], Callable[[], float]]
+
+
+def warm_up(load: Load, concurrency: int, opts: argparse.Namespace, pids: dict[str, int]) -> None:
+    """A cell's warm-up run, then (if asked) a wait for the machine to be quiet."""
+    if opts.warmup:
+        load.run(concurrency, opts.warmup)
+    if opts.wait_quiet:
+        wait_quiet(opts.wait_quiet, set(pids.values()))
+
+
+def measured_run(
+    load: Load,
+    backend: str,
+    mode: str,
+    concurrency: int,
+    opts: argparse.Namespace,
+    pids: dict[str, int],
+    out: Path,
+    probes: Mapping[str, CpuProbe] | None = None,
+) -> Cell:
+    """A cell's measured run (under py-spy if asked), with the CPU used during it, as a share
+    of one core: by each of `pids`, by wrk, by each probe, and by the rest of the machine."""
+    spy = start_profile(opts, pids["server"], out / f"profile-{backend}-{mode}-c{concurrency}")
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    wrk_before = children_cpu_seconds()
+    probing = {name: probe() for name, probe in (probes or {}).items()}
+    machine_before = machine_cpu()
+    result = load.run(concurrency, opts.duration)
+    machine_after = machine_cpu()
+    probed = {name: used() for name, used in probing.items()}
+    cell = make_cell(backend, mode, concurrency, result)
+    seconds = result["duration_us"] / 1e6
+    cell.cpu = {
+        name: round((cpu_seconds(pid) - cpu_before[name]) / seconds, 2)
+        for name, pid in pids.items()
+    }
+    cell.cpu["wrk"] = round((children_cpu_seconds() - wrk_before) / seconds, 2)
+    for name, used_seconds in probed.items():
+        cell.cpu[name] = round(used_seconds / seconds, 2)
+    # Everything else the machine did meanwhile: PostgreSQL and Redis (part of the system
+    # under test on that backend, unless a probe counts them) and whatever else runs here (a
+    # noisy neighbour).
+    busy = (machine_after - machine_before) / seconds
+    cell.cpu["rest"] = round(max(0.0, busy - sum(cell.cpu.values())), 2)
+    if spy is not None:
+        spy.wait()
+    return cell
+
+
 def measure(
     run: BackendRun,
     load: Load,
@@ -424,30 +542,9 @@ def measure(
     pids: dict[str, int],
     out: Path,
 ) -> Cell:
-    if opts.warmup:
-        load.run(concurrency, opts.warmup)
-    if opts.wait_quiet:
-        wait_quiet(opts.wait_quiet, set(pids.values()))
+    warm_up(load, concurrency, opts, pids)
     before = asyncio.run(count_rows(run.database_url)) if mode == "full" else None
-    spy = start_profile(opts, pids["server"], out / f"profile-{run.backend}-{mode}-c{concurrency}")
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    wrk_before = children_cpu_seconds()
-    machine_before = machine_cpu()
-    result = load.run(concurrency, opts.duration)
-    machine_after = machine_cpu()
-    cell = make_cell(run.backend, mode, concurrency, result)
-    seconds = result["duration_us"] / 1e6
-    cell.cpu = {
-        name: round((cpu_seconds(pid) - cpu_before[name]) / seconds, 2)
-        for name, pid in pids.items()
-    }
-    cell.cpu["wrk"] = round((children_cpu_seconds() - wrk_before) / seconds, 2)
-    # Everything else the machine did meanwhile: PostgreSQL and Redis (part of the system
-    # under test on that backend) and whatever else runs here (a noisy neighbour).
-    busy = (machine_after - machine_before) / seconds
-    cell.cpu["rest"] = round(max(0.0, busy - sum(cell.cpu.values())), 2)
-    if spy is not None:
-        spy.wait()
+    cell = measured_run(load, run.backend, mode, concurrency, opts, pids, out)
     if before is not None:
         time.sleep(0.5)  # let requests still in flight when wrk stopped commit
         after = asyncio.run(count_rows(run.database_url))
@@ -499,6 +596,11 @@ def start_profile(opts: argparse.Namespace, pid: int, path: Path) -> subprocess.
 
 def describe(cell: Cell) -> str:
     extra = f", {cell.suggestions} suggestions stored" if cell.mode == "full" else ""
+    return cell_line(cell, extra)
+
+
+def cell_line(cell: Cell, extra: str = "") -> str:
+    """A cell on one line of the progress output; `extra` follows its count of requests."""
     flag = "" if cell.valid else f"  INVALID: {'; '.join(cell.problems)}"
     cpu = " ".join(f"{name} {share:.0%}" for name, share in cell.cpu.items())
     return (
@@ -510,35 +612,42 @@ def describe(cell: Cell) -> str:
 # --- report ----------------------------------------------------------------------------------
 
 
+def by_concurrency(cells: Sequence[CellT]) -> Iterator[tuple[int, CellT | None, CellT | None]]:
+    """(concurrency, baseline cell, full cell) for each concurrency measured, in order."""
+    by = {(cell.mode, cell.concurrency): cell for cell in cells}
+    for concurrency in sorted({cell.concurrency for cell in cells}):
+        yield concurrency, by.get(("baseline", concurrency)), by.get(("full", concurrency))
+
+
+def num(cell: Cell | None, attr: str) -> str:
+    return f"{getattr(cell, attr):,.1f}" if cell else "–"
+
+
 def share(cell: Cell | None, name: str) -> str:
     return f"{cell.cpu[name]:.0%}" if cell and name in cell.cpu else "–"
 
 
+def invalid_note(*cells: Cell | None) -> str:
+    return " (INVALID)" if any(cell and not cell.valid for cell in cells) else ""
+
+
 def table(run: BackendRun) -> str:
-    by = {(cell.mode, cell.concurrency): cell for cell in run.cells}
     lines = [
         "| concurrency | baseline upd/s | full upd/s | ratio (≥ 0.5) | baseline p99 ms "
         "| full p99 ms | ratio (≤ 2) | baseline p50 ms | full p50 ms | suggestions stored "
         "| server CPU b/f | other CPU b/f |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for concurrency in sorted({cell.concurrency for cell in run.cells}):
-        base, full = by.get(("baseline", concurrency)), by.get(("full", concurrency))
-
-        def num(cell: Cell | None, attr: str) -> str:
-            return f"{getattr(cell, attr):,.1f}" if cell else "–"
-
+    for concurrency, base, full in by_concurrency(run.cells):
         rps_ratio = p99_ratio = "–"
         if base and full:
             rps = full.rps / base.rps
             p99 = full.p99_ms / base.p99_ms
             rps_ratio = f"{rps:.2f} {'✓' if rps >= TARGET_THROUGHPUT_RATIO else '✗'}"
             p99_ratio = f"{p99:.2f} {'✓' if p99 <= TARGET_P99_RATIO else '✗'}"
-        invalid = [c for c in (base, full) if c and not c.valid]
-        note = " (INVALID)" if invalid else ""
         lines.append(
-            f"| {concurrency}{note} | {num(base, 'rps')} | {num(full, 'rps')} | {rps_ratio} "
-            f"| {num(base, 'p99_ms')} | {num(full, 'p99_ms')} | {p99_ratio} "
+            f"| {concurrency}{invalid_note(base, full)} | {num(base, 'rps')} | {num(full, 'rps')} "
+            f"| {rps_ratio} | {num(base, 'p99_ms')} | {num(full, 'p99_ms')} | {p99_ratio} "
             f"| {num(base, 'p50_ms')} | {num(full, 'p50_ms')} "
             f"| {full.suggestions if full else '–'} "
             f"| {share(base, 'server')} / {share(full, 'server')} "
@@ -581,19 +690,63 @@ def machine() -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.webhook", description=__doc__.split("\n\n")[0]
+def new_results_dir(prefix: str = "") -> tuple[str, Path]:
+    """The run's UTC time stamp, and its new directory bench/results/<prefix><stamp>."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"{prefix}{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    return stamp, out
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that was run, as the report gives it."""
+    args = " ".join(argv if argv is not None else sys.argv[1:])
+    return f"python -m {module} {args}".strip()
+
+
+def report_head(
+    stamp: str, command: str, where: dict[str, Any], opts: argparse.Namespace
+) -> dict[str, Any]:
+    """What a benchmark's results.json begins with."""
+    return {
+        "when": stamp,
+        "command": command,
+        "machine": where,
+        "options": {k: v for k, v in vars(opts).items() if "url" not in k},
+        "pinning": None if opts.no_pin else {"server": SERVER_CPU, "wrk+stub": LOAD_CPU},
+    }
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """A run (a dataclass with its `cells`) for results.json, each cell marked valid or not."""
+    return {**asdict(run), "cells": [{**asdict(c), "valid": c.valid} for c in run.cells]}
+
+
+def headline(command: str, stamp: str, where: dict[str, Any], out: Path) -> str:
+    return (
+        f"\n{command}  ({stamp}; code at {where['commit']} with "
+        f"{where['uncommitted_files']} uncommitted files; raw results in {out.relative_to(REPO)})"
     )
+
+
+def exit_if_invalid(cells: Iterable[Cell]) -> None:
+    if any(not cell.valid for cell in cells):
+        print("\nSOME CELLS ARE INVALID (see above)")
+        raise SystemExit(1)
+
+
+def add_cell_options(parser: argparse.ArgumentParser, concurrency: str, quick: str) -> None:
+    """The options of the wrk benchmarks that come before their own: the cells to measure."""
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per cell")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per cell")
-    parser.add_argument("--concurrency", default="1,10,40", help="comma-separated")
+    parser.add_argument("--concurrency", default=concurrency, help="comma-separated")
     parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--modes", default="baseline,full", help="baseline,full")
-    parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-up, 400 users")
-    parser.add_argument("--users", type=int, default=2000, help="distinct residents")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--stream", choices=("dialog", "simple"), default="dialog")
+    parser.add_argument("--quick", action="store_true", help=quick)
+
+
+def add_run_options(parser: argparse.ArgumentParser, pg_url: str, redis_url: str) -> None:
+    """The options of the wrk benchmarks that come after their own: how and where to run."""
     parser.add_argument("--no-pin", action="store_true", help="do not taskset the processes")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the server during measured runs"
@@ -609,11 +762,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-access-log", action="store_true", help="unlike `minsheng serve`")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    opts = parser.parse_args(argv)
-    if opts.quick:
-        opts.duration, opts.warmup, opts.users = 3, 1, 400
+    parser.add_argument("--pg-url", default=pg_url)
+    parser.add_argument("--redis-url", default=redis_url)
+
+
+def check_options(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    """The shared options' lists split and checked; no pinning without taskset or 2 CPUs."""
     opts.concurrency = [int(c) for c in str(opts.concurrency).split(",") if c.strip()]
     opts.backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
     opts.modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
@@ -621,10 +775,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--backends takes sqlite and/or postgres")
     if any(m not in ("baseline", "full") for m in opts.modes):
         parser.error("--modes takes baseline and/or full")
-    if opts.users % opts.threads:
-        parser.error("--users must be a multiple of --threads")
     if not opts.no_pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
         opts.no_pin = True
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.webhook", description=__doc__.split("\n\n")[0]
+    )
+    add_cell_options(parser, "1,10,40", "3 s cells, 1 s warm-up, 400 users")
+    parser.add_argument("--users", type=int, default=2000, help="distinct residents")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--stream", choices=("dialog", "simple"), default="dialog")
+    add_run_options(
+        parser,
+        pg_url="postgresql+asyncpg://postgres@127.0.0.1:5432/bench",
+        redis_url="redis://127.0.0.1:6379/14",
+    )
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.duration, opts.warmup, opts.users = 3, 1, 400
+    check_options(parser, opts)
+    if opts.users % opts.threads:
+        parser.error("--users must be a multiple of --threads")
     return opts
 
 
@@ -632,36 +805,18 @@ def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS_DIR / stamp
-    out.mkdir(parents=True, exist_ok=True)
+    stamp, out = new_results_dir()
     where = machine()  # before the run: the code under test may change while it runs
     runs: list[BackendRun] = []
     for backend in opts.backends:
-        if backend == "sqlite":
-            run = BackendRun(backend, f"sqlite+aiosqlite:///{out / 'bench.db'}", None)
-        else:
-            run = BackendRun(backend, opts.pg_url, opts.redis_url)
+        run = BackendRun.on(backend, out / "bench.db", opts)
         run_backend(run, opts, out)
         runs.append(run)
 
-    command = "python -m bench.webhook " + " ".join(argv if argv is not None else sys.argv[1:])
-    report: dict[str, Any] = {
-        "when": stamp,
-        "command": command.strip(),
-        "machine": where,
-        "options": {k: v for k, v in vars(opts).items() if "url" not in k},
-        "pinning": None if opts.no_pin else {"server": SERVER_CPU, "wrk+stub": LOAD_CPU},
-        "runs": [
-            {**asdict(run), "cells": [{**asdict(c), "valid": c.valid} for c in run.cells]}
-            for run in runs
-        ],
-    }
+    command = command_line("bench.webhook", argv)
+    report = {**report_head(stamp, command, where, opts), "runs": [run_record(r) for r in runs]}
     (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
-    print(
-        f"\n{command.strip()}  ({stamp}; code at {where['commit']} with "
-        f"{where['uncommitted_files']} uncommitted files; raw results in {out.relative_to(REPO)})"
-    )
+    print(headline(command, stamp, where, out))
     for run in runs:
         sent = run.full_requests_sent
         print(f"\n### {run.backend}\n\n{table(run)}\n")
@@ -670,9 +825,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Bot API calls: {sum(run.bot_api_calls.values())} {run.bot_api_calls}; "
             f"server logs: {run.server_log_errors}"
         )
-    if any(not cell.valid for run in runs for cell in run.cells):
-        print("\nSOME CELLS ARE INVALID (see above)")
-        raise SystemExit(1)
+    exit_if_invalid(cell for run in runs for cell in run.cells)
 
 
 if __name__ == "__main__":

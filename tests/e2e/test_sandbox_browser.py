@@ -13,21 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Locator, Page, async_playwright, expect
+from playwright.async_api import Page, expect
+from sandbox_ui import bot_said, browser_page, inline_button, open_chat, play, press, send
 from servers import png, serve_sandbox
 
 from webhook.sandbox.demo import XINSHA_GROUP, ZHANG_WEI
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 NUMBER = re.compile(r"新沙-\d{4}-\d{4}")
 TITLE = "修复3栋楼道照明灯"
 DESCRIPTION = "3栋楼道的灯坏了两个月，晚上老人上下楼很危险，希望更换为声控灯。"
@@ -39,54 +32,21 @@ async def service(tmp_path: Path) -> AsyncIterator[str]:
         yield base
 
 
-def bot_said(page: Page, text: str | re.Pattern[str]) -> Locator:
-    """The bot's messages in the open chat that contain `text`, newest last."""
-    return page.locator("#messages .row:not(.out) .bubble", has_text=text).last
-
-
-async def press(page: Page, label: str) -> None:
-    """Press the newest inline button with this label."""
-    await page.locator("#messages .inline-button", has_text=label).last.click()
-
-
-async def send(page: Page, text: str) -> None:
-    await page.fill("#text", text)
-    await page.press("#text", "Enter")
-
-
 async def test_resident_suggests_a_project_from_the_group(
     service: str, chromium_path: str, tmp_path: Path
 ) -> None:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
-        )
-        page = await browser.new_page(viewport={"width": 1200, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(15000)
-        expect.set_options(timeout=15000)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        try:
-            await _resident_flow(page, service)
-        except Exception:
-            await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            await browser.close()
-        assert errors == []
+    viewport = {"width": 1200, "height": 900}
+    async with browser_page(chromium_path, tmp_path, viewport=viewport) as page:
+        await _resident_flow(page, service)
 
 
 async def _resident_flow(page: Page, base: str) -> None:
     await page.goto(f"{base}/sandbox")
-    await page.click(f'#personas [data-persona-id="{ZHANG_WEI}"]')
-    await expect(page.locator(f'#personas [data-persona-id="{ZHANG_WEI}"]')).to_have_class(
-        re.compile("active")
-    )
+    await play(page, ZHANG_WEI)
 
     # The community group: its bot posts the "我要提建议" deep link (/suggest asks for it).
-    await page.click(f'#chats [data-chat-id="{XINSHA_GROUP}"]')
-    await expect(page.locator("#chat-title")).to_have_text("新沙社区居民群")
-    link = page.locator("#messages .inline-button", has_text="我要提建议")
+    await open_chat(page, XINSHA_GROUP, "新沙社区居民群")
+    link = inline_button(page, "我要提建议")
     if await link.count() == 0:
         await send(page, "/suggest")
     await expect(link.last).to_be_visible()

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Locator, Page, async_playwright, expect
+from playwright.async_api import Locator, Page, expect
+from sandbox_ui import bot_said, browser_page, inline_button, open_chat, play, press, send
 from servers import serve_sandbox
 
 from bot import keyboards
@@ -40,14 +40,6 @@ from webhook.sandbox.demo import (
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 AGREE, AGAINST, ABSTAIN = 0, 1, 2  # the options of every council poll, in this order
 # How the five members vote on each seeded suggestion (by title), in COUNCIL's order.
 PLAN: dict[str, tuple[int, int, int, int, int]] = {
@@ -90,63 +82,10 @@ async def service(tmp_path: Path) -> AsyncIterator[str]:
         yield base
 
 
-def bot_said(page: Page, text: str | re.Pattern[str]) -> Locator:
-    """The bot's messages in the open chat that contain `text`, newest last."""
-    return page.locator("#messages .row:not(.out) .bubble", has_text=text).last
-
-
-def inline_button(page: Page, label: str) -> Locator:
-    return page.locator("#messages .inline-button", has_text=label)
-
-
-async def press(page: Page, label: str) -> None:
-    """Press the newest inline button with this label."""
-    await inline_button(page, label).last.click()
-
-
-async def send(page: Page, text: str) -> None:
-    await page.fill("#text", text)
-    await page.press("#text", "Enter")
-
-
-async def play(page: Page, persona: int) -> None:
-    await page.click(f'#personas [data-persona-id="{persona}"]')
-    await expect(page.locator(f'#personas [data-persona-id="{persona}"]')).to_have_class(
-        re.compile("active")
-    )
-
-
-async def open_chat(page: Page, chat_id: int, title: str) -> None:
-    await page.click(f'#chats [data-chat-id="{chat_id}"]')
-    await expect(page.locator("#chat-title")).to_have_text(title)
-
-
 def poll(page: Page, title: str) -> Locator:
     """The poll in the open chat whose question names this suggestion."""
     question = page.locator(".poll-question", has_text=title)
     return page.locator("#messages .poll", has=question).last
-
-
-@asynccontextmanager
-async def browser_page(chromium_path: str, tmp_path: Path, **options: Any) -> AsyncIterator[Page]:
-    """A chromium page; a screenshot in tmp_path when the test fails, and no script errors."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
-        )
-        page = await browser.new_page(locale="zh-CN", **options)
-        page.set_default_timeout(15000)
-        expect.set_options(timeout=15000)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        try:
-            yield page
-        except Exception:
-            await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            await browser.close()
-        assert errors == []
 
 
 async def test_a_council_vote_by_clicking(service: str, chromium_path: str, tmp_path: Path) -> None:
