@@ -24,6 +24,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
+from aiogram.methods import SendMessage
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,15 +33,25 @@ from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
 from bot.texts import local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import current_step, private_dialog
+from dialogs.common import (
+    NOT_COMMAND,
+    Reply,
+    chat_of,
+    choose_with_buttons_note,
+    close_keyboard,
+    current_step,
+    private_dialog,
+    send,
+    settle,
+    stale,
+)
 from dialogs.org_picker import get_community
-from dialogs.review import NARROWEST_FIRST, chat_of, short, stale
+from dialogs.staff import failed_text, reasking, short, staff_principals
 from storage import rules
 from storage.models import Chat, ChatPurpose, Community, Suggestion, utcnow
 from storage.rules import RuleViolation
 from storage.rules import State as Status
 from storage.services import access, chats, council, officials
-from storage.services.people import find_person
 from storage.services.suggestions import PublicFilter
 from storage.settings import Settings
 
@@ -67,23 +78,11 @@ def is_dialog_state(raw_state: str | None) -> bool:
     return raw_state is not None and raw_state in ConveneForm.__all_states_names__
 
 
-async def send(
-    bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
-) -> None:
-    await bot.send_message(chat_id, text, reply_markup=markup)
-
-
 # --- who convenes where ----------------------------------------------------------------------
 
 
 async def convening_principals(session: AsyncSession, telegram_id: int) -> list[access.Principal]:
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return []
-    found = [
-        p for p in await access.principals_of(session, person.id) if p.role in council.CONVENE_ROLES
-    ]
-    return sorted(found, key=lambda p: NARROWEST_FIRST.index(p.scope.level))
+    return await staff_principals(session, telegram_id, council.CONVENE_ROLES)
 
 
 async def candidates_by_community(
@@ -151,6 +150,19 @@ async def _principal(
     return await access.principal_for(session, telegram_id, community_id, council.CONVENE_ROLES)
 
 
+async def _in_reach(
+    session: AsyncSession, telegram_id: int, data: dict[str, Any]
+) -> tuple[access.Principal, Community] | None:
+    """The person's role over the community of the conversation's `data`, and the community;
+    None if it is out of their reach (or gone)."""
+    community_id = int(data.get("community_id") or 0)
+    principal = await _principal(session, telegram_id, community_id)
+    community = await get_community(session, community_id)
+    if principal is None or community is None:
+        return None
+    return principal, community
+
+
 def candidates_text(
     community: Community, items: list[Suggestion], selected: set[int], page: int
 ) -> str:
@@ -182,12 +194,11 @@ async def candidates_view(
 ) -> tuple[str, InlineKeyboardMarkup] | None:
     """The candidates step as it stands; None if the community is out of reach."""
     data = await state.get_data()
-    community_id = int(data.get("community_id") or 0)
-    principal = await _principal(session, telegram_id, community_id)
-    community = await get_community(session, community_id)
-    if principal is None or community is None:
+    found = await _in_reach(session, telegram_id, data)
+    if found is None:
         return None
-    items = await candidates_of(session, principal, community_id)
+    principal, community = found
+    items = await candidates_of(session, principal, community.id)
     offered = {item.id for item in items}
     selected = [i for i in (int(x) for x in data.get("selected") or []) if i in offered]
     page = min(max(int(data.get("page") or 0), 0), keyboards.candidate_pages(len(items)) - 1)
@@ -214,16 +225,15 @@ async def summary_view(
     session: AsyncSession, telegram_id: int, state: FSMContext, settings: Settings
 ) -> str | None:
     data = await state.get_data()
-    community_id = int(data.get("community_id") or 0)
-    principal = await _principal(session, telegram_id, community_id)
-    community = await get_community(session, community_id)
-    if principal is None or community is None:
+    found = await _in_reach(session, telegram_id, data)
+    if found is None:
         return None
-    items = {item.id: item for item in await candidates_of(session, principal, community_id)}
+    principal, community = found
+    items = {item.id: item for item in await candidates_of(session, principal, community.id)}
     chosen = [items[i] for i in (int(x) for x in data.get("selected") or []) if i in items]
     closes_at = datetime.fromisoformat(str(data["closes_at"]))
-    members = len(await access.council_members(session, community_id))
-    group = await council_chat(session, community_id)
+    members = len(await access.council_members(session, community.id))
+    group = await council_chat(session, community.id)
     if group is not None:
         where = _("to the council's group “{title}”").format(title=quote(group.title or "—"))
     else:
@@ -256,32 +266,30 @@ async def go(
     settings: Settings,
     step: State,
     note: str | None = None,
-) -> None:
-    """Ask `step`'s question (after `note`), then enter the step."""
+) -> SendMessage:
+    """Enter `step` and return its question (after `note`), for the handler to return."""
     prefix = f"{note}\n\n" if note else ""
     markup: InlineKeyboardMarkup
     if step == ConveneForm.candidates:
         view = await candidates_view(session, telegram_id, state)
         if view is None:
-            await _out_of_reach(bot, chat_id, state, prefix)
-            return
+            return await _out_of_reach(bot, chat_id, state, prefix)
         text, markup = view
     elif step == ConveneForm.deadline:
         text, markup = deadline_prompt(settings), keyboards.convene_deadline_keyboard()
     else:
         summary = await summary_view(session, telegram_id, state, settings)
         if summary is None:
-            await _out_of_reach(bot, chat_id, state, prefix)
-            return
+            return await _out_of_reach(bot, chat_id, state, prefix)
         text, markup = summary, keyboards.convene_summary_keyboard()
-    await send(bot, chat_id, prefix + text, markup)
     await state.set_state(step)
+    return send(bot, chat_id, prefix + text, markup)
 
 
-async def _out_of_reach(bot: Bot, chat_id: int, state: FSMContext, prefix: str) -> None:
+async def _out_of_reach(bot: Bot, chat_id: int, state: FSMContext, prefix: str) -> SendMessage:
     await state.clear()
     text = _("You may not convene a vote for this community (any more).")
-    await send(bot, chat_id, prefix + text)
+    return send(bot, chat_id, prefix + text)
 
 
 async def reask(
@@ -292,13 +300,15 @@ async def reask(
     session: AsyncSession,
     settings: Settings,
     note: str,
-) -> None:
+) -> SendMessage | None:
+    """The current step's question again, after `note` (at the community step, whose buttons
+    are still there, only the note); None outside the dialog."""
     step = await current_step(state, ConveneForm)
     if step == ConveneForm.community:
-        await send(bot, chat_id, note)
-        return
-    if step is not None:
-        await go(bot, chat_id, telegram_id, state, session, settings, step, note)
+        return send(bot, chat_id, note)
+    if step is None:
+        return None
+    return await go(bot, chat_id, telegram_id, state, session, settings, step, note)
 
 
 async def start_for(
@@ -309,17 +319,15 @@ async def start_for(
     session: AsyncSession,
     settings: Settings,
     community_id: int,
-) -> None:
+) -> SendMessage:
     community = await get_community(session, community_id)
     if community is None:
-        await _out_of_reach(bot, chat_id, state, "")
-        return
+        return await _out_of_reach(bot, chat_id, state, "")
     if not await access.council_members(session, community_id):
         await state.clear()
-        await send(bot, chat_id, council_empty_text(community.name))
-        return
+        return send(bot, chat_id, council_empty_text(community.name))
     await state.set_data({"community_id": community_id, "selected": [], "page": 0})
-    await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.candidates)
+    return await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.candidates)
 
 
 # --- deadline ------------------------------------------------------------------------------
@@ -340,12 +348,20 @@ def parse_deadline(text: str, settings: Settings) -> datetime | None:
 
 def deadline_problem(closes_at: datetime, now: datetime) -> str | None:
     if closes_at <= now:
-        return _("That time has already passed. Please choose a time in the future.")
+        return deadline_passed_text()
     if closes_at > now + timedelta(days=rules.MAX_VOTE_DAYS):
-        return _("A vote may last at most {days} days. Please choose an earlier time.").format(
-            days=rules.MAX_VOTE_DAYS
-        )
+        return deadline_too_far_text()
     return None
+
+
+def deadline_passed_text() -> str:
+    return _("That time has already passed. Please choose a time in the future.")
+
+
+def deadline_too_far_text() -> str:
+    return _("A vote may last at most {days} days. Please choose an earlier time.").format(
+        days=rules.MAX_VOTE_DAYS
+    )
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -358,7 +374,7 @@ async def cmd_convene(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> suggestion_dialog.Reply:
+) -> Reply:
     assert message.from_user is not None
     who = message.from_user.id
     if suggestion_dialog.is_dialog_state(raw_state):
@@ -367,22 +383,19 @@ async def cmd_convene(
         )
     principals = await convening_principals(session, who)
     if not principals:
-        await message.answer(not_staff_text())
-        return None
+        return message.answer(not_staff_text())
     grouped = await candidates_by_community(session, principals)
     if not grouped:
         await state.clear()
-        await message.answer(
+        return message.answer(
             _(
                 "No community candidates are waiting for the council. Accept suggestions as "
                 "candidates with /review first."
             )
         )
-        return None
     if len(grouped) == 1:
         (community_id,) = grouped
-        await start_for(bot, message.chat.id, who, state, session, settings, community_id)
-        return None
+        return await start_for(bot, message.chat.id, who, state, session, settings, community_id)
     items: list[tuple[int, str]] = []
     for community_id, candidates in grouped.items():
         community = await get_community(session, community_id)
@@ -390,12 +403,11 @@ async def cmd_convene(
             items.append((community_id, f"{community.name} ({len(candidates)})"))
     items.sort(key=lambda item: item[1])
     await state.set_data({})
-    await message.answer(
+    await state.set_state(ConveneForm.community)
+    return message.answer(
         _("Which community's council should vote?"),
         reply_markup=keyboards.convene_community_keyboard(items),
     )
-    await state.set_state(ConveneForm.community)
-    return None
 
 
 async def on_community(
@@ -405,16 +417,16 @@ async def on_community(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     who = callback.from_user.id
     if await _principal(session, who, callback_data.id) is None:
         await stale(callback)
-        return
+        return None
     community = await get_community(session, callback_data.id)
-    await suggestion_dialog.settle(
+    await settle(
         callback, _("Community: {value}").format(value=quote(community.name if community else "—"))
     )
-    await start_for(bot, chat_of(callback), who, state, session, settings, callback_data.id)
+    return await start_for(bot, chat_of(callback), who, state, session, settings, callback_data.id)
 
 
 async def _redraw(callback: CallbackQuery, session: AsyncSession, state: FSMContext) -> None:
@@ -426,6 +438,12 @@ async def _redraw(callback: CallbackQuery, session: AsyncSession, state: FSMCont
         await callback.message.edit_text(view[0], reply_markup=view[1])
 
 
+def too_many_text() -> str:
+    return _("At most {max} candidates can be put to one vote.").format(
+        max=rules.MAX_VOTE_CANDIDATES
+    )
+
+
 async def on_toggle(
     callback: CallbackQuery, callback_data: ConveneCb, state: FSMContext, session: AsyncSession
 ) -> None:
@@ -433,12 +451,7 @@ async def on_toggle(
     if callback_data.id in selected:
         selected.remove(callback_data.id)
     elif len(selected) >= rules.MAX_VOTE_CANDIDATES:
-        await callback.answer(
-            _("At most {max} candidates can be put to one vote.").format(
-                max=rules.MAX_VOTE_CANDIDATES
-            ),
-            show_alert=True,
-        )
+        await callback.answer(too_many_text(), show_alert=True)
         return
     else:
         selected.append(callback_data.id)
@@ -461,12 +474,7 @@ async def on_all(callback: CallbackQuery, state: FSMContext, session: AsyncSessi
         return
     items = await candidates_of(session, principal, int(data["community_id"]))
     if len(items) > rules.MAX_VOTE_CANDIDATES:
-        await callback.answer(
-            _("At most {max} candidates can be put to one vote.").format(
-                max=rules.MAX_VOTE_CANDIDATES
-            ),
-            show_alert=True,
-        )
+        await callback.answer(too_many_text(), show_alert=True)
         items = items[: rules.MAX_VOTE_CANDIDATES]
     await state.update_data(selected=[item.id for item in items])
     await _redraw(callback, session, state)
@@ -483,15 +491,15 @@ async def on_candidates_done(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     view = await candidates_view(session, callback.from_user.id, state)  # drops the vanished
     selected = await state.get_value("selected") or []
     if view is not None and not selected:
         await callback.answer(_("Please choose at least one candidate."), show_alert=True)
-        return
-    await suggestion_dialog.settle(callback)
+        return None
+    await settle(callback)
     step = ConveneForm.deadline if view is not None else ConveneForm.candidates
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    return await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
 
 async def _deadline_chosen(
@@ -502,9 +510,9 @@ async def _deadline_chosen(
     session: AsyncSession,
     settings: Settings,
     closes_at: datetime,
-) -> None:
+) -> SendMessage:
     await state.update_data(closes_at=closes_at.isoformat())
-    await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.summary)
+    return await go(bot, chat_id, telegram_id, state, session, settings, ConveneForm.summary)
 
 
 async def on_hours(
@@ -514,21 +522,21 @@ async def on_hours(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if callback_data.id not in keyboards.DEADLINE_CHOICES:
         await stale(callback)
-        return
+        return None
     closes_at = utcnow() + timedelta(hours=callback_data.id)
     deadline = f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
-    await suggestion_dialog.settle(callback, _("Deadline: {value}").format(value=deadline))
-    await _deadline_chosen(
+    await settle(callback, _("Deadline: {value}").format(value=deadline))
+    return await _deadline_chosen(
         bot, chat_of(callback), callback.from_user.id, state, session, settings, closes_at
     )
 
 
 async def on_deadline_text(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
+) -> Reply:
     assert message.text is not None and message.from_user is not None
     who = message.from_user.id
     closes_at = parse_deadline(message.text, settings)
@@ -541,13 +549,11 @@ async def on_deadline_text(
             .astimezone(settings.tz)
             .strftime("%Y-%m-%d 20:00")
         )
-        await reask(bot, message.chat.id, who, state, session, settings, problem)
-        return
+        return await reask(bot, message.chat.id, who, state, session, settings, problem)
     refusal = deadline_problem(closes_at, utcnow())
     if refusal is not None:
-        await reask(bot, message.chat.id, who, state, session, settings, refusal)
-        return
-    await _deadline_chosen(bot, message.chat.id, who, state, session, settings, closes_at)
+        return await reask(bot, message.chat.id, who, state, session, settings, refusal)
+    return await _deadline_chosen(bot, message.chat.id, who, state, session, settings, closes_at)
 
 
 async def on_back_to(
@@ -557,19 +563,19 @@ async def on_back_to(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     step = (
         ConveneForm.candidates
         if callback_data.action is ConveneAction.CANDIDATES
         else ConveneForm.deadline
     )
-    await suggestion_dialog.settle(callback)
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    await settle(callback)
+    return await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
 
 
 async def on_cancel(callback: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
-    await suggestion_dialog.settle(callback, cancelled_text())
+    await settle(callback, cancelled_text())
 
 
 def cancelled_text() -> str:
@@ -596,18 +602,16 @@ async def on_confirm(
     bot: Bot,
     settings: Settings,
     council_poll_sender: PollSender | None = None,
-) -> None:
+) -> Reply:
     chat_id, who = chat_of(callback), callback.from_user.id
     data = await state.get_data()
-    community_id = int(data.get("community_id") or 0)
-    principal = await _principal(session, who, community_id)
-    community = await get_community(session, community_id)
-    if principal is None or community is None or not data.get("closes_at"):
-        await suggestion_dialog.settle(callback)
-        await _out_of_reach(bot, chat_id, state, "")
-        return
+    found = await _in_reach(session, who, data)
+    if found is None or not data.get("closes_at"):
+        await settle(callback)
+        return await _out_of_reach(bot, chat_id, state, "")
+    principal, community = found
     request = council.ConveneRequest(
-        community_id=community_id,
+        community_id=community.id,
         suggestion_ids=[int(i) for i in data.get("selected") or []],
         closes_at=datetime.fromisoformat(str(data["closes_at"])),
     )
@@ -615,9 +619,8 @@ async def on_confirm(
     try:
         vote = await council.convene(session, principal, request)
     except RuleViolation as exc:
-        await suggestion_dialog.settle(callback)
-        await _refused(bot, chat_id, who, state, session, settings, name, exc)
-        return
+        await settle(callback)
+        return await _refused(bot, chat_id, who, state, session, settings, name, exc)
     await state.clear()
     await callback.answer(_("Convened."))
     await _send_polls(council_poll_sender, vote.id)
@@ -644,7 +647,8 @@ async def on_confirm(
             "deadline, or as soon as every member has voted; everyone is then told the result."
         )
     )
-    await suggestion_dialog.close_keyboard(callback.message, text)
+    await close_keyboard(callback.message, text)
+    return None
 
 
 async def _refused(
@@ -656,21 +660,15 @@ async def _refused(
     settings: Settings,
     community: str,
     exc: RuleViolation,
-) -> None:
+) -> SendMessage:
     if exc.code == "council_empty":
         await state.clear()
-        await send(bot, chat_id, council_empty_text(community))
-        return
+        return send(bot, chat_id, council_empty_text(community))
     if exc.code in {"closes_at_past", "closes_at_too_far"}:
         problem = (
-            _("That time has already passed. Please choose a time in the future.")
-            if exc.code == "closes_at_past"
-            else _("A vote may last at most {days} days. Please choose an earlier time.").format(
-                days=rules.MAX_VOTE_DAYS
-            )
+            deadline_passed_text() if exc.code == "closes_at_past" else deadline_too_far_text()
         )
-        await go(bot, chat_id, who, state, session, settings, ConveneForm.deadline, problem)
-        return
+        return await go(bot, chat_id, who, state, session, settings, ConveneForm.deadline, problem)
     if exc.code in {
         "no_candidates",
         "too_many_candidates",
@@ -683,30 +681,15 @@ async def _refused(
             "Some of the candidates changed meanwhile (perhaps a colleague put them to a vote). "
             "Please check the choice again."
         )
-        await go(bot, chat_id, who, state, session, settings, ConveneForm.candidates, problem)
-        return
+        step = ConveneForm.candidates
+        return await go(bot, chat_id, who, state, session, settings, step, problem)
     if exc.code in {"out_of_scope", "role_not_allowed", "scope_mismatch"}:
-        await _out_of_reach(bot, chat_id, state, "")
-        return
+        return await _out_of_reach(bot, chat_id, state, "")
     await state.clear()
-    await send(
-        bot, chat_id, _("Sorry, that could not be done ({code}).").format(code=quote(exc.code))
-    )
+    return send(bot, chat_id, failed_text(exc.code))
 
 
-async def use_the_buttons(
-    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
-    assert message.from_user is not None
-    await reask(
-        bot,
-        message.chat.id,
-        message.from_user.id,
-        state,
-        session,
-        settings,
-        _("Please choose with the buttons."),
-    )
+use_the_buttons = reasking(reask, choose_with_buttons_note)
 
 
 def create_router() -> Router:
@@ -715,7 +698,6 @@ def create_router() -> Router:
     form = ConveneForm
     router, steps = private_dialog("convene", form)
     router.message.register(cmd_convene, Command("convene"))
-    not_command = ~F.text.startswith("/")
 
     def on(step: State, handler: Any, *actions: ConveneAction) -> None:
         steps.callback_query.register(handler, step, ConveneCb.filter(F.action.in_(actions)))
@@ -727,12 +709,12 @@ def create_router() -> Router:
     on(form.candidates, on_none, ConveneAction.NONE)
     on(form.candidates, on_candidates_done, ConveneAction.DONE)
     on(form.deadline, on_hours, ConveneAction.HOURS)
-    steps.message.register(on_deadline_text, form.deadline, F.text & not_command)
+    steps.message.register(on_deadline_text, form.deadline, F.text & NOT_COMMAND)
     on(form.deadline, on_back_to, ConveneAction.CANDIDATES)
     on(form.summary, on_back_to, ConveneAction.CANDIDATES, ConveneAction.DEADLINE)
     on(form.summary, on_confirm, ConveneAction.CONFIRM)
     for step in (form.community, form.candidates, form.deadline, form.summary):
         on(step, on_cancel, ConveneAction.CANCEL)
     for step in (form.community, form.candidates, form.deadline, form.summary):
-        steps.message.register(use_the_buttons, step, not_command)
+        steps.message.register(use_the_buttons, step, NOT_COMMAND)
     return router

@@ -12,15 +12,15 @@ and a press about another one than the card in hand is stale.
 
 from __future__ import annotations
 
-import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
+from aiogram.methods import SendMessage
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,8 +45,20 @@ from bot.texts import (
     yuan,
 )
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import current_step, private_dialog
+from dialogs.common import (
+    NOT_COMMAND,
+    Reply,
+    chat_of,
+    choose_with_buttons_note,
+    current_step,
+    private_dialog,
+    send,
+    settle,
+    stale,
+    type_text_note,
+)
 from dialogs.org_picker import community_label
+from dialogs.staff import failed_text, reasking, short, staff_principals
 from storage import rules
 from storage.models import Suggestion
 from storage.rules import (
@@ -55,10 +67,8 @@ from storage.rules import (
     ExclusionReason,
     Kind,
     RuleViolation,
-    ScopeLevel,
 )
 from storage.services import access, officials, screening
-from storage.services.people import find_person
 from storage.services.suggestions import PublicFilter
 from storage.settings import Settings
 
@@ -81,7 +91,6 @@ MERGE_SCAN = 100  # recent suggestions of the community looked at for the merge 
 NUMBER_PAGE = 200
 BUTTON_TITLE_MAX = 24
 CARD_DESCRIPTION_MAX = 1500  # a card stays far below Telegram's 4,096 characters
-NARROWEST_FIRST = (ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY)
 # What a person may type for a suggestion number: 新沙-2026-0007, with any dash.
 _DASHES = re.compile(r"[\s]*[-‐‑‒–—―－﹣][\s]*")
 
@@ -90,38 +99,12 @@ def is_dialog_state(raw_state: str | None) -> bool:
     return raw_state is not None and raw_state in ReviewForm.__all_states_names__
 
 
-async def send(
-    bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
-) -> None:
-    await bot.send_message(chat_id, text, reply_markup=markup)
-
-
-def chat_of(callback: CallbackQuery) -> int:
-    return callback.message.chat.id if callback.message is not None else callback.from_user.id
-
-
-async def stale(callback: CallbackQuery) -> None:
-    """A button of another card than the one in hand: say so and take its buttons away."""
-    await callback.answer(_("This button is out of date."))
-    if isinstance(callback.message, Message):
-        with contextlib.suppress(TelegramBadRequest):
-            await callback.message.edit_reply_markup(reply_markup=None)
-
-
 # --- who screens what ----------------------------------------------------------------------
 
 
 async def screening_principals(session: AsyncSession, telegram_id: int) -> list[access.Principal]:
     """The person's roles that screen, narrowest scope first."""
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return []
-    found = [
-        p
-        for p in await access.principals_of(session, person.id)
-        if p.role in screening.SCREENING_ROLES
-    ]
-    return sorted(found, key=lambda p: NARROWEST_FIRST.index(p.scope.level))
+    return await staff_principals(session, telegram_id, screening.SCREENING_ROLES)
 
 
 async def load(
@@ -162,12 +145,11 @@ def not_staff_text() -> str:
     )
 
 
+def gone_text() -> str:
+    return _("That suggestion is no longer there for you to review.")
+
+
 # --- texts -------------------------------------------------------------------------------
-
-
-def short(text: str, limit: int = BUTTON_TITLE_MAX) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def named(item: Suggestion) -> str:
@@ -245,7 +227,7 @@ def violation_text(exc: RuleViolation, number: str) -> str:
             return _("That note is too long: at most {max} characters.").format(
                 max=rules.REJECTION_NOTE_MAX
             )
-    return _("Sorry, that could not be done ({code}).").format(code=quote(exc.code))
+    return failed_text(exc.code)
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -259,16 +241,16 @@ async def show_next(
     session: AsyncSession,
     settings: Settings,
     note: str | None = None,
-) -> None:
-    """The next suggestion waiting (after `note`), or that there is none."""
+) -> SendMessage:
+    """The next suggestion waiting (after `note`), or that there is none: returned, for the
+    handler to return as its reply."""
     data = await state.get_data()
     skipped = [int(i) for i in data.get("skipped") or []][-SKIPPED_KEPT:]
     prefix = f"{note}\n\n" if note else ""
     principals = await screening_principals(session, telegram_id)
     if not principals:
         await state.clear()
-        await send(bot, chat_id, prefix + not_staff_text())
-        return
+        return send(bot, chat_id, prefix + not_staff_text())
     item, waiting = await next_waiting(session, principals, set(skipped))
     if item is None:
         if skipped:
@@ -279,12 +261,11 @@ async def show_next(
         else:
             text = _("🎉 No suggestion is waiting for review. Thank you!")
         await state.clear()
-        await send(bot, chat_id, prefix + text)
-        return
+        return send(bot, chat_id, prefix + text)
     await state.set_data({"id": item.id, "skipped": skipped})
     text = await card_text(session, item, settings, waiting)
-    await send(bot, chat_id, prefix + text, keyboards.review_card_keyboard(item.id))
     await state.set_state(ReviewForm.card)
+    return send(bot, chat_id, prefix + text, keyboards.review_card_keyboard(item.id))
 
 
 async def go(
@@ -296,9 +277,10 @@ async def go(
     settings: Settings,
     step: State,
     note: str | None = None,
-) -> None:
-    """Ask `step`'s question about the suggestion in hand (after `note`), then enter the step.
-    A suggestion that is gone, or no longer waiting, is left for the next one."""
+) -> SendMessage:
+    """Enter `step` and return its question about the suggestion in hand (after `note`), for
+    the handler to return. A suggestion that is gone, or no longer waiting, is left for the
+    next one."""
     data = await state.get_data()
     found = await load(session, telegram_id, int(data.get("id") or 0))
     if found is None or found[1].status not in screening.QUEUE_STATES:
@@ -307,14 +289,40 @@ async def go(
                 number=quote(found[1].number)
             )
             if found is not None
-            else _("That suggestion is no longer there for you to review.")
+            else gone_text()
         )
-        await show_next(bot, chat_id, telegram_id, state, session, settings, gone)
-        return
+        return await show_next(bot, chat_id, telegram_id, state, session, settings, gone)
     principal, item = found
     text, markup = await _prompt(session, principal, item, step, data, settings)
-    await send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
     await state.set_state(step)
+    return send(bot, chat_id, f"{note}\n\n{text}" if note else text, markup)
+
+
+async def ask(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    step: State,
+    note: str | None = None,
+) -> SendMessage:
+    """`go` for the person who pressed a button."""
+    who = callback.from_user.id
+    return await go(bot, chat_of(callback), who, state, session, settings, step, note)
+
+
+async def ask_next(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    note: str | None = None,
+) -> SendMessage:
+    """`show_next` for the person who pressed a button."""
+    who = callback.from_user.id
+    return await show_next(bot, chat_of(callback), who, state, session, settings, note)
 
 
 async def _prompt(
@@ -383,7 +391,7 @@ async def _prompt(
                 "open suggestion of the community is recent enough to list: please type its "
                 "number (like {example})."
             ).format(suggestion=named(item), example=quote(item.number))
-        buttons = [(t.id, f"{t.number} · {short(t.title)}") for t in targets]
+        buttons = [(t.id, f"{t.number} · {short(t.title, BUTTON_TITLE_MAX)}") for t in targets]
         return text, keyboards.review_merge_keyboard(item.id, buttons)
     if step == ReviewForm.confirm_merge:
         target = await _target(session, principal, int(data.get("into") or 0))
@@ -411,10 +419,12 @@ async def reask(
     session: AsyncSession,
     settings: Settings,
     note: str,
-) -> None:
+) -> SendMessage | None:
+    """The current step's question again, after `note`; None outside the dialog."""
     step = await current_step(state, ReviewForm)
-    if step is not None:
-        await go(bot, chat_id, telegram_id, state, session, settings, step, note)
+    if step is None:
+        return None
+    return await go(bot, chat_id, telegram_id, state, session, settings, step, note)
 
 
 # --- merging: which suggestion -------------------------------------------------------------
@@ -493,18 +503,16 @@ async def cmd_review(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> suggestion_dialog.Reply:
+) -> Reply:
     assert message.from_user is not None
     if suggestion_dialog.is_dialog_state(raw_state):
         return await suggestion_dialog.continue_reply(
             bot, message.chat.id, state, session, raw_state
         )
     if not await screening_principals(session, message.from_user.id):
-        await message.answer(not_staff_text())
-        return None
+        return message.answer(not_staff_text())
     await state.set_data({"skipped": []})
-    await show_next(bot, message.chat.id, message.from_user.id, state, session, settings)
-    return None
+    return await show_next(bot, message.chat.id, message.from_user.id, state, session, settings)
 
 
 async def _in_hand(callback: CallbackQuery, suggestion_id: int, state: FSMContext) -> bool:
@@ -522,9 +530,10 @@ async def on_accept(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
-    if await _in_hand(callback, callback_data.id, state):
-        await _accept(callback, callback_data.id, state, session, bot, settings, None, None)
+) -> Reply:
+    if not await _in_hand(callback, callback_data.id, state):
+        return None
+    return await _accept(callback, callback_data.id, state, session, bot, settings, None, None)
 
 
 async def on_kind(
@@ -534,13 +543,13 @@ async def on_kind(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
+        return None
     raw_category = await state.get_value("category")
     category = Category(raw_category) if raw_category else None
     kind = None if callback_data.kind is KindChoice.SKIP else Kind(callback_data.kind.value)
-    await _accept(callback, callback_data.id, state, session, bot, settings, category, kind)
+    return await _accept(callback, callback_data.id, state, session, bot, settings, category, kind)
 
 
 async def _accept(
@@ -552,53 +561,26 @@ async def _accept(
     settings: Settings,
     category: Category | None,
     kind: Kind | None,
-) -> None:
-    chat_id, who = chat_of(callback), callback.from_user.id
-    found = await load(session, who, suggestion_id)
+) -> SendMessage:
+    found = await load(session, callback.from_user.id, suggestion_id)
     if found is None:
-        await suggestion_dialog.settle(callback)
-        await show_next(
-            bot,
-            chat_id,
-            who,
-            state,
-            session,
-            settings,
-            violation_text(RuleViolation("unknown_suggestion", ""), ""),
-        )
-        return
+        await settle(callback)
+        gone = violation_text(RuleViolation("unknown_suggestion", ""), "")
+        return await ask_next(callback, state, session, bot, settings, gone)
     principal, item = found
     number = item.number
     try:
         done = await screening.accept(session, principal, item.id, category=category, kind=kind)
     except RuleViolation as exc:
-        await suggestion_dialog.settle(callback)
-        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
-        return
+        await settle(callback)
+        return await ask_next(callback, state, session, bot, settings, violation_text(exc, number))
     result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
         suggestion=named(done),
         category=category_label(done.category),
         kind=kind_label(done.kind) if done.kind is not None else _("kind not specified"),
     )
-    await callback.answer(_("Accepted."))
-    await suggestion_dialog.close_keyboard(callback.message, result)
-    await show_next(bot, chat_id, who, state, session, settings)
-
-
-async def on_correct(
-    callback: CallbackQuery,
-    callback_data: ReviewCb,
-    state: FSMContext,
-    session: AsyncSession,
-    bot: Bot,
-    settings: Settings,
-) -> None:
-    if not await _in_hand(callback, callback_data.id, state):
-        return
-    await state.update_data(category=None)
-    await suggestion_dialog.settle(callback)
-    step = ReviewForm.category
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    await settle(callback, result, answer=_("Accepted."))
+    return await ask_next(callback, state, session, bot, settings)
 
 
 async def on_category(
@@ -608,31 +590,14 @@ async def on_category(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
+        return None
     await state.update_data(category=callback_data.category.value)
-    await suggestion_dialog.settle(
+    await settle(
         callback, _("Category: {value}").format(value=category_label(callback_data.category))
     )
-    step = ReviewForm.kind
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
-
-
-async def on_reject(
-    callback: CallbackQuery,
-    callback_data: ReviewCb,
-    state: FSMContext,
-    session: AsyncSession,
-    bot: Bot,
-    settings: Settings,
-) -> None:
-    if not await _in_hand(callback, callback_data.id, state):
-        return
-    await state.update_data(reason=None, note=None)
-    await suggestion_dialog.settle(callback)
-    step = ReviewForm.reason
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    return await ask(callback, state, session, bot, settings, ReviewForm.kind)
 
 
 async def on_reason(
@@ -642,37 +607,36 @@ async def on_reason(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
+        return None
     await state.update_data(reason=callback_data.reason.value, note=None)
-    await suggestion_dialog.settle(
+    await settle(
         callback,
         _("Reason: {value}").format(value=exclusion_reason_label(callback_data.reason)),
     )
-    step = ReviewForm.note
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    return await ask(callback, state, session, bot, settings, ReviewForm.note)
 
 
 async def on_note(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
+) -> Reply:
     assert message.text is not None and message.from_user is not None
     note = rules.clean_text(message.text)
     who = message.from_user.id
     if not note:
-        await reask(bot, message.chat.id, who, state, session, settings, _("The note is empty."))
-        return
+        return await reask(
+            bot, message.chat.id, who, state, session, settings, _("The note is empty.")
+        )
     length = rules.char_length(note)
     if length > rules.REJECTION_NOTE_MAX:
         problem = _(
             "That note is {length} characters long, but at most {max} fit. "
             "Could you shorten it a little?"
         ).format(length=length, max=rules.REJECTION_NOTE_MAX)
-        await reask(bot, message.chat.id, who, state, session, settings, problem)
-        return
+        return await reask(bot, message.chat.id, who, state, session, settings, problem)
     await state.update_data(note=note)
-    await go(bot, message.chat.id, who, state, session, settings, ReviewForm.confirm_reject)
+    return await go(bot, message.chat.id, who, state, session, settings, ReviewForm.confirm_reject)
 
 
 async def on_skip_note(
@@ -682,18 +646,16 @@ async def on_skip_note(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
-    chat_id, who = chat_of(callback), callback.from_user.id
+        return None
     if await state.get_value("reason") == ExclusionReason.OTHER.value:
-        await suggestion_dialog.settle(callback)
+        await settle(callback)
         note = _("For “Other reason” a note saying why is needed.")
-        await go(bot, chat_id, who, state, session, settings, ReviewForm.note, note)
-        return
+        return await ask(callback, state, session, bot, settings, ReviewForm.note, note)
     await state.update_data(note=None)
-    await suggestion_dialog.settle(callback)
-    await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_reject)
+    await settle(callback)
+    return await ask(callback, state, session, bot, settings, ReviewForm.confirm_reject)
 
 
 async def on_confirm_reject(
@@ -703,59 +665,29 @@ async def on_confirm_reject(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
-    chat_id, who = chat_of(callback), callback.from_user.id
+        return None
     data = await state.get_data()
-    found = await load(session, who, callback_data.id)
+    found = await load(session, callback.from_user.id, callback_data.id)
     if found is None or not data.get("reason"):
-        await suggestion_dialog.settle(callback)
-        problem = _("That suggestion is no longer there for you to review.")
-        await show_next(bot, chat_id, who, state, session, settings, problem)
-        return
+        await settle(callback)
+        return await ask_next(callback, state, session, bot, settings, gone_text())
     principal, item = found
     number, reason = item.number, ExclusionReason(data["reason"])
     try:
         await screening.reject(session, principal, item.id, reason, data.get("note"))
     except RuleViolation as exc:
-        await suggestion_dialog.settle(callback)
+        await settle(callback)
+        problem = violation_text(exc, number)
         if exc.code in {"note_required", "note_too_long"}:
-            await go(
-                bot,
-                chat_id,
-                who,
-                state,
-                session,
-                settings,
-                ReviewForm.note,
-                violation_text(exc, number),
-            )
-            return
-        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
-        return
+            return await ask(callback, state, session, bot, settings, ReviewForm.note, problem)
+        return await ask_next(callback, state, session, bot, settings, problem)
     result = _("❌ {suggestion}: not accepted ({reason}). The proposer will be told.").format(
         suggestion=named(item), reason=exclusion_reason_label(reason)
     )
-    await callback.answer(_("Done."))
-    await suggestion_dialog.close_keyboard(callback.message, result)
-    await show_next(bot, chat_id, who, state, session, settings)
-
-
-async def on_merge(
-    callback: CallbackQuery,
-    callback_data: ReviewCb,
-    state: FSMContext,
-    session: AsyncSession,
-    bot: Bot,
-    settings: Settings,
-) -> None:
-    if not await _in_hand(callback, callback_data.id, state):
-        return
-    await state.update_data(into=None)
-    await suggestion_dialog.settle(callback)
-    step = ReviewForm.merge_target
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+    await settle(callback, result, answer=_("Done."))
+    return await ask_next(callback, state, session, bot, settings)
 
 
 async def _chose_target(
@@ -767,12 +699,10 @@ async def _chose_target(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     found = await load(session, who, int(await state.get_value("id") or 0))
     if found is None:
-        problem = _("That suggestion is no longer there for you to review.")
-        await show_next(bot, chat_id, who, state, session, settings, problem)
-        return
+        return await show_next(bot, chat_id, who, state, session, settings, gone_text())
     principal, item = found
     if number is not None:
         target = await find_by_number(session, principal, item.community_id, number)
@@ -780,16 +710,14 @@ async def _chose_target(
             problem = _("{community} has no suggestion numbered {number}.").format(
                 community=quote(item.community.name), number=quote(number)
             )
-            await reask(bot, chat_id, who, state, session, settings, problem)
-            return
+            return await reask(bot, chat_id, who, state, session, settings, problem)
     else:
         target = await _target(session, principal, target_id or 0)
     refusal = target_problem(item, target)
     if refusal is not None or target is None:
-        await reask(bot, chat_id, who, state, session, settings, refusal or "")
-        return
+        return await reask(bot, chat_id, who, state, session, settings, refusal or "")
     await state.update_data(into=target.id)
-    await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_merge)
+    return await go(bot, chat_id, who, state, session, settings, ReviewForm.confirm_merge)
 
 
 async def on_merge_pick(
@@ -799,11 +727,11 @@ async def on_merge_pick(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
-    await suggestion_dialog.settle(callback)
-    await _chose_target(
+        return None
+    await settle(callback)
+    return await _chose_target(
         chat_of(callback),
         callback.from_user.id,
         callback_data.into,
@@ -817,10 +745,10 @@ async def on_merge_pick(
 
 async def on_merge_number(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
+) -> Reply:
     assert message.text is not None and message.from_user is not None
     number = normalise_number(message.text)
-    await _chose_target(
+    return await _chose_target(
         message.chat.id, message.from_user.id, None, number, state, session, bot, settings
     )
 
@@ -832,44 +760,31 @@ async def on_confirm_merge(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
-    chat_id, who = chat_of(callback), callback.from_user.id
-    found = await load(session, who, callback_data.id)
+        return None
+    found = await load(session, callback.from_user.id, callback_data.id)
     into_id = int(await state.get_value("into") or 0)
     if found is None or not into_id:
-        await suggestion_dialog.settle(callback)
-        problem = _("That suggestion is no longer there for you to review.")
-        await show_next(bot, chat_id, who, state, session, settings, problem)
-        return
+        await settle(callback)
+        return await ask_next(callback, state, session, bot, settings, gone_text())
     principal, item = found
     number = item.number
     try:
         await screening.merge(session, principal, item.id, into_id)
     except RuleViolation as exc:
-        await suggestion_dialog.settle(callback)
+        await settle(callback)
+        problem = violation_text(exc, number)
         if exc.code in {"merge_into_self", "merge_other_community", "merge_target_inactive"}:
-            await go(
-                bot,
-                chat_id,
-                who,
-                state,
-                session,
-                settings,
-                ReviewForm.merge_target,
-                violation_text(exc, number),
-            )
-            return
-        await show_next(bot, chat_id, who, state, session, settings, violation_text(exc, number))
-        return
+            step = ReviewForm.merge_target
+            return await ask(callback, state, session, bot, settings, step, problem)
+        return await ask_next(callback, state, session, bot, settings, problem)
     target = await _target(session, principal, into_id)
     result = _(
         "🔗 {suggestion} is merged into {number}. The people following either will be told."
     ).format(suggestion=named(item), number=quote(target.number) if target is not None else "—")
-    await callback.answer(_("Merged."))
-    await suggestion_dialog.close_keyboard(callback.message, result)
-    await show_next(bot, chat_id, who, state, session, settings)
+    await settle(callback, result, answer=_("Merged."))
+    return await ask_next(callback, state, session, bot, settings)
 
 
 async def on_next(
@@ -879,60 +794,45 @@ async def on_next(
     session: AsyncSession,
     bot: Bot,
     settings: Settings,
-) -> None:
+) -> Reply:
     if not await _in_hand(callback, callback_data.id, state):
-        return
+        return None
     skipped = [int(i) for i in await state.get_value("skipped") or []]
     if callback_data.id not in skipped:
         skipped.append(callback_data.id)
     await state.update_data(skipped=skipped[-SKIPPED_KEPT:])
-    await suggestion_dialog.settle(callback)
-    await show_next(bot, chat_of(callback), callback.from_user.id, state, session, settings)
+    await settle(callback)
+    return await ask_next(callback, state, session, bot, settings)
 
 
-async def on_back(
-    callback: CallbackQuery,
-    callback_data: ReviewCb,
-    state: FSMContext,
-    session: AsyncSession,
-    bot: Bot,
-    settings: Settings,
-) -> None:
-    if not await _in_hand(callback, callback_data.id, state):
-        return
-    await suggestion_dialog.settle(callback)
-    step = ReviewForm.card
-    await go(bot, chat_of(callback), callback.from_user.id, state, session, settings, step)
+def _opening(step: State, **forget: None) -> Callable[..., Awaitable[Reply]]:
+    """The handler of a button of the card in hand that opens `step`, forgetting the answers
+    named in `forget` (from an earlier visit)."""
+
+    async def handler(
+        callback: CallbackQuery,
+        callback_data: ReviewCb,
+        state: FSMContext,
+        session: AsyncSession,
+        bot: Bot,
+        settings: Settings,
+    ) -> Reply:
+        if not await _in_hand(callback, callback_data.id, state):
+            return None
+        if forget:
+            await state.update_data(forget)
+        await settle(callback)
+        return await ask(callback, state, session, bot, settings, step)
+
+    return handler
 
 
-async def use_the_buttons(
-    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
-    assert message.from_user is not None
-    await reask(
-        bot,
-        message.chat.id,
-        message.from_user.id,
-        state,
-        session,
-        settings,
-        _("Please choose with the buttons."),
-    )
-
-
-async def text_expected(
-    message: Message, state: FSMContext, session: AsyncSession, bot: Bot, settings: Settings
-) -> None:
-    assert message.from_user is not None
-    await reask(
-        bot,
-        message.chat.id,
-        message.from_user.id,
-        state,
-        session,
-        settings,
-        _("Please type your answer as text."),
-    )
+on_correct = _opening(ReviewForm.category, category=None)
+on_reject = _opening(ReviewForm.reason, reason=None, note=None)
+on_merge = _opening(ReviewForm.merge_target, into=None)
+on_back = _opening(ReviewForm.card)
+use_the_buttons = reasking(reask, choose_with_buttons_note)
+text_expected = reasking(reask, type_text_note)
 
 
 def create_router() -> Router:
@@ -941,8 +841,7 @@ def create_router() -> Router:
     form = ReviewForm
     router, steps = private_dialog("review", form)
     router.message.register(cmd_review, Command("review"))
-    not_command = ~F.text.startswith("/")
-    text = F.text & not_command
+    text = F.text & NOT_COMMAND
 
     def action(step: State, handler: Any, kind: ReviewAction) -> None:
         steps.callback_query.register(handler, step, ReviewCb.filter(F.action == kind))
@@ -967,11 +866,11 @@ def create_router() -> Router:
     steps.callback_query.register(on_reason, form.reason, ReviewReasonCb.filter())
     action(form.note, on_skip_note, ReviewAction.SKIP_NOTE)
     steps.message.register(on_note, form.note, text)
-    steps.message.register(text_expected, form.note, not_command)
+    steps.message.register(text_expected, form.note, NOT_COMMAND)
     action(form.confirm_reject, on_confirm_reject, ReviewAction.CONFIRM_REJECT)
     steps.callback_query.register(on_merge_pick, form.merge_target, ReviewMergeCb.filter())
     steps.message.register(on_merge_number, form.merge_target, text)
-    steps.message.register(text_expected, form.merge_target, not_command)
+    steps.message.register(text_expected, form.merge_target, NOT_COMMAND)
     action(form.confirm_merge, on_confirm_merge, ReviewAction.CONFIRM_MERGE)
     for step in (
         form.card,
@@ -981,5 +880,5 @@ def create_router() -> Router:
         form.confirm_reject,
         form.confirm_merge,
     ):
-        steps.message.register(use_the_buttons, step, not_command)
+        steps.message.register(use_the_buttons, step, NOT_COMMAND)
     return router

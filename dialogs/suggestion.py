@@ -9,7 +9,6 @@ restart of the service. Bad input never loses what was entered: the same step is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -17,15 +16,8 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.methods import SendMessage, TelegramMethod
-from aiogram.types import (
-    CallbackQuery,
-    InlineKeyboardMarkup,
-    MaybeInaccessibleMessageUnion,
-    Message,
-    ReplyKeyboardMarkup,
-    ReplyKeyboardRemove,
-)
+from aiogram.methods import SendMessage
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,7 +36,18 @@ from bot.callbacks import (
 )
 from bot.filters import InForm
 from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
-from dialogs.common import identity
+from dialogs.common import (
+    NOT_COMMAND,
+    Markup,
+    chat_of,
+    choose_with_buttons_note,
+    current_step,
+    identity,
+    send,
+    settle,
+    type_text_note,
+)
+from dialogs.common import Reply as Reply  # named dialogs.suggestion.Reply by other handlers
 from dialogs.org_picker import get_community_names, label_of, render_level
 from storage import rules
 from storage.rules import Category, Kind, RuleViolation
@@ -56,12 +59,6 @@ from storage.services.suggestions import (
     submit,
 )
 from storage.settings import Settings
-
-Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
-# What a handler returns: the update's last Bot API call, unsent. The webhook answers Telegram
-# with it (Telegram makes the call once the update is handled), polling makes it after the
-# handler. Everything awaited in the handler happens before it, so it must be the last call.
-Reply = TelegramMethod[Any] | None
 
 
 class SuggestionForm(StatesGroup):
@@ -132,47 +129,6 @@ def empty_draft(community_id: int | None = None, community_label: str = "") -> d
 
 def is_dialog_state(raw_state: str | None) -> bool:
     return raw_state is not None and raw_state in SuggestionForm.__all_states_names__
-
-
-def send(bot: Bot, chat_id: int, text: str, markup: Markup = None) -> SendMessage:
-    """A message to the chat, bound to `bot`: await it to send it now, or return it from the
-    handler as its reply (the update's last call)."""
-    return SendMessage(chat_id=chat_id, text=text, reply_markup=markup).as_(bot)
-
-
-async def close_keyboard(
-    message: MaybeInaccessibleMessageUnion | None, text: str | None = None
-) -> None:
-    """Take the buttons off a message whose question is answered, optionally saying what was
-    chosen; a message that cannot be edited any more is left as it is."""
-    if not isinstance(message, Message):
-        return
-    try:
-        if text is None:
-            await message.edit_reply_markup(reply_markup=None)
-        else:
-            await message.edit_text(text, reply_markup=None)
-    except TelegramBadRequest:
-        pass
-
-
-async def settle(
-    callback: CallbackQuery, chosen: str | None = None, *, answer: str | None = None
-) -> None:
-    """Answer a button press and close the keyboard it came from (saying `chosen`, if given).
-    The two calls are independent, so they go to Telegram together: a press costs one round
-    trip of waiting, not two."""
-
-    async def answer_press() -> None:
-        await callback.answer(answer)
-
-    # Both finish before the update goes on (or fails with the first error).
-    outcomes = await asyncio.gather(
-        answer_press(), close_keyboard(callback.message, chosen), return_exceptions=True
-    )
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
 
 
 # --- limits ------------------------------------------------------------------------------
@@ -350,20 +306,12 @@ async def advance(
     return await go(bot, chat_id, state, session, next_step(finished, await state.get_data()), note)
 
 
-async def current_step(state: FSMContext) -> State | None:
-    raw = await state.get_state()
-    for step in ORDER:
-        if step.state == raw:
-            return step
-    return None
-
-
 async def reask(
     bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, note: str
 ) -> SendMessage | None:
     """The current step's question again, after saying why, for the handler to return
     (see `go`); None outside the dialog."""
-    step = await current_step(state)
+    step = await current_step(state, SuggestionForm)
     if step is None:
         return None
     return await go(bot, chat_id, state, session, step, note)
@@ -393,7 +341,7 @@ async def answer_then_continue(
     session: AsyncSession,
     bot: Bot,
     raw_state: str | None,
-) -> TelegramMethod[Any] | None:
+) -> Reply:
     """`text`, then the suggestion's question if one is in progress: the last of them is
     returned, for the handler to return (other commands do not lose the person's place)."""
     if not is_dialog_state(raw_state):
@@ -429,10 +377,6 @@ async def start(
 # --- handlers ----------------------------------------------------------------------------
 
 
-def _chat_id(callback: CallbackQuery) -> int:
-    return callback.message.chat.id if callback.message is not None else callback.from_user.id
-
-
 async def on_pick(
     callback: CallbackQuery,
     callback_data: PickCb,
@@ -455,11 +399,11 @@ async def on_pick(
     community = await get_community_names(session, callback_data.id)
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
-        return await go(bot, _chat_id(callback), state, session, SuggestionForm.community)
+        return await go(bot, chat_of(callback), state, session, SuggestionForm.community)
     label = label_of(community)
     await state.update_data(community_id=community.id, community_label=label)
     await settle(callback, _("Community: {value}").format(value=quote(label)))
-    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.community)
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.community)
 
 
 async def on_category(
@@ -472,15 +416,14 @@ async def on_category(
     await state.update_data(category=callback_data.category.value)
     chosen = _("Category: {value}").format(value=category_label(callback_data.category))
     await settle(callback, chosen)
-    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.category)
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.category)
 
 
 async def choose_with_buttons(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     """Text (or anything else) where a button press is expected."""
-    note = _("Please choose with the buttons.")
-    return await reask(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, choose_with_buttons_note())
 
 
 async def on_title(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> Reply:
@@ -524,8 +467,7 @@ async def text_expected(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     """A photo, sticker, voice note… where typed text is expected."""
-    note = _("Please type your answer as text.")
-    return await reask(bot, message.chat.id, state, session, note)
+    return await reask(bot, message.chat.id, state, session, type_text_note())
 
 
 def _type_instead_labels(i18n: I18n) -> set[str]:
@@ -634,7 +576,7 @@ async def on_photos_done(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
     await settle(callback)
-    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.photos)
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.photos)
 
 
 async def on_kind(
@@ -651,7 +593,7 @@ async def on_kind(
         await state.update_data(kind=callback_data.kind.value)
         chosen = _("Kind: {value}").format(value=kind_label(callback_data.kind.value))
     await settle(callback, chosen)
-    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.kind)
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.kind)
 
 
 async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bot: Bot) -> Reply:
@@ -687,7 +629,7 @@ async def on_cost_skip(
 ) -> Reply:
     await state.update_data(cost_fen=None)
     await settle(callback)
-    return await advance(bot, _chat_id(callback), state, session, SuggestionForm.cost)
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.cost)
 
 
 def _draft(data: dict[str, Any]) -> Draft:
@@ -728,7 +670,7 @@ async def on_confirm(
     bot: Bot,
     settings: Settings,
 ) -> Reply:
-    chat_id = _chat_id(callback)
+    chat_id = chat_of(callback)
     data = await state.get_data()
     missing = _missing_step(data)
     if missing is not None:
@@ -818,7 +760,7 @@ async def on_edit_field(
         changes.update(photos=[], refused_groups=[])
     await state.update_data(changes)
     await settle(callback)
-    return await go(bot, _chat_id(callback), state, session, FIELD_STEP[callback_data.field])
+    return await go(bot, chat_of(callback), state, session, FIELD_STEP[callback_data.field])
 
 
 async def use_summary_buttons(
@@ -841,37 +783,36 @@ def create_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private", InForm(SuggestionForm))
 
     form = SuggestionForm
-    not_command = ~F.text.startswith("/")
-    text = F.text & not_command
+    text = F.text & NOT_COMMAND
 
     router.callback_query.register(on_pick, form.community, PickCb.filter())
-    router.message.register(choose_with_buttons, form.community, not_command)
+    router.message.register(choose_with_buttons, form.community, NOT_COMMAND)
 
     router.callback_query.register(on_category, form.category, CategoryCb.filter())
-    router.message.register(choose_with_buttons, form.category, not_command)
+    router.message.register(choose_with_buttons, form.category, NOT_COMMAND)
 
     router.message.register(on_title, form.title, text)
-    router.message.register(text_expected, form.title, not_command)
+    router.message.register(text_expected, form.title, NOT_COMMAND)
 
     router.message.register(on_description, form.description, text)
-    router.message.register(text_expected, form.description, not_command)
+    router.message.register(text_expected, form.description, NOT_COMMAND)
 
     router.message.register(on_location_shared, form.location, F.location)
     router.message.register(on_location_text, form.location, text)
-    router.message.register(text_expected, form.location, not_command)
+    router.message.register(text_expected, form.location, NOT_COMMAND)
 
     router.message.register(on_photo, form.photos, F.photo)
     router.callback_query.register(
         on_photos_done, form.photos, StepCb.filter(F.step == Step.PHOTOS_DONE)
     )
-    router.message.register(photo_expected, form.photos, not_command)
+    router.message.register(photo_expected, form.photos, NOT_COMMAND)
 
     router.callback_query.register(on_kind, form.kind, KindCb.filter())
-    router.message.register(choose_with_buttons, form.kind, not_command)
+    router.message.register(choose_with_buttons, form.kind, NOT_COMMAND)
 
     router.message.register(on_cost, form.cost, text)
     router.callback_query.register(on_cost_skip, form.cost, StepCb.filter(F.step == Step.COST_SKIP))
-    router.message.register(text_expected, form.cost, not_command)
+    router.message.register(text_expected, form.cost, NOT_COMMAND)
 
     router.callback_query.register(on_confirm, form.summary, StepCb.filter(F.step == Step.CONFIRM))
     router.callback_query.register(on_cancel, form.summary, StepCb.filter(F.step == Step.CANCEL))
@@ -880,5 +821,5 @@ def create_router() -> Router:
         on_back_to_summary, form.summary, StepCb.filter(F.step == Step.SUMMARY)
     )
     router.callback_query.register(on_edit_field, form.summary, EditCb.filter())
-    router.message.register(use_summary_buttons, form.summary, not_command)
+    router.message.register(use_summary_buttons, form.summary, NOT_COMMAND)
     return router

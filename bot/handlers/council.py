@@ -10,7 +10,6 @@ update's transaction, the ballot in it, has committed (`after_commit`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,6 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, PollAnswer
@@ -27,17 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
-from bot.handlers.groups import GROUP_TYPES, cmd_private_only
+from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only, say_linked
 from bot.keyboards import council_bind_keyboard
 from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import identity
+from dialogs.common import stale
 from dialogs.org_picker import community_names, community_path, get_community
+from dialogs.staff import staff_principals
 from storage.models import ChatPurpose, Community, CouncilVote
 from storage.models import utcnow as now_utc
 from storage.rules import ScopeLevel
 from storage.services import access, chats, council, org
-from storage.services.people import ensure_person, find_person
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,13 +131,8 @@ async def cmd_votes(
 
 async def covered_communities(session: AsyncSession, telegram_id: int) -> list[Community]:
     """The communities whose council the person may bind: those their staff roles cover."""
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return []
     found: dict[int, Community] = {}
-    for principal in await access.principals_of(session, person.id):
-        if principal.role not in council.CONVENE_ROLES:
-            continue
+    for principal in await staff_principals(session, telegram_id, council.CONVENE_ROLES):
         scope = principal.scope
         if scope.level is ScopeLevel.COMMUNITY and scope.id is not None:
             community = await get_community(session, scope.id)
@@ -189,7 +182,7 @@ async def on_council_bind(
 ) -> None:
     message = callback.message
     if not isinstance(message, Message):
-        await callback.answer(_("This button is out of date."))
+        await stale(callback)
         return
     community = await get_community(session, callback_data.id)
     if community is None:
@@ -206,30 +199,19 @@ async def on_council_bind(
             show_alert=True,
         )
         return
-    person = await ensure_person(session, identity(callback.from_user))
-    await chats.bind_chat(
-        session,
-        message.chat.id,
-        community,
-        title=message.chat.title or "",
-        chat_type=message.chat.type,
-        bound_by_person_id=person.id,
-        purpose=ChatPurpose.COUNCIL,
-    )
-    await callback.answer(_("Linked."))
+    await bind_group(callback, message, session, community, ChatPurpose.COUNCIL)
     path = community_path(*await community_names(session, community))
-    with contextlib.suppress(TelegramBadRequest):
-        await message.edit_text(
-            "✅ "
-            + _("This group is now the residents' council group of {path}.").format(path=path)
-            + "\n"
-            + _(
-                "When the community's staff convene a council vote (/convene in a private "
-                "chat with me), the polls come here. Please make sure every council member is "
-                "in this group."
-            ),
-            reply_markup=None,
-        )
+    await say_linked(
+        callback,
+        message,
+        _("This group is now the residents' council group of {path}.").format(path=path)
+        + "\n"
+        + _(
+            "When the community's staff convene a council vote (/convene in a private "
+            "chat with me), the polls come here. Please make sure every council member is "
+            "in this group."
+        ),
+    )
 
 
 def create_router() -> Router:

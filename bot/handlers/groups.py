@@ -25,9 +25,9 @@ from bot.callbacks import BindCb, OrgLevel
 from bot.filters import IsCommand
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
-from dialogs.common import identity
+from dialogs.common import identity, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
-from storage.models import Community
+from storage.models import ChatPurpose, Community
 from storage.services import chats, org
 from storage.services.people import ensure_person, mark_blocked
 
@@ -202,6 +202,34 @@ async def cmd_private_only(message: Message, bot: Bot) -> None:
     )
 
 
+async def bind_group(
+    callback: CallbackQuery,
+    message: Message,
+    session: AsyncSession,
+    community: Community,
+    purpose: ChatPurpose = ChatPurpose.COMMUNITY,
+) -> None:
+    """Bind the group of `message` (a binding prompt) to `community` for `purpose`, in the name
+    of the person who pressed its button."""
+    person = await ensure_person(session, identity(callback.from_user))
+    await chats.bind_chat(
+        session,
+        message.chat.id,
+        community,
+        title=message.chat.title or "",
+        chat_type=message.chat.type,
+        bound_by_person_id=person.id,
+        purpose=purpose,
+    )
+
+
+async def say_linked(callback: CallbackQuery, message: Message, text: str) -> None:
+    """Answer the press that bound the group, and say `text` in place of the binding prompt."""
+    await callback.answer(_("Linked."))
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_text("✅ " + text, reply_markup=None)
+
+
 async def on_bind_press(
     callback: CallbackQuery,
     callback_data: BindCb,
@@ -211,13 +239,11 @@ async def on_bind_press(
 ) -> None:
     message = callback.message
     if not isinstance(message, Message):
-        await callback.answer(_("This button is out of date."))
+        await stale(callback)
         return
     context = binding_context(fsm_storage, bot, message.chat.id)
     if await context.get_value("message_id") != message.message_id:
-        await callback.answer(_("This button is out of date."))
-        with contextlib.suppress(TelegramBadRequest):
-            await message.edit_reply_markup(reply_markup=None)
+        await stale(callback)
         return
     if not await is_admin(bot, message.chat.id, callback.from_user.id):
         await callback.answer(
@@ -244,25 +270,15 @@ async def on_bind_press(
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
         return
-    person = await ensure_person(session, identity(callback.from_user))
-    await chats.bind_chat(
-        session,
-        message.chat.id,
-        community,
-        title=message.chat.title or "",
-        chat_type=message.chat.type,
-        bound_by_person_id=person.id,
-    )
+    await bind_group(callback, message, session, community)
     await context.clear()
-    await callback.answer(_("Linked."))
-    with contextlib.suppress(TelegramBadRequest):
-        await message.edit_text(
-            "✅ "
-            + _("This group is now linked to {path}.").format(path=await _path(session, community))
-            + "\n"
-            + _("A group admin can change that with /bind."),
-            reply_markup=None,
-        )
+    await say_linked(
+        callback,
+        message,
+        _("This group is now linked to {path}.").format(path=await _path(session, community))
+        + "\n"
+        + _("A group admin can change that with /bind."),
+    )
     await post_suggest_message(bot, message.chat.id, community, pin_hint=True)
 
 

@@ -9,12 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiogram.fsm.storage.base import StorageKey
 from conftest import OrgTree
+from dialog_helpers import STAFF, Sessions, fsm, fsm_key, grant
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
-    BOT_ID,
     CALLBACK_DATA_MAX,
     Harness,
     Person,
@@ -28,15 +26,13 @@ from bot.callbacks import ConveneAction, ConveneCb
 from dialogs.convene import ConveneForm
 from storage.models import ChatPurpose, Community, CouncilVote, Suggestion, utcnow
 from storage.rules import Category, Role, ScopeLevel, State
-from storage.services import access, chats, council, screening
+from storage.services import chats, council, screening
 from storage.services.access import Principal, Scope
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services.people import TelegramIdentity
 from storage.services.suggestions import Draft, submit
 
-pytest_plugins = ["telegram_fakes"]
+pytest_plugins = ["telegram_fakes", "dialog_helpers"]
 
-Sessions = async_sessionmaker[AsyncSession]
-STAFF = Person(2001, "王社工")
 RESIDENT = Person(1001, "小明")
 MEMBERS = (Person(4001, "赵委员"), Person(4002, "钱委员"))
 COUNCIL_GROUP = -100_777
@@ -65,14 +61,6 @@ def sender(h: Harness) -> PollSender:
     found = h.dispatcher["council_poll_sender"]
     assert isinstance(found, PollSender)
     return found
-
-
-async def grant(sessionmaker: Sessions, person: Person, role: Role, scope: Scope) -> Principal:
-    async with sessionmaker() as session:
-        row = await ensure_person(session, TelegramIdentity(person.id, person.first_name))
-        await access.grant_role(session, row.id, role, scope)
-        await session.commit()
-        return Principal(role, scope, row.id)
 
 
 async def candidate(
@@ -105,6 +93,14 @@ async def bind_council_group(sessionmaker: Sessions, community_id: int) -> None:
         )
 
 
+async def to_deadline(h: Harness, *items: Suggestion) -> None:
+    """STAFF's /convene with `items` chosen, at the deadline step."""
+    await h.say(STAFF, "/convene")
+    for item in items:
+        await h.press(STAFF, f"☐ {item.number}")
+    await h.press(STAFF, NEXT_STEP, exact=True)
+
+
 async def votes(sessionmaker: Sessions) -> list[CouncilVote]:
     async with sessionmaker() as session:
         return list((await session.scalars(select(CouncilVote).order_by(CouncilVote.id))).all())
@@ -115,18 +111,6 @@ async def status(sessionmaker: Sessions, suggestion_id: int) -> State:
         found = await session.get(Suggestion, suggestion_id)
         assert found is not None
         return found.status
-
-
-async def fsm(h: Harness, person: Person) -> tuple[str | None, dict[str, Any]]:
-    key = StorageKey(bot_id=BOT_ID, chat_id=person.id, user_id=person.id)
-    return await h.dispatcher.storage.get_state(key), await h.dispatcher.storage.get_data(key)
-
-
-@pytest.fixture
-async def staff(sessionmaker: Sessions, org: OrgTree) -> Principal:
-    return await grant(
-        sessionmaker, STAFF, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-    )
 
 
 @pytest.fixture
@@ -245,9 +229,7 @@ async def test_private_delivery_and_a_typed_deadline(
     h: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal, council_of_two: None
 ) -> None:
     item = await candidate(sessionmaker, staff, org.xinsha_id, "修路灯")
-    await h.say(STAFF, "/convene")
-    await h.press(STAFF, f"☐ {item.number}")
-    await h.press(STAFF, NEXT_STEP, exact=True)
+    await to_deadline(h, item)
     local = (
         (datetime.now(UTC) + timedelta(days=2))
         .astimezone(h_tz())
@@ -289,9 +271,7 @@ async def test_bad_deadlines_are_asked_again(
     expected: str,
 ) -> None:
     item = await candidate(sessionmaker, staff, org.xinsha_id, "修路灯")
-    await h.say(STAFF, "/convene")
-    await h.press(STAFF, f"☐ {item.number}")
-    await h.press(STAFF, NEXT_STEP, exact=True)
+    await to_deadline(h, item)
     if typed == "far":
         typed = (datetime.now(h_tz()) + timedelta(days=31)).strftime("%Y-%m-%d %H:%M")
     calls = await h.say(STAFF, typed)
@@ -307,14 +287,11 @@ async def test_a_deadline_that_passed_before_confirming(
     h: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal, council_of_two: None
 ) -> None:
     item = await candidate(sessionmaker, staff, org.xinsha_id, "修路灯")
-    await h.say(STAFF, "/convene")
-    await h.press(STAFF, f"☐ {item.number}")
-    await h.press(STAFF, NEXT_STEP, exact=True)
+    await to_deadline(h, item)
     await h.press(STAFF, "1 小时", exact=True)
     # The summary waited too long: the chosen time is now in the past.
-    key = StorageKey(bot_id=BOT_ID, chat_id=STAFF.id, user_id=STAFF.id)
     past = (utcnow() - timedelta(minutes=5)).isoformat()
-    await h.dispatcher.storage.update_data(key, {"closes_at": past})
+    await h.dispatcher.storage.update_data(fsm_key(STAFF), {"closes_at": past})
     calls = await h.press(STAFF, CONFIRM, exact=True)
     assert last_text(calls).startswith("这个时间已经过去了，请选择将来的时间。")
     assert (await fsm(h, STAFF))[0] == ConveneForm.deadline.state
@@ -379,9 +356,7 @@ async def test_back_and_edit_from_the_summary(
 ) -> None:
     first = await candidate(sessionmaker, staff, org.xinsha_id, "修路灯", proposer=1)
     second = await candidate(sessionmaker, staff, org.xinsha_id, "加装扶手", proposer=2)
-    await h.say(STAFF, "/convene")
-    await h.press(STAFF, f"☐ {first.number}")
-    await h.press(STAFF, NEXT_STEP, exact=True)
+    await to_deadline(h, first)
     calls = await h.press(STAFF, BACK, exact=True)
     assert "（已选 1/2 个）" in last_text(calls), "the choice is kept"
     await h.press(STAFF, f"☐ {second.number}")

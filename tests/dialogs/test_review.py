@@ -6,16 +6,13 @@ the real Dispatcher on both database backends."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
 
 import pytest
 from aiogram.filters.callback_data import CallbackData
-from aiogram.fsm.storage.base import StorageKey
 from conftest import OrgTree
+from dialog_helpers import STAFF, Sessions, fsm, grant
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
-    BOT_ID,
     CALLBACK_DATA_MAX,
     Harness,
     Person,
@@ -38,15 +35,13 @@ from bot.callbacks import (
 from dialogs.review import ReviewForm
 from storage.models import Follower, Notification, Suggestion
 from storage.rules import Category, ExclusionReason, Kind, Role, ScopeLevel, State
-from storage.services import access, screening
+from storage.services import screening
 from storage.services.access import Principal, Scope
-from storage.services.people import TelegramIdentity, ensure_person, find_person
+from storage.services.people import TelegramIdentity, find_person
 from storage.services.suggestions import Draft, submit
 
-pytest_plugins = ["telegram_fakes"]
+pytest_plugins = ["telegram_fakes", "dialog_helpers"]
 
-Sessions = async_sessionmaker[AsyncSession]
-STAFF = Person(2001, "王社工")
 COLLEAGUE = Person(2002, "李社工")
 RESIDENT = Person(1001, "小明")
 STALE = "这个按钮已过期，请使用最新消息中的按钮。"
@@ -63,14 +58,6 @@ BACK = "‹ 返回"
 REASONS = ["物业等其他主体职责范围内", "与政府投资项目重复", "不属于四类实施内容", "其他"]
 CONFIRM_REJECT, CONFIRM_MERGE = "✅ 确认不予采纳", "✅ 确认合并"
 EMPTY = "🎉 目前没有待审核的建议。辛苦了！"
-
-
-async def grant(sessionmaker: Sessions, person: Person, role: Role, scope: Scope) -> Principal:
-    async with sessionmaker() as session:
-        row = await ensure_person(session, TelegramIdentity(person.id, person.first_name))
-        await access.grant_role(session, row.id, role, scope)
-        await session.commit()
-        return Principal(role, scope, row.id)
 
 
 async def suggest(
@@ -110,18 +97,6 @@ async def outbox(sessionmaker: Sessions, kind: str) -> list[Notification]:
     async with sessionmaker() as session:
         query = select(Notification).where(Notification.kind == kind).order_by(Notification.id)
         return list((await session.scalars(query)).all())
-
-
-async def fsm(h: Harness, person: Person) -> tuple[str | None, dict[str, Any]]:
-    key = StorageKey(bot_id=BOT_ID, chat_id=person.id, user_id=person.id)
-    return await h.dispatcher.storage.get_state(key), await h.dispatcher.storage.get_data(key)
-
-
-@pytest.fixture
-async def staff(sessionmaker: Sessions, org: OrgTree) -> Principal:
-    return await grant(
-        sessionmaker, STAFF, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
-    )
 
 
 # --- who may review -----------------------------------------------------------------------

@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiogram.fsm.storage.base import StorageKey
 from aiogram.methods import EditMessageReplyMarkup
+from dialog_helpers import fsm, fsm_key
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
-    BOT_ID,
     CATEGORY,
     SKIP,
     SUBMIT,
@@ -39,11 +38,6 @@ STALE = "这个按钮已过期，请使用最新消息中的按钮。"
 HOSTILE = "<b>粗体</b> <script>alert(1)</script> & '; DROP TABLE suggestion; --"
 
 
-async def fsm_state(h: Harness, person: Person, chat_id: int | None = None) -> tuple[Any, Any]:
-    key = StorageKey(bot_id=BOT_ID, chat_id=chat_id or person.id, user_id=person.id)
-    return await h.dispatcher.storage.get_state(key), await h.dispatcher.storage.get_data(key)
-
-
 async def stored(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Suggestion]:
     async with sessionmaker() as session:
         return list((await session.scalars(select(Suggestion))).all())
@@ -58,7 +52,7 @@ async def test_oversized_title_is_asked_again(dialog_driver: Driver, bot_harness
     text = last_text(calls)
     assert "这个标题有 61 个字，最多只能 60 个字" in text
     assert "请给建议起个简短的标题" in text, "the same question again"
-    state, data = await fsm_state(bot_harness, RESIDENT)
+    state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.title.state
     assert data["category"] == Category.ENVIRONMENT.value, "nothing entered is lost"
 
@@ -78,7 +72,7 @@ async def test_title_of_sixty_characters_fits(
     await dialog_driver.title(RESIDENT)
     calls = await bot_harness.say(RESIDENT, title)
     assert "请具体描述一下" in last_text(calls)
-    _state, data = await fsm_state(bot_harness, RESIDENT)
+    _state, data = await fsm(bot_harness, RESIDENT)
     assert data["title"] == title
 
 
@@ -103,7 +97,7 @@ async def test_oversized_description_is_asked_again(
     await dialog_driver.description(RESIDENT)
     calls = await bot_harness.say(RESIDENT, "述" * (DESCRIPTION_MAX + 1))
     assert "这段描述有 1001 个字，最多只能 1000 个字" in last_text(calls)
-    state, data = await fsm_state(bot_harness, RESIDENT)
+    state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.description.state
     assert data["title"] == "修复3栋楼梯间照明灯"
     calls = await bot_harness.say(RESIDENT, "😀" * DESCRIPTION_MAX)
@@ -117,7 +111,7 @@ async def test_oversized_location_is_asked_again(
     calls = await bot_harness.say(RESIDENT, "址" * 201)
     assert "这段地址有 201 个字" in last_text(calls)
     assert sent(calls)[-1].markup is not None, "the location keyboard is offered again"
-    state, _data = await fsm_state(bot_harness, RESIDENT)
+    state, _data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.location.state
 
 
@@ -129,10 +123,10 @@ async def test_a_photo_where_text_is_expected(
     dialog_driver: Driver, bot_harness: Harness, step: str
 ) -> None:
     await getattr(dialog_driver, step)(RESIDENT)
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     calls = await bot_harness.feed(bot_harness.updates.photo(RESIDENT, "not-now"))
     assert "这一步需要文字，请直接输入" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 async def test_a_sticker_where_text_is_expected(
@@ -162,12 +156,12 @@ async def test_text_where_a_button_is_expected(
         await dialog_driver.category(RESIDENT)  # the category step
     else:
         await getattr(dialog_driver, step)(RESIDENT)
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     calls = await bot_harness.say(RESIDENT, "环境整治")
     text = last_text(calls)
     assert "请点击按钮进行选择" in text or "请使用确认信息下方的按钮" in text
     assert button_texts(sent(calls)[-1].markup), "the buttons come again"
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 # --- stale buttons and replays ---------------------------------------------------------------
@@ -177,14 +171,14 @@ async def test_a_stale_button_from_an_old_message(
     dialog_driver: Driver, bot_harness: Harness
 ) -> None:
     await dialog_driver.title(RESIDENT)  # the category message was answered
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     category_message = max(
         m.message_id for m in bot_harness.session.messages.values() if m.text.startswith("类别：")
     )
     data = CategoryCb(category=Category.CARE).pack()
     calls = await bot_harness.press_data(RESIDENT, data, category_message)
     assert alerts(calls) == [STALE]
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 async def test_a_button_of_a_finished_dialog_is_stale(
@@ -204,10 +198,10 @@ async def test_garbage_callback_data_is_stale(
     dialog_driver: Driver, bot_harness: Harness, data: str
 ) -> None:
     await dialog_driver.category(RESIDENT)
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     calls = await bot_harness.press_data(RESIDENT, data, 1)
     assert alerts(calls) == [STALE]
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 async def test_the_same_callback_update_twice_has_one_effect(
@@ -221,7 +215,7 @@ async def test_the_same_callback_update_twice_has_one_effect(
     assert "请给建议起个简短的标题" in last_text(first)
     again = await bot_harness.feed(update)
     assert again == [], "a redelivered update is not handled twice"
-    state, _data = await fsm_state(bot_harness, RESIDENT)
+    state, _data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.title.state
 
 
@@ -262,12 +256,12 @@ async def test_an_unknown_command_in_the_dialog(
     dialog_driver: Driver, bot_harness: Harness
 ) -> None:
     await dialog_driver.description(RESIDENT)
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     calls = await bot_harness.say(RESIDENT, "/frobnicate now")
     text = last_text(calls)
     assert "抱歉，我不认识这个命令" in text and "/help" in text
     assert "请具体描述一下" in text, "and the dialog goes on"
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 @pytest.mark.parametrize("command", ["/suggest", "/start", "/help"])
@@ -275,11 +269,11 @@ async def test_starting_again_continues_the_draft(
     dialog_driver: Driver, bot_harness: Harness, command: str
 ) -> None:
     await dialog_driver.description(RESIDENT)
-    before = await fsm_state(bot_harness, RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
     calls = await bot_harness.say(RESIDENT, command)
     assert "您有一条建议还没填完" in all_text(calls)
     assert "请具体描述一下" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == before
+    assert await fsm(bot_harness, RESIDENT) == before
 
 
 # --- HTML and SQL in every field -------------------------------------------------------------
@@ -346,7 +340,7 @@ async def test_malformed_or_unknown_deep_link_is_a_plain_start(
 ) -> None:
     calls = await bot_harness.say(RESIDENT, f"/start {payload}")
     assert "小明，您好！" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
 
 
 # --- the dialog lives in private chats only ------------------------------------------------------
@@ -356,7 +350,7 @@ async def test_the_dialog_never_runs_in_a_group(bot_harness: Harness, org: Any) 
     group = Group(-100777)
     # Even with dialog state under the group's key (as an older version might have left),
     # text in the group is not taken as an answer.
-    key = StorageKey(bot_id=BOT_ID, chat_id=group.id, user_id=RESIDENT.id)
+    key = fsm_key(RESIDENT, group.id)
     await bot_harness.dispatcher.storage.set_state(key, SuggestionForm.title)
     calls = await bot_harness.say(RESIDENT, "修复路灯", chat=group)
     assert calls == []
@@ -372,4 +366,4 @@ async def test_the_dialog_never_runs_in_a_group(bot_harness: Harness, org: Any) 
     await bot_harness.dispatcher.storage.set_state(key, None)
     await bot_harness.say(RESIDENT, "/suggest", chat=group)
     assert await bot_harness.dispatcher.storage.get_state(key) is None
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})

@@ -7,14 +7,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiogram.fsm.storage.base import StorageKey
 from aiogram.methods import EditMessageReplyMarkup, SendMessage
 from aiogram.types import ReplyKeyboardMarkup
+from dialog_helpers import fsm
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
-    BOT_ID,
     CATEGORY,
     COMMUNITY,
     DISTRICT,
@@ -59,12 +58,6 @@ def edited_markup(calls: list[Call]) -> Any:
 async def suggestions(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Suggestion]:
     async with sessionmaker() as session:
         return list((await session.scalars(select(Suggestion).order_by(Suggestion.id))).all())
-
-
-async def fsm_state(h: Harness, person: Person) -> tuple[str | None, dict[str, Any]]:
-    storage = h.dispatcher.storage
-    key = StorageKey(bot_id=BOT_ID, chat_id=person.id, user_id=person.id)
-    return await storage.get_state(key), await storage.get_data(key)
 
 
 async def walk_whole_flow(h: Harness, org: Any) -> None:
@@ -151,7 +144,7 @@ async def test_whole_flow_in_memory(
 ) -> None:
     await walk_whole_flow(bot_harness, org)
     await assert_stored(sessionmaker, org)
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
     calls = await bot_harness.say(RESIDENT, "/my")
     assert "新沙-" in last_text(calls) and "已提交" in last_text(calls)
 
@@ -187,7 +180,7 @@ async def test_draft_survives_a_restart_with_redis(
     second_redis = Redis.from_url(redis_url)
     try:
         second = make_harness(bot_settings, sessionmaker, second_redis, first.session)
-        state, data = await fsm_state(second, RESIDENT)
+        state, data = await fsm(second, RESIDENT)
         assert state == SuggestionForm.location.state
         assert data["title"] == "修复3栋楼梯间照明灯"
         calls = await second.say(RESIDENT, "新沙小区3栋")
@@ -209,7 +202,7 @@ async def test_deep_link_skips_the_community_step(
     text = last_text(calls)
     assert "我们来一起填写您给<b>天安社区</b>的建议" in text
     assert "您的建议属于哪一类" in text
-    state, data = await fsm_state(bot_harness, RESIDENT)
+    state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.category.state
     assert data["community_id"] == org.tianan_id
     await bot_harness.press(RESIDENT, "消除安全隐患", exact=True)
@@ -292,7 +285,7 @@ async def test_cancel_from_the_summary_saves_nothing(
     calls = await bot_harness.press(RESIDENT, "✖️ 取消", exact=True)
     assert "已取消" in last_text(calls)
     assert await suggestions(sessionmaker) == []
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
 
 
 @pytest.mark.parametrize("step", ["category", "title", "description", "location", "kind"])
@@ -303,7 +296,7 @@ async def test_cancel_works_at_every_step(
     calls = await bot_harness.say(RESIDENT, "/cancel")
     assert "已取消" in last_text(calls)
     assert removes_reply_keyboard(calls), "the location keyboard must not stay behind"
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
     calls = await bot_harness.say(RESIDENT, "随便说点什么")
     assert "/suggest" in last_text(calls), "outside a dialog, a hint"
 
@@ -328,7 +321,7 @@ async def test_type_the_address_instead(dialog_driver: Driver, bot_harness: Harn
     calls = await bot_harness.say(RESIDENT, "⌨️ 改为输入文字地址")
     assert last_text(calls) == "请输入地址："
     assert removes_reply_keyboard(calls)
-    state, data = await fsm_state(bot_harness, RESIDENT)
+    state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.location.state and data["location_text"] is None
 
 
@@ -356,10 +349,10 @@ async def test_daily_limit_is_said_at_the_start(
         await dialog_driver.submitted(RESIDENT)
     calls = await bot_harness.say(RESIDENT, "/suggest")
     assert f"您今天已经提了 {bot_settings.max_suggestions_per_day} 条建议" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
     calls = await bot_harness.say(RESIDENT, f"/start s_{org.xinsha_id}")
     assert "达到了每人每天的上限" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
 
 
 async def test_daily_limit_reached_while_writing_keeps_the_draft(
@@ -374,7 +367,7 @@ async def test_daily_limit_reached_while_writing_keeps_the_draft(
     calls = await writer.press(RESIDENT, SUBMIT, exact=True)
     assert "达到了每人每天的上限" in last_text(calls)
     assert "您填写的内容已保留，明天再点击“确认提交”即可" in last_text(calls)
-    state, data = await fsm_state(writer, RESIDENT)
+    state, data = await fsm(writer, RESIDENT)
     assert state == SuggestionForm.summary.state and data["title"]
     assert len(await suggestions(sessionmaker)) == bot_settings.max_suggestions_per_day
 
@@ -389,7 +382,7 @@ async def test_album_photos_handled_concurrently_are_all_counted(
         for i in range(3)
     ]
     await asyncio.gather(*(bot_harness.feed(update) for update in updates))
-    _state, data = await fsm_state(bot_harness, RESIDENT)
+    _state, data = await fsm(bot_harness, RESIDENT)
     assert sorted(data["photos"]) == ["album-0", "album-1", "album-2"]
 
 
@@ -410,7 +403,7 @@ async def test_album_photos_concurrently_on_redis(
     await asyncio.gather(
         *((one if i % 2 else two).feed(update) for i, update in enumerate(updates))
     )
-    _state, data = await fsm_state(one, RESIDENT)
+    _state, data = await fsm(one, RESIDENT)
     assert len(data["photos"]) == 3
     refusals = [
         c
@@ -428,7 +421,7 @@ async def test_a_fourth_photo_is_refused_politely(
         await bot_harness.feed(bot_harness.updates.photo(RESIDENT, f"p{i}"))
     calls = await bot_harness.feed(bot_harness.updates.photo(RESIDENT, "p3"))
     assert "您已经发送了 3 张照片，不能再多了" in last_text(calls)
-    _state, data = await fsm_state(bot_harness, RESIDENT)
+    _state, data = await fsm(bot_harness, RESIDENT)
     assert data["photos"] == ["p0", "p1", "p2"]
     # The same photo update delivered twice counts once.
     update = bot_harness.updates.photo(RESIDENT, "p-dup")
@@ -438,7 +431,7 @@ async def test_a_fourth_photo_is_refused_politely(
     again = update.model_copy(update={"update_id": update.update_id + 10_000_000})
     calls = await bot_harness.feed(again)
     assert "已收到第 1 张照片" in last_text(calls)
-    _state, data = await fsm_state(bot_harness, RESIDENT)
+    _state, data = await fsm(bot_harness, RESIDENT)
     assert data["photos"] == ["p-dup"]
 
 
@@ -487,7 +480,7 @@ async def test_a_shared_venue_keeps_its_name(dialog_driver: Driver, bot_harness:
     )
     calls = await bot_harness.feed(update)
     assert removes_reply_keyboard(calls)
-    _state, data = await fsm_state(bot_harness, RESIDENT)
+    _state, data = await fsm(bot_harness, RESIDENT)
     assert data["location_text"] == "新沙<公园> 沙头街道新沙路"
     assert (data["latitude"], data["longitude"]) == (22.52, 114.06)
 
@@ -495,4 +488,4 @@ async def test_a_shared_venue_keeps_its_name(dialog_driver: Driver, bot_harness:
 async def test_no_communities_yet(bot_harness: Harness) -> None:
     calls = await bot_harness.say(RESIDENT, "/suggest")
     assert "目前还没有录入社区信息" in last_text(calls)
-    assert await fsm_state(bot_harness, RESIDENT) == (None, {})
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
