@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,7 @@ from webhook.deps import SessionDep, SettingsDep
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000  # keeps the offset within every backend's integer range
 ECHO_MAX = 40  # how much of a bad filter value the polite note repeats
+_E = TypeVar("_E", bound=Enum)
 
 # Defence in depth behind autoescaping: the board runs no script and loads nothing foreign.
 SECURITY_HEADERS = {
@@ -117,6 +119,17 @@ def _echo(value: str) -> str:
     return value if len(value) <= ECHO_MAX else value[: ECHO_MAX - 1] + "…"
 
 
+def _member(enum: type[_E], raw: str | None, name: str, notes: list[Note]) -> _E | None:
+    """The member of `enum` whose value is `raw`; one that is not is noted and ignored."""
+    if not raw:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        notes.append(Note(name, _echo(raw)))
+        return None
+
+
 def _page_number(raw: str | None) -> int:
     try:
         page = int(raw or "1")
@@ -166,38 +179,25 @@ def create_board_router() -> APIRouter:
             if community_id not in by_id:
                 notes.append(Note("community", _echo(community)))
                 community_id = None
-        state: State | None = None
-        if status:
-            try:
-                state = State(status)
-            except ValueError:
-                notes.append(Note("status", _echo(status)))
-        chosen_category: Category | None = None
-        if category:
-            try:
-                chosen_category = Category(category)
-            except ValueError:
-                notes.append(Note("category", _echo(category)))
-
+        state = _member(State, status, "status", notes)
+        chosen_category = _member(Category, category, "category", notes)
         filters = PublicFilter(community_id, state, chosen_category)
-        page_number = _page_number(page)
-        items, total = await public.list_suggestions(
-            session,
-            filters,
-            limit=PAGE_SIZE,
-            offset=(page_number - 1) * PAGE_SIZE,
-            by_community=True,
-        )
-        pages = max(1, math.ceil(total / PAGE_SIZE))
-        if page_number > pages:
-            page_number = pages
-            items, total = await public.list_suggestions(
+
+        async def fetch(number: int) -> tuple[list[public.PublicSuggestion], int]:
+            return await public.list_suggestions(
                 session,
                 filters,
                 limit=PAGE_SIZE,
-                offset=(page_number - 1) * PAGE_SIZE,
+                offset=(number - 1) * PAGE_SIZE,
                 by_community=True,
             )
+
+        page_number = _page_number(page)
+        items, total = await fetch(page_number)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        if page_number > pages:
+            page_number = pages
+            items, total = await fetch(page_number)
 
         query: dict[str, Any] = {
             "community": community_id,

@@ -10,96 +10,43 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from babel.messages.pofile import read_po
-from fastapi import FastAPI
-from sqlalchemy import text, update
+from public_data import (
+    SECRET_LATITUDE,
+    SECRET_NAME,
+    SECRET_PHOTO,
+    VOTER_NAME,
+    VOTER_TELEGRAM_ID,
+    add_suggestion,
+    assert_no_secrets,
+    public_client,
+    put_to_vote,
+    seed_org,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import (
-    Ballot,
-    Choice,
-    CouncilVote,
-    CouncilVoteItem,
-    CouncilVoteMember,
-    Person,
-    Suggestion,
-    VoteOutcome,
-    VoteStatus,
-)
+from storage.models import Suggestion, VoteOutcome
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
-from storage.services.org import import_rows, parse_org_csv
-from storage.services.people import TelegramIdentity
-from storage.services.suggestions import Draft, submit
-from storage.settings import Settings
+from storage.services.suggestions import Draft
 from webhook import i18n_web
-from webhook.api.public import create_public_api_router
-from webhook.board import create_board_router
-
-# A resident whose identity must never reach the public side.
-SECRET_NAME = "Ouyang_Secretname_Q7"
-SECRET_USERNAME = "secret_handle_z9"
-SECRET_TELEGRAM_ID = 987_654_321_123
-SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
-SECRET_LATITUDE = 22.5312345
-PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
-# A council member: who voted how is never public.
-VOTER_NAME = "Councillor_Secret_K3"
-VOTER_TELEGRAM_ID = 555_444_333_222
-
-ORG_CSV = """district,street,community
-福田区,沙头街道,新沙社区
-福田区,沙头街道,上沙社区
-福田区,香蜜湖街道,香岭社区
-南山区,粤海街道,科技园社区
-"""
-
-
-def make_app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
-    app = FastAPI()
-    app.include_router(create_board_router())
-    app.include_router(create_public_api_router())
-    settings = Settings(_env_file=None, timezone="Asia/Shanghai", default_locale="zh")
-    app.state.runtime = SimpleNamespace(sessionmaker=sessionmaker, settings=settings)
-    return app
 
 
 @pytest.fixture
 async def client(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=make_app(sessionmaker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://board.test") as http:
+    async with public_client(sessionmaker) as http:
         yield http
-
-
-async def seed_org(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    async with sessionmaker() as session:
-        await import_rows(session, parse_org_csv(ORG_CSV))
-        rows = (await session.execute(text("SELECT id, name FROM community"))).all()
-    return {name: id_ for id_, name in rows}
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     """Four suggestions in three communities, all from the same (secret) resident."""
     ids = await seed_org(sessionmaker)
-    who = TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME, SECRET_USERNAME, "zh-hans")
-    tz = ZoneInfo("Asia/Shanghai")
-
-    async def add(draft: Draft, **changes: object) -> None:
-        async with sessionmaker() as session:
-            made = await submit(session, who, draft, tz=tz, daily_limit=100)
-            if changes:
-                await session.execute(
-                    update(Suggestion).where(Suggestion.id == made.id).values(**changes)
-                )
-                await session.commit()
-
-    await add(
+    await add_suggestion(
+        sessionmaker,
         Draft(
             ids["新沙社区"],
             Category.ENVIRONMENT,
@@ -113,11 +60,13 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]
         # 17:00 UTC is already the next day in Shanghai.
         created_at=datetime(2026, 3, 1, 17, 0, tzinfo=UTC),
     )
-    await add(
+    await add_suggestion(
+        sessionmaker,
         Draft(ids["新沙社区"], Category.SAFETY, "<script>alert(1)</script>", "<b>bold</b> & co"),
         created_at=datetime(2026, 3, 5, 2, 0, tzinfo=UTC),
     )
-    await add(
+    await add_suggestion(
+        sessionmaker,
         Draft(
             ids["上沙社区"],
             Category.CULTURE_SPORTS,
@@ -130,7 +79,8 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]
         status=State.CANDIDATE,
         created_at=datetime(2026, 3, 6, 2, 0, tzinfo=UTC),
     )
-    await add(
+    await add_suggestion(
+        sessionmaker,
         Draft(ids["香岭社区"], Category.CARE, "长者饭堂", "希望开设长者饭堂。"),
         status=State.REJECTED,
         exclusion_reason=ExclusionReason.PROPERTY_MANAGEMENT,
@@ -142,11 +92,6 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]
 
 def items(html: str) -> int:
     return html.count('<li class="item">')
-
-
-def assert_private(body: str) -> None:
-    for secret in PRIVATE:
-        assert secret not in body, secret
 
 
 async def test_board_is_chinese_by_default(
@@ -172,7 +117,7 @@ async def test_board_is_chinese_by_default(
     assert "属物业等其他社会主体应承担的职责" in html
     assert 'href="/board?lang=en"' in html
     assert "科技园社区" in html  # offered in the filter, though it has nothing yet
-    assert_private(html)
+    assert_no_secrets(html)
 
 
 async def test_board_in_english(
@@ -188,7 +133,7 @@ async def test_board_in_english(
     assert "Resident" in html and "Unit in the community" in html
     assert "4 suggestions" in html
     assert 'href="/board?lang=zh"' in html
-    assert_private(html)
+    assert_no_secrets(html)
     # Regional tags fall back to their language; anything else to the default.
     assert "Livelihood micro-projects" in (await client.get("/board?lang=en-US")).text
     assert "民生微实事 公示栏" in (await client.get("/board?lang=fr")).text
@@ -360,67 +305,6 @@ def test_catalogue_is_complete(locale: str) -> None:
     assert set(entries) - used == set(), "stale entries: run `python -m webhook.i18n_web`"
 
 
-async def put_to_vote(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    community_id: int,
-    tallies: dict[str, tuple[int, int, int, VoteOutcome] | None],
-    *,
-    closes_at: datetime,
-    closed_at: datetime | None = None,
-) -> None:
-    """A council vote on the suggestions titled in `tallies`: closed with each item's
-    (agree, against, abstain, outcome), or open (None for every item). A ballot of a named
-    member is kept on each item, as the real vote keeps them."""
-    async with sessionmaker() as session:
-        voter = await session.scalar(
-            Person.__table__.select().where(Person.telegram_id == VOTER_TELEGRAM_ID)
-        )
-        if voter is None:
-            person = Person(telegram_id=VOTER_TELEGRAM_ID, first_name=VOTER_NAME)
-            session.add(person)
-            await session.flush()
-            voter_id = person.id
-        else:
-            voter_id = voter
-        vote = CouncilVote(
-            community_id=community_id,
-            closes_at=closes_at,
-            convened_at=closes_at - timedelta(days=3),
-            quorum_pct=50,
-            threshold_pct=50,
-            council_size=5,
-            status=VoteStatus.OPEN if closed_at is None else VoteStatus.CLOSED,
-            closed_at=closed_at,
-        )
-        session.add(vote)
-        await session.flush()
-        session.add(
-            CouncilVoteMember(vote_id=vote.id, person_id=voter_id, telegram_id=VOTER_TELEGRAM_ID)
-        )
-        for position, (title, tally) in enumerate(tallies.items()):
-            suggestion_id = await session.scalar(
-                Suggestion.__table__.select()
-                .with_only_columns(Suggestion.id)
-                .where(Suggestion.title == title)
-            )
-            assert suggestion_id is not None, title
-            item = CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion_id, position=position)
-            if tally is not None:
-                item.agree, item.against, item.abstain, item.outcome = tally
-            session.add(item)
-            await session.flush()
-            session.add(
-                Ballot(
-                    item_id=item.id,
-                    telegram_id=VOTER_TELEGRAM_ID,
-                    person_id=voter_id,
-                    choice=Choice.AGAINST,
-                    counted=True,
-                )
-            )
-        await session.commit()
-
-
 async def seed_council(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     """新沙's two suggestions and 上沙's candidate went to the council; a third 新沙 one was
     merged into the first."""
@@ -431,19 +315,12 @@ async def seed_council(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[s
             .with_only_columns(Suggestion.id)
             .where(Suggestion.title == "楼道灯坏了需要维修")
         )
-        made = await submit(
-            session,
-            TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME),
-            Draft(ids["新沙社区"], Category.ENVIRONMENT, "12栋楼道灯不亮", "同上。"),
-            tz=ZoneInfo("Asia/Shanghai"),
-            daily_limit=100,
-        )
-        await session.execute(
-            update(Suggestion)
-            .where(Suggestion.id == made.id)
-            .values(status=State.MERGED, merged_into_id=first)
-        )
-        await session.commit()
+    await add_suggestion(
+        sessionmaker,
+        Draft(ids["新沙社区"], Category.ENVIRONMENT, "12栋楼道灯不亮", "同上。"),
+        status=State.MERGED,
+        merged_into_id=first,
+    )
     # An earlier sitting without quorum, then the one that decided.
     await put_to_vote(
         sessionmaker,
@@ -489,7 +366,7 @@ async def test_council_results_show_counts_and_outcome_only(
     assert number is not None
     assert f'<dt>合并至</dt><dd><span class="num">{number.group(0)}</span></dd>' in html
     assert VOTER_NAME not in html and str(VOTER_TELEGRAM_ID) not in html
-    assert_private(html)
+    assert_no_secrets(html)
 
     # An open vote shows its deadline and no counts.
     html = (await client.get("/board", params={"community": ids["上沙社区"]})).text
@@ -503,7 +380,7 @@ async def test_council_results_show_counts_and_outcome_only(
     assert "Merged into" in html
     assert "never who voted how" in html
     assert VOTER_NAME not in html
-    assert_private(html)
+    assert_no_secrets(html)
 
 
 async def test_no_quorum_is_shown_as_such(

@@ -58,10 +58,11 @@ QUICK = Limits(chat_interval=0.01)
 LATER = in_days(5)  # the vote closed at in_days(3), while "the service was down"
 
 
-def make_runtime(
-    engine: AsyncEngine, double: TelegramDouble, i18n: I18n, redis: Redis | None = None
+def bare_runtime(
+    engine: AsyncEngine, double: TelegramDouble, redis: Redis | None = None
 ) -> Runtime:
-    runtime = Runtime(
+    """A runtime on `engine` whose bot talks to `double`, with no senders installed yet."""
+    return Runtime(
         settings=make_settings(),
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
@@ -69,6 +70,10 @@ def make_runtime(
         dispatcher=Dispatcher(),
         redis=redis,
     )
+
+
+def make_runtime(engine: AsyncEngine, double: TelegramDouble, i18n: I18n) -> Runtime:
+    runtime = bare_runtime(engine, double)
     # Quick pacing so that the tests take no real minute; the limits are tested elsewhere.
     runtime.extras.update(limiter=MemorySendLimiter(QUICK), i18n=i18n)
     install_senders(runtime)
@@ -220,13 +225,7 @@ async def test_the_scheduler_has_its_jobs(runtime: Runtime) -> None:
 
 @pytest.fixture
 async def wired(engine: AsyncEngine, double: TelegramDouble) -> AsyncIterator[Runtime]:
-    runtime = Runtime(
-        settings=make_settings(),
-        engine=engine,
-        sessionmaker=create_sessionmaker(engine),
-        bot=make_bot(double),
-        dispatcher=Dispatcher(),
-    )
+    runtime = bare_runtime(engine, double)
     async with running_jobs(runtime):
         yield runtime
 
@@ -249,14 +248,7 @@ async def test_replicas_share_the_limiter_in_redis(
     engine = create_engine(sqlite_url)
     client = Redis.from_url(redis_url)
     try:
-        runtime = Runtime(
-            settings=make_settings(),
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
-            bot=make_bot(double),
-            dispatcher=Dispatcher(),
-            redis=client,
-        )
+        runtime = bare_runtime(engine, double, redis=client)
         install_senders(runtime)
         assert isinstance(runtime.extras["limiter"], RedisSendLimiter)
         assert await runtime.extras["limiter"].try_acquire(1) == 0.0

@@ -2,8 +2,8 @@
 scheme, screening, council votes, role grants, error bodies, and personal data kept minimal.
 SQLite and PostgreSQL via `sessionmaker`.
 
-`World`, `build_world`, `make_app` and the `submit_in`/`candidate_in` helpers are shared with
-test_permissions.py.
+`World`, `build_world`, `api_client` and the `submit_in`/`candidate_in` helpers are shared
+with test_permissions.py.
 """
 
 from __future__ import annotations
@@ -150,6 +150,14 @@ def make_app(
     return app
 
 
+def api_client(
+    sessionmaker: async_sessionmaker[AsyncSession], extras: dict[str, Any] | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client on `make_app(sessionmaker, extras)`, in process (to close)."""
+    transport = httpx.ASGITransport(app=make_app(sessionmaker, extras))
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test")
+
+
 @dataclass
 class Sent:
     vote_ids: list[int] = field(default_factory=list)
@@ -167,9 +175,7 @@ def sender() -> Sent:
 async def client(
     sessionmaker: async_sessionmaker[AsyncSession], sender: Sent
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = make_app(sessionmaker, {POLL_SENDER_KEY: sender})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with api_client(sessionmaker, {POLL_SENDER_KEY: sender}) as http:
         yield http
 
 
@@ -214,10 +220,7 @@ async def test_openapi_declares_the_bearer_scheme_on_every_route(
 
 
 async def test_docs_page(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    app = make_app(sessionmaker)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
-    ) as http:
+    async with api_client(sessionmaker) as http:
         response = await http.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
 
@@ -541,39 +544,36 @@ async def test_convene_sends_the_polls_and_shows_the_vote(
         assert [v["id"] for v in listed.json()] == [vote["id"]], role
 
 
-async def test_convene_without_a_poll_sender_still_stores_the_vote(
-    world: World, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
+async def convene_with(
+    extras: dict[str, Any], world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> httpx.Response:
+    """新沙's staff convene its council (one member) on a new candidate, in a process whose
+    runtime has these `extras`."""
     xinsha = world.communities["新沙社区"]
     candidate = await candidate_in(sessionmaker, xinsha)
     await council_member_in(sessionmaker, xinsha, 700)
-    transport = httpx.ASGITransport(app=make_app(sessionmaker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-        response = await http.post(
+    async with api_client(sessionmaker, extras) as http:
+        return await http.post(
             "/api/v1/council-votes",
             json={"community_id": xinsha, "candidate_ids": [candidate], "closes_at": closes_in()},
             headers=world.auth(STAFF),
         )
+
+
+async def test_convene_without_a_poll_sender_still_stores_the_vote(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    response = await convene_with({}, world, sessionmaker)
     assert response.status_code == 201
 
 
 async def test_a_failing_poll_sender_does_not_undo_the_vote(
     world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    xinsha = world.communities["新沙社区"]
-    candidate = await candidate_in(sessionmaker, xinsha)
-    await council_member_in(sessionmaker, xinsha, 700)
-
     async def broken(vote_id: int) -> None:
         raise RuntimeError("Telegram is down")
 
-    transport = httpx.ASGITransport(app=make_app(sessionmaker, {POLL_SENDER_KEY: broken}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-        response = await http.post(
-            "/api/v1/council-votes",
-            json={"community_id": xinsha, "candidate_ids": [candidate], "closes_at": closes_in()},
-            headers=world.auth(STAFF),
-        )
+    response = await convene_with({POLL_SENDER_KEY: broken}, world, sessionmaker)
     assert response.status_code == 201
     assert response.json()["items"][0]["status"] == "council_vote"
 

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_officials_api import (
     World,
+    api_client,
     build_world,
     candidate_in,
     closes_in,
     council_member_in,
-    make_app,
     submit_in,
     vote_in,
 )
@@ -81,34 +81,29 @@ async def get_suggestion(maker: Maker, world: World, community: int) -> Call:
     return Call("GET", f"/api/v1/suggestions/{suggestion_id}")
 
 
-async def screen_accept(maker: Maker, world: World, community: int) -> Call:
-    suggestion_id = await submit_in(maker, community)
+def _screen(maker: Maker, suggestion_id: int, body: dict[str, Any]) -> Call:
+    """Screening a submitted suggestion; after a refusal it is still submitted."""
     return Call(
         "POST",
         f"/api/v1/suggestions/{suggestion_id}/screen",
-        {"action": "accept", "category": "safety"},
+        body,
         unchanged=_status_is(maker, suggestion_id, State.SUBMITTED),
     )
+
+
+async def screen_accept(maker: Maker, world: World, community: int) -> Call:
+    suggestion_id = await submit_in(maker, community)
+    return _screen(maker, suggestion_id, {"action": "accept", "category": "safety"})
 
 
 async def screen_reject(maker: Maker, world: World, community: int) -> Call:
     suggestion_id = await submit_in(maker, community)
-    return Call(
-        "POST",
-        f"/api/v1/suggestions/{suggestion_id}/screen",
-        {"action": "reject", "reason": "property_management"},
-        unchanged=_status_is(maker, suggestion_id, State.SUBMITTED),
-    )
+    return _screen(maker, suggestion_id, {"action": "reject", "reason": "property_management"})
 
 
 async def screen_merge(maker: Maker, world: World, community: int) -> Call:
     source, target = await submit_in(maker, community), await submit_in(maker, community)
-    return Call(
-        "POST",
-        f"/api/v1/suggestions/{source}/screen",
-        {"action": "merge", "into_id": target},
-        unchanged=_status_is(maker, source, State.SUBMITTED),
-    )
+    return _screen(maker, source, {"action": "merge", "into_id": target})
 
 
 async def convene_vote(maker: Maker, world: World, community: int) -> Call:
@@ -191,9 +186,7 @@ async def client(sessionmaker: Maker) -> AsyncIterator[httpx.AsyncClient]:
     async def sender(vote_id: int) -> None:
         return None
 
-    app = make_app(sessionmaker, {POLL_SENDER_KEY: sender})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with api_client(sessionmaker, {POLL_SENDER_KEY: sender}) as http:
         yield http
 
 

@@ -5,46 +5,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from public_data import (
+    SECRET_LATITUDE,
+    SECRET_NAME,
+    SECRET_PHOTO,
+    VOTER_NAME,
+    VOTER_TELEGRAM_ID,
+    add_suggestion,
+    assert_no_secrets,
+    public_client,
+    put_to_vote,
+    seed_org,
+)
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import (
-    Ballot,
-    Choice,
-    Community,
-    CouncilVote,
-    CouncilVoteItem,
-    Person,
-    Project,
-    Suggestion,
-    VoteOutcome,
-    VoteStatus,
-)
+from storage.models import Project, Suggestion, VoteOutcome
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
-from storage.services.org import import_rows, parse_org_csv
-from storage.services.people import TelegramIdentity
-from storage.services.suggestions import Draft, submit
-from storage.settings import Settings
-from webhook.api.public import create_public_api_router
-from webhook.board import create_board_router
-
-SECRET_NAME = "Ouyang_Secretname_Q7"
-SECRET_USERNAME = "secret_handle_z9"
-SECRET_TELEGRAM_ID = 987_654_321_123
-SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
-PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
-
-ORG_CSV = """district,street,community
-福田区,沙头街道,新沙社区
-福田区,沙头街道,上沙社区
-南山区,粤海街道,科技园社区
-"""
+from storage.services.suggestions import Draft
 
 SUGGESTION_FIELDS = {
     "number",
@@ -62,83 +43,59 @@ SUGGESTION_FIELDS = {
     "council_vote",
     "created_at",
 }
-VOTER_NAME = "Councillor_Secret_K3"
-VOTER_TELEGRAM_ID = 555_444_333_222
-
-
-def make_app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
-    app = FastAPI()
-    app.include_router(create_public_api_router())
-    app.include_router(create_board_router())
-    settings = Settings(_env_file=None, timezone="Asia/Shanghai")
-    app.state.runtime = SimpleNamespace(sessionmaker=sessionmaker, settings=settings)
-    return app
 
 
 @pytest.fixture
 async def client(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=make_app(sessionmaker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with public_client(sessionmaker) as http:
         yield http
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    async with sessionmaker() as session:
-        await import_rows(session, parse_org_csv(ORG_CSV))
-        rows = (await session.execute(select(Community.id, Community.name))).all()
-    ids = {name: id_ for id_, name in rows}
-    who = TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME, SECRET_USERNAME, "zh")
-    drafts = [
-        (
-            Draft(
-                ids["新沙社区"],
-                Category.ENVIRONMENT,
-                "楼道灯坏了",
-                "三楼到六楼不亮。",
-                location_text="新沙村12栋",
-                latitude=22.5312345,
-                longitude=114.0412345,
-                photo_file_ids=[SECRET_PHOTO],
-                kind=Kind.PHYSICAL,
-                estimated_cost_fen=1_234_505,
-            ),
-            {"created_at": datetime(2026, 3, 1, 17, 0, tzinfo=UTC)},
+    ids = await seed_org(sessionmaker)
+    await add_suggestion(
+        sessionmaker,
+        Draft(
+            ids["新沙社区"],
+            Category.ENVIRONMENT,
+            "楼道灯坏了",
+            "三楼到六楼不亮。",
+            location_text="新沙村12栋",
+            latitude=SECRET_LATITUDE,
+            longitude=114.0412345,
+            photo_file_ids=[SECRET_PHOTO],
+            kind=Kind.PHYSICAL,
+            estimated_cost_fen=1_234_505,
         ),
-        (
-            Draft(ids["新沙社区"], Category.SAFETY, "井盖松动", "路口井盖松动。"),
-            {
-                "created_at": datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
-                "status": State.REJECTED,
-                "exclusion_reason": ExclusionReason.GOVERNMENT_INVESTMENT,
-                "exclusion_note": f"见 {SECRET_NAME} 来电",
-            },
+        created_at=datetime(2026, 3, 1, 17, 0, tzinfo=UTC),
+    )
+    await add_suggestion(
+        sessionmaker,
+        Draft(ids["新沙社区"], Category.SAFETY, "井盖松动", "路口井盖松动。"),
+        created_at=datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+        status=State.REJECTED,
+        exclusion_reason=ExclusionReason.GOVERNMENT_INVESTMENT,
+        exclusion_note=f"见 {SECRET_NAME} 来电",
+    )
+    await add_suggestion(
+        sessionmaker,
+        Draft(
+            ids["上沙社区"],
+            Category.CARE,
+            "长者饭堂",
+            "希望开设长者饭堂。",
+            source_type=SourceType.SOCIAL_ORGANISATION,
         ),
-        (
-            Draft(
-                ids["上沙社区"],
-                Category.CARE,
-                "长者饭堂",
-                "希望开设长者饭堂。",
-                source_type=SourceType.SOCIAL_ORGANISATION,
-            ),
-            {"created_at": datetime(2026, 3, 3, 1, 0, tzinfo=UTC), "status": State.CANDIDATE},
-        ),
-    ]
-    async with sessionmaker() as session:
-        for draft, changes in drafts:
-            made = await submit(session, who, draft, tz=ZoneInfo("Asia/Shanghai"), daily_limit=50)
-            await session.execute(
-                update(Suggestion).where(Suggestion.id == made.id).values(**changes)
-            )
-            await session.commit()
+        created_at=datetime(2026, 3, 3, 1, 0, tzinfo=UTC),
+        status=State.CANDIDATE,
+    )
     return ids
 
 
 def assert_private(body: str) -> None:
-    for secret in PRIVATE:
-        assert secret not in body, secret
+    assert_no_secrets(body)
     for word in ("proposer", "telegram", "photo", "latitude", "longitude", "exclusion_note"):
         assert word not in body, word
 
@@ -184,67 +141,28 @@ async def test_suggestions_shape(
     assert_private(response.text)
 
 
-async def _vote(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    title: str,
-    *,
-    closes_at: datetime,
-    closed: tuple[int, int, int, VoteOutcome] | None,
-) -> None:
-    """Put the suggestion titled `title` to a council vote (closed with a tally, or open),
-    with a named member's ballot kept on it."""
-    async with sessionmaker() as session:
-        suggestion = (
-            await session.scalars(select(Suggestion).where(Suggestion.title == title))
-        ).one()
-        voter = (
-            await session.scalars(select(Person).where(Person.telegram_id == VOTER_TELEGRAM_ID))
-        ).first() or Person(telegram_id=VOTER_TELEGRAM_ID, first_name=VOTER_NAME)
-        session.add(voter)
-        vote = CouncilVote(
-            community_id=suggestion.community_id,
-            closes_at=closes_at,
-            convened_at=closes_at - timedelta(days=2),
-            quorum_pct=50,
-            threshold_pct=50,
-            council_size=5,
-            status=VoteStatus.OPEN if closed is None else VoteStatus.CLOSED,
-            closed_at=None if closed is None else closes_at - timedelta(hours=5),
-        )
-        session.add(vote)
-        await session.flush()
-        item = CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion.id, position=0)
-        if closed is not None:
-            item.agree, item.against, item.abstain, item.outcome = closed
-        session.add(item)
-        await session.flush()
-        session.add(
-            Ballot(
-                item_id=item.id,
-                telegram_id=VOTER_TELEGRAM_ID,
-                person_id=voter.id,
-                choice=Choice.AGREE,
-                counted=True,
-            )
-        )
-        await session.commit()
-
-
 async def test_council_votes_and_merges_in_open_data(
     sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
 ) -> None:
-    await seed(sessionmaker)
+    ids = await seed(sessionmaker)
     closes = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
-    await _vote(
+    # An earlier sitting without quorum, then the one that decided (early); one still open.
+    earlier = closes - timedelta(days=9)
+    await put_to_vote(
         sessionmaker,
-        "楼道灯坏了",
-        closes_at=closes - timedelta(days=9),
-        closed=(1, 0, 0, VoteOutcome.NO_QUORUM),
+        ids["新沙社区"],
+        {"楼道灯坏了": (1, 0, 0, VoteOutcome.NO_QUORUM)},
+        closes_at=earlier,
+        closed_at=earlier,
     )
-    await _vote(
-        sessionmaker, "楼道灯坏了", closes_at=closes, closed=(4, 1, 0, VoteOutcome.RESOLVED)
+    await put_to_vote(
+        sessionmaker,
+        ids["新沙社区"],
+        {"楼道灯坏了": (4, 1, 0, VoteOutcome.RESOLVED)},
+        closes_at=closes,
+        closed_at=closes - timedelta(hours=5),
     )
-    await _vote(sessionmaker, "长者饭堂", closes_at=closes, closed=None)
+    await put_to_vote(sessionmaker, ids["上沙社区"], {"长者饭堂": None}, closes_at=closes)
     async with sessionmaker() as session:
         lamp = (
             await session.scalars(select(Suggestion).where(Suggestion.title == "楼道灯坏了"))

@@ -39,15 +39,20 @@ from storage.rules import (
 )
 from storage.services import council, invites, officials, screening
 from storage.services.access import Principal, Scope
-from storage.services.suggestions import PublicFilter
+from webhook.api.listing import (
+    DEFAULT_PAGE_SIZE,
+    CommunityQuery,
+    ListQueryDep,
+    Page,
+    PageSizeQuery,
+)
+from webhook.api.public import CommunityOut
 from webhook.auth import PrincipalDep, error_responses, http_error
 from webhook.deps import SessionDep
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 POLL_SENDER_KEY = "council_poll_sender"
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -65,13 +70,8 @@ class CouncilPollSender(Protocol):
 # --- Shapes ---------------------------------------------------------------------------------
 
 
-class CommunityRef(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    name: str = Field(examples=["新沙社区"])
-    street: str = Field(examples=["沙头街道"])
-    district: str = Field(examples=["福田区"])
+class CommunityRef(CommunityOut):
+    pass  # the open data's shape, under the name this API has always documented
 
 
 class OfficialSuggestionOut(BaseModel):
@@ -136,11 +136,8 @@ class OfficialSuggestionOut(BaseModel):
         )
 
 
-class OfficialSuggestionPage(BaseModel):
-    items: list[OfficialSuggestionOut]
-    total: int
-    page: int
-    page_size: int
+class OfficialSuggestionPage(Page[OfficialSuggestionOut]):
+    pass
 
 
 NOTE_FIELD = Field(default=None, max_length=rules.REJECTION_NOTE_MAX)
@@ -239,28 +236,16 @@ def create_officials_router() -> APIRouter:
         responses=error_responses(401, 403, 404, 422),
     )
     async def list_suggestions(
-        session: SessionDep,
-        principal: PrincipalDep,
-        community: Annotated[
-            int | None, Query(description="community id", ge=1, le=2**31 - 1)
-        ] = None,
-        status: Annotated[State | None, Query()] = None,
-        category: Annotated[Category | None, Query()] = None,
-        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+        session: SessionDep, principal: PrincipalDep, query: ListQueryDep
     ) -> OfficialSuggestionPage:
-        filters = PublicFilter(community_id=community, status=status, category=category)
         try:
             items, total = await officials.list_suggestions(
-                session, principal, filters, limit=page_size, offset=(page - 1) * page_size
+                session, principal, query.filters, limit=query.page_size, offset=query.offset
             )
         except RuleViolation as exc:
             raise http_error(exc) from exc
-        return OfficialSuggestionPage(
-            items=[OfficialSuggestionOut.of(item, principal) for item in items],
-            total=total,
-            page=page,
-            page_size=page_size,
+        return OfficialSuggestionPage.of(
+            [OfficialSuggestionOut.of(item, principal) for item in items], total, query
         )
 
     @router.get(
@@ -546,11 +531,9 @@ def _add_council_routes(router: APIRouter) -> None:
     async def list_votes(
         session: SessionDep,
         principal: PrincipalDep,
-        community: Annotated[
-            int | None, Query(description="community id", ge=1, le=2**31 - 1)
-        ] = None,
+        community: CommunityQuery = None,
         status: Annotated[VoteStatus | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+        limit: PageSizeQuery = DEFAULT_PAGE_SIZE,
     ) -> list[CouncilVoteOut]:
         try:
             votes = await council.list_votes(

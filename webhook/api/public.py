@@ -7,18 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import VoteStatus
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State, VoteOutcome
 from storage.services import public
-from storage.services.suggestions import PublicFilter
+from webhook.api.listing import ListQuery, ListQueryDep, Page
 from webhook.deps import SessionDep
 
 PREFIX = "/api/v1/public"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 
 
 class CommunityOut(BaseModel):
@@ -104,33 +102,17 @@ class ProjectOut(BaseModel):
     created_at: datetime = Field(description="ISO 8601, UTC")
 
 
-class SuggestionPage(BaseModel):
-    items: list[SuggestionOut]
-    total: int
-    page: int
-    page_size: int
+class SuggestionPage(Page[SuggestionOut]):
+    pass
 
 
-class ProjectPage(BaseModel):
-    items: list[ProjectOut]
-    total: int
-    page: int
-    page_size: int
+class ProjectPage(Page[ProjectOut]):
+    pass
 
 
-CommunityQuery = Annotated[int | None, Query(description="community id", ge=1, le=2**31 - 1)]
-StatusQuery = Annotated[State | None, Query()]
-CategoryQuery = Annotated[Category | None, Query()]
-PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
-PageSizeQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-
-
-async def _filters(
-    session: SessionDep,
-    community: CommunityQuery = None,
-    status: StatusQuery = None,
-    category: CategoryQuery = None,
-) -> PublicFilter:
+async def _public_query(session: SessionDep, query: ListQueryDep) -> ListQuery:
+    """The listing query, with an unknown community refused (once the query itself is valid)."""
+    community = query.filters.community_id
     if community is not None and await public.get_community(session, community) is None:
         # The shape of FastAPI's own validation errors, so clients handle one kind of 422.
         raise HTTPException(
@@ -144,7 +126,10 @@ async def _filters(
                 }
             ],
         )
-    return PublicFilter(community_id=community, status=status, category=category)
+    return query
+
+
+PublicQueryDep = Annotated[ListQuery, Depends(_public_query)]
 
 
 def create_public_api_router() -> APIRouter:
@@ -163,23 +148,12 @@ def create_public_api_router() -> APIRouter:
         summary="Suggestions, newest first",
         responses=responses,
     )
-    async def suggestions(
-        session: SessionDep,
-        community: CommunityQuery = None,
-        status: StatusQuery = None,
-        category: CategoryQuery = None,
-        page: PageQuery = 1,
-        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
-    ) -> SuggestionPage:
-        filters = await _filters(session, community, status, category)
+    async def suggestions(session: SessionDep, query: PublicQueryDep) -> SuggestionPage:
         items, total = await public.list_suggestions(
-            session, filters, limit=page_size, offset=(page - 1) * page_size
+            session, query.filters, limit=query.page_size, offset=query.offset
         )
-        return SuggestionPage(
-            items=[SuggestionOut.model_validate(item) for item in items],
-            total=total,
-            page=page,
-            page_size=page_size,
+        return SuggestionPage.of(
+            [SuggestionOut.model_validate(item) for item in items], total, query
         )
 
     @router.get(
@@ -188,23 +162,10 @@ def create_public_api_router() -> APIRouter:
         summary="Projects determined by the street offices, newest first",
         responses=responses,
     )
-    async def projects(
-        session: SessionDep,
-        community: CommunityQuery = None,
-        status: StatusQuery = None,
-        category: CategoryQuery = None,
-        page: PageQuery = 1,
-        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
-    ) -> ProjectPage:
-        filters = await _filters(session, community, status, category)
+    async def projects(session: SessionDep, query: PublicQueryDep) -> ProjectPage:
         items, total = await public.list_projects(
-            session, filters, limit=page_size, offset=(page - 1) * page_size
+            session, query.filters, limit=query.page_size, offset=query.offset
         )
-        return ProjectPage(
-            items=[ProjectOut.model_validate(item) for item in items],
-            total=total,
-            page=page,
-            page_size=page_size,
-        )
+        return ProjectPage.of([ProjectOut.model_validate(item) for item in items], total, query)
 
     return router

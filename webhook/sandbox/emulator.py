@@ -844,12 +844,17 @@ class Emulator:
 
     # --- chats and members -------------------------------------------------------------------
 
-    def _chat(self, chat_id: int | str) -> ChatState:
+    def _known_chat(self, chat_id: int | str) -> ChatState:
+        """The stored chat with this id (looking a chat up by @username is not emulated)."""
         if isinstance(chat_id, str):
             raise _bad("chat not found")
         chat = self.chats.get(chat_id)
         if chat is None:
             raise _bad("chat not found")
+        return chat
+
+    def _chat(self, chat_id: int | str) -> ChatState:
+        chat = self._known_chat(chat_id)
         if chat.type == "private":
             if not self.users[chat.id].started:
                 raise _bad("chat not found")
@@ -859,11 +864,7 @@ class Emulator:
 
     def _writable_chat(self, chat_id: int | str) -> ChatState:
         """The chat the bot sends to, refused like Telegram when the bot may not write there."""
-        if isinstance(chat_id, str):
-            raise _bad("chat not found")
-        chat = self.chats.get(chat_id)
-        if chat is None:
-            raise _bad("chat not found")
+        chat = self._known_chat(chat_id)
         if chat.type == "private":
             user = self.users[chat.id]
             if user.blocked:

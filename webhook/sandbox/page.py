@@ -97,6 +97,11 @@ def _ok(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"ok": True, **body}, headers=_NO_STORE)
 
 
+def _sent(result: dict[str, Any]) -> JSONResponse:
+    """A message the persona sent: its id, and the HTTP status of its delivery to the bot."""
+    return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
+
+
 def create_sandbox_router(emulator: Emulator) -> APIRouter:
     """GET /sandbox and its API under /sandbox/api/ (sandbox mode only)."""
     router = APIRouter(include_in_schema=False)
@@ -156,7 +161,7 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
             )
         except SandboxError as error:
             return _refused(error)
-        return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
+        return _sent(result)
 
     @router.post("/sandbox/api/chats/{chat_id}/press")
     async def press(chat_id: int, body: _Press) -> JSONResponse:
@@ -176,7 +181,7 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
             )
         except SandboxError as error:
             return _refused(error)
-        return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
+        return _sent(result)
 
     @router.post("/sandbox/api/chats/{chat_id}/location")
     async def location(chat_id: int, body: _Location) -> JSONResponse:
@@ -186,7 +191,7 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
             )
         except SandboxError as error:
             return _refused(error)
-        return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
+        return _sent(result)
 
     @router.post("/sandbox/api/chats/{chat_id}/photo")
     async def photo(
@@ -208,7 +213,7 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
             )
         except SandboxError as error:
             return _refused(error)
-        return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
+        return _sent(result)
 
     @router.post("/sandbox/api/chats/{chat_id}/vote")
     async def vote(chat_id: int, body: _Vote) -> JSONResponse:

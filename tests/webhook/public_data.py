@@ -1,0 +1,164 @@
+"""What the tests of the public side (test_board.py, test_public_api.py) share: a resident and a
+council member whose identities must never reach it, the org tree, and helpers that seed
+suggestions and council votes.
+
+Test modules of tests/webhook import these (`from public_data import ...`; their folder is on
+sys.path, as the tests/ root is for conftest). Not a conftest.py: a second module of that name
+would shadow the root one that other tests import (`from conftest import ORG_ROWS`).
+
+- `public_client(sessionmaker)`: an HTTP client, in process, on an app with the board and the
+  open-data API.
+- `seed_org(sessionmaker)`: the tree of ORG_CSV; the communities' ids by name.
+- `add_suggestion(sessionmaker, draft, **changes)`: the secret resident submits `draft`, then
+  the columns in `changes` are set as if it had moved on.
+- `put_to_vote(...)`: a council vote on some suggestions, open or closed, with the council
+  member's ballots kept.
+- `assert_no_secrets(body)`: none of PRIVATE is in `body`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import (
+    Ballot,
+    Choice,
+    Community,
+    CouncilVote,
+    CouncilVoteItem,
+    CouncilVoteMember,
+    Person,
+    Suggestion,
+    VoteOutcome,
+    VoteStatus,
+)
+from storage.services.org import import_rows, parse_org_csv
+from storage.services.people import TelegramIdentity
+from storage.services.suggestions import Draft, submit
+from storage.settings import Settings
+from webhook.api.public import create_public_api_router
+from webhook.board import create_board_router
+
+# A resident whose identity must never reach the public side.
+SECRET_NAME = "Ouyang_Secretname_Q7"
+SECRET_USERNAME = "secret_handle_z9"
+SECRET_TELEGRAM_ID = 987_654_321_123
+SECRET_PHOTO = "AgACAgUAAxkBAAIBsecretPhotoFileId"
+SECRET_LATITUDE = 22.5312345
+PRIVATE = (SECRET_NAME, SECRET_USERNAME, str(SECRET_TELEGRAM_ID), SECRET_PHOTO, "22.5312345")
+# A council member: who voted how is never public.
+VOTER_NAME = "Councillor_Secret_K3"
+VOTER_TELEGRAM_ID = 555_444_333_222
+
+ORG_CSV = """district,street,community
+福田区,沙头街道,新沙社区
+福田区,沙头街道,上沙社区
+福田区,香蜜湖街道,香岭社区
+南山区,粤海街道,科技园社区
+"""
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def public_client(sessionmaker: async_sessionmaker[AsyncSession]) -> httpx.AsyncClient:
+    """An HTTP client on the board and the open-data API, in process (to close)."""
+    app = FastAPI()
+    app.include_router(create_board_router())
+    app.include_router(create_public_api_router())
+    settings = Settings(_env_file=None, timezone="Asia/Shanghai", default_locale="zh")
+    app.state.runtime = SimpleNamespace(sessionmaker=sessionmaker, settings=settings)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://public.test")
+
+
+async def seed_org(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessionmaker() as session:
+        await import_rows(session, parse_org_csv(ORG_CSV))
+        rows = (await session.execute(select(Community.id, Community.name))).all()
+    return {name: id_ for id_, name in rows}
+
+
+async def add_suggestion(
+    sessionmaker: async_sessionmaker[AsyncSession], draft: Draft, **changes: object
+) -> int:
+    who = TelegramIdentity(SECRET_TELEGRAM_ID, SECRET_NAME, SECRET_USERNAME, "zh")
+    async with sessionmaker() as session:
+        made = await submit(session, who, draft, tz=TZ, daily_limit=100)
+        if changes:
+            await session.execute(
+                update(Suggestion).where(Suggestion.id == made.id).values(**changes)
+            )
+            await session.commit()
+    return made.id
+
+
+async def put_to_vote(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    community_id: int,
+    tallies: dict[str, tuple[int, int, int, VoteOutcome] | None],
+    *,
+    closes_at: datetime,
+    closed_at: datetime | None = None,
+) -> None:
+    """A council vote on the suggestions titled in `tallies`: closed with each item's
+    (agree, against, abstain, outcome), or open (None for every item). A ballot of a named
+    member is kept on each item, as the real vote keeps them."""
+    async with sessionmaker() as session:
+        voter = await session.scalar(
+            Person.__table__.select().where(Person.telegram_id == VOTER_TELEGRAM_ID)
+        )
+        if voter is None:
+            person = Person(telegram_id=VOTER_TELEGRAM_ID, first_name=VOTER_NAME)
+            session.add(person)
+            await session.flush()
+            voter_id = person.id
+        else:
+            voter_id = voter
+        vote = CouncilVote(
+            community_id=community_id,
+            closes_at=closes_at,
+            convened_at=closes_at - timedelta(days=3),
+            quorum_pct=50,
+            threshold_pct=50,
+            council_size=5,
+            status=VoteStatus.OPEN if closed_at is None else VoteStatus.CLOSED,
+            closed_at=closed_at,
+        )
+        session.add(vote)
+        await session.flush()
+        session.add(
+            CouncilVoteMember(vote_id=vote.id, person_id=voter_id, telegram_id=VOTER_TELEGRAM_ID)
+        )
+        for position, (title, tally) in enumerate(tallies.items()):
+            suggestion_id = await session.scalar(
+                Suggestion.__table__.select()
+                .with_only_columns(Suggestion.id)
+                .where(Suggestion.title == title)
+            )
+            assert suggestion_id is not None, title
+            item = CouncilVoteItem(vote_id=vote.id, suggestion_id=suggestion_id, position=position)
+            if tally is not None:
+                item.agree, item.against, item.abstain, item.outcome = tally
+            session.add(item)
+            await session.flush()
+            session.add(
+                Ballot(
+                    item_id=item.id,
+                    telegram_id=VOTER_TELEGRAM_ID,
+                    person_id=voter_id,
+                    choice=Choice.AGAINST,
+                    counted=True,
+                )
+            )
+        await session.commit()
+
+
+def assert_no_secrets(body: str) -> None:
+    for secret in PRIVATE:
+        assert secret not in body, secret
