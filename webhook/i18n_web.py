@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from aiogram.utils.i18n import I18n
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po, write_po
 from babel.support import Translations
 
-from bot.i18n import compile_catalog, ensure_compiled
+from bot import texts
+from bot.i18n import compile_catalog, create_i18n, ensure_compiled
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 
 # The repository's `locales/` (an editable install, as the Makefile does).
@@ -67,81 +71,28 @@ def _pgettext(locale: str) -> PGettext:
     return pgettext
 
 
-# Labels for the programme's terms. Each is a pgettext call with a literal context and message
-# so that Babel's extractor finds them; the vocabulary is PROGRAMME.md's.
-def _state_labels(pgettext: PGettext) -> dict[str, str]:
-    return {
-        State.SUBMITTED: pgettext("state", "Submitted"),
-        State.UNDER_REVIEW: pgettext("state", "Under review"),
-        State.CANDIDATE: pgettext("state", "Community candidate"),
-        State.REJECTED: pgettext("state", "Not adopted"),
-        State.MERGED: pgettext("state", "Merged"),
-        State.COUNCIL_VOTE: pgettext("state", "Council voting"),
-        State.RESOLVED_CANDIDATE: pgettext("state", "Resolved by the council"),
-        State.NOT_PASSED: pgettext("state", "Not passed"),
-        State.DETERMINED: pgettext("state", "Determined by the street"),
-        State.DEFERRED: pgettext("state", "Deferred"),
-        State.PUBLISHED: pgettext("state", "Published"),
-        State.IMPLEMENTER_ASSIGNED: pgettext("state", "Implementer assigned"),
-        State.STARTED: pgettext("state", "In progress"),
-        State.COMPLETED: pgettext("state", "Completed"),
-        State.ACCOUNTS_PUBLISHED: pgettext("state", "Final accounts published"),
-        State.EVALUATED: pgettext("state", "Evaluated"),
-        State.WITHDRAWN: pgettext("state", "Withdrawn"),
-        State.CANCELLED: pgettext("state", "Cancelled"),
-    }
-
-
-def _category_labels(pgettext: PGettext) -> dict[str, str]:
-    return {
-        Category.SAFETY: pgettext("category", "Removing safety hazards"),
-        Category.ENVIRONMENT: pgettext("category", "Community environment"),
-        Category.CULTURE_SPORTS: pgettext("category", "Culture, sports and recreation"),
-        Category.CARE: pgettext("category", "Care for residents"),
-    }
-
-
-def _kind_labels(pgettext: PGettext) -> dict[str, str]:
-    return {
-        Kind.SERVICE: pgettext("kind", "Service project"),
-        Kind.PHYSICAL: pgettext("kind", "Physical project"),
-    }
-
-
-def _source_type_labels(pgettext: PGettext) -> dict[str, str]:
-    return {
-        SourceType.RESIDENT: pgettext("source type", "Community resident"),
-        SourceType.UNIT: pgettext("source type", "Unit in the community"),
-        SourceType.SOCIAL_ORGANISATION: pgettext("source type", "Social organisation"),
-        SourceType.REPRESENTATIVE: pgettext("source type", "Representative or committee member"),
-    }
-
-
-def _exclusion_labels(pgettext: PGettext) -> dict[str, str]:
-    return {
-        ExclusionReason.PROPERTY_MANAGEMENT: pgettext(
-            "exclusion", "The property manager or another party is responsible"
-        ),
-        ExclusionReason.GOVERNMENT_INVESTMENT: pgettext(
-            "exclusion", "Duplicates a government investment project"
-        ),
-        ExclusionReason.OUT_OF_SCOPE: pgettext("exclusion", "Outside the four categories"),
-        ExclusionReason.OTHER: pgettext("exclusion", "Other reason"),
-    }
-
-
-_TABLES: dict[str, Callable[[PGettext], dict[str, str]]] = {
-    "state": _state_labels,
-    "category": _category_labels,
-    "kind": _kind_labels,
-    "source_type": _source_type_labels,
-    "exclusion": _exclusion_labels,
+# Labels for the programme's terms: the bot's own words for them (bot.texts, gettext domain
+# "messages"), so a resident reads the same term in the chat and on the board.
+_TABLES: dict[str, tuple[type[StrEnum], Callable[[Any], str]]] = {
+    "state": (State, texts.status_label),
+    "category": (Category, texts.category_label),
+    "kind": (Kind, texts.kind_label),
+    "source_type": (SourceType, texts.source_type_label),
+    "exclusion": (ExclusionReason, texts.exclusion_reason_label),
 }
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> I18n:
+    return create_i18n(DEFAULT_LOCALE)
 
 
 @lru_cache(maxsize=len(_TABLES) * len(LOCALES))
 def _labels(table: str, locale: str) -> dict[str, str]:
-    return _TABLES[table](_pgettext(locale))
+    terms, label = _TABLES[table]
+    i18n = _vocabulary()
+    with i18n.context(), i18n.use_locale(normalise_locale(locale)):
+        return {str(term): label(term) for term in terms}
 
 
 def _label(table: str, value: str, locale: str) -> str:

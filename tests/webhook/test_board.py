@@ -28,6 +28,8 @@ from public_data import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import texts
+from bot.i18n import create_i18n
 from storage.models import Suggestion, VoteOutcome
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 from storage.services.suggestions import Draft
@@ -114,7 +116,7 @@ async def test_board_is_chinese_by_default(
     assert "2026-03-02" in html  # the date in the programme's time zone, not UTC's
     assert "居民" in html and "驻社区单位" in html  # the unit is named by its kind only
     assert "12,345 元" in html and "服务项目" in html
-    assert "属物业等其他社会主体应承担的职责" in html
+    assert "物业等其他主体职责范围内" in html
     assert 'href="/board?lang=en"' in html
     assert "科技园社区" in html  # offered in the filter, though it has nothing yet
     assert_no_secrets(html)
@@ -128,7 +130,7 @@ async def test_board_in_english(
     assert '<html lang="en">' in html
     assert "Livelihood micro-projects — public board" in html
     assert "公示栏" not in html
-    for expected in ("Submitted", "Community candidate", "Not adopted", "Community environment"):
+    for expected in ("Submitted", "Community candidate", "Not accepted", "Community environment"):
         assert expected in html
     assert "Resident" in html and "Unit in the community" in html
     assert "4 suggestions" in html
@@ -277,6 +279,23 @@ async def test_labels_cover_every_value() -> None:
     assert i18n_web.proposer_label(SourceType.RESIDENT, "zh") == "居民"
     assert i18n_web.proposer_label(SourceType.RESIDENT, "en") == "Resident"
     assert i18n_web.proposer_label(SourceType.REPRESENTATIVE, "zh") == "两代表一委员"
+
+
+@pytest.mark.parametrize("locale", i18n_web.LOCALES)
+def test_the_board_and_the_bot_use_the_same_words(locale: str) -> None:
+    """A term reads the same on the board as in the chat (the bot's catalogue), in both
+    languages: the board has no words of its own for the programme's terms."""
+    i18n = create_i18n()
+    with i18n.context(), i18n.use_locale(locale):
+        for enum, board, bot in (
+            (State, i18n_web.state_label, texts.status_label),
+            (Category, i18n_web.category_label, texts.category_label),
+            (Kind, i18n_web.kind_label, texts.kind_label),
+            (SourceType, i18n_web.source_type_label, texts.source_type_label),
+            (ExclusionReason, i18n_web.exclusion_label, texts.exclusion_reason_label),
+        ):
+            for value in enum:
+                assert board(value, locale) == bot(value), (locale, value)
 
 
 def _catalogue(locale: str) -> dict[tuple[str | None, object], object]:
