@@ -614,8 +614,8 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
     note: str | None = None
     if rules.exceeds_cap(kind, cost_fen):
         note = _(
-            "Noted: about ¥{amount}. In principle a {kind} is capped at ¥{cap}; the street "
-            "office will decide whether a larger amount is justified."
+            "Noted: about ¥{amount}. In principle, the cap for this kind of project ({kind}) "
+            "is ¥{cap}; the street office will decide whether a larger amount is justified."
         ).format(
             amount=yuan(cost_fen),
             kind=kind_label(kind),
