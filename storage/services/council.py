@@ -825,7 +825,16 @@ async def vote_detail(
         return None
     if principal is not None:
         await access.require(session, principal, vote.community_id, DETAIL_ROLES)
-    item_ids = [item.id for item in vote.items]
+    return (await vote_details(session, [vote]))[0]
+
+
+async def vote_details(session: AsyncSession, votes: list[CouncilVote]) -> list[VoteDetail]:
+    """`votes` (loaded as get_vote and list_votes load them) with their ballots, polls and
+    counts: three queries for all of them, however many there are. No scope check: the
+    caller found the votes within its principal's scope."""
+    item_ids = [item.id for vote in votes for item in vote.items]
+    if not item_ids:
+        return [VoteDetail(vote=vote, ballots=[], polls=[]) for vote in votes]
     ballots = (
         await session.scalars(
             select(Ballot).where(Ballot.item_id.in_(item_ids)).order_by(Ballot.item_id, Ballot.at)
@@ -839,26 +848,46 @@ async def vote_detail(
         )
     ).all()
     tallies = await _tally(session, item_ids)
-    voted: dict[int, set[int]] = {i: set() for i in item_ids}
+    ballots_of: dict[int, list[Ballot]] = {i: [] for i in item_ids}
     for b in ballots:
-        if b.counted and b.choice is not None and b.person_id is not None:
-            voted[b.item_id].add(b.person_id)
-    return VoteDetail(
-        vote=vote,
-        ballots=[
-            BallotView(
-                b.item_id, b.telegram_id, b.person_id, b.choice, b.counted, b.ignored_reason, b.at
-            )
-            for b in ballots
-        ],
-        polls=list(polls),
-        counts={
-            i: (t[Choice.AGREE], t[Choice.AGAINST], t[Choice.ABSTAIN]) for i, t in tallies.items()
-        },
-        not_voted={
-            i: [m.person_id for m in vote.members if m.person_id not in voted[i]] for i in item_ids
-        },
-    )
+        ballots_of[b.item_id].append(b)
+    polls_of: dict[int, list[CouncilPoll]] = {i: [] for i in item_ids}
+    for p in polls:
+        polls_of[p.item_id].append(p)
+
+    def detail(vote: CouncilVote) -> VoteDetail:
+        ids = [item.id for item in vote.items]
+        mine = [b for i in ids for b in ballots_of[i]]
+        voted: dict[int, set[int]] = {i: set() for i in ids}
+        for b in mine:
+            if b.counted and b.choice is not None and b.person_id is not None:
+                voted[b.item_id].add(b.person_id)
+        return VoteDetail(
+            vote=vote,
+            ballots=[
+                BallotView(
+                    b.item_id,
+                    b.telegram_id,
+                    b.person_id,
+                    b.choice,
+                    b.counted,
+                    b.ignored_reason,
+                    b.at,
+                )
+                for b in mine
+            ],
+            polls=[p for i in ids for p in polls_of[i]],
+            counts={
+                i: (t[Choice.AGREE], t[Choice.AGAINST], t[Choice.ABSTAIN])
+                for i, t in tallies.items()
+                if i in voted
+            },
+            not_voted={
+                i: [m.person_id for m in vote.members if m.person_id not in voted[i]] for i in ids
+            },
+        )
+
+    return [detail(vote) for vote in votes]
 
 
 async def list_votes(
@@ -931,4 +960,5 @@ __all__ = [
     "record_send_error",
     "result_params",
     "vote_detail",
+    "vote_details",
 ]

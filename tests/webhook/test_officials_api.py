@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Community, RoleGrant, Street, Suggestion
@@ -542,6 +542,64 @@ async def test_convene_sends_the_polls_and_shows_the_vote(
             "/api/v1/council-votes", params={"status": "open"}, headers=world.auth(role)
         )
         assert [v["id"] for v in listed.json()] == [vote["id"]], role
+
+
+async def test_listing_votes_takes_the_same_queries_for_many_as_for_one(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Each listed vote carries its ballots and counts as its own page shows them, read for
+    all the votes at once rather than vote by vote."""
+    xinsha = world.communities["新沙社区"]
+    member = await council_member_in(sessionmaker, xinsha, 700)
+    engine = sessionmaker.kw["bind"]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        if "api_token" not in args[2]:  # the token's use is stamped at most once a minute
+            statements.append(args[2])
+
+    async def convene_one() -> int:
+        response = await client.post(
+            "/api/v1/council-votes",
+            json={
+                "community_id": xinsha,
+                "candidate_ids": [await candidate_in(sessionmaker, xinsha)],
+                "closes_at": closes_in(),
+            },
+            headers=world.auth(STAFF),
+        )
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    async def listing() -> tuple[list[dict[str, Any]], int]:
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            response = await client.get("/api/v1/council-votes", headers=world.auth(STREET))
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+        assert response.status_code == 200, response.text
+        return response.json(), len(statements)
+
+    first = await convene_one()
+    async with sessionmaker() as session:
+        stored = await council.get_vote(session, first)
+        assert stored is not None
+        await council.record_poll(session, stored.items[0].id, "poll-1", 700, 1)
+        await council.record_answer(session, "poll-1", 700, [2])
+        await session.commit()
+    _, with_one = await listing()
+    ids = [await convene_one() for _ in range(3)] + [first]
+    listed, with_four = await listing()
+
+    assert with_four == with_one
+    assert [vote["id"] for vote in listed] == sorted(ids, reverse=True)  # newest first
+    for vote in listed:
+        alone = await client.get(f"/api/v1/council-votes/{vote['id']}", headers=world.auth(STREET))
+        assert vote == alone.json()
+    answered = next(vote for vote in listed if vote["id"] == first)["items"][0]
+    assert (answered["abstain"], answered["voters"], answered["not_voted"]) == (1, 1, [])
+    assert all(v["items"][0]["not_voted"] == [member] for v in listed if v["id"] != first)
 
 
 async def convene_with(

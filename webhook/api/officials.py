@@ -539,7 +539,7 @@ def _add_council_routes(router: APIRouter) -> None:
             votes = await council.list_votes(
                 session, principal, community_id=community, status=status, limit=limit
             )
-            return [CouncilVoteOut.of(await _detail(session, principal, v.id)) for v in votes]
+            return [CouncilVoteOut.of(d) for d in await council.vote_details(session, votes)]
         except RuleViolation as exc:
             raise http_error(exc) from exc
 
