@@ -21,6 +21,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,16 @@ class StubSession(BaseSession):
     async def close(self) -> None:
         return None
 
-    async def stream_content(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        raise NotImplementedError  # the dialog downloads nothing
+        yield b""
 
 
 async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[float]]:
@@ -70,7 +79,7 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
         run = BackendRun.on(backend, Path(tmp) / "steps.db", opts)
         community_id = await prepare_store(run, opts.pg_admin_url)
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             database_url=run.database_url,
             redis_url=run.redis_url,
             max_suggestions_per_day=1000,

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bench import stream
 from bench import webhook as wh
@@ -235,7 +236,7 @@ async def seed_world(
                     session,
                     TelegramIdentity(PROPOSER_BASE + n, f"居民{n}"),
                     Draft(community_id, Category.ENVIRONMENT, f"候选项目{n + 1}：照明", "说明"),
-                    tz=UTC,
+                    tz=ZoneInfo("UTC"),
                     daily_limit=1000,
                 )
                 suggestion_ids.append(stored.id)
@@ -720,7 +721,7 @@ async def close_once(
     finally:
         await engine.dispose()
     return CloseTiming(
-        seconds, stats["statements"], stats["sql"], outbox - outbox_before, world.seconds
+        seconds, int(stats["statements"]), stats["sql"], outbox - outbox_before, world.seconds
     )
 
 
@@ -859,6 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     def url_of(backend: str, name: str) -> str:
         return f"sqlite+aiosqlite:///{out / name}" if backend == "sqlite" else opts.pg_url
 
+    where = wh.machine()  # before the runs, as bench.webhook: the code may change meanwhile
     runs: list[StreamRun] = []
     closes: list[CloseCase] = []
     for backend in opts.backends:
@@ -873,7 +875,6 @@ def main(argv: list[str] | None = None) -> None:
             closes += run_close(backend, url_of(backend, "close.db"), opts)
 
     command = wh.command_line("bench.votes", argv)
-    where = wh.machine()
     report = {
         **wh.report_head(stamp, command, where, opts),
         "stream": [wh.run_record(run) for run in runs],

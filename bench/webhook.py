@@ -640,7 +640,7 @@ def table(run: BackendRun) -> str:
     ]
     for concurrency, base, full in by_concurrency(run.cells):
         rps_ratio = p99_ratio = "–"
-        if base and full:
+        if base and full and base.rps > 0 and base.p99_ms > 0:
             rps = full.rps / base.rps
             p99 = full.p99_ms / base.p99_ms
             rps_ratio = f"{rps:.2f} {'✓' if rps >= TARGET_THROUGHPUT_RATIO else '✗'}"
