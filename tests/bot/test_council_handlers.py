@@ -11,8 +11,8 @@ import pytest
 from aiogram.methods import SendMessage
 from aiogram.types import Update
 from conftest import OrgTree
+from dialog_helpers import STAFF, Sessions, grant
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
     BOT_USERNAME,
     Group,
@@ -27,27 +27,17 @@ from telegram_fakes import (
 
 from storage.models import Ballot, Chat, ChatPurpose, Community, CouncilVote, utcnow
 from storage.rules import Category, Choice, Role, ScopeLevel, State
-from storage.services import access, chats, council, screening
-from storage.services.access import Principal, Scope
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services import chats, council, screening
+from storage.services.access import Scope
+from storage.services.people import TelegramIdentity
 from storage.services.suggestions import Draft, submit
 
 pytest_plugins = ["telegram_fakes"]
 
-Sessions = async_sessionmaker[AsyncSession]
-STAFF = Person(2001, "王社工")
 ZHAO, QIAN = Person(4001, "赵委员"), Person(4002, "钱委员")
 OUTSIDER = Person(4999, "路人")
 COUNCIL_GROUP = Group(-100_777, "新沙社区居民议事会")
 AGREE, AGAINST, ABSTAIN = [0], [1], [2]
-
-
-async def grant(sessionmaker: Sessions, person: Person, role: Role, scope: Scope) -> Principal:
-    async with sessionmaker() as session:
-        row = await ensure_person(session, TelegramIdentity(person.id, person.first_name))
-        await access.grant_role(session, row.id, role, scope)
-        await session.commit()
-        return Principal(role, scope, row.id)
 
 
 async def bind_council_group(sessionmaker: Sessions, community_id: int) -> None:

@@ -1,5 +1,5 @@
 """What the dialog tests share: where a person's conversation stands (as the FSM storage holds
-it), and a staff member with a role. Test modules here import it by name, as they import
+it), and a staff member with a role. Test modules import it by name, as they import
 telegram_fakes (`from dialog_helpers import fsm`), and load the `staff` fixture with
 `pytest_plugins = ["telegram_fakes", "dialog_helpers"]`; pytest may not rewrite the asserts
 of a module already imported, hence: PYTEST_DONT_REWRITE.
