@@ -281,7 +281,8 @@ async def redeem(
     RuleViolation codes: invite_unknown, invite_revoked, invite_expired, invite_used_up, and
     invite_already_redeemed when this person redeemed it before but the role has since been
     revoked (the link does not restore it). Opening it again while holding the role returns
-    the same grant and takes no further use."""
+    the same grant and takes no further use; so does opening it while holding the role from
+    elsewhere."""
     try:
         return await _redeem(session, code, who, now or utcnow())
     except IntegrityError:
@@ -304,6 +305,9 @@ async def _redeem(
     if held is not None:
         return held
     _check_usable(invite, now)
+    held = await _held_otherwise(session, invite, who.telegram_id)
+    if held is not None:
+        return held
     # One statement both checks and takes a use, so concurrent redemptions of the last use
     # cannot both succeed (PostgreSQL re-checks the WHERE on the locked row).
     taken = await session.execute(
@@ -351,6 +355,19 @@ async def _redeemed_before(
             "invite_already_redeemed", "you used this invite before; the role has been revoked"
         )
     return held
+
+
+async def _held_otherwise(
+    session: AsyncSession, invite: Invite, telegram_id: int
+) -> RoleGrant | None:
+    """The person's live grant of the invite's role and scope, given some other way (by an
+    official, by another invite): then the invite has nothing to give, so it takes no use and
+    the audit trail records no grant that did not happen."""
+    person = await find_person(session, telegram_id)
+    if person is None:
+        return None
+    scope = Scope(invite.scope_level, invite.scope_id)
+    return await access.active_grant(session, person.id, invite.role, scope)
 
 
 async def grant_by_official(

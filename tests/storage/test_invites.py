@@ -163,6 +163,27 @@ async def test_the_same_person_twice_takes_one_use(
         assert len((await session.scalars(select(RoleGrant))).all()) == 1
 
 
+async def test_a_role_held_already_takes_no_use_and_records_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    async with sessionmaker() as session:
+        alice = await ensure_person(session, ALICE)
+        given = await access.grant_role(session, alice.id, Role.COUNCIL_MEMBER, council_of(world))
+        await session.commit()
+    invite = await make_invite(sessionmaker, world)
+    async with sessionmaker() as session:
+        held = await invites.redeem(session, invite.code, ALICE)
+    assert held.id == given.id
+    assert await uses_taken(sessionmaker, invite) == 0
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(AuditEvent))).all() == []
+        assert (await session.scalars(select(InviteRedemption))).all() == []
+    # Its one use is still there for someone new.
+    async with sessionmaker() as session:
+        await invites.redeem(session, invite.code, BOB)
+    assert await uses_taken(sessionmaker, invite) == 1
+
+
 async def test_n_uses(sessionmaker: async_sessionmaker[AsyncSession], world: World) -> None:
     invite = await make_invite(sessionmaker, world, uses=3)
     for who in (ALICE, BOB, CAROL):
