@@ -111,6 +111,15 @@ async def active_grant(
     ).first()
 
 
+def check_grantable(role: Role, scope: Scope) -> None:
+    """RuleViolation unless `role` is one that is granted (`role_not_grantable`) and `scope` is
+    of the level it is held at (`scope_mismatch`)."""
+    if role not in ROLE_SCOPE:
+        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
+    if ROLE_SCOPE[role] is not scope.level:
+        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+
+
 async def grant_role(
     session: AsyncSession,
     person_id: int,
@@ -120,8 +129,7 @@ async def grant_role(
     granted_by_id: int | None = None,
 ) -> RoleGrant:
     """Grant (idempotently) a role in a scope. Flushes; the caller's operation commits."""
-    if ROLE_SCOPE.get(role) is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
+    check_grantable(role, scope)
     existing = await active_grant(session, person_id, role, scope)
     if existing is not None:
         return existing

@@ -169,15 +169,6 @@ async def strictly_covers(session: AsyncSession, outer: Scope, inner: Scope) -> 
     return False
 
 
-def check_grantable(role: Role, scope: Scope) -> None:
-    """RuleViolation unless `role` is one that is granted (`role_not_grantable`) and `scope` is
-    of the level it is held at (`scope_mismatch`)."""
-    if role not in ROLE_SCOPE:
-        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
-    if ROLE_SCOPE[role] is not scope.level:
-        raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
-
-
 async def _grant(
     session: AsyncSession,
     actor: Actor,
@@ -220,7 +211,7 @@ async def create_invite(
     now: datetime | None = None,
 ) -> Invite:
     """A new invite granting `role` in `scope` to up to `uses` people. Commits."""
-    check_grantable(role, scope)
+    access.check_grantable(role, scope)
     if not 1 <= uses <= MAX_USES:
         raise RuleViolation("invite_uses_invalid", f"uses must be 1-{MAX_USES}")
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
@@ -389,7 +380,7 @@ async def grant_by_official(
         raise ValueError("name the person by exactly one of telegram_id and person_id")
     if principal.role not in GRANTING_ROLES:
         raise RuleViolation("role_not_allowed", f"{principal.role.value} may not grant roles")
-    check_grantable(role, scope)
+    access.check_grantable(role, scope)
     await check_scope_exists(session, scope)
     if principal.role is not Role.CITY_ADMIN and not await strictly_covers(
         session, principal.scope, scope
@@ -416,7 +407,6 @@ async def grant_by_official(
 __all__ = [
     "GRANTING_ROLES",
     "INVITE_PREFIX",
-    "check_grantable",
     "check_scope_exists",
     "create_invite",
     "deep_link",

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ApiToken, utcnow
 from storage.rules import Role, RuleViolation
-from storage.services.access import Principal, Scope
-from storage.services.invites import check_grantable, check_scope_exists
+from storage.services.access import Principal, Scope, check_grantable
+from storage.services.invites import check_scope_exists
 
 TOKEN_PREFIX = "ms_"
 PREFIX_LENGTH = 8

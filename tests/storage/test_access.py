@@ -188,6 +188,17 @@ async def test_grant_only_at_the_roles_level(
             assert raised.value.code == "scope_mismatch"
 
 
+@pytest.mark.parametrize("role", sorted(set(Role) - set(ROLE_SCOPE)))
+async def test_a_role_that_is_not_granted_is_refused_as_such(
+    session: AsyncSession, org: OrgTree, role: Role
+) -> None:
+    """The same code as an invite or an official's grant gives for it: one check for all."""
+    someone = await person(session, 2)
+    with pytest.raises(RuleViolation) as raised:
+        await access.grant_role(session, someone.id, role, Scope(ScopeLevel.COMMUNITY, 1))
+    assert raised.value.code == "role_not_grantable"
+
+
 async def test_principal_for_prefers_the_narrowest(session: AsyncSession, org: OrgTree) -> None:
     someone = await person(session, 3)
     street = Scope(ScopeLevel.STREET, org.street_id)
