@@ -124,7 +124,9 @@ def _texts(emulator: Emulator) -> list[str]:
 async def test_form_encoded_and_multipart_replies_run_too() -> None:
     emulator = Emulator(token=TOKEN, bot_id=BOT_ID, bot_username="minsheng_sandbox_bot")
     form = f"method=sendMessage&chat_id={ZHANG_WEI}&text=%E4%BD%A0%E5%A5%BD".encode()
-    assert await _start(emulator, WebhookAnswer(200, form, "application/x-www-form-urlencoded"))
+    assert (
+        await _start(emulator, WebhookAnswer(200, form, "application/x-www-form-urlencoded")) == 200
+    )
     boundary = "b0undary"
     multipart = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="method"\r\n\r\nsendMessage\r\n'
@@ -133,7 +135,7 @@ async def test_form_encoded_and_multipart_replies_run_too() -> None:
         f"--{boundary}--\r\n"
     ).encode()
     content_type = f"multipart/form-data; boundary={boundary}"
-    assert await _start(emulator, WebhookAnswer(200, multipart, content_type))
+    assert await _start(emulator, WebhookAnswer(200, multipart, content_type)) == 200
     assert _texts(emulator) == ["你好", "再见"]
 
 
