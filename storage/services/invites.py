@@ -292,13 +292,17 @@ async def _redeem(
     if invite.revoked_at is not None:
         raise RuleViolation("invite_revoked", "this invite has been revoked")
     scope = Scope(invite.scope_level, invite.scope_id)
-    held = await _redeemed_before(session, invite, who.telegram_id)
+    person = await find_person(session, who.telegram_id)
+    held = await _redeemed_before(session, invite, person, scope)
     if held is not None:
         return held
     _check_usable(invite, now)
-    held = await _held_otherwise(session, invite, who.telegram_id)
-    if held is not None:
-        return held
+    if person is not None:
+        # Held some other way (by an official, by another invite): the invite has nothing to
+        # give, so it takes no use and the audit trail records no grant that did not happen.
+        held = await access.active_grant(session, person.id, invite.role, scope)
+        if held is not None:
+            return held
     # One statement both checks and takes a use, so concurrent redemptions of the last use
     # cannot both succeed (PostgreSQL re-checks the WHERE on the locked row).
     taken = await session.execute(
@@ -314,7 +318,9 @@ async def _redeem(
     if getattr(taken, "rowcount", 0) != 1:
         # Someone else took the last use meanwhile, or (a double tap) this same person did.
         await session.refresh(invite)
-        held = await _redeemed_before(session, invite, who.telegram_id)
+        # Looked up again: a double tap's other half may have made the person meanwhile.
+        again = await find_person(session, who.telegram_id)
+        held = await _redeemed_before(session, invite, again, scope)
         if held is not None:
             return held
         if invite.revoked_at is not None:
@@ -332,33 +338,17 @@ async def _redeem(
 
 
 async def _redeemed_before(
-    session: AsyncSession, invite: Invite, telegram_id: int
+    session: AsyncSession, invite: Invite, person: Person | None, scope: Scope
 ) -> RoleGrant | None:
     """The grant this invite gave this person before, if it did; None if it never did."""
-    person = await find_person(session, telegram_id)
     if person is None or await session.get(InviteRedemption, (invite.id, person.id)) is None:
         return None
-    held = await access.active_grant(
-        session, person.id, invite.role, Scope(invite.scope_level, invite.scope_id)
-    )
+    held = await access.active_grant(session, person.id, invite.role, scope)
     if held is None:
         raise RuleViolation(
             "invite_already_redeemed", "you used this invite before; the role has been revoked"
         )
     return held
-
-
-async def _held_otherwise(
-    session: AsyncSession, invite: Invite, telegram_id: int
-) -> RoleGrant | None:
-    """The person's live grant of the invite's role and scope, given some other way (by an
-    official, by another invite): then the invite has nothing to give, so it takes no use and
-    the audit trail records no grant that did not happen."""
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return None
-    scope = Scope(invite.scope_level, invite.scope_id)
-    return await access.active_grant(session, person.id, invite.role, scope)
 
 
 async def grant_by_official(
