@@ -14,23 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.texts import quote
 from dialogs.common import Reply
-from storage.rules import Role, ScopeLevel
+from storage.rules import Role
 from storage.services import access
-from storage.services.people import find_person
 from storage.settings import Settings
-
-NARROWEST_FIRST = (ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY)
 
 
 async def staff_principals(
     session: AsyncSession, telegram_id: int, roles: frozenset[Role]
 ) -> list[access.Principal]:
     """The person's roles among `roles`, narrowest scope first."""
-    person = await find_person(session, telegram_id)
-    if person is None:
-        return []
-    found = [p for p in await access.principals_of(session, person.id) if p.role in roles]
-    return sorted(found, key=lambda p: NARROWEST_FIRST.index(p.scope.level))
+    found = [
+        p for p in await access.principals_of_telegram_user(session, telegram_id) if p.role in roles
+    ]
+    return sorted(found, key=lambda p: access.NARROWEST_FIRST.index(p.scope.level))
 
 
 def short(text: str, limit: int) -> str:

@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.texts import quote
 from dialogs.common import identity
 from storage.rules import Role, RuleViolation
-from storage.services import invites
+from storage.services import access, invites
 from storage.services.access import Principal, Scope
-from storage.services.people import principals_of_telegram_user
 
 STAFF_ROLES = frozenset(
     {Role.COMMUNITY_STAFF, Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN}
@@ -76,7 +75,7 @@ def roles_overview(principals: list[Principal]) -> str | None:
 
 
 async def person_roles(session: AsyncSession, telegram_id: int) -> list[Principal]:
-    return await principals_of_telegram_user(session, telegram_id)
+    return await access.principals_of_telegram_user(session, telegram_id)
 
 
 def refusal_text(code: str) -> str:

@@ -152,30 +152,45 @@ async def revoke_role(session: AsyncSession, grant_id: int) -> None:
         await session.flush()
 
 
+# Scope levels from the narrowest: a person's grant over a community is taken in this order.
+NARROWEST_FIRST = (ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY)
+
+
+def _principal(grant: RoleGrant) -> Principal:
+    return Principal(grant.role, Scope(grant.scope_level, grant.scope_id), grant.person_id)
+
+
 async def principals_of(session: AsyncSession, person_id: int) -> list[Principal]:
     grants = await session.scalars(
         select(RoleGrant).where(RoleGrant.person_id == person_id, RoleGrant.revoked_at.is_(None))
     )
-    return [Principal(g.role, Scope(g.scope_level, g.scope_id), person_id) for g in grants]
+    return [_principal(g) for g in grants]
+
+
+async def principals_of_telegram_user(session: AsyncSession, telegram_id: int) -> list[Principal]:
+    """The roles a Telegram user holds (as `principals_of`), in one query; [] for someone not
+    known yet."""
+    query = (
+        select(RoleGrant)
+        .join(Person, Person.id == RoleGrant.person_id)
+        .where(Person.telegram_id == telegram_id, RoleGrant.revoked_at.is_(None))
+    )
+    return [_principal(g) for g in await session.scalars(query)]
 
 
 async def principal_for(
     session: AsyncSession, telegram_id: int, community_id: int, roles: frozenset[Role]
 ) -> Principal | None:
     """The person's grant among `roles` whose scope covers the community (narrowest first)."""
-    person = (
-        await session.scalars(select(Person).where(Person.telegram_id == telegram_id))
-    ).first()
     place = await place_of(session, community_id)
-    if person is None or place is None:
+    if place is None:
         return None
-    order = [ScopeLevel.COMMUNITY, ScopeLevel.STREET, ScopeLevel.DISTRICT, ScopeLevel.CITY]
     candidates = [
         p
-        for p in await principals_of(session, person.id)
+        for p in await principals_of_telegram_user(session, telegram_id)
         if p.role in roles and covers(p.scope, place)
     ]
-    candidates.sort(key=lambda p: order.index(p.scope.level))
+    candidates.sort(key=lambda p: NARROWEST_FIRST.index(p.scope.level))
     return candidates[0] if candidates else None
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Person, RoleGrant, utcnow
-from storage.services.access import Principal, Scope
+from storage.models import Person, utcnow
 
 SUPPORTED_LOCALES = ("zh", "en")
 
@@ -25,20 +24,6 @@ class TelegramIdentity:
 
 async def find_person(session: AsyncSession, telegram_id: int) -> Person | None:
     return (await session.scalars(select(Person).where(Person.telegram_id == telegram_id))).first()
-
-
-async def principals_of_telegram_user(session: AsyncSession, telegram_id: int) -> list[Principal]:
-    """The roles a Telegram user holds (`access.principals_of`), in one query; [] for someone
-    not known yet."""
-    query = (
-        select(RoleGrant)
-        .join(Person, Person.id == RoleGrant.person_id)
-        .where(Person.telegram_id == telegram_id, RoleGrant.revoked_at.is_(None))
-    )
-    return [
-        Principal(g.role, Scope(g.scope_level, g.scope_id), g.person_id)
-        for g in await session.scalars(query)
-    ]
 
 
 async def ensure_person(session: AsyncSession, who: TelegramIdentity) -> Person:

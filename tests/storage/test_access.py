@@ -14,7 +14,7 @@ from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
 from storage.services import access
 from storage.services.access import Place, Principal, Scope
 from storage.services.org import OrgRow, import_rows
-from storage.services.people import TelegramIdentity, ensure_person, principals_of_telegram_user
+from storage.services.people import TelegramIdentity, ensure_person
 
 Sessions = async_sessionmaker[AsyncSession]
 STAFF_ROLES = frozenset(
@@ -264,10 +264,10 @@ async def test_principals_of_a_telegram_user(session: AsyncSession, org: OrgTree
     revoked = await access.grant_role(session, someone.id, Role.COUNCIL_MEMBER, xinsha)
     await access.revoke_role(session, revoked.id)
     await access.grant_role(session, other.id, Role.COUNCIL_MEMBER, xinsha)
-    held = await principals_of_telegram_user(session, someone.telegram_id)
+    held = await access.principals_of_telegram_user(session, someone.telegram_id)
     assert set(held) == set(await access.principals_of(session, someone.id))
     assert set(held) == {
         Principal(Role.COMMUNITY_STAFF, xinsha, someone.id),
         Principal(Role.CITY_ADMIN, Scope.city(), someone.id),
     }
-    assert await principals_of_telegram_user(session, 999) == []
+    assert await access.principals_of_telegram_user(session, 999) == []
