@@ -74,20 +74,11 @@ def local_day_start(now: datetime, tz: ZoneInfo) -> datetime:
     return datetime.combine(now.astimezone(tz).date(), time.min, tzinfo=tz)
 
 
-async def count_today(
-    session: AsyncSession, proposer_id: int, tz: ZoneInfo, now: datetime | None = None
-) -> int:
-    since = local_day_start(now or utcnow(), tz)
-    query = select(func.count(Suggestion.id)).where(
-        Suggestion.proposer_id == proposer_id, Suggestion.created_at >= since
-    )
-    return int(await session.scalar(query) or 0)
-
-
 async def count_today_by_telegram_id(
     session: AsyncSession, telegram_id: int, tz: ZoneInfo, now: datetime | None = None
 ) -> int:
-    """`count_today` for a Telegram user, in one query (0 for someone not known yet)."""
+    """How many suggestions a Telegram user made today, in `tz`, in one query (0 for
+    someone not known yet)."""
     since = local_day_start(now or utcnow(), tz)
     query = (
         select(func.count(Suggestion.id))
@@ -279,7 +270,6 @@ __all__ = [
     "PublicFilter",
     "add_follower",
     "apply",
-    "count_today",
     "count_today_by_telegram_id",
     "list_for_proposer",
     "next_number",

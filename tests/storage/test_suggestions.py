@@ -130,13 +130,12 @@ async def test_daily_limit_counts_the_local_day(
     await submit(sessionmaker, org.xinsha_id, resident(2), daily_limit=1)
     async with sessionmaker() as session:
         assert await count(session, Suggestion) == 4
-        person = await session.scalar(select(Person).where(Person.telegram_id == 10_001))
-        assert person is not None
-        assert await suggestions.count_today(session, person.id, TZ, now=clock[0]) == 1
+        today = suggestions.count_today_by_telegram_id
+        assert await today(session, 10_001, TZ, now=clock[0]) == 1
         late = datetime(2026, 2, 1, 15, 59, tzinfo=UTC)  # 23:59 on 1 February in Shanghai
-        assert await suggestions.count_today(session, person.id, TZ, now=late) == 1
+        assert await today(session, 10_001, TZ, now=late) == 1
         next_day = datetime(2026, 2, 1, 16, 0, tzinfo=UTC)
-        assert await suggestions.count_today(session, person.id, TZ, now=next_day) == 0
+        assert await today(session, 10_001, TZ, now=next_day) == 0
 
 
 async def test_count_today_by_telegram_id(
