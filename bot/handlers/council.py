@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
-from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only, say_linked
+from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
 from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import stale
+from dialogs.common import settle, stale
 from dialogs.org_picker import community_names, community_path, get_community
 from dialogs.staff import staff_principals
 from storage.models import ChatPurpose, Community, CouncilVote
@@ -201,16 +201,17 @@ async def on_council_bind(
         return
     await bind_group(callback, message, session, community, ChatPurpose.COUNCIL)
     path = community_path(*await community_names(session, community))
-    await say_linked(
+    await settle(
         callback,
-        message,
-        _("This group is now the residents' council group of {path}.").format(path=path)
+        "✅ "
+        + _("This group is now the residents' council group of {path}.").format(path=path)
         + "\n"
         + _(
             "When the community's staff convene a council vote (/convene in a private "
             "chat with me), the polls come here. Please make sure every council member is "
             "in this group."
         ),
+        answer=_("Linked."),
     )
 
 

@@ -25,7 +25,7 @@ from bot.callbacks import BindCb, OrgLevel
 from bot.filters import IsCommand
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
-from dialogs.common import identity, stale
+from dialogs.common import identity, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
 from storage.models import ChatPurpose, Community
 from storage.services import chats, org
@@ -223,13 +223,6 @@ async def bind_group(
     )
 
 
-async def say_linked(callback: CallbackQuery, message: Message, text: str) -> None:
-    """Answer the press that bound the group, and say `text` in place of the binding prompt."""
-    await callback.answer(_("Linked."))
-    with contextlib.suppress(TelegramBadRequest):
-        await message.edit_text("✅ " + text, reply_markup=None)
-
-
 async def on_bind_press(
     callback: CallbackQuery,
     callback_data: BindCb,
@@ -272,12 +265,13 @@ async def on_bind_press(
         return
     await bind_group(callback, message, session, community)
     await context.clear()
-    await say_linked(
+    await settle(
         callback,
-        message,
-        _("This group is now linked to {path}.").format(path=await _path(session, community))
+        "✅ "
+        + _("This group is now linked to {path}.").format(path=await _path(session, community))
         + "\n"
         + _("A group admin can change that with /bind."),
+        answer=_("Linked."),
     )
     await post_suggest_message(bot, message.chat.id, community, pin_hint=True)
 
