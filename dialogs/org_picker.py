@@ -13,8 +13,8 @@ from bot.callbacks import BindCb, OrgLevel, PickCb
 from bot.keyboards import org_keyboard
 from bot.texts import quote
 from storage.models import Community, District, Street
-from storage.services import org
-from storage.services.org import CommunityNames
+from storage.services import org, public
+from storage.services.public import PublicCommunity
 
 # Ids arrive in deep links and button data: beyond the column's range they name nothing
 # (and PostgreSQL would refuse the comparison rather than find no row).
@@ -31,12 +31,12 @@ async def get_community(session: AsyncSession, community_id: int) -> Community |
     return await org.get_community(session, community_id)
 
 
-async def get_community_names(session: AsyncSession, community_id: int) -> CommunityNames | None:
+async def get_community_names(session: AsyncSession, community_id: int) -> PublicCommunity | None:
     """The community with its street's and district's names (one query), for a deep link or a
     pick: enough to say which community it is and to label it, without loading the rows."""
     if not plausible_id(community_id):
         return None
-    return await org.get_community_names(session, community_id)
+    return await public.get_community(session, community_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ def names_label(district: str, street: str, community: str) -> str:
     return " › ".join((district, street, community))
 
 
-def label_of(names: CommunityNames) -> str:
+def label_of(names: PublicCommunity) -> str:
     return names_label(names.district, names.street, names.name)
 
 

@@ -51,7 +51,7 @@ from dialogs.common import Reply as Reply  # named dialogs.suggestion.Reply by o
 from dialogs.org_picker import get_community_names, label_of, render_level
 from storage import rules
 from storage.rules import Category, Kind, RuleViolation
-from storage.services.org import CommunityNames
+from storage.services.public import PublicCommunity
 from storage.services.suggestions import (
     DailyLimitReached,
     Draft,
@@ -357,7 +357,7 @@ async def start(
     state: FSMContext,
     session: AsyncSession,
     settings: Settings,
-    community: CommunityNames | None = None,
+    community: PublicCommunity | None = None,
 ) -> SendMessage:
     """Begin a new suggestion, for a known community if it came with the group's link;
     returns the first question (see `go`)."""

@@ -137,31 +137,6 @@ async def get_community(session: AsyncSession, community_id: int) -> Community |
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CommunityNames:
-    """A community with the names of its street and district: what a label needs."""
-
-    id: int
-    name: str
-    street: str
-    district: str
-
-
-async def get_community_names(session: AsyncSession, community_id: int) -> CommunityNames | None:
-    """The community and its street's and district's names, in one query; None if unknown."""
-    query = (
-        select(Community.id, Community.name, Street.name, District.name)
-        .join(Street, Street.id == Community.street_id)
-        .join(District, District.id == Street.district_id)
-        .where(Community.id == community_id)
-    )
-    row = (await session.execute(query)).first()
-    if row is None:
-        return None
-    found_id, name, street, district = row
-    return CommunityNames(found_id, name, street, district)
-
-
 async def find_community(session: AsyncSession, name: str) -> Community | None:
     query = select(Community).where(Community.name == name).order_by(Community.id).limit(1)
     return (await session.scalars(query)).first()

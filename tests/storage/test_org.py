@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Community, District, Street
 from storage.services import org as org_service
+from storage.services import public
 from storage.services.org import ImportResult, OrgImportError, parse_org_csv
 
 GOOD = """district,street,community
@@ -102,6 +103,6 @@ async def test_listing_and_lookup(session: AsyncSession, org: OrgTree) -> None:
 
 
 async def test_community_names_in_one_lookup(session: AsyncSession, org: OrgTree) -> None:
-    names = await org_service.get_community_names(session, org.tianan_id)
-    assert names == org_service.CommunityNames(org.tianan_id, "天安社区", "沙头街道", "福田区")
-    assert await org_service.get_community_names(session, 999) is None
+    names = await public.get_community(session, org.tianan_id)
+    assert names == public.PublicCommunity(org.tianan_id, "天安社区", "沙头街道", "福田区")
+    assert await public.get_community(session, 999) is None
