@@ -15,7 +15,6 @@ from aiogram.fsm.storage.redis import RedisStorage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dedup import StoreDeduplicator
 from bot.gate import Gate, LocalGate, RedisGate, UpdateGateMiddleware
 from bot.i18n import create_i18n
 from bot.middlewares import PersonLocaleMiddleware, UpdateSessionMiddleware
@@ -62,11 +61,12 @@ def create_base_dispatcher(
     storage = create_storage(redis)
     # The gate takes the place of aiogram's FSM middleware (see bot.gate).
     dispatcher = Dispatcher(storage=storage, disable_fsm=True, sessionmaker=sessionmaker, **kwargs)
-    dispatcher.update.outer_middleware(UpdateGateMiddleware(storage, create_gate(storage)))
+    gate = create_gate(storage)
+    dispatcher.update.outer_middleware(UpdateGateMiddleware(storage, gate))
     dispatcher.update.outer_middleware(
         UpdateSessionMiddleware(
             sessionmaker,
-            None if redis is not None else StoreDeduplicator(),
+            claim_updates=not gate.claims_updates,
             serialize=sessionmaker.kw["bind"].dialect.name == "sqlite",
         )
     )

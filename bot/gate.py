@@ -121,6 +121,10 @@ class Passage:
 
 
 class Gate(Protocol):
+    # True if the gate itself claims each `update_id` (de-duplication); if not, the store
+    # must (UpdateSessionMiddleware, in the update's own transaction).
+    claims_updates: bool
+
     def passage(
         self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
     ) -> AbstractAsyncContextManager[Passage]:
@@ -133,6 +137,7 @@ class LocalGate:
     the locale cache live in memory, and the store de-duplicates (UpdateSessionMiddleware)."""
 
     LOCALES_KEPT = 100_000  # people whose /lang choice is remembered in memory
+    claims_updates = False
 
     def __init__(self, storage: BaseStorage) -> None:
         self.storage = storage
@@ -245,6 +250,7 @@ class RedisGate:
     slots: this needs one Redis (with replicas if wanted), not Redis Cluster.
     """
 
+    claims_updates = True
     PROCESSING_TTL = 120  # seconds; longer than any update takes, shorter than a retry cycle
     DONE_TTL = 7 * 24 * 3600  # Telegram gives up on an update after 24 h
     LOCK_TTL_MS = 60_000  # how long a crashed holder keeps a conversation locked at most

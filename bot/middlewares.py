@@ -14,9 +14,9 @@ from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dedup import StoreDeduplicator
 from bot.gate import NO_CHOICE, Passage
 from storage.services.people import find_person, pick_locale
+from storage.services.updates import claim_update
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 AfterCommit = Callable[[], Awaitable[Any]]
@@ -28,19 +28,20 @@ class UpdateSessionMiddleware(BaseMiddleware):
 
     In the store, the update's effects and its de-duplication mark commit together; if anything
     fails, both roll back and the error reaches the webhook route, which answers 503 so Telegram
-    retries. With Redis the gate (bot.gate) de-duplicates before this runs: `dedup` is None.
+    retries. With Redis the gate (bot.gate) claims the update before this runs; then
+    `claim_updates` is False.
     The session connects on its first statement, so an update that needs no SQL costs none.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        dedup: StoreDeduplicator | None,
         *,
+        claim_updates: bool,
         serialize: bool = False,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.dedup = dedup
+        self.claim_updates = claim_updates
         # SQLite has one writer: concurrent updates would wait in its busy handler, which
         # sleeps with growing back-off (seconds of tail latency). Queueing them here instead
         # hands the write lock over at once.
@@ -72,7 +73,9 @@ class UpdateSessionMiddleware(BaseMiddleware):
     ) -> Any:
         session = self.sessionmaker()
         try:
-            if self.dedup is not None and not await self.dedup.claim(event.update_id, session):
+            # The mark is a row in the update's own transaction: it commits or rolls back with
+            # the update's effects, so there is nothing to finish or release.
+            if self.claim_updates and not await claim_update(session, event.update_id):
                 return UNHANDLED
             data["session"] = session
             data["after_commit"] = after_commit
