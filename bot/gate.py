@@ -115,7 +115,6 @@ class Passage:
     locale_choice: str | None = None
     # Set by a handler or middleware: the choice to cache once the update succeeded.
     remember_locale: str | None = None
-    user_id: int | None = None
     # False when the update was handled but its conversation could not be written back.
     saved: bool = True
 
@@ -288,7 +287,7 @@ class RedisGate:
     ) -> AsyncIterator[Passage]:
         keys = self._keys(update_id, key, user_id, exclusive)
         token = f"{self._holder}:{next(self._passages)}"  # whose lock it is
-        reply = await self._claim(keys, token)
+        reply = await self._claim(update_id, keys, token)
         if reply[0] == 0:
             if _text(reply[1]) == "done":
                 yield Passage(fresh=False, conversation=None)
@@ -296,18 +295,17 @@ class RedisGate:
             raise UpdateInProgress(update_id)
         _, state, data, locale = reply
         conversation = Conversation(key, _text(state), _text(data)) if key is not None else None
-        passage = Passage(
-            fresh=True, conversation=conversation, locale_choice=_text(locale), user_id=user_id
-        )
+        passage = Passage(fresh=True, conversation=conversation, locale_choice=_text(locale))
         try:
             yield passage
         except BaseException:
             try:
-                await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+                await self._abort(keys, token)
             except Exception:  # the claim and the lock expire by themselves
                 log.warning("update %s: could not release its claim", update_id, exc_info=True)
             raise
-        await self._leave_after_commit(update_id, passage, keys, self._leave_args(passage, token))
+        args = self._leave_args(passage, token, can_cache_locale=user_id is not None)
+        await self._leave_after_commit(update_id, passage, keys, args)
 
     async def _leave_after_commit(
         self, update_id: int, passage: Passage, keys: list[str], args: list[Any]
@@ -332,31 +330,34 @@ class RedisGate:
                     return
             await asyncio.sleep(pause)
 
-    async def _claim(self, keys: list[str], token: str) -> list[Any]:
-        reply = cast(
-            list[Any],
-            await self._enter(keys=keys, args=["1", self.PROCESSING_TTL, token, self.LOCK_TTL_MS]),
-        )
-        if reply[0] != 2:
-            return reply
-        # The person's previous update is still being handled (an album arrives as several
-        # updates at once): wait for it, keeping the claim on this one.
+    async def _claim(self, update_id: int, keys: list[str], token: str) -> list[Any]:
+        # "1": claim the update and try the lock. While the person's previous update is still
+        # being handled (an album arrives as several updates at once), wait for it, keeping the
+        # claim on this one ("0": only try the lock again).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.WAIT_TIMEOUT
-        while loop.time() < deadline:
-            await asyncio.sleep(self.RETRY_EVERY)
+        claim = "1"
+        while True:
             reply = cast(
                 list[Any],
                 await self._enter(
-                    keys=keys, args=["0", self.PROCESSING_TTL, token, self.LOCK_TTL_MS]
+                    keys=keys, args=[claim, self.PROCESSING_TTL, token, self.LOCK_TTL_MS]
                 ),
             )
             if reply[0] != 2:
                 return reply
-        await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
-        raise UpdateInProgress(int(keys[0].rsplit(":", 1)[1]))
+            if loop.time() >= deadline:
+                break
+            claim = "0"
+            await asyncio.sleep(self.RETRY_EVERY)
+        await self._abort(keys, token)
+        raise UpdateInProgress(update_id)
 
-    def _leave_args(self, passage: Passage, token: str) -> list[Any]:
+    async def _abort(self, keys: list[str], token: str) -> None:
+        """Give up the update's claim and the lock (if this token holds it), writing nothing."""
+        await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+
+    def _leave_args(self, passage: Passage, token: str, *, can_cache_locale: bool) -> list[Any]:
         state_op = state = data_op = data = ""
         conversation = passage.conversation
         if conversation is not None:
@@ -366,9 +367,7 @@ class RedisGate:
                 data_op, data = (
                     ("set", conversation.data_json) if conversation.data_json else ("del", "")
                 )
-        locale_op = (
-            "set" if passage.remember_locale is not None and passage.user_id is not None else ""
-        )
+        locale_op = "set" if can_cache_locale and passage.remember_locale is not None else ""
         return [
             "done", self.DONE_TTL, token,
             state_op, state or "", _seconds(self.storage.state_ttl),
