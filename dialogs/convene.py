@@ -378,9 +378,7 @@ async def cmd_convene(
     assert message.from_user is not None
     who = message.from_user.id
     if suggestion_dialog.is_dialog_state(raw_state):
-        return await suggestion_dialog.continue_reply(
-            bot, message.chat.id, state, session, raw_state
-        )
+        return await suggestion_dialog.continue_reply(bot, message.chat.id, state, session)
     principals = await convening_principals(session, who)
     if not principals:
         return message.answer(not_staff_text())

@@ -506,9 +506,7 @@ async def cmd_review(
 ) -> Reply:
     assert message.from_user is not None
     if suggestion_dialog.is_dialog_state(raw_state):
-        return await suggestion_dialog.continue_reply(
-            bot, message.chat.id, state, session, raw_state
-        )
+        return await suggestion_dialog.continue_reply(bot, message.chat.id, state, session)
     if not await screening_principals(session, message.from_user.id):
         return message.answer(not_staff_text())
     await state.set_data({"skipped": []})

@@ -39,6 +39,7 @@ from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
 from dialogs.common import (
     NOT_COMMAND,
     Markup,
+    Reply,
     chat_of,
     choose_with_buttons_note,
     current_step,
@@ -47,7 +48,6 @@ from dialogs.common import (
     settle,
     type_text_note,
 )
-from dialogs.common import Reply as Reply  # named dialogs.suggestion.Reply by other handlers
 from dialogs.org_picker import get_community_names, label_of, render_level
 from storage import rules
 from storage.rules import Category, Kind, RuleViolation
@@ -325,12 +325,10 @@ def continue_note() -> str:
 
 
 async def continue_reply(
-    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession, raw_state: str | None
+    bot: Bot, chat_id: int, state: FSMContext, session: AsyncSession
 ) -> SendMessage | None:
-    """In the middle of a suggestion (`raw_state`): its current question again, after saying
-    so, for the handler to return; None outside the dialog."""
-    if not is_dialog_state(raw_state):
-        return None
+    """In the middle of a suggestion: its current question again, after saying so, for the
+    handler to return; None outside the dialog."""
     return await reask(bot, chat_id, state, session, continue_note())
 
 
@@ -347,7 +345,7 @@ async def answer_then_continue(
     if not is_dialog_state(raw_state):
         return message.answer(text)
     await message.answer(text)
-    return await continue_reply(bot, message.chat.id, state, session, raw_state)
+    return await continue_reply(bot, message.chat.id, state, session)
 
 
 async def start(

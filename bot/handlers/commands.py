@@ -22,9 +22,8 @@ from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
 from bot.texts import listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
-from dialogs.common import identity
+from dialogs.common import Reply, identity
 from dialogs.org_picker import get_community_names
-from dialogs.suggestion import Reply
 from storage.services import invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.suggestions import list_for_proposer
@@ -107,14 +106,14 @@ async def cmd_start(
     assert message.from_user is not None
     if command.args and PAYLOAD_RE.match(command.args) and invites.is_invite_payload(command.args):
         await redeem_invite(message, command.args, session)
-        return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
+        return await suggestion.continue_reply(bot, message.chat.id, state, session)
     community_id = parse_suggest_payload(command.args)
     community = (
         await get_community_names(session, community_id) if community_id is not None else None
     )
     if community is not None:
         if suggestion.is_dialog_state(raw_state):
-            return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
+            return await suggestion.continue_reply(bot, message.chat.id, state, session)
         return await suggestion.start(
             bot, message.chat.id, message.from_user.id, state, session, settings, community
         )
@@ -141,7 +140,7 @@ async def cmd_suggest(
 ) -> Reply:
     assert message.from_user is not None
     if suggestion.is_dialog_state(raw_state):
-        return await suggestion.continue_reply(bot, message.chat.id, state, session, raw_state)
+        return await suggestion.continue_reply(bot, message.chat.id, state, session)
     return await suggestion.start(
         bot, message.chat.id, message.from_user.id, state, session, settings
     )

@@ -29,7 +29,7 @@ from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
 from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
-from dialogs.common import settle, stale
+from dialogs.common import Reply, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community
 from dialogs.staff import staff_principals
 from storage.models import ChatPurpose, Community, CouncilVote
@@ -118,7 +118,7 @@ async def cmd_votes(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
-) -> suggestion_dialog.Reply:
+) -> Reply:
     assert message.from_user is not None
     text = await votes_text(session, message.from_user.id, settings)
     return await suggestion_dialog.answer_then_continue(

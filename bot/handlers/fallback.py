@@ -18,6 +18,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs import suggestion
+from dialogs.common import Reply
 
 # Any /command at all; the known ones were taken by the routers before this one.
 ANY_COMMAND = re.compile(r".+")
@@ -29,7 +30,7 @@ def unknown_command_text() -> str:
 
 async def unknown_command_private(
     message: Message, state: FSMContext, session: AsyncSession, bot: Bot, raw_state: str | None
-) -> suggestion.Reply:
+) -> Reply:
     if suggestion.is_dialog_state(raw_state):
         note = unknown_command_text()
         return await suggestion.reask(bot, message.chat.id, state, session, note)
