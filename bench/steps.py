@@ -35,7 +35,7 @@ from bench.stream import dialog_steps, render_python
 from bench.stub_api import Stub
 from bench.webhook import BackendRun, prepare_store
 from bot.factory import create_dispatcher
-from bot.session import dump_payload, method_payload
+from bot.session import dump_payload, method_payload, reply_body
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
 
@@ -106,8 +106,7 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
                         started = time.process_time()
                         reply = await dispatcher.feed_update(bot, update)
                         if isinstance(reply, TelegramMethod):  # the webhook's answer body
-                            payload = method_payload(bot, reply) or {}
-                            dump_payload({"method": reply.__api_method__} | payload)
+                            reply_body(bot, reply)
                         if measured:
                             cpu[step.name].append(time.process_time() - started)
         finally:

@@ -103,6 +103,15 @@ def dump_payload(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def reply_body(bot: Bot, method: TelegramMethod[Any]) -> bytes | None:
+    """The webhook reply that makes Telegram call `method` (`{"method": …, …}`), or None for
+    an upload, which a reply cannot carry."""
+    payload = method_payload(bot, method)
+    if payload is None:
+        return None
+    return dump_payload({"method": method.__api_method__, **payload})
+
+
 class JsonAiohttpSession(AiohttpSession):
     """`AiohttpSession` that posts `application/json` unless the method uploads a file.
 

@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_errors
 from starlette.requests import ClientDisconnect
 
 from bot.dedup import UpdateInProgress
-from bot.session import dump_payload, method_payload
+from bot.session import reply_body
 from storage.services.updates import dead_letter
 from webhook.deps import RuntimeDep
 from webhook.runtime import Runtime
@@ -88,18 +88,14 @@ async def _reply(runtime: Runtime, update_id: int, method: TelegramMethod[Any]) 
     the 200's JSON body names it and Telegram runs it afterwards, its result unreported. The
     update is already committed, so an upload, which the reply cannot carry, is called here and
     a failure of it only logged."""
-    payload = method_payload(runtime.bot, method)
-    if payload is None:
+    body = reply_body(runtime.bot, method)
+    if body is None:
         try:
             await runtime.bot(method)
         except Exception:
             log.exception("update %s: the reply %s failed", update_id, method.__api_method__)
         return Response(status_code=status.HTTP_200_OK)
-    return Response(
-        content=dump_payload({"method": method.__api_method__, **payload}),
-        status_code=status.HTTP_200_OK,
-        media_type="application/json",
-    )
+    return Response(content=body, status_code=status.HTTP_200_OK, media_type="application/json")
 
 
 def create_telegram_router() -> APIRouter:
