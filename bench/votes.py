@@ -289,11 +289,6 @@ def chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any
         yield rows[start : start + size]
 
 
-async def prepare(backend: str, database_url: str, redis_url: str | None, pg_admin: str) -> int:
-    """bench.webhook's fresh, migrated store with its org tree; the demo community's id."""
-    return await wh.prepare_store(wh.BackendRun(backend, database_url, redis_url), pg_admin)
-
-
 def ballot_choice(member: int, position: int) -> int | None:
     """The seeded answer of member n on item j: 60 % agree, 20 % against, 15 % abstain, 5 %
     retracted (a ballot with no choice); odd items have agree and against swapped, so that
@@ -589,9 +584,8 @@ class StreamRun:
 
 def run_stream(run: StreamRun, opts: argparse.Namespace, out: Path) -> None:
     print(f"\n== poll answers, {run.backend}: preparing {run.database_url}", flush=True)
-    community_id = asyncio.run(
-        prepare(run.backend, run.database_url, run.redis_url, opts.pg_admin_url)
-    )
+    server_run = wh.BackendRun(run.backend, run.database_url, run.redis_url)
+    community_id = asyncio.run(wh.prepare_store(server_run, opts.pg_admin_url))
     users = stream_users()
     members = [USER_BASE + slot for slot in range(users) if is_member_slot(slot)]
     members += [SILENT_BASE + n for n in range(SILENT)]
@@ -619,7 +613,6 @@ def run_stream(run: StreamRun, opts: argparse.Namespace, out: Path) -> None:
         f"{len(stream_tids) * len(world.item_ids)} ballots already in; {len(steps)} steps a cycle",
         flush=True,
     )
-    server_run = wh.BackendRun(run.backend, run.database_url, run.redis_url)
 
     def measure_cell(load: wh.Load, mode: str, concurrency: int, pids: dict[str, int]) -> VoteCell:
         return measure(
@@ -666,7 +659,7 @@ async def close_once(
     from storage.models import CouncilVoteItem, Notification
     from storage.services import council
 
-    community_id = await prepare(backend, database_url, None, pg_admin)
+    community_id = await wh.prepare_store(wh.BackendRun(backend, database_url, None), pg_admin)
     convened = datetime.now(UTC) - timedelta(days=VOTE_DAYS)
     member_tids = [USER_BASE + n for n in range(members)]
     world = await seed_world(
@@ -857,22 +850,21 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     stamp, out = wh.new_results_dir("votes-")
 
-    def url_of(backend: str, name: str) -> str:
-        return f"sqlite+aiosqlite:///{out / name}" if backend == "sqlite" else opts.pg_url
-
     where = wh.machine()  # before the runs, as bench.webhook: the code may change meanwhile
     runs: list[StreamRun] = []
     closes: list[CloseCase] = []
     for backend in opts.backends:
         if not opts.skip_stream:
-            redis_url = opts.redis_url if backend == "postgres" else None
-            run = StreamRun(backend, url_of(backend, "votes.db"), redis_url)
+            on = wh.BackendRun.on(backend, out / "votes.db", opts)
+            run = StreamRun(on.backend, on.database_url, on.redis_url)
             run_stream(run, opts, out)
             runs.append(run)
     for backend in opts.backends:
         if not opts.skip_close:
             print(f"\n== close and tally, {backend}", flush=True)
-            closes += run_close(backend, url_of(backend, "close.db"), opts)
+            closes += run_close(
+                backend, wh.BackendRun.on(backend, out / "close.db", opts).database_url, opts
+            )
 
     command = wh.command_line("bench.votes", argv)
     report = {
