@@ -22,6 +22,7 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardRemove, Update
+from dialog_helpers import fsm
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram_fakes import (
@@ -61,11 +62,6 @@ async def deliver(h: Harness, reply: Any) -> Call:
     return h.session.calls[-1]
 
 
-async def state_of(h: Harness, person: Person) -> str | None:
-    context = h.dispatcher.fsm.get_context(h.bot, chat_id=person.id, user_id=person.id)
-    return await context.get_state()
-
-
 async def test_a_text_step_returns_the_next_question(
     dialog_driver: Driver, bot_harness: Harness
 ) -> None:
@@ -75,7 +71,7 @@ async def test_a_text_step_returns_the_next_question(
     assert made == [], "nothing is sent while the update is handled"
     assert isinstance(reply, SendMessage) and reply.chat_id == RESIDENT.id
     assert "地点在哪里" in reply.text
-    assert await state_of(h, RESIDENT) == SuggestionForm.location.state
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.location.state
     delivered = await deliver(h, reply)
     assert delivered.method is reply and delivered.result is not None
     # Delivered, the question's keyboard works as before: "type instead" is answered.
@@ -92,7 +88,7 @@ async def test_bad_input_returns_the_question_again(
     assert made == []
     assert isinstance(reply, SendMessage)
     assert reply.text.startswith("标题不能为空") and "请给建议起个简短的标题" in reply.text
-    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.title.state
 
 
 async def test_a_button_step_answers_and_edits_first(
@@ -127,7 +123,7 @@ async def test_confirm_returns_the_thanks(dialog_driver: Driver, bot_harness: Ha
     assert isinstance(made[0].method, AnswerCallbackQuery)
     assert made[0].method.text == "提交成功，谢谢您！"
     assert isinstance(reply, SendMessage) and "编号 <b>新沙-" in reply.text
-    assert await state_of(h, RESIDENT) is None
+    assert (await fsm(h, RESIDENT))[0] is None
 
 
 async def test_the_deep_link_returns_the_first_question(bot_harness: Harness, org: Any) -> None:
@@ -135,7 +131,7 @@ async def test_the_deep_link_returns_the_first_question(bot_harness: Harness, or
     made, reply = await h.say_unsent(RESIDENT, f"/start s_{org.xinsha_id}")
     assert made == []
     assert isinstance(reply, SendMessage) and "<b>新沙社区</b>" in reply.text
-    assert await state_of(h, RESIDENT) == SuggestionForm.category.state
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.category.state
 
 
 async def test_a_photo_is_answered_at_once(dialog_driver: Driver, bot_harness: Harness) -> None:
@@ -245,7 +241,7 @@ async def test_a_press_answered_too_late_still_counts(
         ),
     )
     calls = await h.press(RESIDENT, CATEGORY, exact=True)
-    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.title.state
     assert "标题" in texts(calls)[-1]
 
     # Any other refusal of the answer still fails the update.
@@ -282,4 +278,4 @@ async def test_a_press_is_answered_and_its_keyboard_closed_together(
     monkeypatch.setattr(h.session, "make_request", slow_answer)
     calls = await h.press(RESIDENT, CATEGORY, exact=True)
     assert {type(c.method) for c in calls[:2]} == {AnswerCallbackQuery, EditMessageText}
-    assert await state_of(h, RESIDENT) == SuggestionForm.title.state
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.title.state
