@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.base import BaseSession
+from aiogram import Dispatcher
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.methods import SendPhoto, TelegramMethod
+from aiogram.methods import SendPhoto
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
 )
+from telegram_fakes import RecordingSession, make_bot
 from webhook_fakes import (
     CHAT,
     message_update,
@@ -41,37 +40,6 @@ SECRET = "reply-secret"
 KEYBOARD = InlineKeyboardMarkup(
     inline_keyboard=[[InlineKeyboardButton(text="好 ✓", callback_data="ok:1")]]
 )
-
-
-class RecordingSession(BaseSession):
-    """The bot's own calls (uploads only, here); `fail` makes the next one refused."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[TelegramMethod[Any]] = []
-        self.fail = False
-
-    async def make_request(
-        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
-    ) -> Any:
-        self.calls.append(method)
-        if self.fail:
-            raise TelegramBadRequest(method=method, message="Bad Request: IMAGE_PROCESS_FAILED")
-        return method.__returning__.model_validate(  # type: ignore[union-attr]
-            {
-                "message_id": 1,
-                "date": 0,
-                "chat": {"id": CHAT, "type": "private"},
-                "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}],
-            },
-            context={"bot": bot},
-        )
-
-    async def close(self) -> None:
-        return None
-
-    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
-        yield b""
 
 
 def build_dispatcher() -> Dispatcher:
@@ -95,7 +63,7 @@ async def webhook(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Rec
         settings=Settings(database_url=sqlite_url, webhook_secret=SECRET),
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
-        bot=Bot("42:TEST", session=session, default=DefaultBotProperties(parse_mode="HTML")),
+        bot=make_bot(session),
         dispatcher=build_dispatcher(),
         webhook_secret=SECRET,
     )
@@ -159,14 +127,18 @@ async def test_an_upload_is_called_before_the_200(webhook: Any) -> None:
     response = await post(client, message_update("photo"))
     assert response.status_code == 200 and response.content == b""
     (call,) = session.calls
-    assert isinstance(call, SendPhoto) and call.chat_id == CHAT and call.caption == "<b>c</b>"
+    assert isinstance(call.method, SendPhoto)
+    assert call.method.chat_id == CHAT and call.method.caption == "<b>c</b>"
 
 
 async def test_a_failed_upload_is_logged_not_retried(
     webhook: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     client, session = webhook
-    session.fail = True
+    refusal = TelegramBadRequest(
+        method=SendPhoto(chat_id=CHAT, photo="x"), message="Bad Request: IMAGE_PROCESS_FAILED"
+    )
+    session.fail_next(SendPhoto, refusal)
     with caplog.at_level(logging.ERROR, logger="webhook.telegram"):
         response = await post(client, message_update("photo"))
     # The update is handled and committed: Telegram must not deliver it again.
