@@ -24,6 +24,8 @@ from bot.factory import create_base_dispatcher, create_gate, create_storage
 from bot.gate import NO_CHOICE, LocalGate, RedisGate, UpdateGateMiddleware, UpdateStorage
 from storage.db import create_engine, create_sessionmaker
 
+pytest_plugins = ["telegram_fakes"]
+
 KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
 OTHER = StorageKey(bot_id=42, chat_id=-500, user_id=0)
 
@@ -37,6 +39,7 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[BaseStorage]:
     if request.param == "memory":
         yield MemoryStorage()
         return
+    # Its own client: fsm_redis, an async fixture, cannot be requested from a running loop.
     redis_url: str = request.getfixturevalue("redis_url")
     redis = Redis.from_url(redis_url)
     store = create_storage(redis)
@@ -154,76 +157,67 @@ async def test_no_conversation_for_updates_without_a_chat_or_user(storage: BaseS
 
 
 @pytest.mark.redis
-async def test_redis_replay_is_not_fresh_and_in_progress_is_refused(redis_url: str) -> None:
-    redis = Redis.from_url(redis_url)
+async def test_redis_replay_is_not_fresh_and_in_progress_is_refused(fsm_redis: Redis) -> None:
+    redis = fsm_redis
     gate = create_gate(create_storage(redis))
     assert isinstance(gate, RedisGate)
-    try:
-        async with gate.passage(20, KEY, 1001, exclusive=True) as passage:
-            assert passage.fresh
-            # Delivered again while the first delivery is still being handled (another
-            # replica): refused, so that it is retried rather than lost.
-            with pytest.raises(UpdateInProgress):
-                async with gate.passage(20, KEY, 1001, exclusive=True):
-                    pass
-        assert await redis.get("minsheng:update:20") == b"done"
-        assert 0 < await redis.ttl("minsheng:update:20") <= RedisGate.DONE_TTL
-        async with gate.passage(20, KEY, 1001, exclusive=True) as replay:
-            assert not replay.fresh
-        # A failed update drops its claim: the retry is handled.
-        with pytest.raises(Boom):
-            async with gate.passage(21, KEY, 1001, exclusive=True):
-                raise Boom
-        assert await redis.get("minsheng:update:21") is None
-        async with gate.passage(21, KEY, 1001, exclusive=True) as retry:
-            assert retry.fresh
-    finally:
-        await redis.aclose()
+    async with gate.passage(20, KEY, 1001, exclusive=True) as passage:
+        assert passage.fresh
+        # Delivered again while the first delivery is still being handled (another
+        # replica): refused, so that it is retried rather than lost.
+        with pytest.raises(UpdateInProgress):
+            async with gate.passage(20, KEY, 1001, exclusive=True):
+                pass
+    assert await redis.get("minsheng:update:20") == b"done"
+    assert 0 < await redis.ttl("minsheng:update:20") <= RedisGate.DONE_TTL
+    async with gate.passage(20, KEY, 1001, exclusive=True) as replay:
+        assert not replay.fresh
+    # A failed update drops its claim: the retry is handled.
+    with pytest.raises(Boom):
+        async with gate.passage(21, KEY, 1001, exclusive=True):
+            raise Boom
+    assert await redis.get("minsheng:update:21") is None
+    async with gate.passage(21, KEY, 1001, exclusive=True) as retry:
+        assert retry.fresh
 
 
 @pytest.mark.redis
 @pytest.mark.parametrize("with_ttl", [True, False], ids=["service-ttl", "no-ttl"])
-async def test_redis_state_expires_as_the_storage_says(redis_url: str, with_ttl: bool) -> None:
+async def test_redis_state_expires_as_the_storage_says(fsm_redis: Redis, with_ttl: bool) -> None:
     """Written back as aiogram's RedisStorage writes: with its TTL, or none when it has none."""
-    redis = Redis.from_url(redis_url)
+    redis = fsm_redis
     storage = (
         create_storage(redis)
         if with_ttl
         else RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix="minsheng:fsm"))
     )
     gate = RedisGate(storage)
-    try:
-        async with gate.passage(30, KEY, 1001, exclusive=True) as passage:
-            state = context(storage, passage.conversation)
-            await state.set_state("Form:title")
-            await state.update_data(title="x")
-        assert await storage.get_state(KEY) == "Form:title"
-        for suffix in ("state", "data"):
-            ttl = await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}")
-            assert (0 < ttl <= 7 * 24 * 3600) if with_ttl else ttl == -1
-        assert not await redis.exists("minsheng:fsm:1001:1001:lock")
-    finally:
-        await redis.aclose()
+    async with gate.passage(30, KEY, 1001, exclusive=True) as passage:
+        state = context(storage, passage.conversation)
+        await state.set_state("Form:title")
+        await state.update_data(title="x")
+    assert await storage.get_state(KEY) == "Form:title"
+    for suffix in ("state", "data"):
+        ttl = await redis.ttl(f"minsheng:fsm:1001:1001:{suffix}")
+        assert (0 < ttl <= 7 * 24 * 3600) if with_ttl else ttl == -1
+    assert not await redis.exists("minsheng:fsm:1001:1001:lock")
 
 
 @pytest.mark.redis
 async def test_redis_busy_conversation_times_out_and_releases_the_claim(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    fsm_redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis = Redis.from_url(redis_url)
+    redis = fsm_redis
     gate = create_gate(create_storage(redis))
     monkeypatch.setattr(RedisGate, "WAIT_TIMEOUT", 0.2)
-    try:
-        # A replica that crashed holding the lock (it expires after LOCK_TTL_MS).
-        await redis.set("minsheng:fsm:1001:1001:lock", "someone-else", px=60_000)
-        with pytest.raises(UpdateInProgress):
-            async with gate.passage(40, KEY, 1001, exclusive=True):
-                pass
-        assert await redis.get("minsheng:update:40") is None
-        # The other holder's lock is not ours to release.
-        assert await redis.get("minsheng:fsm:1001:1001:lock") == b"someone-else"
-    finally:
-        await redis.aclose()
+    # A replica that crashed holding the lock (it expires after LOCK_TTL_MS).
+    await redis.set("minsheng:fsm:1001:1001:lock", "someone-else", px=60_000)
+    with pytest.raises(UpdateInProgress):
+        async with gate.passage(40, KEY, 1001, exclusive=True):
+            pass
+    assert await redis.get("minsheng:update:40") is None
+    # The other holder's lock is not ours to release.
+    assert await redis.get("minsheng:fsm:1001:1001:lock") == b"someone-else"
 
 
 async def test_the_locale_choice_is_cached_with_the_update(storage: BaseStorage) -> None:
@@ -267,60 +261,54 @@ class FlakyScript:
 
 @pytest.mark.redis
 async def test_redis_leaving_a_committed_update_retries_then_gives_up_quietly(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    fsm_redis: Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """After the store committed, a Redis failure must not fail the update: Telegram would
     deliver it again and, once the claim expired, it would be handled twice."""
-    redis = Redis.from_url(redis_url)
+    redis = fsm_redis
     storage = create_storage(redis)
     gate = create_gate(storage)
     assert isinstance(gate, RedisGate)
     monkeypatch.setattr(RedisGate, "LEAVE_PAUSES", (0.0, 0.0))
-    try:
-        # A blip: the second attempt writes everything back.
-        gate._leave = FlakyScript(gate._leave, failures=1)  # type: ignore[method-assign]
-        async with gate.passage(60, KEY, 1001, exclusive=True) as passage:
-            await context(storage, passage.conversation).set_state("Form:title")
-        assert await redis.get("minsheng:update:60") == b"done"
-        assert await storage.get_state(KEY) == "Form:title"
+    # A blip: the second attempt writes everything back.
+    gate._leave = FlakyScript(gate._leave, failures=1)  # type: ignore[method-assign]
+    async with gate.passage(60, KEY, 1001, exclusive=True) as passage:
+        await context(storage, passage.conversation).set_state("Form:title")
+    assert await redis.get("minsheng:update:60") == b"done"
+    assert await storage.get_state(KEY) == "Form:title"
 
-        # Down for good: no exception, an error in the log, and the claim left to expire.
-        flaky = FlakyScript(gate._leave.script, failures=99)
-        gate._leave = flaky  # type: ignore[method-assign]
-        with caplog.at_level("ERROR", logger="bot.gate"):
-            async with gate.passage(61, KEY, 1001, exclusive=True) as passage:
-                await context(storage, passage.conversation).set_state("Form:description")
-        assert flaky.calls == 3 and passage.saved is False
-        assert "update 61 committed" in caplog.text
-        assert await redis.get("minsheng:update:61") == b"processing"
-        assert await storage.get_state(KEY) == "Form:title"
-    finally:
-        await redis.aclose()
+    # Down for good: no exception, an error in the log, and the claim left to expire.
+    flaky = FlakyScript(gate._leave.script, failures=99)
+    gate._leave = flaky  # type: ignore[method-assign]
+    with caplog.at_level("ERROR", logger="bot.gate"):
+        async with gate.passage(61, KEY, 1001, exclusive=True) as passage:
+            await context(storage, passage.conversation).set_state("Form:description")
+    assert flaky.calls == 3 and passage.saved is False
+    assert "update 61 committed" in caplog.text
+    assert await redis.get("minsheng:update:61") == b"processing"
+    assert await storage.get_state(KEY) == "Form:title"
 
 
 @pytest.mark.redis
 async def test_redis_a_failed_update_keeps_its_own_error_when_redis_fails_too(
-    redis_url: str,
+    fsm_redis: Redis,
 ) -> None:
-    redis = Redis.from_url(redis_url)
+    redis = fsm_redis
     gate = create_gate(create_storage(redis))
     assert isinstance(gate, RedisGate)
-    try:
-        gate._leave = FlakyScript(gate._leave, failures=99)  # type: ignore[method-assign]
-        with pytest.raises(Boom):
-            async with gate.passage(70, KEY, 1001, exclusive=True):
-                raise Boom
-    finally:
-        await redis.aclose()
+    gate._leave = FlakyScript(gate._leave, failures=99)  # type: ignore[method-assign]
+    with pytest.raises(Boom):
+        async with gate.passage(70, KEY, 1001, exclusive=True):
+            raise Boom
 
 
 @pytest.mark.redis
 async def test_redis_no_reply_when_the_conversation_could_not_be_saved(
-    redis_url: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    fsm_redis: Redis, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reply would ask the next step's question while the conversation stayed at the old
     step: the person's next answer would land in the wrong field. It is dropped."""
-    redis = Redis.from_url(redis_url)
+    redis = fsm_redis
     engine = create_engine(sqlite_url)
     monkeypatch.setattr(RedisGate, "LEAVE_PAUSES", ())
     try:
@@ -347,5 +335,4 @@ async def test_redis_no_reply_when_the_conversation_could_not_be_saved(
         update = Update.model_validate(message_update("again", chat_id=1001), context={"bot": bot})
         assert await dispatcher.feed_update(bot, update) is None
     finally:
-        await redis.aclose()
         await engine.dispose()
