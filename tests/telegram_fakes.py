@@ -563,21 +563,33 @@ class Harness:
                     return sent, button
         raise AssertionError(f"no button {label!r} in chat {chat_id}")
 
-    async def press(
+    def button_update(
         self, person: Person, label: str, chat: Group | None = None, *, exact: bool = False
-    ) -> list[Call]:
+    ) -> Update:
+        """`person` pressing the newest button labelled `label` (see find_button), not fed."""
         chat_id = chat.id if chat else person.id
         sent, button = self.find_button(chat_id, label, exact=exact)
         assert button.callback_data is not None, f"{label!r} is not a callback button"
-        return await self.press_data(person, button.callback_data, sent.message_id, chat)
+        return self.press_update(person, button.callback_data, sent.message_id, chat)
+
+    def press_update(
+        self, person: Person, data: str, message_id: int, chat: Group | None = None
+    ) -> Update:
+        """`person` pressing a button with `data` under the bot's message `message_id`."""
+        chat_id = chat.id if chat else person.id
+        sent = self.session.messages.get((chat_id, message_id))
+        text = parse_html(sent.text) if sent is not None else "…"
+        return self.updates.callback(person, data, message_id, chat, text)
+
+    async def press(
+        self, person: Person, label: str, chat: Group | None = None, *, exact: bool = False
+    ) -> list[Call]:
+        return await self.feed(self.button_update(person, label, chat, exact=exact))
 
     async def press_data(
         self, person: Person, data: str, message_id: int, chat: Group | None = None
     ) -> list[Call]:
-        chat_id = chat.id if chat else person.id
-        sent = self.session.messages.get((chat_id, message_id))
-        text = parse_html(sent.text) if sent is not None else "…"
-        return await self.feed(self.updates.callback(person, data, message_id, chat, text))
+        return await self.feed(self.press_update(person, data, message_id, chat))
 
 
 def texts(calls: Iterable[Call]) -> list[str]:

@@ -72,15 +72,13 @@ def counter(monkeypatch: pytest.MonkeyPatch) -> Counter:
     return counter
 
 
-async def test_filter_checks_per_update(bot_harness: Harness, org: Any, counter: Counter) -> None:
+async def test_filter_checks_per_update(
+    bot_harness: Harness, dialog_driver: Driver, counter: Counter
+) -> None:
     h, p = bot_harness, RESIDENT
-    driver = Driver(h)
-    await driver.category(p)
+    await dialog_driver.category(p)
 
-    sent, button = h.find_button(p.id, CATEGORY, exact=True)
-    assert button.callback_data is not None
-    message_id = sent.message_id
-    button_press = await counter.feed(h, h.updates.callback(p, button.callback_data, message_id))
+    button_press = await counter.feed(h, h.button_update(p, CATEGORY, exact=True))
     title = await counter.feed(h, h.updates.text(p, "修复3栋楼梯间照明灯"))
     help_ = await counter.feed(h, h.updates.text(p, "/help"))
     poll = await counter.feed(

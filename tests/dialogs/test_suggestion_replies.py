@@ -49,12 +49,6 @@ RESIDENT = Person(1001, "小明")
 # --- replies ---------------------------------------------------------------------------------
 
 
-def button_update(h: Harness, person: Person, label: str) -> Update:
-    sent, button = h.find_button(person.id, label, exact=True)
-    assert button.callback_data is not None
-    return h.updates.callback(person, button.callback_data, sent.message_id)
-
-
 async def deliver(h: Harness, reply: Any) -> Call:
     """Make the returned call, as Telegram would after the webhook's answer."""
     assert isinstance(reply, TelegramMethod)
@@ -96,7 +90,7 @@ async def test_a_button_step_answers_and_edits_first(
 ) -> None:
     h = bot_harness
     await dialog_driver.category(RESIDENT)
-    made, reply = await h.feed_unsent(button_update(h, RESIDENT, CATEGORY))
+    made, reply = await h.feed_unsent(h.button_update(RESIDENT, CATEGORY, exact=True))
     assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageText]
     assert made[1].text == "类别：社区环境整治"
     assert isinstance(reply, SendMessage) and "请给建议起个简短的标题" in reply.text
@@ -118,7 +112,7 @@ async def test_the_location_step_removes_the_keyboard_before_the_next_question(
 async def test_confirm_returns_the_thanks(dialog_driver: Driver, bot_harness: Harness) -> None:
     h = bot_harness
     await dialog_driver.summary(RESIDENT)
-    made, reply = await h.feed_unsent(button_update(h, RESIDENT, SUBMIT))
+    made, reply = await h.feed_unsent(h.button_update(RESIDENT, SUBMIT, exact=True))
     assert [type(c.method) for c in made] == [AnswerCallbackQuery, EditMessageReplyMarkup]
     assert isinstance(made[0].method, AnswerCallbackQuery)
     assert made[0].method.text == "提交成功，谢谢您！"
@@ -180,7 +174,9 @@ async def walk_counting(h: Harness, seen: list[str], person: Person, org: Any) -
         counts[name] = await step_statements(h, seen, person, h.updates.text(person, value))
 
     async def press(name: str, label: str) -> None:
-        counts[name] = await step_statements(h, seen, person, button_update(h, person, label))
+        counts[name] = await step_statements(
+            h, seen, person, h.button_update(person, label, exact=True)
+        )
 
     await text("/start s_<community>", f"/start s_{org.xinsha_id}")
     await press("category", CATEGORY)
