@@ -772,8 +772,8 @@ def stream_table(run: StreamRun) -> str:
     lines = [
         "| concurrency | baseline upd/s | poll_answer upd/s | ratio | baseline p99 ms "
         "| full p99 ms | ratio | full p50 ms | ballots written | server CPU b/f "
-        "| PostgreSQL+Redis CPU | other CPU b/f |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| PostgreSQL+Redis CPU | other CPU b/f | server RSS MiB b/f |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for concurrency, base, full in wh.by_concurrency(run.cells):
         rps_ratio = p99_ratio = "–"
@@ -787,7 +787,8 @@ def stream_table(run: StreamRun) -> str:
             f"| {wh.num(full, 'p50_ms')} | {f'{full.ballots_written:,}' if full else '–'} "
             f"| {wh.share(base, 'server')} / {wh.share(full, 'server')} "
             f"| {wh.share(full, 'db')} "
-            f"| {wh.share(base, 'rest')} / {wh.share(full, 'rest')} |"
+            f"| {wh.share(base, 'rest')} / {wh.share(full, 'rest')} "
+            f"| {wh.rss(base)} / {wh.rss(full)} |"
         )
     return "\n".join(lines)
 

@@ -84,6 +84,9 @@ class Cell:
     suggestions: int = 0
     # CPU used during the measured run, as a share of one core: is the server saturated?
     cpu: dict[str, float] = field(default_factory=dict)
+    # The server's resident memory when the measured run ended, and its peak so far (MiB):
+    # what one worker needs, and whether it grows from cell to cell.
+    memory: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -188,6 +191,19 @@ def stat_cpu_seconds(stat: str) -> float:
     """User + system CPU time in a process's /proc/<pid>/stat line."""
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """A process's resident memory now (VmRSS) and at its peak so far (VmHWM), in MiB."""
+    return status_memory_mib(Path(f"/proc/{pid}/status").read_text())
+
+
+def status_memory_mib(status: str) -> dict[str, float]:
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        name: round(int(fields[key].split()[0]) / 1024, 1)  # the kernel counts in kB
+        for name, key in (("rss", "VmRSS"), ("peak", "VmHWM"))
+    }
 
 
 def children_cpu_seconds() -> float:
@@ -528,6 +544,7 @@ def measured_run(
     # noisy neighbour).
     busy = (machine_after - machine_before) / seconds
     cell.cpu["rest"] = round(max(0.0, busy - sum(cell.cpu.values())), 2)
+    cell.memory = memory_mib(pids["server"])
     if spy is not None:
         spy.wait()
     return cell
@@ -603,9 +620,10 @@ def cell_line(cell: Cell, extra: str = "") -> str:
     """A cell on one line of the progress output; `extra` follows its count of requests."""
     flag = "" if cell.valid else f"  INVALID: {'; '.join(cell.problems)}"
     cpu = " ".join(f"{name} {share:.0%}" for name, share in cell.cpu.items())
+    memory = f"; rss {cell.memory['rss']:.0f} MiB" if cell.memory else ""
     return (
         f"{cell.mode:8} c={cell.concurrency:<3} {cell.rps:8.1f} upd/s  p50 {cell.p50_ms:7.1f} ms"
-        f"  p99 {cell.p99_ms:7.1f} ms  ({cell.requests} requests{extra}; cpu {cpu}){flag}"
+        f"  p99 {cell.p99_ms:7.1f} ms  ({cell.requests} requests{extra}; cpu {cpu}{memory}){flag}"
     )
 
 
@@ -627,6 +645,10 @@ def share(cell: Cell | None, name: str) -> str:
     return f"{cell.cpu[name]:.0%}" if cell and name in cell.cpu else "–"
 
 
+def rss(cell: Cell | None) -> str:
+    return f"{cell.memory['rss']:.0f}" if cell and cell.memory else "–"
+
+
 def invalid_note(*cells: Cell | None) -> str:
     return " (INVALID)" if any(cell and not cell.valid for cell in cells) else ""
 
@@ -635,8 +657,8 @@ def table(run: BackendRun) -> str:
     lines = [
         "| concurrency | baseline upd/s | full upd/s | ratio (≥ 0.5) | baseline p99 ms "
         "| full p99 ms | ratio (≤ 2) | baseline p50 ms | full p50 ms | suggestions stored "
-        "| server CPU b/f | other CPU b/f |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU b/f | other CPU b/f | server RSS MiB b/f |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for concurrency, base, full in by_concurrency(run.cells):
         rps_ratio = p99_ratio = "–"
@@ -651,7 +673,8 @@ def table(run: BackendRun) -> str:
             f"| {num(base, 'p50_ms')} | {num(full, 'p50_ms')} "
             f"| {full.suggestions if full else '–'} "
             f"| {share(base, 'server')} / {share(full, 'server')} "
-            f"| {share(base, 'rest')} / {share(full, 'rest')} |"
+            f"| {share(base, 'rest')} / {share(full, 'rest')} "
+            f"| {rss(base)} / {rss(full)} |"
         )
     return "\n".join(lines)
 
