@@ -10,6 +10,7 @@ restart of the service. Bad input never loses what was entered: the same step is
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -111,6 +112,8 @@ REFUSED_GROUPS_KEPT = 10
 
 def empty_draft(community_id: int | None = None, community_label: str = "") -> dict[str, Any]:
     return {
+        # Confirming this draft twice (Telegram redelivering the press) stores it once.
+        "key": secrets.token_hex(16),
         "community_id": community_id,
         "community_label": community_label,
         "category": None,
@@ -642,6 +645,7 @@ def _draft(data: dict[str, Any]) -> Draft:
         photo_file_ids=list(data.get("photos") or []),
         kind=Kind(data["kind"]) if data.get("kind") else None,
         estimated_cost_fen=data.get("cost_fen"),
+        key=data.get("key"),
     )
 
 

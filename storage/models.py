@@ -249,6 +249,9 @@ class Suggestion(Base):
     project_id: Mapped[int | None] = mapped_column(
         ForeignKey("project.id", ondelete="SET NULL"), index=True
     )
+    # The key of the dialog's draft this came from: confirming the same draft again (Telegram
+    # redelivering the update, a second press) finds this suggestion instead of storing another.
+    draft_key: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -7,9 +7,10 @@ from datetime import datetime, time
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import Null
 
 from storage import rules
 from storage.db import insert_on_conflict
@@ -34,6 +35,9 @@ class Draft:
     kind: Kind | None = None
     estimated_cost_fen: int | None = None
     source_type: SourceType = SourceType.RESIDENT
+    # The dialog's key for this draft (see Suggestion.draft_key): submitting it again returns
+    # the suggestion it already made. None: every submission is new.
+    key: str | None = None
 
 
 def clean_draft(draft: Draft) -> Draft:
@@ -88,11 +92,17 @@ async def count_today_by_telegram_id(
     return int(await session.scalar(query) or 0)
 
 
-async def _proposer_and_count_today(
-    session: AsyncSession, who: TelegramIdentity, tz: ZoneInfo
-) -> tuple[Person, int]:
-    """The proposer (created or refreshed, flushed) and their suggestions today, with one
-    query for both when they are known."""
+class _Proposer(NamedTuple):
+    person: Person
+    today: int  # suggestions they made today
+    already: int | None  # the suggestion the draft already made, if it did
+
+
+async def _proposer(
+    session: AsyncSession, who: TelegramIdentity, tz: ZoneInfo, draft_key: str | None
+) -> _Proposer:
+    """The proposer (created or refreshed, flushed), their suggestions today and the one this
+    draft already made, in one query when they are known."""
     since = local_day_start(utcnow(), tz)
     today = (
         select(func.count(Suggestion.id))
@@ -100,12 +110,20 @@ async def _proposer_and_count_today(
         .correlate(Person)
         .scalar_subquery()
     )
-    query = select(Person, today).where(Person.telegram_id == who.telegram_id)
+    already: ScalarSelect[int] | Null = null()
+    if draft_key is not None:
+        already = (
+            select(Suggestion.id)
+            .where(Suggestion.proposer_id == Person.id, Suggestion.draft_key == draft_key)
+            .correlate(Person)
+            .scalar_subquery()
+        )
+    query = select(Person, today, already).where(Person.telegram_id == who.telegram_id)
     row = (await session.execute(query)).first()
-    found, count = (row[0], int(row[1] or 0)) if row is not None else (None, 0)
+    found, count, made = (row[0], int(row[1] or 0), row[2]) if row is not None else (None, 0, None)
     person = refresh_person(session, found, who)
     await session.flush()
-    return person, count
+    return _Proposer(person, count, made)
 
 
 class DailyLimitReached(RuleViolation):
@@ -142,13 +160,21 @@ async def submit(
     tz: ZoneInfo,
     daily_limit: int,
 ) -> Suggestion:
-    """Store a suggestion, give it its number, make the proposer a follower. Commits."""
+    """Store a suggestion, give it its number, make the proposer a follower. Commits.
+
+    A draft with a key that was already submitted is not stored again: the suggestion it
+    made is returned (Telegram redelivers an update whose answer failed after the commit)."""
     draft = clean_draft(draft)
     validate_draft(draft)
     community = await session.get(Community, draft.community_id)
     if community is None:
         raise RuleViolation("unknown_community", "no such community")
-    person, today = await _proposer_and_count_today(session, who, tz)
+    person, today, already = await _proposer(session, who, tz, draft.key)
+    if already is not None:
+        made = await session.get_one(Suggestion, already)
+        await session.commit()  # what refreshing the proposer changed
+        set_committed_value(made, "community", community)
+        return made
     if today >= daily_limit:
         raise DailyLimitReached(daily_limit)
     now = utcnow()
@@ -171,6 +197,7 @@ async def submit(
         photo_file_ids=list(draft.photo_file_ids),
         estimated_cost_fen=draft.estimated_cost_fen,
         status=State.SUBMITTED,
+        draft_key=draft.key,
         created_at=now,
     )
     session.add(suggestion)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import OrgTree
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import (
@@ -210,6 +211,34 @@ async def test_submit_stores_follower_and_audit_event(sessionmaker: Sessions, or
         )
         # Public details go on the board: the number, never the resident.
         assert event.details == {"number": stored.number}
+
+
+async def test_a_draft_is_stored_once(sessionmaker: Sessions, org: OrgTree) -> None:
+    """The same keyed draft submitted again (a redelivered confirm) returns what it made,
+    takes no number, and is not held back by the daily limit it counted towards."""
+    first = await submit(sessionmaker, org.xinsha_id, key="a" * 32, daily_limit=1)
+    again = await submit(sessionmaker, org.xinsha_id, key="a" * 32, daily_limit=1)
+    assert (again.id, again.number, again.community.id) == (first.id, first.number, org.xinsha_id)
+    with pytest.raises(suggestions.DailyLimitReached):
+        await submit(sessionmaker, org.xinsha_id, key="b" * 32, daily_limit=1)
+    async with sessionmaker() as session:
+        assert await count(session, Suggestion) == 1
+        assert await count(session, Follower) == 1
+        assert await count(session, AuditEvent) == 1
+
+
+async def test_drafts_without_a_key_or_of_someone_else_are_new(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    unkeyed = [await submit(sessionmaker, org.xinsha_id) for _ in range(2)]
+    assert unkeyed[0].number != unkeyed[1].number
+    mine = await submit(sessionmaker, org.xinsha_id, key="c" * 32)
+    # A key is the draft's, held in its proposer's conversation: another person's is theirs.
+    with pytest.raises(IntegrityError):
+        await submit(sessionmaker, org.xinsha_id, resident(2), key="c" * 32)
+    async with sessionmaker() as session:
+        assert await count(session, Suggestion) == 3
+        assert (await session.get_one(Suggestion, mine.id)).draft_key == "c" * 32
 
 
 async def test_submit_is_all_or_nothing(
