@@ -96,21 +96,31 @@ async def import_rows(session: AsyncSession, rows: Iterable[OrgRow]) -> ImportRe
     return ImportResult(*added)
 
 
+# Characters of a community's prefix in suggestion numbers (新沙-2026-0007): short enough to
+# read out on the phone, and to fit Suggestion.number with the year and a sequence.
+PREFIX_MAX = 20
+
+
 def _number_prefix(row: OrgRow, taken: set[str]) -> str:
     """The community's short name, unless another community already has it: then the
-    street's short name before it, then the district's (新沙, 沙头新沙, 福田沙头新沙)."""
+    street's short name before it, then the district's (新沙, 沙头新沙, 福田沙头新沙); a
+    name too long for a number is cut, and a number added if that is taken."""
+    community = short_name(row.community)
     candidates = [
-        short_name(row.community),
-        short_name(row.street) + short_name(row.community),
-        short_name(row.district) + short_name(row.street) + short_name(row.community),
+        community,
+        short_name(row.street) + community,
+        short_name(row.district) + short_name(row.street) + community,
+        community[:PREFIX_MAX],
     ]
     for candidate in candidates:
-        if candidate not in taken:
+        if len(candidate) <= PREFIX_MAX and candidate not in taken:
             return candidate
+    room = PREFIX_MAX - 3  # for a number up to 999
+    stem = candidates[2] if len(candidates[2]) <= room else community[:room]
     n = 2
-    while f"{candidates[-1]}{n}" in taken:
+    while f"{stem}{n}" in taken:
         n += 1
-    return f"{candidates[-1]}{n}"
+    return f"{stem}{n}"
 
 
 async def list_districts(session: AsyncSession) -> list[District]:

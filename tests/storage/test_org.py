@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from conftest import OrgTree
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Community, District, Street
+from storage.rules import Category
 from storage.services import org as org_service
-from storage.services import public
+from storage.services import public, suggestions
 from storage.services.org import ImportResult, OrgImportError, parse_org_csv
+from storage.services.people import TelegramIdentity
+from storage.services.suggestions import Draft
 
 GOOD = """district,street,community
 福田区,沙头街道,新沙社区
@@ -106,3 +111,33 @@ async def test_community_names_in_one_lookup(session: AsyncSession, org: OrgTree
     names = await public.get_community(session, org.tianan_id)
     assert names == public.PublicCommunity(org.tianan_id, "天安社区", "沙头街道", "福田区")
     assert await public.get_community(session, 999) is None
+
+
+async def test_long_names_make_numbers_that_fit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Names of the longest allowed length give prefixes of at most PREFIX_MAX characters,
+    still distinct, and a suggestion in each gets a number the store can hold (on PostgreSQL
+    an over-long number would fail every submission)."""
+    long = "长" * 60
+    rows = parse_org_csv(
+        "district,street,community\n"
+        f"甲区,一街道,{long}A社区\n乙区,一街道,{long}A社区\n甲区,二街道,{long}A社区\n"
+        f"甲区,一街道,{long}B社区\n甲区,一街道,{long}社区\n"
+    )
+    async with sessionmaker() as session:
+        await org_service.import_rows(session, rows)
+        communities = await org_service.list_communities(session)
+    prefixes = [c.number_prefix for c in communities]
+    assert len(set(prefixes)) == len(prefixes) == 5
+    assert all(len(p) <= org_service.PREFIX_MAX for p in prefixes)
+    for community in communities:
+        async with sessionmaker() as session:
+            stored = await suggestions.submit(
+                session,
+                TelegramIdentity(telegram_id=10_001, first_name="居民"),
+                Draft(community.id, Category.SAFETY, "路灯不亮", "晚上很黑。"),
+                tz=ZoneInfo("Asia/Shanghai"),
+                daily_limit=100,
+            )
+        assert stored.number.startswith(f"{community.number_prefix}-")
