@@ -168,7 +168,8 @@ def _prompt(step: State, data: dict[str, Any]) -> tuple[str, Markup]:
         return (
             _(
                 "Now please describe it (at most {max} characters): what is the problem, who "
-                "would benefit, and what would you like to be done?"
+                "would benefit, and what would you like to be done? It will be public on the "
+                "board, so please leave out names, phone numbers and flat numbers."
             ).format(max=rules.DESCRIPTION_MAX),
             None,
         )
@@ -225,6 +226,7 @@ def summary_text(data: dict[str, Any]) -> str:
         _("Photos: {count}").format(count=len(data.get("photos") or [])),
         _("Kind and rough cost: {value}").format(value=kind_cost_text(data)),
         "",
+        _("The title, description and location will be public on the board; your name will not."),
         _("Is everything right?"),
     ]
     return "\n".join(lines)

@@ -82,6 +82,7 @@ async def walk_whole_flow(h: Harness, org: Any) -> None:
     assert "请给建议起个简短的标题" in last_text(calls)
     calls = await h.say(p, "修复3栋楼梯间照明灯")
     assert "请具体描述一下" in last_text(calls)
+    assert "内容将在公示栏公开，请不要写姓名、电话、门牌号" in last_text(calls)
     calls = await h.say(p, "楼梯间太黑，老人晚上容易摔倒。")
     location_prompt = sent(calls)[-1]
     assert isinstance(location_prompt.markup, ReplyKeyboardMarkup)
@@ -110,6 +111,7 @@ async def walk_whole_flow(h: Harness, org: Any) -> None:
         "地点：新沙小区3栋",
         "照片：2 张",
         "项目类型和估算费用：实物项目 · 约 ¥15,000",
+        "标题、描述和地点将在公示栏公开，不会显示您的姓名。",
     ):
         assert expected in summary
     assert button_texts(sent(calls)[-1].markup) == [SUBMIT, EDIT, "✖️ 取消"]
