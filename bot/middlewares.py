@@ -10,12 +10,14 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
-from aiogram.types import TelegramObject, Update, User
+from aiogram.enums import ChatType
+from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.gate import NO_CHOICE, Passage
-from storage.services.people import find_person, pick_locale
+from dialogs.common import identity
+from storage.services.people import find_person, pick_locale, refresh_person
 from storage.services.updates import claim_update
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -93,7 +95,9 @@ class PersonLocaleMiddleware(I18nMiddleware):
     """/lang's choice if the person made one, else the Telegram client's language.
 
     The choice is cached where the gate reads it (Redis) in the same round trip as the
-    update's state, so most updates need no SQL for it; a miss looks it up and caches it."""
+    update's state, so most updates need no SQL for it; a miss looks it up and caches it.
+    A miss in a private chat from someone the store does not know yet makes them known (a
+    Person row): officials can then give them a role, and sends to them can be accounted."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -111,6 +115,9 @@ class PersonLocaleMiddleware(I18nMiddleware):
             session: AsyncSession | None = data.get("session")
             if session is not None:
                 person = await find_person(session, user.id)
+                chat: Chat | None = data.get("event_chat")
+                if person is None and chat is not None and chat.type == ChatType.PRIVATE:
+                    refresh_person(session, None, identity(user))
                 chosen = person.locale if person is not None else None
             if passage is not None:
                 passage.remember_locale = chosen or NO_CHOICE

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
     MESSAGE_MAX,
+    Group,
     Harness,
     Person,
     alerts,
@@ -38,6 +39,19 @@ async def test_start_greets_and_lists_the_commands(bot_harness: Harness) -> None
     assert text.startswith("小明，您好！")
     for command in ("/suggest", "/my", "/cancel", "/lang", "/help"):
         assert command in text
+
+
+async def test_first_private_message_makes_the_person_known(
+    bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Officials grant roles to people the store knows: someone who only pressed START is
+    one of them. A command in a group makes nobody known."""
+    await bot_harness.say(Person(1002, "路人"), "/help", Group(-100_777, "楼栋群"))
+    await bot_harness.say(RESIDENT, "/start")
+    await bot_harness.say(RESIDENT, "/help")
+    async with sessionmaker() as session:
+        people = (await session.scalars(select(PersonRow))).all()
+    assert [(p.telegram_id, p.first_name) for p in people] == [(RESIDENT.id, "小明")]
 
 
 async def test_help(bot_harness: Harness) -> None:
