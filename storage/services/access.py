@@ -8,6 +8,7 @@ district admin in the district's, a city admin everywhere. The same check serves
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,11 +146,16 @@ async def grant_role(
     return grant
 
 
-async def revoke_role(session: AsyncSession, grant_id: int) -> None:
+async def revoke_role(
+    session: AsyncSession, grant_id: int, *, now: datetime | None = None
+) -> RoleGrant | None:
+    """Revoke a grant (idempotently: a revoked one keeps its time). Flushes; None if there is
+    no such grant."""
     grant = await session.get(RoleGrant, grant_id)
     if grant is not None and grant.revoked_at is None:
-        grant.revoked_at = utcnow()
+        grant.revoked_at = now or utcnow()
         await session.flush()
+    return grant
 
 
 # Scope levels from the narrowest: a person's grant over a community is taken in this order.

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -368,8 +368,7 @@ async def grant_by_official(
     (`unknown_person` otherwise: an invite link is the way to reach someone new)."""
     if (telegram_id is None) == (person_id is None):
         raise ValueError("name the person by exactly one of telegram_id and person_id")
-    if principal.role not in GRANTING_ROLES:
-        raise RuleViolation("role_not_allowed", f"{principal.role.value} may not grant roles")
+    _check_granting(principal)
     access.check_grantable(role, scope)
     await check_scope_exists(session, scope)
     if principal.role is not Role.CITY_ADMIN and not await strictly_covers(
@@ -394,18 +393,111 @@ async def grant_by_official(
     return grant
 
 
+def _grants_inside(scope: Scope) -> ColumnElement[bool]:
+    """Grants whose scope an official holding `scope` may grant and revoke: strictly inside
+    it (see strictly_covers); everything for the city."""
+    community_level = RoleGrant.scope_level == ScopeLevel.COMMUNITY
+    if scope.level is ScopeLevel.CITY:
+        return true()
+    if scope.level is ScopeLevel.STREET:
+        communities = select(Community.id).where(Community.street_id == scope.id)
+        return and_(community_level, RoleGrant.scope_id.in_(communities))
+    if scope.level is ScopeLevel.DISTRICT:
+        streets = select(Street.id).where(Street.district_id == scope.id)
+        communities = select(Community.id).where(Community.street_id.in_(streets))
+        return or_(
+            and_(RoleGrant.scope_level == ScopeLevel.STREET, RoleGrant.scope_id.in_(streets)),
+            and_(community_level, RoleGrant.scope_id.in_(communities)),
+        )
+    return false()
+
+
+def _check_granting(principal: Principal) -> None:
+    if principal.role not in GRANTING_ROLES:
+        raise RuleViolation("role_not_allowed", f"{principal.role.value} may not grant roles")
+
+
+class GrantHolder(NamedTuple):
+    """An active grant an official may revoke, with whom it names (for officials' eyes)."""
+
+    grant: RoleGrant
+    telegram_id: int | None
+    first_name: str
+    username: str | None
+
+
+async def list_grants(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    role: Role | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[GrantHolder], int]:
+    """One page of the active grants the official may revoke, newest first, and the total."""
+    _check_granting(principal)
+    conditions = [RoleGrant.revoked_at.is_(None), _grants_inside(principal.scope)]
+    if role is not None:
+        conditions.append(RoleGrant.role == role)
+    total = await session.scalar(select(func.count(RoleGrant.id)).where(*conditions))
+    query = (
+        select(RoleGrant, Person.telegram_id, Person.first_name, Person.username)
+        .join(Person, Person.id == RoleGrant.person_id)
+        .where(*conditions)
+        .order_by(RoleGrant.granted_at.desc(), RoleGrant.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [GrantHolder(*row) for row in await session.execute(query)], int(total or 0)
+
+
+async def revoke_by_official(
+    session: AsyncSession, principal: Principal, grant_id: int, *, now: datetime | None = None
+) -> RoleGrant:
+    """An official revokes a grant they could have made (see grant_by_official): a council
+    member who has left, staff who moved on. Votes already convened keep their member list;
+    the next one does not count them. Idempotent. Commits."""
+    _check_granting(principal)
+    grant = await session.get(RoleGrant, grant_id)
+    if grant is None:
+        raise RuleViolation("unknown_grant", "no such role grant")
+    scope = Scope(grant.scope_level, grant.scope_id)
+    if principal.role is not Role.CITY_ADMIN and not await strictly_covers(
+        session, principal.scope, scope
+    ):
+        raise RuleViolation("out_of_scope", "you may revoke roles only inside your own scope")
+    if grant.revoked_at is not None:
+        return grant
+    await access.revoke_role(session, grant.id, now=now)
+    record(
+        session,
+        actor=Actor(principal.role, principal.person_id),
+        entity_type="person",
+        entity_id=grant.person_id,
+        community_id=scope.id if scope.level is ScopeLevel.COMMUNITY else None,
+        action="role_revoked",
+        public=False,
+        details={"role": grant.role.value, "scope_level": scope.level.value, "scope_id": scope.id},
+    )
+    await session.commit()
+    return grant
+
+
 __all__ = [
     "GRANTING_ROLES",
     "INVITE_PREFIX",
+    "GrantHolder",
     "check_scope_exists",
     "create_invite",
     "deep_link",
     "find_invite",
     "grant_by_official",
     "is_invite_payload",
+    "list_grants",
     "list_invites",
     "redeem",
     "resolve_scope_name",
+    "revoke_by_official",
     "revoke_invite",
     "scope_name",
     "strictly_covers",

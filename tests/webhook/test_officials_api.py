@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Community, RoleGrant, Street, Suggestion
+from storage.models import AuditEvent, Community, RoleGrant, Street, Suggestion
 from storage.rules import Category, Role, ScopeLevel, State
 from storage.services import access, council, screening, tokens
 from storage.services.access import Principal, Scope
@@ -213,6 +213,8 @@ async def test_openapi_declares_the_bearer_scheme_on_every_route(
         ("/api/v1/council-votes", "get"),
         ("/api/v1/council-votes/{vote_id}", "get"),
         ("/api/v1/roles", "post"),
+        ("/api/v1/roles", "get"),
+        ("/api/v1/roles/{grant_id}", "delete"),
     }
     for path, method, op in operations:
         assert op["security"] == [{"bearerToken": []}], (path, method)
@@ -719,6 +721,64 @@ async def test_grant_a_role(
             assert response.json()["detail"]["code"] == code
     async with sessionmaker() as session:
         assert len((await session.scalars(select(RoleGrant))).all()) == 1
+
+
+async def test_list_and_revoke_roles(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A street official sees the roles of its communities and revokes a council member's;
+    the next vote's members leave them out. Another street's grants are neither listed nor
+    revocable, and community staff may do neither."""
+    xinsha, yuehai = world.communities["新沙社区"], world.communities["科技园社区"]
+    leaving = await council_member_in(sessionmaker, xinsha, 7001)
+    staying = await council_member_in(sessionmaker, xinsha, 7002)
+    elsewhere = await council_member_in(sessionmaker, yuehai, 7003)
+
+    listed = await client.get("/api/v1/roles", headers=world.auth(STREET))
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert page["total"] == 2 and (page["page"], page["page_size"]) == (1, 50)
+    by_person = {item["person_id"]: item for item in page["items"]}
+    assert set(by_person) == {leaving, staying}
+    assert (by_person[leaving]["telegram_id"], by_person[leaving]["first_name"]) == (
+        7001,
+        "议事会成员",
+    )
+    revoked_id = by_person[leaving]["id"]
+
+    response = await client.delete(f"/api/v1/roles/{revoked_id}", headers=world.auth(STREET))
+    assert response.status_code == 200, response.text
+    revoked = response.json()
+    assert revoked["id"] == revoked_id and revoked["revoked_at"] is not None
+    again = await client.delete(f"/api/v1/roles/{revoked_id}", headers=world.auth(STREET))
+    assert again.json()["revoked_at"] == revoked["revoked_at"]
+    async with sessionmaker() as session:
+        members = await access.council_members(session, xinsha)
+        assert [m.id for m in members] == [staying]
+        [event] = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "role_revoked"))
+        ).all()
+        assert (event.entity_id, event.public, event.actor_role) == (leaving, False, STREET)
+    remaining = await client.get("/api/v1/roles?role=council_member", headers=world.auth(STREET))
+    assert [item["person_id"] for item in remaining.json()["items"]] == [staying]
+
+    city = (await client.get("/api/v1/roles", headers=world.auth(CITY_ROLE))).json()
+    assert {item["person_id"] for item in city["items"]} == {staying, elsewhere}
+    async with sessionmaker() as session:
+        grant_elsewhere = (
+            await session.scalars(select(RoleGrant).where(RoleGrant.person_id == elsewhere))
+        ).one()
+    cases = [
+        (f"/api/v1/roles/{grant_elsewhere.id}", STREET, 403, "out_of_scope"),
+        ("/api/v1/roles/99999", STREET, 404, "unknown_grant"),
+        (f"/api/v1/roles/{grant_elsewhere.id}", STAFF, 403, "role_not_allowed"),
+    ]
+    for url, role, status_code, code in cases:
+        response = await client.delete(url, headers=world.auth(role))
+        assert (response.status_code, response.json()["detail"]["code"]) == (status_code, code)
+    assert (await client.get("/api/v1/roles", headers=world.auth(STAFF))).status_code == 403
+    district = await client.get("/api/v1/roles", headers=world.auth(DISTRICT))
+    assert {i["person_id"] for i in district.json()["items"]} == {staying}
 
 
 async def test_council_members_get_no_token(session: AsyncSession, world: World) -> None:

@@ -153,6 +153,26 @@ async def grant_role(maker: Maker, world: World, community: int) -> Call:
     )
 
 
+async def revoke_role(maker: Maker, world: World, community: int) -> Call:
+    person_id = await council_member_in(maker, community, next(_members))
+
+    async def still_granted() -> None:
+        async with maker() as session:
+            grant = (
+                await session.scalars(select(RoleGrant).where(RoleGrant.person_id == person_id))
+            ).one()
+            assert grant.revoked_at is None
+
+    async with maker() as session:
+        grant_id = await session.scalar(
+            select(RoleGrant.id).where(RoleGrant.person_id == person_id)
+        )
+    return Call("DELETE", f"/api/v1/roles/{grant_id}", unchanged=still_granted)
+
+
+_members = iter(range(990_100, 999_999))
+
+
 Prepare = Callable[[Maker, World, int], Awaitable[Call]]
 # action → (prepare, success status, roles that may never do it, wherever)
 ACTIONS: dict[str, tuple[Prepare, int, frozenset[Role]]] = {
@@ -165,6 +185,7 @@ ACTIONS: dict[str, tuple[Prepare, int, frozenset[Role]]] = {
     "get vote": (get_vote, 200, frozenset()),
     # Roles are handed out from a wider scope: a community's staff grants none.
     "grant role": (grant_role, 201, frozenset({Role.COMMUNITY_STAFF})),
+    "revoke role": (revoke_role, 200, frozenset({Role.COMMUNITY_STAFF})),
 }
 
 CASES = [

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from storage import rules
-from storage.models import Suggestion, VoteStatus
+from storage.models import RoleGrant, Suggestion, VoteStatus
 from storage.rules import (
     Action,
     Category,
@@ -44,6 +44,7 @@ from webhook.api.listing import (
     CommunityQuery,
     ListQueryDep,
     Page,
+    PageQuery,
     PageSizeQuery,
 )
 from webhook.api.public import CommunityOut
@@ -179,13 +180,16 @@ ScreenRequest = Annotated[
 ]
 
 
+GrantedRole = Literal[
+    "community_staff", "council_member", "street_official", "district_admin", "city_admin"
+]
+
+
 class RoleGrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     telegram_id: int = Field(ge=1, le=2**53, description="the person's Telegram user id")
-    role: Literal[
-        "community_staff", "council_member", "street_official", "district_admin", "city_admin"
-    ]
+    role: GrantedRole
     scope_level: ScopeLevel
     scope_id: BodyId | None = Field(default=None, description="none for the city")
 
@@ -197,6 +201,40 @@ class RoleGrantOut(BaseModel):
     scope_level: ScopeLevel
     scope_id: int | None
     granted_at: datetime
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def of(cls, grant: RoleGrant) -> RoleGrantOut:
+        return cls(
+            id=grant.id,
+            person_id=grant.person_id,
+            role=grant.role,
+            scope_level=grant.scope_level,
+            scope_id=grant.scope_id,
+            granted_at=grant.granted_at,
+            revoked_at=grant.revoked_at,
+        )
+
+
+class RoleHolderOut(RoleGrantOut):
+    """An active grant with whom it names, as Telegram knows them (officials only)."""
+
+    telegram_id: int | None
+    first_name: str
+    username: str | None
+
+    @classmethod
+    def of_holder(cls, holder: invites.GrantHolder) -> RoleHolderOut:
+        return cls(
+            **RoleGrantOut.of(holder.grant).model_dump(),
+            telegram_id=holder.telegram_id,
+            first_name=holder.first_name,
+            username=holder.username,
+        )
+
+
+class RoleHolderPage(Page[RoleHolderOut]):
+    pass
 
 
 class MeOut(BaseModel):
@@ -323,14 +361,54 @@ def create_officials_router() -> APIRouter:
         except RuleViolation as exc:
             await session.rollback()
             raise http_error(exc) from exc
-        return RoleGrantOut(
-            id=grant.id,
-            person_id=grant.person_id,
-            role=grant.role,
-            scope_level=grant.scope_level,
-            scope_id=grant.scope_id,
-            granted_at=grant.granted_at,
-        )
+        return RoleGrantOut.of(grant)
+
+    @router.get(
+        "/roles",
+        response_model=RoleHolderPage,
+        summary="Roles the token may revoke, newest first",
+        description="The active grants inside the token's scope and narrower than it (those "
+        "it could grant), with the Telegram id and name of whom each names.",
+        responses=error_responses(401, 403, 422),
+    )
+    async def list_roles(
+        session: SessionDep,
+        principal: PrincipalDep,
+        role: Annotated[GrantedRole | None, Query()] = None,
+        page: PageQuery = 1,
+        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
+    ) -> RoleHolderPage:
+        try:
+            holders, total = await invites.list_grants(
+                session,
+                principal,
+                role=Role(role) if role else None,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+            )
+        except RuleViolation as exc:
+            raise http_error(exc) from exc
+        items = [RoleHolderOut.of_holder(h) for h in holders]
+        return RoleHolderPage(items=items, total=total, page=page, page_size=page_size)
+
+    @router.delete(
+        "/roles/{grant_id}",
+        response_model=RoleGrantOut,
+        summary="Revoke a role",
+        description="Under the same rule as granting. The grant is returned with `revoked_at`; "
+        "revoking it again changes nothing. A council member revoked stays on the member list "
+        "of votes already convened, and is not on the next one's.",
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def revoke_role(
+        session: SessionDep, principal: PrincipalDep, grant_id: Id
+    ) -> RoleGrantOut:
+        try:
+            grant = await invites.revoke_by_official(session, principal, grant_id)
+        except RuleViolation as exc:
+            await session.rollback()
+            raise http_error(exc) from exc
+        return RoleGrantOut.of(grant)
 
     _add_council_routes(router)
     return router
