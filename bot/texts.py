@@ -9,7 +9,7 @@ The msgids are English; the Chinese catalogue carries the programme's official t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
 from aiogram.utils.i18n import gettext as _
@@ -18,12 +18,14 @@ from aiogram.utils.text_decorations import html_decoration
 
 from storage.rules import (
     FEN_PER_YUAN,
+    KIND_CAP_FEN,
     Category,
     Choice,
     ExclusionReason,
     Kind,
     SourceType,
     State,
+    exceeds_cap,
     format_yuan,
 )
 
@@ -127,6 +129,18 @@ def yuan(fen: int) -> str:
 
 def cap_yuan(cap_fen: int) -> str:
     return f"{cap_fen // FEN_PER_YUAN:,}"
+
+
+def over_cap(kind: Kind | None, cost_fen: int | None) -> TypeGuard[Kind]:
+    """An estimate above its kind's cap: allowed, but determining it needs a justification."""
+    return kind is not None and cost_fen is not None and exceeds_cap(kind, cost_fen)
+
+
+def cap_warning(kind: Kind) -> str:
+    return _(
+        "⚠️ Above the cap for this kind of project (¥{cap}): the street office may determine "
+        "it only with a recorded justification."
+    ).format(cap=cap_yuan(KIND_CAP_FEN[kind]))
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> str:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
-from bot.texts import local_datetime, quote
+from bot.texts import local_datetime, over_cap, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import (
     NOT_COMMAND,
@@ -182,8 +182,11 @@ def candidates_text(
     lines += [
         ("☑ " if item.id in selected else "☐ ")
         + f"<b>{quote(item.number)}</b> {quote(short(item.title, 60))}"
+        + (" ⚠️" if over_cap(item.kind, item.estimated_cost_fen) else "")
         for item in shown
     ]
+    if any(over_cap(item.kind, item.estimated_cost_fen) for item in shown):
+        lines += ["", _("⚠️ The resident's estimate is above the cap for its kind of project.")]
     if pages > 1:
         lines += ["", _("Page {page} of {pages}").format(page=page + 1, pages=pages)]
     return "\n".join(lines)

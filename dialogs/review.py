@@ -36,10 +36,12 @@ from bot.callbacks import (
     ReviewReasonCb,
 )
 from bot.texts import (
+    cap_warning,
     category_label,
     exclusion_reason_label,
     kind_label,
     local_date,
+    over_cap,
     quote,
     status_label,
     yuan,
@@ -196,6 +198,7 @@ async def card_text(
         _("Description: {value}").format(value=quote(description)),
         _("Location: {value}").format(value=location),
         _("Rough cost: {value}").format(value=cost),
+        *([cap_warning(item.kind)] if over_cap(item.kind, item.estimated_cost_fen) else []),
         _("Submitted on: {date}").format(date=local_date(item.created_at, settings.tz)),
         _("Photos: {count}").format(count=len(item.photo_file_ids or [])),
     ]

@@ -67,6 +67,7 @@ async def suggest(
     proposer: int = 1,
     category: Category = Category.SAFETY,
     kind: Kind | None = None,
+    cost_fen: int = 1_200_000,
 ) -> Suggestion:
     async with sessionmaker() as session:
         return await submit(
@@ -79,7 +80,7 @@ async def suggest(
                 "晚上很黑，老人下楼容易摔倒。",
                 location_text="新沙小区3栋",
                 kind=kind,
-                estimated_cost_fen=1_200_000 if kind else None,
+                estimated_cost_fen=cost_fen if kind else None,
             ),
             tz=UTC,
             daily_limit=100,
@@ -172,6 +173,22 @@ async def test_the_card(
         ReviewForm.card.state,
         {"id": item.id, "skipped": []},
     )
+
+
+async def test_an_estimate_over_the_cap_is_flagged(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    """¥300,000 for a service project (cap ¥200,000): staff see it on the card, before they
+    make it a candidate; the same sum for a physical project (cap ¥500,000) is not flagged."""
+    await suggest(sessionmaker, org.xinsha_id, kind=Kind.SERVICE, cost_fen=30_000_000)
+    await suggest(
+        sessionmaker, org.xinsha_id, "健身路径", 2, kind=Kind.PHYSICAL, cost_fen=30_000_000
+    )
+    calls = await bot_harness.say(STAFF, "/review")
+    assert "估算费用：约 ¥300,000\n⚠️ 超过该类项目的上限（¥200,000）" in last_text(calls)
+    calls = await bot_harness.press(STAFF, NEXT, exact=True)
+    assert "健身路径" in last_text(calls) and "估算费用：约 ¥300,000" in last_text(calls)
+    assert "⚠️" not in last_text(calls)
 
 
 async def test_what_a_resident_typed_is_escaped(
