@@ -96,8 +96,9 @@ class PersonLocaleMiddleware(I18nMiddleware):
 
     The choice is cached where the gate reads it (Redis) in the same round trip as the
     update's state, so most updates need no SQL for it; a miss looks it up and caches it.
-    A miss in a private chat from someone the store does not know yet makes them known (a
-    Person row): officials can then give them a role, and sends to them can be accounted."""
+    A miss in a private chat makes the person known to the store (a Person row: officials
+    can then give them a role) or refreshes them (a person marked as having blocked the bot,
+    after a 403, is writing to it again)."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -116,8 +117,10 @@ class PersonLocaleMiddleware(I18nMiddleware):
             if session is not None:
                 person = await find_person(session, user.id)
                 chat: Chat | None = data.get("event_chat")
-                if person is None and chat is not None and chat.type == ChatType.PRIVATE:
-                    refresh_person(session, None, identity(user))
+                if chat is not None and chat.type == ChatType.PRIVATE:
+                    # Added if new; refreshed if known, which clears a mark of having blocked
+                    # the bot (they are writing to it). No statement unless something changed.
+                    person = refresh_person(session, person, identity(user))
                 chosen = person.locale if person is not None else None
             if passage is not None:
                 passage.remember_locale = chosen or NO_CHOICE

@@ -5,6 +5,10 @@ Claims are leases (storage.services.notifications.claim_due), so however many re
 this, a message is sent by one of them. Chats are served side by side, each in order; a chat
 that must wait (a group's 20 a minute, a 429's retry_after) is put back for later rather than
 waited on past the lease, so it never holds up the others nor outlives its claim.
+
+A group upgraded to a supergroup has a new chat id: Telegram refuses the old one with
+TelegramMigrateToChat, naming the new. The sender then moves the chat (its binding and what is
+owed to it, storage.services.chats.migrate_chat) and sends to the new id.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
 from bot.ratelimit import SendLimiter
 from bot.sender import self_paced
 from storage.models import Notification, utcnow
-from storage.services import notifications
+from storage.services import chats, notifications
 from storage.services.people import find_person, pick_locale
 
 log = logging.getLogger(__name__)
@@ -144,7 +148,9 @@ class OutboxSender:
         sent = 0
         locale: str | None = None
         halted: _ChatHalted | None = None
+        chat_id = rows[0].chat_id if rows else 0
         for row in rows:
+            row.chat_id = chat_id  # the new id, once a send found the group upgraded
             if halted is not None and halted.blocked:
                 # notifications.mark_blocked marked every pending message of the chat.
                 self.outcomes[row.id] = _Outcome("blocked", halted.reason)
@@ -161,6 +167,7 @@ class OutboxSender:
                     sent += 1
             except _ChatHalted as halt:
                 halted = halt
+            chat_id = row.chat_id
         return sent
 
     async def _locale(self, row: _Claimed) -> str:
@@ -182,8 +189,9 @@ class OutboxSender:
             await self._mark(row, "failed", str(error))
             return False
         row.parts = len(parts)
-        done = _parts_done(row.error, len(parts))
-        for index in range(done, len(parts)):
+        index = _parts_done(row.error, len(parts))
+        migrated = False
+        while index < len(parts):
             wait = await self._wait_turn(row.chat_id, deadline)
             if wait is not None:
                 reason = "waiting for the rate limit"
@@ -199,10 +207,13 @@ class OutboxSender:
                 await self._mark(row, "blocked", error.message)
                 raise _ChatHalted(0, "blocked", blocked=True) from error
             except TelegramMigrateToChat as error:
-                await self._mark(
-                    row, "failed", f"{error.message} (now chat {error.migrate_to_chat_id})"
-                )
-                return False
+                if migrated or error.migrate_to_chat_id == row.chat_id:
+                    # Moved once already for this message: not a group upgraded.
+                    await self._mark(row, "failed", error.message, done=index)
+                    return False
+                await self._follow_migration(row, error.migrate_to_chat_id)
+                migrated = True
+                continue  # the same part, to the new id
             except (TelegramBadRequest, TelegramNotFound) as error:
                 await self._mark(row, "failed", error.message, done=index)
                 return False
@@ -215,8 +226,18 @@ class OutboxSender:
                 delay = backoff(row.attempts)
                 await self._mark(row, "retry", detail, retry=delay, done=index)
                 raise _ChatHalted(delay, "a network error earlier in this run") from error
+            index += 1
         await self._mark(row, "sent")
         return True
+
+    async def _follow_migration(self, row: _Claimed, new_chat_id: int) -> None:
+        """The group of `row` is now the supergroup `new_chat_id`: move the chat in the store
+        (its binding, and every message still owed to the old id, this one included) and send
+        there from now on."""
+        async with self.sessionmaker() as session:
+            moved = await chats.migrate_chat(session, row.chat_id, new_chat_id)
+        log.info("outbox: group %s is now supergroup %s: %s", row.chat_id, new_chat_id, moved)
+        row.chat_id = new_chat_id
 
     async def _wait_turn(self, chat_id: int, deadline: float) -> float | None:
         """Wait for the limiter while the claim's budget lasts; None once it is our turn,

@@ -1,5 +1,7 @@
 """Group chats: the bot added or removed, binding the group to its community (only the group's
-admins' presses count), and the group's "Suggest a project" deep-link message.
+admins' presses count), the group's "Suggest a project" deep-link message, and a group
+upgraded to a supergroup (its binding follows it to the new chat id). Also the bot blocked
+and unblocked in a private chat, which Telegram tells in the same kind of update.
 
 A group is never spammed: the bot speaks when it joins, when a binding step is taken, and when
 someone addresses one of its commands to it.
@@ -29,11 +31,14 @@ from dialogs.common import identity, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
 from storage.models import ChatPurpose, Community
 from storage.services import chats, org
-from storage.services.people import ensure_person, mark_blocked
+from storage.services.people import ensure_person, mark_blocked, mark_reachable
 
 log = logging.getLogger(__name__)
 
 GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+# The service messages of a group upgraded to a supergroup: one in the old group
+# (migrate_to_chat_id), one in the new supergroup (migrate_from_chat_id).
+MIGRATED = F.migrate_to_chat_id | F.migrate_from_chat_id
 ADMIN_STATUSES = frozenset({ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR})
 
 
@@ -146,6 +151,27 @@ async def on_bot_removed(
 async def on_blocked_in_private(event: ChatMemberUpdated, session: AsyncSession) -> None:
     """The person blocked the bot: stop writing to them until they come back."""
     await mark_blocked(session, event.chat.id)
+
+
+async def on_unblocked_in_private(event: ChatMemberUpdated, session: AsyncSession) -> None:
+    """The person unblocked or restarted the bot: they hear from it again (notifications,
+    council results). Says nothing: their next message is answered as usual."""
+    if await mark_reachable(session, event.chat.id):
+        log.info("person %s unblocked the bot", event.chat.id)
+
+
+async def on_migrated(message: Message, session: AsyncSession) -> None:
+    """Telegram upgraded a group to a supergroup, which has a new chat id: the binding, what
+    the outbox still owes the group and its open council votes move there. Both service
+    messages lead here, in either order; the second finds nothing left to move."""
+    if message.migrate_to_chat_id is not None:
+        old, new = message.chat.id, message.migrate_to_chat_id
+    else:
+        assert message.migrate_from_chat_id is not None
+        old, new = message.migrate_from_chat_id, message.chat.id
+    moved = await chats.migrate_chat(session, old, new, title=message.chat.title)
+    if moved != chats.Migration():
+        log.info("group %s is now supergroup %s: %s", old, new, moved)
 
 
 async def cmd_bind(
@@ -277,23 +303,34 @@ async def on_bind_press(
 
 
 def create_router() -> Router:
-    router = Router(name="groups")
+    """Two routers. The outer one takes the membership updates, the binding buttons and the
+    upgrade's service messages; its own filters let in only group chats' messages and
+    presses, so a private chat's update costs one check here, as before. The inner one,
+    "groups", holds the commands: every message handler there needs a `Command`, so it turns
+    away any other message with one `IsCommand` check."""
+    router = Router(name="group-chats")
     in_group = F.chat.type.in_(GROUP_TYPES)
+    router.message.filter(in_group)
+    router.callback_query.filter(F.message.chat.type.in_(GROUP_TYPES))
     router.my_chat_member.register(on_bot_added, in_group, ChatMemberUpdatedFilter(JOIN_TRANSITION))
     router.my_chat_member.register(
         on_bot_removed, in_group, ChatMemberUpdatedFilter(LEAVE_TRANSITION)
     )
+    private = F.chat.type == ChatType.PRIVATE
     router.my_chat_member.register(
-        on_blocked_in_private,
-        F.chat.type == ChatType.PRIVATE,
-        F.new_chat_member.status == ChatMemberStatus.KICKED,
+        on_blocked_in_private, private, F.new_chat_member.status == ChatMemberStatus.KICKED
     )
-    router.message.filter(in_group, IsCommand())
-    router.message.register(cmd_bind, Command("bind"))
-    router.message.register(cmd_suggest, Command("suggest"))
-    router.message.register(cmd_help, Command("help", "start"))
-    router.message.register(cmd_private_only, Command("my", "cancel", "lang"))
-    router.callback_query.register(
-        on_bind_press, F.message.chat.type.in_(GROUP_TYPES), BindCb.filter()
+    router.my_chat_member.register(
+        on_unblocked_in_private, private, F.new_chat_member.status == ChatMemberStatus.MEMBER
     )
+    router.message.register(on_migrated, MIGRATED)
+    router.callback_query.register(on_bind_press, BindCb.filter())
+
+    commands = Router(name="groups")
+    commands.message.filter(IsCommand())  # group chats only: the outer router's filter
+    commands.message.register(cmd_bind, Command("bind"))
+    commands.message.register(cmd_suggest, Command("suggest"))
+    commands.message.register(cmd_help, Command("help", "start"))
+    commands.message.register(cmd_private_only, Command("my", "cancel", "lang"))
+    router.include_router(commands)
     return router

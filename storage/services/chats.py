@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.models import Chat, ChatPurpose, Community, utcnow
+from storage.models import (
+    Chat,
+    ChatPurpose,
+    Community,
+    CouncilPoll,
+    CouncilVote,
+    Notification,
+    NotificationStatus,
+    VoteStatus,
+    utcnow,
+)
 from storage.rules import Role
 from storage.services.audit import Actor, record
 
@@ -74,3 +88,113 @@ async def bound_chats(
         Chat.community_id == community_id, Chat.purpose == purpose, Chat.bot_is_member.is_(True)
     )
     return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What migrate_chat moved (nothing, on a repeat)."""
+
+    binding_moved: bool = False
+    notifications: int = 0  # pending messages now owed to the new chat
+    votes: int = 0  # open council votes now in the new chat, their polls to be posted again
+    polls_lost: int = 0  # polls left behind in the old group, no longer to be stopped
+
+
+async def migrate_chat(
+    session: AsyncSession,
+    from_chat_id: int,
+    to_chat_id: int,
+    *,
+    title: str | None = None,
+    now: datetime | None = None,
+) -> Migration:
+    """Telegram upgraded the group `from_chat_id` to the supergroup `to_chat_id` (the service
+    messages `migrate_to_chat_id` / `migrate_from_chat_id`, or a send refused with
+    TelegramMigrateToChat). The old id is dead: nothing sent to it arrives any more. Moves to
+    the new id, idempotently (both service messages come, in either order, and may come
+    again; replicas may meet the refusal at once). Commits.
+
+    - The binding (community and purpose): the new chat takes it unless it has one already (an
+      admin bound the supergroup meanwhile: theirs is the newer decision); the old chat keeps
+      no binding and counts as left, so nothing more is queued for it.
+    - The outbox: whatever is still pending for the old id now goes to the new one.
+    - Open council votes held in the old group: their results and any polls still to send
+      go to the new group, and their polls are posted there again (the scheduler's
+      resume_poll_sending sends every poll a chat does not have yet). Ballots already cast
+      stay counted. The polls in the old group stay behind: they can no longer be answered
+      nor stopped, so they are recorded as stopped and the close does not try.
+    """
+    if from_chat_id == to_chat_id:
+        return Migration()
+    now = now or utcnow()
+    # A write first, so that on SQLite the transaction holds the write lock before it reads
+    # (a read transaction cannot upgrade once another writer has committed). On PostgreSQL
+    # a second migration of the chat at the same time waits on these rows, or on the old
+    # chat's row below, and then finds everything moved. Rows the outbox has claimed move
+    # too: its marks go by row id. Anything enqueued for the old id after this commits is
+    # moved when its send is refused (bot.outbox follows TelegramMigrateToChat here).
+    moved_notifications = await _move_rows(
+        session,
+        update(Notification)
+        .where(
+            Notification.chat_id == from_chat_id,
+            Notification.status == NotificationStatus.PENDING,
+        )
+        .values(chat_id=to_chat_id),
+    )
+    old = await session.get(Chat, from_chat_id, with_for_update=True, populate_existing=True)
+    new = await session.get(Chat, to_chat_id, with_for_update=True, populate_existing=True)
+    binding_moved = False
+    if old is not None:
+        if old.community_id is not None:
+            if new is None:
+                new = Chat(id=to_chat_id, type="supergroup", title=(title or old.title)[:255])
+                session.add(new)
+            if new.community_id is None:
+                new.community_id = old.community_id
+                new.purpose = old.purpose
+                new.bound_by_id = old.bound_by_id
+                new.bound_at = old.bound_at
+                new.type = "supergroup"
+                new.bot_is_member = True  # it is there: Telegram moved it with the group
+                binding_moved = True
+            old.community_id = None
+        old.bot_is_member = False
+    await session.flush()
+    votes = await _move_rows(
+        session,
+        update(CouncilVote)
+        .where(CouncilVote.council_chat_id == from_chat_id, CouncilVote.status == VoteStatus.OPEN)
+        # Sent in full to the old group, not to this one: resume_poll_sending takes it up.
+        .values(council_chat_id=to_chat_id, polls_sent_at=None),
+    )
+    polls_lost = await _move_rows(
+        session,
+        update(CouncilPoll)
+        .where(CouncilPoll.chat_id == from_chat_id, CouncilPoll.stopped_at.is_(None))
+        .values(stopped_at=now),
+    )
+    if binding_moved or moved_notifications or votes or polls_lost:
+        record(
+            session,
+            actor=Actor.system(),
+            entity_type="chat",
+            entity_id=to_chat_id,
+            community_id=new.community_id if new is not None else None,
+            action="migrate_chat",
+            public=False,
+            details={
+                "from_chat_id": from_chat_id,
+                "binding_moved": binding_moved,
+                "notifications": moved_notifications,
+                "votes": votes,
+                "polls_lost": polls_lost,
+            },
+        )
+    await session.commit()
+    return Migration(binding_moved, moved_notifications, votes, polls_lost)
+
+
+async def _move_rows(session: AsyncSession, statement: Any) -> int:
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)

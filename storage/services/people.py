@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Person, utcnow
@@ -57,11 +57,31 @@ async def set_locale(session: AsyncSession, who: TelegramIdentity, locale: str) 
 
 
 async def mark_blocked(session: AsyncSession, telegram_id: int) -> None:
-    """Telegram said 403: the person blocked the bot; stop writing to them until they return."""
+    """Telegram said 403: the person blocked the bot, or never started it ("bot can't initiate
+    conversation with a user"); stop writing to them until they return (mark_reachable, or
+    refresh_person, which submitting, an invite or binding a group calls). Commits when it
+    changes the person."""
     person = await find_person(session, telegram_id)
     if person is not None and person.blocked_bot_at is None:
         person.blocked_bot_at = utcnow()
         await session.commit()
+
+
+async def mark_reachable(session: AsyncSession, telegram_id: int) -> bool:
+    """The person can be written to again: they unblocked or restarted the bot (Telegram's
+    `my_chat_member` with the status "member" in their private chat). Clears their blocked
+    mark; True if there was one. One UPDATE, which changes nothing for a person who was not
+    marked (or is not known). Commits when it changes the person."""
+    result = await session.execute(
+        update(Person)
+        .where(Person.telegram_id == telegram_id, Person.blocked_bot_at.is_not(None))
+        .values(blocked_bot_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
+    await session.commit()
+    return True
 
 
 def pick_locale(chosen: str | None, language_code: str | None, default: str = "zh") -> str:

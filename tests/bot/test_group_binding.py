@@ -333,6 +333,75 @@ async def test_blocked_in_a_private_chat_is_noted(
     assert await chat_row(sessionmaker, MEMBER.id) is None
 
 
+async def test_unblocked_in_a_private_chat_hears_from_the_bot_again(
+    h: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Telegram's update when a person unblocks (or restarts) the bot clears the mark, so
+    notifications and council results reach them again."""
+    await h.say(MEMBER, "/lang")
+    await h.press(MEMBER, "中文", exact=True)
+    chat = {"id": MEMBER.id, "type": "private", "first_name": MEMBER.first_name}
+    await h.feed(h.updates.my_chat_member(MEMBER, chat, "member", "kicked"))
+    calls = await h.feed(h.updates.my_chat_member(MEMBER, chat, "kicked", "member"))
+    assert calls == []  # nothing said: their next message is answered as usual
+    async with sessionmaker() as session:
+        person = (
+            await session.scalars(select(PersonRow).where(PersonRow.telegram_id == MEMBER.id))
+        ).one()
+        assert person.blocked_bot_at is None
+        assert person.locale == "zh"  # the rest of the person as it was
+    assert await chat_row(sessionmaker, MEMBER.id) is None
+
+
+# A basic group, and the supergroup Telegram makes of it (a new chat id).
+BASIC = Group(-4_012_345, "新沙居民群", "group")
+UPGRADED = Group(-1_009_876_543_210, "新沙居民群", "supergroup")
+
+
+async def bound_basic_group(h: Harness) -> None:
+    h.session.member_status[(BASIC.id, ADMIN.id)] = "administrator"
+    await add_bot(h, chat=BASIC)
+    await h.press(ADMIN, DISTRICT, BASIC, exact=True)
+    await h.press(ADMIN, STREET, BASIC, exact=True)
+    await h.press(ADMIN, COMMUNITY, BASIC, exact=True)
+
+
+def migrated_to(h: Harness) -> Any:
+    """The service message in the old group: it is now the supergroup UPGRADED."""
+    return h.updates.message(ADMIN, BASIC, migrate_to_chat_id=UPGRADED.id)
+
+
+def migrated_from(h: Harness) -> Any:
+    """The service message in the new supergroup: it was the group BASIC."""
+    return h.updates.message(ADMIN, UPGRADED, migrate_from_chat_id=BASIC.id)
+
+
+@pytest.mark.parametrize("first", ["migrate_to", "migrate_from"])
+async def test_a_group_upgraded_to_a_supergroup_stays_bound(
+    h: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession], first: str
+) -> None:
+    await bound_basic_group(h)
+    updates = [migrated_to(h), migrated_from(h)]
+    if first == "migrate_from":
+        updates.reverse()
+    for update in [*updates, updates[0]]:  # both, in either order, and one again
+        calls = await h.feed(update)
+        assert calls == [], "the upgrade is not worth a message"
+        new = await chat_row(sessionmaker, UPGRADED.id)
+        assert new is not None and new.community_id == org.xinsha_id and new.bot_is_member
+        old = await chat_row(sessionmaker, BASIC.id)
+        assert old is not None and old.community_id is None and not old.bot_is_member
+    # The supergroup is the community's group now.
+    calls = await h.say(MEMBER, "/suggest", chat=UPGRADED)
+    assert "为新沙社区提建议" in last_text(calls)
+    assert sent(calls)[-1].buttons()[0].text == SUGGEST_BUTTON
+    async with sessionmaker() as session:
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "migrate_chat"))
+        ).all()
+        assert len(events) == 1
+
+
 async def test_a_group_that_forbids_the_bot_to_write(
     h: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.exceptions import TelegramNetworkError
-from aiogram.methods import SendMessage, SendPhoto
+from aiogram.exceptions import TelegramMigrateToChat, TelegramNetworkError
+from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
 from aiogram.utils.i18n import I18n
 from sending_fakes import (
+    ErrorFactory,
     JumpClock,
     TelegramDouble,
     bad_request,
@@ -41,8 +42,8 @@ from bot.outbox import OutboxSender
 from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from bot.sender import install_request_middlewares
 from storage.db import create_engine, create_sessionmaker
-from storage.models import Notification, NotificationStatus, Person
-from storage.services import notifications
+from storage.models import Community, Notification, NotificationStatus, Person
+from storage.services import chats, notifications
 from storage.services.people import TelegramIdentity, ensure_person, set_locale
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
@@ -514,3 +515,65 @@ async def test_two_senders_on_postgres_send_each_once(
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+# --- a group upgraded to a supergroup -------------------------------------------------------
+
+BASIC_GROUP, SUPERGROUP = -4_012_345, -1_009_876_543_210
+
+
+def migrated(to: int) -> ErrorFactory:
+    def error(method: TelegramMethod[Any]) -> Exception:
+        return TelegramMigrateToChat(
+            method=method,
+            message="Bad Request: group chat was upgraded to a supergroup chat",
+            migrate_to_chat_id=to,
+        )
+
+    return error
+
+
+async def bind_basic_group(sessionmaker: Sessions, community_id: int) -> None:
+    async with sessionmaker() as session:
+        community = await session.get(Community, community_id)
+        assert community is not None
+        await chats.bind_chat(
+            session,
+            BASIC_GROUP,
+            community,
+            title="新沙居民群",
+            chat_type="group",
+            bound_by_person_id=None,
+        )
+
+
+async def test_a_group_upgraded_to_a_supergroup_gets_its_messages_there(rig: Rig, org: Any) -> None:
+    """Telegram refuses the old id and names the new one: the chat is moved (binding and
+    queue) and every message goes to the supergroup, none failed."""
+    await bind_basic_group(rig.sessionmaker, org.xinsha_id)
+    await enqueue(rig.sessionmaker, BASIC_GROUP, "suggestion_status", status_params())
+    await enqueue(rig.sessionmaker, BASIC_GROUP, "vote_result", result_params())
+    rig.double.fail_in_chat(BASIC_GROUP, migrated(SUPERGROUP), times=None)
+    assert await rig.sender.run_once() == 2
+    rows = await rig.rows()
+    assert [(r.status, r.chat_id) for r in rows] == [(NotificationStatus.SENT, SUPERGROUP)] * 2
+    assert len([r for r in rig.double.requests if r.chat_id == BASIC_GROUP]) == 1  # once
+    assert [r.name for r in rig.double.delivered(SUPERGROUP)] == ["SendMessage", "SendPhoto"]
+    async with rig.sessionmaker() as session:
+        bound = await chats.bound_chats(session, org.xinsha_id)
+        assert [c.id for c in bound] == [SUPERGROUP]
+    # What is owed to the community's group from now on goes to the supergroup directly.
+    await enqueue(rig.sessionmaker, SUPERGROUP, "suggestion_status", status_params())
+    assert await rig.sender.run_once() == 1
+    assert len([r for r in rig.double.requests if r.chat_id == BASIC_GROUP]) == 1
+
+
+async def test_a_migration_is_followed_once_per_message(rig: Rig, org: Any) -> None:
+    await bind_basic_group(rig.sessionmaker, org.xinsha_id)
+    await enqueue(rig.sessionmaker, BASIC_GROUP, "suggestion_status", status_params())
+    rig.double.fail_in_chat(BASIC_GROUP, migrated(SUPERGROUP), times=None)
+    rig.double.fail_in_chat(SUPERGROUP, migrated(-1_009_999_999_999), times=None)
+    assert await rig.sender.run_once() == 0
+    (row,) = await rig.rows()
+    assert row.status is NotificationStatus.FAILED and "supergroup" in (row.error or "")
+    assert len(rig.double.requests) == 2

@@ -1,0 +1,121 @@
+"""A person marked as having blocked the bot (a 403) hears from it again once they come back:
+Telegram's update when they unblock or restart the bot clears the mark, so they are among the
+followers told of a change again. The mark is cleared by that update's own statement, also
+when the person's language is cached and the way in needs no SQL (the Redis gate), and by
+the first private message of someone who never started the bot (no such update comes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from sending_fakes import add_candidates, make_council
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import Harness, Person, make_harness, private_chat
+
+from storage.models import Person as PersonRow
+from storage.services import notifications, people
+from storage.services.people import TelegramIdentity
+from storage.settings import Settings
+
+pytest_plugins = ["telegram_fakes", "sending_fakes"]
+
+Sessions = async_sessionmaker[AsyncSession]
+PROPOSER = Person(10_000, "居民0")  # add_candidates' first proposer
+
+
+async def blocked_at(sessionmaker: Sessions, telegram_id: int) -> Any:
+    async with sessionmaker() as session:
+        person = await session.scalar(select(PersonRow).where(PersonRow.telegram_id == telegram_id))
+        assert person is not None
+        return person.blocked_bot_at
+
+
+async def followers(sessionmaker: Sessions, suggestion_id: int) -> list[int]:
+    async with sessionmaker() as session:
+        return [p.telegram_id for p in await notifications.followers_of(session, suggestion_id)]
+
+
+def membership(h: Harness, who: Person, old: str, new: str) -> Any:
+    return h.updates.my_chat_member(who, private_chat(who), old, new)
+
+
+async def test_a_follower_who_unblocks_the_bot_is_told_again(
+    bot_harness: Harness, sessionmaker: Sessions, org: Any
+) -> None:
+    h = bot_harness
+    council_ = await make_council(
+        sessionmaker, org.xinsha_id, size=1, council_chat=False, community_chat=False
+    )
+    [suggestion_id] = await add_candidates(council_, ["修路灯"])
+    assert await followers(sessionmaker, suggestion_id) == [PROPOSER.id]
+
+    await h.feed(membership(h, PROPOSER, "member", "kicked"))
+    assert await blocked_at(sessionmaker, PROPOSER.id) is not None
+    assert await followers(sessionmaker, suggestion_id) == []  # left out while blocked
+
+    assert await h.feed(membership(h, PROPOSER, "kicked", "member")) == []
+    assert await blocked_at(sessionmaker, PROPOSER.id) is None
+    assert await followers(sessionmaker, suggestion_id) == [PROPOSER.id]
+
+
+async def test_marked_by_a_failed_send_and_back_with_a_restart(
+    bot_harness: Harness, sessionmaker: Sessions, org: Any
+) -> None:
+    """The outbox's 403 marks the person (no update of theirs said so); the restart's update
+    clears it all the same."""
+    h = bot_harness
+    async with sessionmaker() as session:
+        await people.ensure_person(session, TelegramIdentity(PROPOSER.id, PROPOSER.first_name))
+        await session.commit()
+        await people.mark_blocked(session, PROPOSER.id)
+    assert await blocked_at(sessionmaker, PROPOSER.id) is not None
+    await h.feed(membership(h, PROPOSER, "kicked", "member"))
+    assert await blocked_at(sessionmaker, PROPOSER.id) is None
+
+
+async def test_a_person_who_never_started_the_bot_is_reachable_once_they_write(
+    bot_harness: Harness, sessionmaker: Sessions
+) -> None:
+    """A 403 also comes for someone who never started the bot (granted a role by an official,
+    say). Starting it sends no membership update: their first message clears the mark."""
+    who = Person(7_310_002, "新委员")
+    async with sessionmaker() as session:
+        await people.ensure_person(session, TelegramIdentity(who.id, who.first_name))
+        await session.commit()
+        await people.mark_blocked(session, who.id)
+    assert await blocked_at(sessionmaker, who.id) is not None
+    await bot_harness.say(who, "/start")
+    assert await blocked_at(sessionmaker, who.id) is None
+
+
+async def test_cleared_when_the_language_is_cached(
+    bot_settings: Settings, sessionmaker: Sessions, fsm_redis: Redis
+) -> None:
+    """With Redis, a known person's updates need no SQL on the way in (their language is
+    cached with their conversation): the unblock update still clears the mark."""
+    h = make_harness(bot_settings, sessionmaker, fsm_redis)
+    who = Person(7_310_001, "回来的人")
+    await fsm_redis.delete(f"minsheng:locale:{who.id}")
+    await h.say(who, "/lang")
+    await h.press(who, "English", exact=True)
+    assert await fsm_redis.get(f"minsheng:locale:{who.id}") == b"en"
+    await h.feed(membership(h, who, "member", "kicked"))
+    assert await blocked_at(sessionmaker, who.id) is not None
+    await h.feed(membership(h, who, "kicked", "member"))
+    assert await blocked_at(sessionmaker, who.id) is None
+
+
+async def test_mark_reachable(sessionmaker: Sessions) -> None:
+    async with sessionmaker() as session:
+        assert await people.mark_reachable(session, 404) is False  # nobody known
+        person = await people.ensure_person(session, TelegramIdentity(405, "小明"))
+        await session.commit()
+        assert await people.mark_reachable(session, 405) is False  # not marked
+        await people.mark_blocked(session, 405)
+        assert person.blocked_bot_at is not None
+        assert await people.mark_reachable(session, 405) is True
+        assert person.blocked_bot_at is None  # the loaded person sees it too
+        assert await people.mark_reachable(session, 405) is False  # once
+    assert await blocked_at(sessionmaker, 405) is None
