@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import Bot
-from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+)
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import lazy_gettext as __
 
@@ -52,3 +57,11 @@ async def set_bot_commands(bot: Bot, i18n: I18n | None = None) -> None:
             scope=BotCommandScopeAllGroupChats(),
             language_code=language_code,
         )
+
+
+async def set_chat_commands(bot: Bot, i18n: I18n, chat_id: int, locale: str) -> None:
+    """One private chat's menu in `locale`: /lang's choice, where the client's language
+    would otherwise pick the list."""
+    await bot.set_my_commands(
+        build_commands(i18n, locale, PRIVATE_COMMANDS), scope=BotCommandScopeChat(chat_id=chat_id)
+    )

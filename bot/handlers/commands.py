@@ -4,10 +4,11 @@ and the language buttons."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -16,6 +17,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
+from bot.commands_menu import set_chat_commands
 from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
@@ -28,6 +30,8 @@ from storage.services import invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.suggestions import list_for_proposer
 from storage.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Deep-link payloads Telegram accepts; anything else is treated as a plain /start.
 PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -186,6 +190,7 @@ async def on_language(
     callback: CallbackQuery,
     callback_data: LangCb,
     session: AsyncSession,
+    bot: Bot,
     i18n: I18n,
     passage: Passage,
 ) -> None:
@@ -206,6 +211,10 @@ async def on_language(
                 await callback.message.edit_text(done, reply_markup=None)
             except TelegramBadRequest:
                 await callback.message.answer(done)
+    try:
+        await set_chat_commands(bot, i18n, callback.from_user.id, locale)
+    except TelegramAPIError as error:  # the choice is stored; the menu is a convenience
+        log.warning("could not set %s's command menu: %r", callback.from_user.id, error)
 
 
 def create_router() -> Router:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiogram.methods import SetMyCommands
+from aiogram.types import BotCommandScopeChat
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
@@ -119,6 +121,9 @@ async def test_lang_overrides_and_is_remembered(
     assert button_texts(sent(calls)[-1].markup) == ["中文", "English"]
     calls = await bot_harness.press(RESIDENT, "English", exact=True)
     assert last_text(calls) == "From now on I will speak English with you."
+    [menu] = [c.method for c in calls if isinstance(c.method, SetMyCommands)]
+    assert menu.scope == BotCommandScopeChat(chat_id=RESIDENT.id)
+    assert ("suggest", "Suggest a project") in [(c.command, c.description) for c in menu.commands]
     async with sessionmaker() as session:
         person = (
             await session.scalars(select(PersonRow).where(PersonRow.telegram_id == RESIDENT.id))
@@ -131,6 +136,8 @@ async def test_lang_overrides_and_is_remembered(
     assert last_text(calls) == "Please choose your language:"
     calls = await bot_harness.press(RESIDENT, "中文", exact=True)
     assert last_text(calls) == "好的，之后我会用中文和您交流。"
+    [menu] = [c.method for c in calls if isinstance(c.method, SetMyCommands)]
+    assert ("suggest", "我要提建议") in [(c.command, c.description) for c in menu.commands]
 
 
 async def test_a_forged_language_is_refused(bot_harness: Harness) -> None:
