@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from storage.rules import RuleViolation
-from storage.services import tokens
+from storage.services import audit, tokens
 from storage.services.access import Principal
 from webhook.deps import SessionDep
 
@@ -93,10 +93,13 @@ async def get_principal(
 ) -> Principal:
     if credentials is None:
         raise _unauthorized("not_authenticated", "an `Authorization: Bearer <token>` is required")
-    principal = await tokens.authenticate(session, credentials.credentials)
-    if principal is None:
+    found = await tokens.authenticate_token(session, credentials.credentials)
+    if found is None:
         raise _unauthorized("invalid_token", "the token is not valid or has been revoked")
-    return principal
+    # What this request records in the audit trail names the token that asked (its public
+    # prefix): the session is the request's own, shared with the route (FastAPI caches it).
+    audit.attribute_to_token(session, found.token)
+    return found.principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,9 +1,10 @@
 """Bearer tokens of the officials' API: a role in a scope, shown once, kept only as a hash.
 
-A token reads `ms_<prefix>_<secret>`. The prefix names it in listings and on revocation; the
-secret is 256 random bits, so a plain SHA-256 of the whole token is the right stored form (a
-slow password hash protects guessable secrets, which these are not) and the token is found
-by its hash, with no comparison of secrets in Python at all.
+A token reads `ms_<prefix>_<secret>`. The prefix names it in listings, on revocation and in
+the audit trail of what it did (`ms_<prefix>`, see `public_name`); the secret is 256 random
+bits, so a plain SHA-256 of the whole token is the right stored form (a slow password hash
+protects guessable secrets, which these are not) and the token is found by its hash, with no
+comparison of secrets in Python at all.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -36,6 +38,20 @@ _TOKEN_RE = re.compile(r"^ms_([0-9a-f]{8})_([A-Za-z0-9_-]{20,128})$")
 
 def hash_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def public_name(prefix: str) -> str:
+    """How a token is named where its holder's actions are recorded: `ms_1a2b3c4d`, its
+    public prefix only (the secret is never kept, and the hash is never shown)."""
+    return f"{TOKEN_PREFIX}{_normalise_prefix(prefix)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A presented token that is valid: the principal it stands for, and its public name."""
+
+    principal: Principal
+    token: str  # `ms_<prefix>`, for the audit trail
 
 
 def _normalise_prefix(prefix: str) -> str:
@@ -102,7 +118,16 @@ async def list_tokens(session: AsyncSession) -> list[ApiToken]:
 async def authenticate(
     session: AsyncSession, plaintext: str, *, now: datetime | None = None
 ) -> Principal | None:
-    """The principal a presented token stands for, or None (malformed, unknown, revoked).
+    """The principal a presented token stands for, or None (malformed, unknown, revoked)."""
+    found = await authenticate_token(session, plaintext, now=now)
+    return None if found is None else found.principal
+
+
+async def authenticate_token(
+    session: AsyncSession, plaintext: str, *, now: datetime | None = None
+) -> Authenticated | None:
+    """The principal a presented token stands for and the token's public name, or None
+    (malformed, unknown, revoked).
 
     Records when it was last used, at most once a minute, in its own small commit (the
     caller's request has not written anything yet when it authenticates)."""
@@ -129,15 +154,20 @@ async def authenticate(
             .execution_options(synchronize_session=False)
         )
         await session.commit()
-    return Principal(token.role, Scope(token.scope_level, token.scope_id))
+    return Authenticated(
+        Principal(token.role, Scope(token.scope_level, token.scope_id)), public_name(token.prefix)
+    )
 
 
 __all__ = [
     "TOKEN_ROLES",
+    "Authenticated",
     "authenticate",
+    "authenticate_token",
     "create_token",
     "find_token",
     "hash_token",
     "list_tokens",
+    "public_name",
     "revoke",
 ]
