@@ -1,6 +1,12 @@
 """The public board (公示栏): every community's suggestions and their status, readable by anyone
 on a phone, in Chinese by default and English with `?lang=en`. No resident is named on it; of
-a council vote it shows the counts and the outcome (决议结果公开), never who voted how."""
+a council vote it shows the counts and the outcome (决议结果公开), never who voted how.
+
+Each suggestion has a page of its own, `/board/suggestions/{number}` (the number a resident
+reads out, e.g. 新沙-2026-0007, percent-encoded in the address): the suggestion as the board
+shows it and its public timeline (三议三公开), every public step in order with its local time,
+what happened, and who acted by role ("居民" for a resident, never a name).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,23 @@ from datetime import datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from storage.rules import Category, State, format_yuan
+from storage.rules import Category, State, clean_text, format_yuan
 from storage.services import public
 from storage.services.suggestions import PublicFilter
 from webhook import i18n_web
 from webhook.deps import SessionDep, SettingsDep
 
 PAGE_SIZE = 50
+# A suggestion's page lists at most this many steps (a real one has a few dozen); the open
+# data pages through them all.
+EVENT_LIMIT = 500
 MAX_PAGE = 1_000_000  # keeps the offset within every backend's integer range
 ECHO_MAX = 40  # how much of a bad filter value the polite note repeats
 _E = TypeVar("_E", bound=Enum)
@@ -85,6 +94,8 @@ def environment(locale: str) -> Environment:
         kind_label=lambda value: i18n_web.kind_label(value, locale),
         exclusion_label=lambda value: i18n_web.exclusion_label(value, locale),
         proposer_label=lambda value: i18n_web.proposer_label(value, locale),
+        actor_label=lambda value: i18n_web.actor_label(value, locale),
+        event_label=lambda value: i18n_web.event_label(value, locale),
         tone=lambda state: _TONES.get(state, "open"),
         yuan=format_yuan,
     )
@@ -146,8 +157,24 @@ def _local_time(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+def suggestion_path(number: str) -> str:
+    """The address of a suggestion's page (its number percent-encoded, every character that
+    is not plainly safe in a path included)."""
+    return f"/board/suggestions/{quote(number, safe='')}"
+
+
+def events_path(number: str) -> str:
+    """The address of a suggestion's timeline in the open data."""
+    return f"/api/v1/public/suggestions/{quote(number, safe='')}/events"
+
+
+def _headers(locale: str) -> dict[str, str]:
+    return {**SECURITY_HEADERS, "Content-Language": "zh-Hans" if locale == "zh" else "en"}
+
+
 def create_board_router() -> APIRouter:
-    """`GET /board`. Include it as is: its paths are complete."""
+    """`GET /board` and `GET /board/suggestions/{number}`. Include it as is: its paths are
+    complete."""
     router = APIRouter(tags=["public"])
     # Compile the catalogues at start-up rather than on the first visitor's request.
     for locale in i18n_web.LOCALES:
@@ -233,10 +260,54 @@ def create_board_router() -> APIRouter:
                 filtered=any(v is not None for v in query.values()),
                 local_date=lambda moment: _local_date(moment, settings.tz),
                 local_time=lambda moment: _local_time(moment, settings.tz),
+                suggestion_url=lambda number: f"{suggestion_path(number)}?lang={locale}",
                 timezone=settings.timezone,
             )
         )
-        headers = {**SECURITY_HEADERS, "Content-Language": "zh-Hans" if locale == "zh" else "en"}
-        return HTMLResponse(html, headers=headers)
+        return HTMLResponse(html, headers=_headers(locale))
+
+    @router.get(
+        "/board/suggestions/{number}",
+        response_class=HTMLResponse,
+        summary="One suggestion and its public timeline",
+        responses={
+            404: {"description": "There is no suggestion with this number (a polite page)."}
+        },
+    )
+    async def suggestion(
+        number: str,
+        session: SessionDep,
+        settings: SettingsDep,
+        lang: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> HTMLResponse:
+        locale = i18n_web.normalise_locale(lang, settings.default_locale)
+        other = "en" if locale == "zh" else "zh"
+        timeline = await public.suggestion_timeline(session, number, limit=EVENT_LIMIT)
+        env = environment(locale)
+        if timeline is None:
+            html = env.get_template("not_found.html").render(
+                locale=locale,
+                other_locale=other,
+                page_url=lambda to: f"{suggestion_path(number)}?lang={to}",
+                board_url=f"/board?lang={locale}",
+                number=_echo(clean_text(number)),
+            )
+            return HTMLResponse(html, status_code=404, headers=_headers(locale))
+        found = timeline.suggestion
+        html = env.get_template("suggestion.html").render(
+            locale=locale,
+            other_locale=other,
+            page_url=lambda to: f"{suggestion_path(found.number)}?lang={to}",
+            board_url=f"/board?lang={locale}",
+            events_url=events_path(found.number),
+            s=found,
+            events=timeline.events,
+            more=timeline.more,
+            local_date=lambda moment: _local_date(moment, settings.tz),
+            local_time=lambda moment: _local_time(moment, settings.tz),
+            suggestion_url=lambda other_number: f"{suggestion_path(other_number)}?lang={locale}",
+            timezone=settings.timezone,
+        )
+        return HTMLResponse(html, headers=_headers(locale))
 
     return router

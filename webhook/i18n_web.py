@@ -22,7 +22,8 @@ from babel.support import Translations
 
 from bot import texts
 from bot.i18n import compile_catalog, create_i18n, ensure_compiled
-from storage.rules import Category, ExclusionReason, Kind, SourceType, State
+from storage.rules import Action, Category, ExclusionReason, Kind, Role, SourceType, State
+from storage.services.public import MERGED_IN, UNKNOWN_ACTOR
 
 # The repository's `locales/` (an editable install, as the Makefile does).
 LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
@@ -127,6 +128,78 @@ def proposer_label(source_type: SourceType | str, locale: str) -> str:
         pgettext = _pgettext(locale)
         return pgettext("proposer", "Resident")
     return source_type_label(source_type, locale)
+
+
+# The public timeline (storage.services.public.PublicEvent): who acted and what happened, in
+# the board's own words (the bot has none for them). The programme's terms inside them (the
+# states, the exclusion reasons) stay the bot's: the templates show those beside these.
+
+
+@lru_cache(maxsize=len(LOCALES))
+def _role_labels(locale: str) -> dict[str, str]:
+    """Officials (and the others who act on a suggestion) by role, never by name."""
+    pgettext = _pgettext(locale)
+    return {
+        Role.COMMUNITY_STAFF: pgettext("role", "Community staff"),
+        Role.COUNCIL_MEMBER: pgettext("role", "Residents' council member"),
+        Role.STREET_OFFICIAL: pgettext("role", "Street office"),
+        Role.DISTRICT_ADMIN: pgettext("role", "District office"),
+        Role.CITY_ADMIN: pgettext("role", "City office"),
+        Role.IMPLEMENTER: pgettext("role", "Implementer"),
+        Role.GROUP_ADMIN: pgettext("role", "Group admin"),
+        Role.SYSTEM: pgettext("role", "System (automatic)"),
+        UNKNOWN_ACTOR: pgettext("role", "Not recorded"),
+    }
+
+
+@lru_cache(maxsize=len(LOCALES))
+def _event_labels(locale: str) -> dict[str, str]:
+    """What each action of the transition table (and a merge's mark on its target) did."""
+    pgettext = _pgettext(locale)
+    return {
+        "submit": pgettext("event", "Suggestion made"),
+        Action.BEGIN_REVIEW: pgettext("event", "Review begun"),
+        Action.ACCEPT: pgettext("event", "Accepted as a community candidate"),
+        Action.REJECT: pgettext("event", "Not accepted"),
+        Action.MERGE: pgettext("event", "Merged into a suggestion on the same matter"),
+        MERGED_IN: pgettext("event", "A suggestion on the same matter was merged into this one"),
+        Action.WITHDRAW: pgettext("event", "Withdrawn by the proposer"),
+        Action.CONVENE_VOTE: pgettext("event", "Put to the residents' council vote"),
+        Action.RESOLVE: pgettext("event", "Passed by the residents' council"),
+        Action.NOT_PASS: pgettext("event", "Not passed by the residents' council"),
+        Action.NO_QUORUM: pgettext("event", "Council vote without quorum: a candidate again"),
+        Action.DETERMINE: pgettext("event", "Determined by the street office"),
+        Action.DEFER: pgettext("event", "Deferred by the street office"),
+        Action.PUBLISH: pgettext("event", "Published in the community"),
+        Action.ASSIGN_IMPLEMENTER: pgettext("event", "Implementer assigned"),
+        Action.START: pgettext("event", "Work started"),
+        Action.COMPLETE: pgettext("event", "Work completed"),
+        Action.PUBLISH_ACCOUNTS: pgettext("event", "Audit and final accounts published"),
+        Action.EVALUATE: pgettext("event", "Evaluated"),
+        Action.CANCEL: pgettext("event", "Cancelled"),
+    }
+
+
+def role_label(role: Role | str, locale: str) -> str:
+    labels = _role_labels(normalise_locale(locale))
+    return labels.get(str(role), labels[UNKNOWN_ACTOR])
+
+
+def actor_label(actor: str, locale: str) -> str:
+    """Who acted on a suggestion, as its timeline names them (PublicEvent.actor): the
+    proposer as the board names a proposer ("居民" for a resident), anyone else by role."""
+    if actor in set(SourceType):
+        return proposer_label(actor, locale)
+    return role_label(actor, locale)
+
+
+def event_label(action: str, locale: str) -> str:
+    """What an event of the timeline did; an action added to rules.py before its label here
+    reads as a change of status."""
+    found = _event_labels(normalise_locale(locale)).get(str(action))
+    if found is not None:
+        return found
+    return _pgettext(locale)("event", "Status changed")
 
 
 # Babel tooling: what the code and templates ask to be translated.

@@ -4,19 +4,29 @@ Queries here select named public columns into frozen records, so a resident's id
 (proposer, Telegram file ids, exact coordinates) never leaves the store on this path. Of a
 council vote the public sees the counts and the outcome once it has closed (决议结果公开),
 and only its deadline while it is open: never the ballots, nor who voted how.
+
+The timeline of a suggestion is the public side of its audit trail: its events marked
+public, oldest first, each with its time, action, states, who acted as a kind of actor (the
+proposer as `resident` or their source type, officials by role, never a person) and the
+details the public may read, picked by name (an exclusion reason, merged into or from which
+number, category and kind corrections, the council's counts); never a staff member's note,
+the acting person, nor the officials' API token that acted.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.models import (
+    AuditEvent,
     Community,
     CouncilVote,
     CouncilVoteItem,
@@ -26,8 +36,19 @@ from storage.models import (
     Suggestion,
     VoteStatus,
 )
-from storage.rules import Category, ExclusionReason, Kind, SourceType, State, VoteOutcome
+from storage.rules import (
+    Action,
+    Category,
+    ExclusionReason,
+    Kind,
+    Role,
+    SourceType,
+    State,
+    VoteOutcome,
+)
 from storage.services.suggestions import PublicFilter
+
+_E = TypeVar("_E", bound=StrEnum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,21 +155,11 @@ async def get_community(session: AsyncSession, community_id: int) -> PublicCommu
     return None if row is None else _community(row)
 
 
-async def list_suggestions(
-    session: AsyncSession,
-    filters: PublicFilter,
-    *,
-    limit: int = 50,
-    offset: int = 0,
-    by_community: bool = False,
-) -> tuple[list[PublicSuggestion], int]:
-    """One page of suggestions and the total: newest first, or (for the board, which groups
-    them) by district › street › community and newest first within each."""
-    conditions = _conditions(Suggestion, filters)
-    total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
-    newest = (Suggestion.created_at.desc(), Suggestion.id.desc())
+def _suggestion_query() -> Select[Any]:
+    """The public columns of suggestions, with their community's place and the number of
+    the suggestion each was merged into."""
     target = aliased(Suggestion)
-    query = (
+    return (
         select(
             *_COMMUNITY_COLUMNS,
             Suggestion.id.label("suggestion_id"),
@@ -169,6 +180,44 @@ async def list_suggestions(
         .join(Street, Street.id == Community.street_id)
         .join(District, District.id == Street.district_id)
         .outerjoin(target, target.id == Suggestion.merged_into_id)
+    )
+
+
+def _public_suggestion(row: Any, votes: dict[int, PublicVote]) -> PublicSuggestion:
+    return PublicSuggestion(
+        number=row.number,
+        community=_community(row),
+        category=row.category,
+        kind=row.kind,
+        title=row.title,
+        description=row.description,
+        location_text=row.location_text,
+        status=row.status,
+        source_type=row.source_type,
+        estimated_cost_fen=row.estimated_cost_fen,
+        exclusion_reason=row.exclusion_reason,
+        created_at=row.created_at,
+        # A merge is public only while the suggestion stands merged.
+        merged_into=row.merged_into if row.status is State.MERGED else None,
+        council_vote=votes.get(row.suggestion_id),
+    )
+
+
+async def list_suggestions(
+    session: AsyncSession,
+    filters: PublicFilter,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    by_community: bool = False,
+) -> tuple[list[PublicSuggestion], int]:
+    """One page of suggestions and the total: newest first, or (for the board, which groups
+    them) by district › street › community and newest first within each."""
+    conditions = _conditions(Suggestion, filters)
+    total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
+    newest = (Suggestion.created_at.desc(), Suggestion.id.desc())
+    query = (
+        _suggestion_query()
         .where(*conditions)
         .order_by(*(_TREE_ORDER + newest if by_community else newest))
         .limit(limit)
@@ -176,27 +225,7 @@ async def list_suggestions(
     )
     rows = (await session.execute(query)).all()
     votes = await latest_votes(session, [row.suggestion_id for row in rows])
-    items = [
-        PublicSuggestion(
-            number=row.number,
-            community=_community(row),
-            category=row.category,
-            kind=row.kind,
-            title=row.title,
-            description=row.description,
-            location_text=row.location_text,
-            status=row.status,
-            source_type=row.source_type,
-            estimated_cost_fen=row.estimated_cost_fen,
-            exclusion_reason=row.exclusion_reason,
-            created_at=row.created_at,
-            # A merge is public only while the suggestion stands merged.
-            merged_into=row.merged_into if row.status is State.MERGED else None,
-            council_vote=votes.get(row.suggestion_id),
-        )
-        for row in rows
-    ]
-    return items, total
+    return [_public_suggestion(row, votes) for row in rows], total
 
 
 async def latest_votes(session: AsyncSession, suggestion_ids: list[int]) -> dict[int, PublicVote]:
@@ -290,15 +319,254 @@ async def list_projects(
     return items, total
 
 
+# --- The public timeline: the public side of the audit trail (三议三公开) ---------------------
+
+# Suggestion numbers are at most this long (Suggestion.number); longer is no number at all.
+NUMBER_MAX = 48
+# The event a merge leaves on the suggestion a duplicate was merged into (screening.merge).
+MERGED_IN = "merged_in"
+# Who acted, as the public may see it when the actor is none of the suggestion's proposer's
+# source types (resident, unit, ...) nor an official's role: an event without a role.
+UNKNOWN_ACTOR = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicChange:
+    """A correction made on screening: the value before and after."""
+
+    before: str | None
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublicEventVote:
+    """The council's resolution on the suggestion, as its counts (never the ballots)."""
+
+    outcome: VoteOutcome
+    agree: int
+    against: int
+    abstain: int
+    council_size: int | None = None
+    quorum_pct: int | None = None
+    threshold_pct: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicEvent:
+    """One public event of a suggestion: when, what, who (as a kind of actor, never a
+    person) and the public part of its details.
+
+    `actor` is the proposer's source type (`resident`, `unit`, `social_organisation`,
+    `representative`) when the proposer acted, else the acting role (`community_staff`,
+    `street_official`, `district_admin`, `city_admin`, `implementer`, `system`, ...)."""
+
+    at: datetime
+    action: str
+    actor: str
+    from_state: State | None
+    to_state: State | None
+    exclusion_reason: ExclusionReason | None = None
+    merged_into: str | None = None
+    merged_from: str | None = None
+    category_change: PublicChange | None = None
+    kind_change: PublicChange | None = None
+    vote: PublicEventVote | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionTimeline:
+    """A suggestion as the board shows it, and its public events, oldest first."""
+
+    suggestion: PublicSuggestion
+    events: list[PublicEvent]
+    more: bool  # there are more public events than were read
+
+
+def number_forms(number: str) -> list[str]:
+    """What a suggestion number someone typed or read out may stand for: as given without
+    blanks around it, and with full-width digits and dashes folded (NFKC) if that differs.
+    Empty when it cannot be a number at all."""
+    if any(unicodedata.category(c).startswith("C") for c in number):
+        return []  # control, format or unassigned characters (a NUL): no number has them
+    forms = []
+    for text in (number.strip(), unicodedata.normalize("NFKC", number).strip()):
+        if 0 < len(text) <= NUMBER_MAX and text not in forms:
+            forms.append(text)
+    return forms
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= NUMBER_MAX else None
+
+
+def _enum_value(enum: type[_E], value: Any) -> _E | None:
+    try:
+        return enum(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _change(enum: type[StrEnum], value: Any) -> PublicChange | None:
+    if not isinstance(value, dict):
+        return None
+    before, after = _enum_value(enum, value.get("from")), _enum_value(enum, value.get("to"))
+    if after is None:
+        return None
+    return PublicChange(before.value if before is not None else None, after.value)
+
+
+def _vote(details: dict[str, Any]) -> PublicEventVote | None:
+    outcome = _enum_value(VoteOutcome, details.get("outcome"))
+    counts = [_integer(details.get(key)) for key in ("agree", "against", "abstain")]
+    if outcome is None or any(count is None for count in counts):
+        return None
+    agree, against, abstain = (int(count or 0) for count in counts)
+    return PublicEventVote(
+        outcome=outcome,
+        agree=agree,
+        against=against,
+        abstain=abstain,
+        council_size=_integer(details.get("council_size")),
+        quorum_pct=_integer(details.get("quorum_pct")),
+        threshold_pct=_integer(details.get("threshold_pct")),
+    )
+
+
+def public_actor(role: Role | None, source_type: SourceType) -> str:
+    """Who acted, as the public may see it: the proposer as what they are (a resident is
+    `resident`), anyone else by role."""
+    if role is None:
+        return UNKNOWN_ACTOR
+    if role is Role.PROPOSER:
+        return source_type.value
+    return role.value
+
+
+_VOTE_ACTIONS = frozenset({Action.RESOLVE.value, Action.NOT_PASS.value, Action.NO_QUORUM.value})
+
+
+def _public_event(row: Any, source_type: SourceType) -> PublicEvent:
+    """The public part of an event's details, read by name and type: anything else there
+    (a staff member's note, the API token that acted, ids) never leaves the store this way."""
+    details: dict[str, Any] = row.details if isinstance(row.details, dict) else {}
+    action = row.action
+    return PublicEvent(
+        at=row.at,
+        action=action,
+        actor=public_actor(row.actor_role, source_type),
+        from_state=row.from_state,
+        to_state=row.to_state,
+        exclusion_reason=(
+            _enum_value(ExclusionReason, details.get("reason")) if action == Action.REJECT else None
+        ),
+        merged_into=_number(details.get("into_number")) if action == Action.MERGE else None,
+        merged_from=_number(details.get("from_number")) if action == MERGED_IN else None,
+        category_change=(
+            _change(Category, details.get("category")) if action == Action.ACCEPT else None
+        ),
+        kind_change=_change(Kind, details.get("kind")) if action == Action.ACCEPT else None,
+        vote=_vote(details) if action in _VOTE_ACTIONS else None,
+    )
+
+
+def _public_events_of(suggestion_id: Any) -> Any:
+    """The conditions of a suggestion's public events (`suggestion_id` a value or a column)."""
+    return (
+        AuditEvent.entity_type == "suggestion",
+        AuditEvent.entity_id == suggestion_id,
+        AuditEvent.public.is_(True),
+    )
+
+
+def _events_query(suggestion_id: int) -> Select[Any]:
+    """A suggestion's public events, oldest first; only the columns the public may see (never
+    the acting person)."""
+    return (
+        select(
+            AuditEvent.at,
+            AuditEvent.action,
+            AuditEvent.actor_role,
+            AuditEvent.from_state,
+            AuditEvent.to_state,
+            AuditEvent.details,
+        )
+        .where(*_public_events_of(suggestion_id))
+        .order_by(AuditEvent.at, AuditEvent.id)
+    )
+
+
+async def suggestion_timeline(
+    session: AsyncSession, number: str, *, limit: int = 500
+) -> SuggestionTimeline | None:
+    """The suggestion numbered `number` as the board shows it, with up to `limit` of its
+    public events, oldest first; None when there is no such suggestion. Three statements
+    whatever the number of events: the suggestion, its latest vote, its events."""
+    forms = number_forms(number)
+    if not forms:
+        return None
+    query = _suggestion_query().where(Suggestion.number.in_(forms)).order_by(Suggestion.id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    votes = await latest_votes(session, [row.suggestion_id])
+    suggestion = _public_suggestion(row, votes)
+    rows = (await session.execute(_events_query(row.suggestion_id).limit(limit + 1))).all()
+    events = [_public_event(event, suggestion.source_type) for event in rows[:limit]]
+    return SuggestionTimeline(suggestion, events, more=len(rows) > limit)
+
+
+async def list_events(
+    session: AsyncSession, number: str, *, limit: int = 50, offset: int = 0
+) -> tuple[list[PublicEvent], int] | None:
+    """One page of the public events of the suggestion numbered `number`, oldest first, and
+    their total; None when there is no such suggestion. Two statements."""
+    forms = number_forms(number)
+    if not forms:
+        return None
+    total = (
+        select(func.count(AuditEvent.id))
+        .where(*_public_events_of(Suggestion.id))
+        .correlate(Suggestion)
+        .scalar_subquery()
+    )
+    found = (
+        await session.execute(
+            select(Suggestion.id, Suggestion.source_type, total)
+            .where(Suggestion.number.in_(forms))
+            .order_by(Suggestion.id)
+        )
+    ).first()
+    if found is None:
+        return None
+    suggestion_id, source_type, count = found
+    rows = (await session.execute(_events_query(suggestion_id).limit(limit).offset(offset))).all()
+    return [_public_event(row, source_type) for row in rows], int(count or 0)
+
+
 __all__ = [
+    "MERGED_IN",
+    "NUMBER_MAX",
+    "UNKNOWN_ACTOR",
+    "PublicChange",
     "PublicCommunity",
+    "PublicEvent",
+    "PublicEventVote",
     "PublicFilter",
     "PublicProject",
     "PublicSuggestion",
     "PublicVote",
+    "SuggestionTimeline",
     "get_community",
     "latest_votes",
     "list_communities",
+    "list_events",
     "list_projects",
     "list_suggestions",
+    "number_forms",
+    "public_actor",
+    "suggestion_timeline",
 ]

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -383,7 +384,9 @@ async def test_council_results_show_counts_and_outcome_only(
     # The merged one names the suggestion it was merged into.
     number = re.search(r"新沙-\d{4}-0001", html)
     assert number is not None
-    assert f'<dt>合并至</dt><dd><span class="num">{number.group(0)}</span></dd>' in html
+    into = number.group(0)
+    href = f"/board/suggestions/{quote(into, safe='')}?lang=zh"
+    assert f'<dt>合并至</dt><dd><a class="num" href="{href}">{into}</a></dd>' in html
     assert VOTER_NAME not in html and str(VOTER_TELEGRAM_ID) not in html
     assert_no_secrets(html)
 

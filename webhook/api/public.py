@@ -1,19 +1,30 @@
 """Open data (`/api/v1/public/...`): suggestions and projects as JSON, for anyone, with no
 personal data of residents — no proposer, no Telegram file ids, no exact coordinates — and of
-council votes only the counts and outcomes, never who voted how."""
+council votes only the counts and outcomes, never who voted how. A suggestion's timeline
+(`/api/v1/public/suggestions/{number}/events`) is the public side of its audit trail: who
+acted appears as a kind of actor (`resident`, `community_staff`, `system`, ...), never a
+person, and never the officials' API token that acted."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import VoteStatus
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State, VoteOutcome
 from storage.services import public
-from webhook.api.listing import ListQuery, ListQueryDep, Page
+from storage.services.suggestions import PublicFilter
+from webhook.api.listing import (
+    DEFAULT_PAGE_SIZE,
+    ListQuery,
+    ListQueryDep,
+    Page,
+    PageQuery,
+    PageSizeQuery,
+)
 from webhook.deps import SessionDep
 
 PREFIX = "/api/v1/public"
@@ -102,7 +113,74 @@ class ProjectOut(BaseModel):
     created_at: datetime = Field(description="ISO 8601, UTC")
 
 
+class ChangeOut(BaseModel):
+    """A correction made on screening."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    before: str | None = Field(description="the value it had, if any")
+    after: str = Field(description="the value it was corrected to")
+
+
+class EventVoteOut(BaseModel):
+    """The residents' council's resolution: the counts, never who voted how."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    outcome: VoteOutcome
+    agree: int
+    against: int
+    abstain: int
+    council_size: int | None
+    quorum_pct: int | None = Field(description="quorum: strictly more than this % voted")
+    threshold_pct: int | None = Field(
+        description="threshold: strictly more than this % of the votes cast agreed"
+    )
+
+
+class EventOut(BaseModel):
+    """One public step of a suggestion (三议三公开), as it was recorded."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime = Field(description="when, ISO 8601, UTC")
+    action: str = Field(
+        description="what happened: `submit`, `merged_in` (a duplicate was merged into this "
+        "suggestion), or an action of the programme's lifecycle (`begin_review`, `accept`, "
+        "`reject`, `merge`, `withdraw`, `convene_vote`, `resolve`, `not_pass`, `no_quorum`, "
+        "`determine`, `defer`, `publish`, `assign_implementer`, `start`, `complete`, "
+        "`publish_accounts`, `evaluate`, `cancel`)",
+        examples=["accept"],
+    )
+    actor: str = Field(
+        description="who acted, never a person: whoever made the suggestion as its source "
+        "type (`resident`, `unit`, `social_organisation`, `representative`); an official by role "
+        "(`community_staff`, `street_official`, `district_admin`, `city_admin`); "
+        "`implementer`; `system` (the scheduler, a vote's count); `unknown`",
+        examples=["community_staff"],
+    )
+    from_status: State | None = Field(validation_alias="from_state")
+    to_status: State | None = Field(validation_alias="to_state")
+    exclusion_reason: ExclusionReason | None = Field(description="why, when it was rejected")
+    merged_into: str | None = Field(
+        description="the number it was merged into (action `merge`)", examples=["新沙-2026-0003"]
+    )
+    merged_from: str | None = Field(
+        description="the number of the duplicate merged into it (action `merged_in`)"
+    )
+    category_change: ChangeOut | None = Field(description="category corrected on acceptance")
+    kind_change: ChangeOut | None = Field(description="kind corrected on acceptance")
+    council_vote: EventVoteOut | None = Field(
+        validation_alias="vote",
+        description="the council's counts and outcome (actions `resolve`, `not_pass`, `no_quorum`)",
+    )
+
+
 class SuggestionPage(Page[SuggestionOut]):
+    pass
+
+
+class EventPage(Page[EventOut]):
     pass
 
 
@@ -155,6 +233,38 @@ def create_public_api_router() -> APIRouter:
         return SuggestionPage.of(
             [SuggestionOut.model_validate(item) for item in items], total, query
         )
+
+    @router.get(
+        "/suggestions/{number}/events",
+        response_model=EventPage,
+        summary="A suggestion's public timeline, oldest first",
+        description="Every public step of the suggestion with this number (percent-encoded, "
+        "e.g. `%E6%96%B0%E6%B2%99-2026-0007` for 新沙-2026-0007), in the order it happened.",
+        responses={
+            status.HTTP_404_NOT_FOUND: {"description": "There is no suggestion with this number."},
+            status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "A paging value is not valid."},
+        },
+    )
+    async def suggestion_events(
+        session: SessionDep,
+        number: Annotated[str, Path(examples=["新沙-2026-0007"])],
+        page: PageQuery = 1,
+        page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
+    ) -> EventPage:
+        query = ListQuery(PublicFilter(), page, page_size)
+        found = await public.list_events(
+            session, number, limit=query.page_size, offset=query.offset
+        )
+        if found is None:
+            raise HTTPException(
+                status_code=status.HTTP_404_NOT_FOUND,
+                detail={
+                    "code": "unknown_suggestion",
+                    "message": "There is no suggestion with this number",
+                },
+            )
+        items, total = found
+        return EventPage.of([EventOut.model_validate(item) for item in items], total, query)
 
     @router.get(
         "/projects",
