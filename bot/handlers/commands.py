@@ -24,7 +24,7 @@ from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import LANGUAGE_NAMES, language_keyboard
 from bot.texts import listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
-from dialogs.common import Reply, identity
+from dialogs.common import Reply, chat_of, identity
 from dialogs.org_picker import get_community_names
 from storage.services import invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
@@ -150,13 +150,24 @@ async def cmd_suggest(
     )
 
 
-async def cmd_my(message: Message, session: AsyncSession, settings: Settings) -> Reply:
+async def cmd_my(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    raw_state: str | None,
+) -> Reply:
+    """The person's suggestions; then, in the middle of one, its question again."""
     assert message.from_user is not None
     found = await list_for_proposer(session, message.from_user.id, limit=MY_FETCH)
     if not found:
-        return message.answer(
-            _("You have not made any suggestions yet. Send /suggest to make your first one.")
+        text = (
+            _("You have not submitted any suggestion yet.")
+            if suggestion.is_dialog_state(raw_state)
+            else _("You have not made any suggestions yet. Send /suggest to make your first one.")
         )
+        return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
     lines = [
         _("<b>{number}</b> · {status} · {date}\n{title}").format(
             number=quote(item.number),
@@ -166,7 +177,8 @@ async def cmd_my(message: Message, session: AsyncSession, settings: Settings) ->
         )
         for item in found
     ]
-    return message.answer(listing(_("Your suggestions"), lines))
+    text = listing(_("Your suggestions"), lines)
+    return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
 
 
 async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> Reply:
@@ -189,15 +201,17 @@ async def cmd_lang(message: Message) -> Reply:
 async def on_language(
     callback: CallbackQuery,
     callback_data: LangCb,
+    state: FSMContext,
     session: AsyncSession,
     bot: Bot,
     i18n: I18n,
     passage: Passage,
-) -> None:
+    raw_state: str | None,
+) -> Reply:
     locale = callback_data.locale
     if locale not in SUPPORTED_LOCALES:
         await callback.answer(_("This button is out of date."), show_alert=False)
-        return
+        return None
     await set_locale(session, identity(callback.from_user), locale)
     passage.remember_locale = locale  # the gate caches the choice once this has committed
     # The rest of this update is already in the old language: answer in the new one.
@@ -211,10 +225,17 @@ async def on_language(
                 await callback.message.edit_text(done, reply_markup=None)
             except TelegramBadRequest:
                 await callback.message.answer(done)
+        # A suggestion in progress goes on, its question now in the new language.
+        reply = (
+            await suggestion.continue_reply(bot, chat_of(callback), state, session)
+            if suggestion.is_dialog_state(raw_state)
+            else None
+        )
     try:
         await set_chat_commands(bot, i18n, callback.from_user.id, locale)
     except TelegramAPIError as error:  # the choice is stored; the menu is a convenience
         log.warning("could not set %s's command menu: %r", callback.from_user.id, error)
+    return reply
 
 
 def create_router() -> Router:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
     MESSAGE_MAX,
+    Driver,
     Group,
     Harness,
     Person,
@@ -21,6 +22,7 @@ from telegram_fakes import (
     last_text,
     parse_html,
     sent,
+    texts,
     utf16_length,
 )
 
@@ -138,6 +140,24 @@ async def test_lang_overrides_and_is_remembered(
     assert last_text(calls) == "好的，之后我会用中文和您交流。"
     [menu] = [c.method for c in calls if isinstance(c.method, SetMyCommands)]
     assert ("suggest", "我要提建议") in [(c.command, c.description) for c in menu.commands]
+
+
+async def test_my_and_lang_in_the_middle_of_a_suggestion_keep_its_place(
+    dialog_driver: Driver,
+) -> None:
+    """Both answer, then ask the suggestion's question again (in the new language, after
+    /lang), as /help and /start do."""
+    h = dialog_driver.h
+    await dialog_driver.description(RESIDENT)
+    calls = await h.say(RESIDENT, "/my")
+    assert texts(calls)[0] == "您还没有提交过建议。"
+    assert "您有一条建议还没填完" in last_text(calls) and "请具体描述一下" in last_text(calls)
+    await h.say(RESIDENT, "/lang")
+    calls = await h.press(RESIDENT, "English", exact=True)
+    assert "From now on I will speak English with you." in texts(calls)
+    assert "Now please describe it" in last_text(calls)
+    calls = await h.say(RESIDENT, "楼道灯坏了")
+    assert "Where is it?" in last_text(calls)
 
 
 async def test_a_forged_language_is_refused(bot_harness: Harness) -> None:
