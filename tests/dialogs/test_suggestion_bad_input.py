@@ -141,7 +141,7 @@ async def test_a_sticker_where_text_is_expected(
 async def test_text_at_the_photo_step(dialog_driver: Driver, bot_harness: Harness) -> None:
     await dialog_driver.photos(RESIDENT)
     calls = await bot_harness.say(RESIDENT, "照片稍后发")
-    assert "请以图片方式（不是文件）发送照片" in last_text(calls)
+    assert "请发送照片（以图片形式发送，不要作为文件）" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [SKIP]
 
 

@@ -397,7 +397,7 @@ async def test_council_results_show_counts_and_outcome_only(
 
     html = (await client.get("/board", params={"lang": "en"})).text
     assert "Agree 3 · Against 1 · Abstain 1" in html and "Resolved" in html
-    assert "Agree 1 · Against 2 · Abstain 0" in html and "Not passed" in html
+    assert "Agree 1 · Against 2 · Abstain 0" in html and "Not approved" in html
     assert "Voting, closes 2026-03-25 18:00" in html and "closed on 2026-03-15" in html
     assert "Merged into" in html
     assert "never who voted how" in html
