@@ -143,6 +143,12 @@ def cap_warning(kind: Kind) -> str:
     ).format(cap=cap_yuan(KIND_CAP_FEN[kind]))
 
 
+def map_url(latitude: float, longitude: float) -> str:
+    """A shared location on Amap (高德地图), which residents and staff in China use; Telegram's
+    coordinates are WGS-84, which Amap is told."""
+    return f"https://uri.amap.com/marker?position={longitude:.6f},{latitude:.6f}&coordinate=wgs84"
+
+
 def local_date(moment: datetime, tz: ZoneInfo) -> str:
     """YYYY-MM-DD in the programme's time zone."""
     return moment.astimezone(tz).strftime("%Y-%m-%d")

@@ -41,6 +41,7 @@ from bot.texts import (
     exclusion_reason_label,
     kind_label,
     local_date,
+    map_url,
     over_cap,
     quote,
     status_label,
@@ -167,9 +168,11 @@ async def card_text(
     if item.location_text:
         location = quote(item.location_text)
     elif item.latitude is not None and item.longitude is not None:
-        location = _("shared location ({latitude:.5f}, {longitude:.5f})").format(
+        shared = _("shared location ({latitude:.5f}, {longitude:.5f})").format(
             latitude=item.latitude, longitude=item.longitude
         )
+        location = f'<a href="{quote(map_url(item.latitude, item.longitude))}">{shared}</a>'
+
     else:
         location = "—"
     description = item.description

@@ -87,6 +87,9 @@ class PublicSuggestion:
     estimated_cost_fen: int | None
     exclusion_reason: ExclusionReason | None
     created_at: datetime
+    # The resident shared a location (Telegram's): staff see it on a map; where a resident
+    # stood is not published, only that the place is known.
+    shared_location: bool = False
     # The number of the suggestion it was merged into, when its status is `merged`.
     merged_into: str | None = None
     council_vote: PublicVote | None = None
@@ -169,6 +172,7 @@ def _suggestion_query() -> Select[Any]:
             Suggestion.title,
             Suggestion.description,
             Suggestion.location_text,
+            Suggestion.latitude,
             Suggestion.status,
             Suggestion.source_type,
             Suggestion.estimated_cost_fen,
@@ -197,6 +201,7 @@ def _public_suggestion(row: Any, votes: dict[int, PublicVote]) -> PublicSuggesti
         estimated_cost_fen=row.estimated_cost_fen,
         exclusion_reason=row.exclusion_reason,
         created_at=row.created_at,
+        shared_location=row.latitude is not None,
         # A merge is public only while the suggestion stands merged.
         merged_into=row.merged_into if row.status is State.MERGED else None,
         council_vote=votes.get(row.suggestion_id),

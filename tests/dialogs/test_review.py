@@ -191,6 +191,31 @@ async def test_an_estimate_over_the_cap_is_flagged(
     assert "⚠️" not in last_text(calls)
 
 
+async def test_a_shared_location_links_to_a_map(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    async with sessionmaker() as session:
+        await submit(
+            session,
+            TelegramIdentity(10_001, "居民1", language_code="zh"),
+            Draft(
+                org.xinsha_id,
+                Category.SAFETY,
+                "井盖松动",
+                "踩上去会翘起。",
+                latitude=22.5204,
+                longitude=114.0262,
+            ),
+            tz=UTC,
+            daily_limit=100,
+        )
+    calls = await bot_harness.say(STAFF, "/review")
+    assert (
+        '地点：<a href="https://uri.amap.com/marker?position=114.026200,22.520400&amp;'
+        'coordinate=wgs84">已发送定位（22.52040, 114.02620）</a>'
+    ) in last_text(calls)
+
+
 async def test_what_a_resident_typed_is_escaped(
     bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
 ) -> None:

@@ -196,6 +196,21 @@ async def test_bad_filters_are_ignored_politely(
     assert "x" * 100 not in html
 
 
+async def test_a_shared_location_is_said_but_not_shown(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    """A suggestion located only by a shared location says so; where the resident stood when
+    they shared it stays with the staff."""
+    ids = await seed_org(sessionmaker)
+    draft = Draft(ids["新沙社区"], Category.SAFETY, "井盖松动", "踩上去会翘起。")
+    draft.latitude, draft.longitude = SECRET_LATITUDE, 114.0412345
+    await add_suggestion(sessionmaker, draft)
+    html = (await client.get("/board")).text
+    assert "已在地图上定位（仅工作人员可见）" in html
+    assert "22.531" not in html and "114.041" not in html
+    assert "Shared on a map (shown to staff only)" in (await client.get("/board?lang=en")).text
+
+
 async def test_titles_and_descriptions_are_escaped(
     sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
 ) -> None:
