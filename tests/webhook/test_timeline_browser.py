@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from browser import browser_page
+from playwright.async_api import Page, expect
 from public_data import PRIVATE, SECRET_NOTE, History, public_app, seed_history
 from servers import serve
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture
@@ -33,22 +32,10 @@ async def base(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[
 
 @pytest.fixture
 async def page(chromium_path: str, tmp_path: Path) -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
-        )
-        page = await browser.new_page(locale="zh-CN", viewport={"width": 390, "height": 844})
-        page.set_default_timeout(15000)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        try:
-            yield page
-        except Exception:
-            await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            await browser.close()
-        assert errors == []
+    async with browser_page(
+        chromium_path, tmp_path, viewport={"width": 390, "height": 844}
+    ) as page:
+        yield page
 
 
 async def assert_nothing_private(page: Page) -> None:
