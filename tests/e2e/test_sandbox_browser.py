@@ -3,14 +3,17 @@
 `create_app` with no BOT_TOKEN serves the built-in Bot API emulator; the real bot (handlers,
 dialogs, store) answers through the webhook route. Debian's chromium, driven by Playwright,
 plays a resident on /sandbox: from the community group's "我要提建议" deep-link button to the
-private dialog, the acknowledgement with its number, /my, and the public board.
+private dialog, the acknowledgement with its number, /my, and the public board. The browser is
+in New York; the page shows times in the programme's zone (TIMEZONE) all the same.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Page, expect
@@ -27,20 +30,36 @@ DESCRIPTION = "3栋楼道的灯坏了两个月，晚上老人上下楼很危险�
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[str]:
-    async with serve_sandbox(tmp_path / "t.db") as (base, _app):
-        yield base
+async def service(tmp_path: Path) -> AsyncIterator[tuple[str, ZoneInfo]]:
+    """The base URL, and the programme's time zone."""
+    async with serve_sandbox(tmp_path / "t.db") as (base, app):
+        yield base, app.state.runtime.settings.tz
 
 
 async def test_resident_suggests_a_project_from_the_group(
-    service: str, chromium_path: str, tmp_path: Path
+    service: tuple[str, ZoneInfo], chromium_path: str, tmp_path: Path
 ) -> None:
+    base, zone = service
     viewport = {"width": 1200, "height": 900}
-    async with browser_page(chromium_path, tmp_path, viewport=viewport) as page:
-        await _resident_flow(page, service)
+    browser_zone = "America/New_York"
+    assert datetime.now(zone).utcoffset() != datetime.now(ZoneInfo(browser_zone)).utcoffset()
+    async with browser_page(
+        chromium_path, tmp_path, viewport=viewport, timezone_id=browser_zone
+    ) as page:
+        await _resident_flow(page, base, zone)
 
 
-async def _resident_flow(page: Page, base: str) -> None:
+def _minutes(start: datetime, end: datetime) -> set[str]:
+    """Every "HH:MM" from start to end."""
+    minute = start.replace(second=0, microsecond=0)
+    shown = set()
+    while minute <= end:
+        shown.add(f"{minute:%H:%M}")
+        minute += timedelta(minutes=1)
+    return shown
+
+
+async def _resident_flow(page: Page, base: str, zone: ZoneInfo) -> None:
     await page.goto(f"{base}/sandbox")
     await play(page, ZHANG_WEI)
 
@@ -50,11 +69,17 @@ async def _resident_flow(page: Page, base: str) -> None:
     if await link.count() == 0:
         await send(page, "/suggest")
     await expect(link.last).to_be_visible()
+    before = datetime.now(zone)
     await link.last.click()
 
     # Telegram opens the private chat and sends "/start <payload>"; the dialog begins.
     await expect(page.locator("#chat-title")).to_have_text("民生微实事")
     await expect(page.locator("#messages .row.out").last).to_contain_text("/start")
+    # Its time is the programme's, on a 24-hour clock (not New York's); the tooltip says so.
+    sent_at = page.locator("#messages .row.out").last.locator(".meta time")
+    shown = await sent_at.inner_text()
+    assert shown in _minutes(before, datetime.now(zone))
+    await expect(sent_at).to_have_attribute("title", re.compile(rf"\({zone.key}\)$"))
     await expect(bot_said(page, "新沙社区")).to_be_visible()
     await press(page, "社区环境整治")
 
@@ -83,6 +108,13 @@ async def _resident_flow(page: Page, base: str) -> None:
     # Kind and cost: not sure, so skip (the skip button of the kind question).
     kind_question = page.locator("#messages .row", has_text="服务项目").last
     await expect(kind_question).to_be_visible()
+    # As in Telegram, the buttons of a row share its width equally, each label whole.
+    pair = kind_question.locator(".inline-row").first.locator(".inline-button")
+    widths = await pair.evaluate_all("all => all.map((b) => b.getBoundingClientRect().width)")
+    assert len(widths) == 2 and abs(widths[0] - widths[1]) < 1
+    labels = pair.locator(".label")
+    clipped = await labels.evaluate_all("all => all.filter((l) => l.scrollWidth > l.clientWidth)")
+    assert clipped == []
     await kind_question.locator(".inline-button", has_text="跳过").click()
 
     await expect(bot_said(page, TITLE)).to_be_visible()  # the summary repeats the title

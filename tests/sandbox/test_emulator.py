@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ from aiogram.types import (
 from fastapi import FastAPI
 from servers import png, serve
 
+from storage.settings import Settings
 from webhook.sandbox.demo import (
     COUNCIL,
     DIRECTOR_CHEN,
@@ -133,6 +135,20 @@ async def test_get_me_token_and_unknown_method(sandbox: Sandbox) -> None:
     # JSON bodies work too, and method names are case-insensitive as in Telegram.
     as_json = await sandbox.http.post(f"/sandbox/telegram/bot{TOKEN}/GETME", json={})
     assert as_json.json()["result"]["username"] == BOT_USERNAME
+
+
+async def test_world_gives_the_programme_time_zone(sandbox: Sandbox) -> None:
+    """The page shows the times of messages in the programme's zone (TIMEZONE), which the world
+    gives: the app's settings, or the default where there is no app runtime (as here)."""
+    world = await sandbox.ui("GET", "/world")
+    assert world["timezone"] == "Asia/Shanghai"
+    app = FastAPI()
+    app.state.runtime = SimpleNamespace(settings=Settings(_env_file=None, timezone="Europe/Berlin"))
+    app.include_router(create_sandbox_router(sandbox.emulator))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        response = await client.get("/sandbox/api/world")
+    assert response.json()["timezone"] == "Europe/Berlin"
 
 
 async def test_start_and_message_length_in_utf16(sandbox: Sandbox) -> None:

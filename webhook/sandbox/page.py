@@ -4,6 +4,7 @@ A person picks a persona and acts (types, presses buttons, shares a location, se
 adds the bot to a group, blocks it); each act becomes an update delivered to the bot, and the
 POST returns once the bot has handled it. The page polls /sandbox/api/chats/{id} for what
 changed. Message text arrives as HTML rendered from Telegram entities with everything escaped.
+The world (/sandbox/api/world) carries the programme's time zone, in which the page shows times.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from storage.settings import Settings
 from webhook.sandbox import demo
 from webhook.sandbox.emulator import PHOTO_MAX_BYTES, Emulator, SandboxError
 
@@ -102,6 +104,18 @@ def _sent(result: dict[str, Any]) -> JSONResponse:
     return _ok({"message_id": result["message"]["message_id"], "status": result["status"]})
 
 
+def _timezone(request: Request) -> str:
+    """The programme's time zone (TIMEZONE), in which the page shows the times of messages.
+
+    The app's runtime holds the settings; a bare router (the emulator's tests) has the default.
+    """
+    settings = getattr(getattr(request.app.state, "runtime", None), "settings", None)
+    if isinstance(settings, Settings):
+        return settings.timezone
+    default: str = Settings.model_fields["timezone"].default
+    return default
+
+
 def create_sandbox_router(emulator: Emulator) -> APIRouter:
     """GET /sandbox and its API under /sandbox/api/ (sandbox mode only)."""
     router = APIRouter(include_in_schema=False)
@@ -118,11 +132,12 @@ def create_sandbox_router(emulator: Emulator) -> APIRouter:
         return Response(_static(name), media_type=media_type, headers=_NO_STORE)
 
     @router.get("/sandbox/api/world")
-    async def world() -> JSONResponse:
+    async def world(request: Request) -> JSONResponse:
         latitude, longitude = demo.DEMO_LOCATION
         return _ok(
             {
                 "bot": emulator.bot_user,
+                "timezone": _timezone(request),
                 "personas": emulator.personas(),
                 "persona_groups": [
                     {"id": group, "zh": zh, "en": en} for group, zh, en in demo.PERSONA_GROUPS

@@ -83,8 +83,51 @@
     return node;
   }
 
+  // Times in the programme's time zone (the server's TIMEZONE, sent with the world), on a
+  // 24-hour clock, whatever the browser's own zone: the bot's texts say "10:37 (Asia/Shanghai)".
+  const clocks = {};
+  function formatter(kind) {
+    const zone = (state.world && state.world.timezone) || undefined;
+    const key = `${kind}:${zone}`;
+    if (!clocks[key]) {
+      const fields = kind === "time"
+        ? { hour: "2-digit", minute: "2-digit" }
+        : kind === "seconds"
+          ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
+          : { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+      const options = { ...fields, hourCycle: "h23" };
+      try {
+        clocks[key] = new Intl.DateTimeFormat("zh-CN", { ...options, timeZone: zone });
+      } catch (error) {
+        clocks[key] = new Intl.DateTimeFormat("zh-CN", options); // a zone this browser lacks
+      }
+    }
+    return clocks[key];
+  }
+
+  function parts(seconds, kind) {
+    const out = {};
+    for (const part of formatter(kind).formatToParts(new Date(seconds * 1000))) out[part.type] = part.value;
+    return out;
+  }
+
+  // "10:37"
   function clock(seconds) {
-    return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const p = parts(seconds, "time");
+    return `${p.hour}:${p.minute}`;
+  }
+
+  // "10:37:05", for the log
+  function clockSeconds(seconds) {
+    const p = parts(seconds, "seconds");
+    return `${p.hour}:${p.minute}:${p.second}`;
+  }
+
+  // "2026-11-29 10:37:05 (Asia/Shanghai)", for a bubble's tooltip
+  function stamp(seconds) {
+    const p = parts(seconds, "full");
+    const zone = formatter("full").resolvedOptions().timeZone;
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} (${zone})`;
   }
 
   let toastTimer = null;
@@ -145,8 +188,14 @@
       el(
         "div",
         { class: "persona-text" },
-        el("div", { class: "persona-name" }, p.name, el("span", { class: "lang", text: p.language_code || "?" })),
-        el("div", { class: "persona-role", text: `${p.role_zh} · ${p.role_en}`, title: `${p.role_zh} / ${p.role_en}` }),
+        el(
+          "div",
+          { class: "persona-name" },
+          el("b", { text: p.name }),
+          el("span", { class: "lang", text: p.language_code || "?", title: "Telegram 界面语言 / app language" }),
+          p.role_zh ? el("span", { class: "persona-role-zh", text: p.role_zh }) : null,
+        ),
+        p.role_en ? el("div", { class: "persona-role", text: p.role_en }) : null,
       ),
     );
   }
@@ -155,6 +204,8 @@
   // list folds to the persona being played and a "switch" button, so the chats stay in view.
   function renderPersonas() {
     const box = $("personas");
+    const scroller = $("personas-scroller");
+    const top = scroller.scrollTop;
     box.replaceChildren();
     const groups = (state.world.persona_groups || []).slice();
     const known = new Set(groups.map((g) => g.id));
@@ -179,6 +230,53 @@
         ? bilingual(`切换角色（${state.world.personas.length}）`, "Switch ▾")
         : bilingual("收起", "Fold ▴")),
     );
+    scroller.scrollTop = top;
+    personasScrolled();
+  }
+
+  // Scroll the persona list (and nothing else) so that the persona being played is in view,
+  // clear of the "N more" button at the bottom edge.
+  function revealPersona() {
+    const scroller = $("personas-scroller");
+    const active = scroller.querySelector(".persona.active");
+    if (!active || active.offsetParent === null) return;
+    const box = scroller.getBoundingClientRect();
+    const card = active.getBoundingClientRect();
+    if (card.bottom > box.bottom - 4) scroller.scrollTop += card.bottom - box.bottom + 40;
+    else if (card.top < box.top) scroller.scrollTop -= box.top - card.top + 28;
+    personasScrolled();
+  }
+
+  // The scroll hints of the persona list: fades at the edges that hide personas, and a
+  // button that says how many are below and scrolls to them.
+  function personasScrolled() {
+    const scroller = $("personas-scroller");
+    const viewport = scroller.parentElement;
+    const more = $("personas-more");
+    const bottom = scroller.getBoundingClientRect().bottom;
+    const below = [...scroller.querySelectorAll(".persona")].filter(
+      (node) => node.offsetParent !== null && node.getBoundingClientRect().bottom > bottom + 2,
+    ).length;
+    viewport.classList.toggle("more-above", scroller.scrollTop > 2);
+    viewport.classList.toggle("more-below", below > 0);
+    more.hidden = below === 0;
+    if (below > 0) {
+      more.replaceChildren(...bilingual(`▾ 下面还有 ${below} 个角色`, `${below} more`));
+    }
+  }
+
+  function personasMore() {
+    const scroller = $("personas-scroller");
+    const bottom = scroller.getBoundingClientRect().bottom;
+    const next = [...scroller.querySelectorAll(".persona")].find(
+      (node) => node.offsetParent !== null && node.getBoundingClientRect().bottom > bottom + 2,
+    );
+    if (!next) return;
+    // The next hidden persona's group heading too, when it starts a group.
+    const group = next.closest(".persona-group");
+    const target = group && group.querySelector(".persona") === next ? group : next;
+    const offset = target.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+    scroller.scrollBy({ top: Math.max(offset - 8, 40), behavior: "smooth" });
   }
 
   function chatName(chat) {
@@ -233,6 +331,7 @@
     renderPersonas();
     const wasPrivate = state.chatId !== null && state.chatId === previous;
     await loadChats();
+    revealPersona(); // the persona's chats may have taken room from the list
     const stillVisible = state.chats.some((c) => c.id === state.chatId);
     if (wasPrivate || !stillVisible) {
       if (state.chatId !== null) await openChat(wasPrivate ? id : state.chats[0].id);
@@ -453,7 +552,9 @@
       text.innerHTML = m.html; // rendered by the server from entities; every character escaped
       bubble.append(text);
     }
-    bubble.append(el("div", { class: "meta", text: `${m.edited ? "已编辑 edited · " : ""}${clock(m.date)}` }));
+    bubble.append(
+      el("div", { class: "meta" }, m.edited ? "已编辑 edited · " : null, el("time", { text: clock(m.date), title: stamp(m.date) })),
+    );
     const column = el("div", { class: "msg" }, bubble);
     if (m.inline_keyboard) column.append(renderInlineKeyboard(m));
     const row = el("div", { class: `row${out ? " out" : ""}`, dataset: { messageId: String(m.id) } });
@@ -486,11 +587,10 @@
               type: "button",
               class: "inline-button",
               dataset: { kind: button.kind },
-              title: button.url || "",
+              title: button.url || button.text,
               onclick: (event) => pressInline(event.currentTarget, m, r, c, button),
             },
-            button.text,
-            mark ? el("span", { class: "kind", text: mark }) : null,
+            el("span", { class: "label" }, button.text, mark ? el("span", { class: "kind", text: mark }) : null),
           ),
         );
       });
@@ -762,7 +862,7 @@
       list.replaceChildren(
         ...data.log.slice().reverse().map((entry) => {
           const good = entry.status === 200 || entry.status === 0;
-          const when = new Date(entry.at * 1000).toLocaleTimeString();
+          const when = clockSeconds(entry.at);
           return el(
             "li",
             {},
@@ -834,7 +934,11 @@
     $("personas-toggle").addEventListener("click", () => {
       $("side").classList.toggle("folded");
       renderPersonas();
+      revealPersona();
     });
+    $("personas-scroller").addEventListener("scroll", personasScrolled, { passive: true });
+    $("personas-more").addEventListener("click", personasMore);
+    new ResizeObserver(personasScrolled).observe($("personas-scroller"));
     $("log-toggle").addEventListener("click", () => {
       state.logOpen = !state.logOpen;
       $("log-panel").hidden = !state.logOpen;
@@ -896,6 +1000,7 @@
     $("side").classList.add("folded");
     renderPersonas();
     await loadChats();
+    revealPersona(); // wherever the persona being played is in the list
     const chat = Number(hash.get("c"));
     if (hash.get("c") && state.chats.some((c) => c.id === chat)) await openChat(chat);
     tick();
