@@ -29,6 +29,11 @@ class BindCb(CallbackData, prefix="bd"):
     page: int = 0
 
 
+class KeepBindingCb(CallbackData, prefix="bk"):
+    """/bind in a group already bound: keep the binding as it is (its "change" button is the
+    picker's first step, a `BindCb`). Only the group's admins' presses count."""
+
+
 class PickCb(CallbackData, prefix="pc"):
     """Choosing the community in the private suggestion dialog."""
 

@@ -69,15 +69,41 @@ async def _sandbox_start(runtime: Runtime, app: FastAPI) -> None:
 
 
 async def _after_listening(runtime: Runtime) -> None:
-    """Calls to the Bot API that, in sandbox mode, need our own server to be accepting."""
+    """Calls to the Bot API that, in sandbox mode, need our own server to be accepting: the
+    command menu, and (sandbox only) the demo groups' "Suggest a project" messages."""
     for attempt in range(50):
         try:
             await set_bot_commands(runtime.bot)
-            return
+            break
         except Exception as error:
             if attempt == 49:
                 log.warning("could not set the command menu: %r", error)
+                return
             await asyncio.sleep(0.2)
+    if runtime.emulator is not None:
+        await _post_demo_suggest_messages(runtime)
+
+
+async def _post_demo_suggest_messages(runtime: Runtime) -> None:
+    """Sandbox mode only: in each demo residents' group that is bound and has the bot in it,
+    the bot's "Suggest a project" message, pinned, as the bot posts it after a binding: so the
+    group a newcomer opens first has its button. The emulator keeps chats in memory only, so
+    every start posts it again; the real bot, through the emulator, in the default
+    language."""
+    from bot.handlers.groups import post_suggest_message
+    from bot.i18n import create_i18n
+    from webhook.sandbox.demo import suggest_groups
+
+    locale = runtime.settings.default_locale
+    i18n = create_i18n(locale)
+    async with runtime.sessionmaker() as session:
+        groups = await suggest_groups(session)
+    with i18n.context(), i18n.use_locale(locale):
+        for chat_id, community in groups:
+            try:
+                await post_suggest_message(runtime.bot, chat_id, community, pin=True)
+            except Exception as error:  # the sandbox starts anyway; the group's /suggest works
+                log.warning("could not post the suggest message in %s: %r", chat_id, error)
 
 
 async def _set_webhook(runtime: Runtime) -> None:

@@ -4,7 +4,11 @@ upgraded to a supergroup (its binding follows it to the new chat id). Also the b
 and unblocked in a private chat, which Telegram tells in the same kind of update.
 
 A group is never spammed: the bot speaks when it joins, when a binding step is taken, and when
-someone addresses one of its commands to it.
+someone addresses one of its commands to it. Where it may, it pins its "Suggest a project"
+message itself (silently); where it may not, the message asks an admin to pin it.
+
+/bind in a group already bound does not start over: it says which community the group is
+linked to and asks an admin to confirm changing it ("keep" leaves everything as it is).
 """
 
 from __future__ import annotations
@@ -14,22 +18,28 @@ import logging
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatMemberStatus, ChatType
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdatedFilter, Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
-from aiogram.types import CallbackQuery, ChatMemberUpdated, Message
+from aiogram.types import (
+    CallbackQuery,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
 from aiogram.utils.deep_linking import create_start_link
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import BindCb, OrgLevel
+from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
 from bot.filters import IsCommand
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
 from dialogs.common import identity, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
-from storage.models import ChatPurpose, Community
+from storage.models import Chat, ChatPurpose, Community
 from storage.services import chats, org
 from storage.services.people import ensure_person, mark_blocked, mark_reachable
 
@@ -91,9 +101,108 @@ async def _path(session: AsyncSession, community: Community) -> str:
     return community_path(*await community_names(session, community))
 
 
-async def post_suggest_message(
-    bot: Bot, chat_id: int, community: Community, *, pin_hint: bool
+def linked_to_text(purpose: ChatPurpose, path: str) -> str:
+    """What the group is bound to now (`path` escaped for HTML)."""
+    if purpose is ChatPurpose.COUNCIL:
+        return _("This group is the residents' council group of {path}.").format(path=path)
+    return _("This group is linked to {path}.").format(path=path)
+
+
+# --- /bind in a group already bound ---------------------------------------------------------
+# A live group is not moved to another community by three taps: an admin first confirms the
+# change. Its "Suggest a project" buttons already posted carry the old community in their
+# deep link (s_<id>); the bot does not keep the ids of its earlier messages (Telegram lets no
+# bot look through a group's history), so it cannot edit them: it says so, plainly, before
+# and after the change, and posts (and pins) a new button for the new community.
+
+
+def rebind_keyboard() -> InlineKeyboardMarkup:
+    """Change (the picker's first step) or keep the binding."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text="🔄 " + _("Change the link"),
+                    callback_data=BindCb(level=OrgLevel.DISTRICTS).pack(),
+                ),
+                keep_button(),
+            ]
+        ]
+    )
+
+
+def keep_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(
+        text="✖️ " + _("Keep it as it is"), callback_data=KeepBindingCb().pack()
+    )
+
+
+async def post_rebind_prompt(
+    bot: Bot, chat: Chat, community: Community, session: AsyncSession, storage: BaseStorage
 ) -> None:
+    """Ask an admin whether to change the community the group `chat` is bound to."""
+    if chat.purpose is ChatPurpose.COUNCIL:
+        question = _("Make it a community's residents' group instead?")
+    else:
+        question = _("Link it to another community instead?")
+    text = (
+        linked_to_text(chat.purpose, await _path(session, community))
+        + "\n\n<b>"
+        + question
+        + "</b>\n\n"
+        + _(
+            "The “{button}” buttons already posted here will keep opening the form for "
+            "{community}: each button carries the community it was made for, and I do not "
+            "keep track of my earlier messages to change them. After the change I will post a "
+            "new button for the new community."
+        ).format(button=suggest_label(), community=quote(community.name))
+    )
+    sent = await bot.send_message(chat.id, text, reply_markup=rebind_keyboard())
+    await binding_context(storage, bot, chat.id).set_data({"message_id": sent.message_id})
+
+
+async def picker_heading(session: AsyncSession, bound: Chat | None) -> str:
+    """Above the picker: a first binding greets the group; a change says what it replaces."""
+    if bound is None or bound.community is None:
+        return binding_heading()
+    return (
+        linked_to_text(bound.purpose, await _path(session, bound.community))
+        + "\n\n<b>"
+        + _("A group admin, please choose the community to link this group to instead.")
+        + "</b>"
+    )
+
+
+def with_keep_button(markup: InlineKeyboardMarkup | None) -> InlineKeyboardMarkup:
+    rows = list(markup.inline_keyboard) if markup is not None else []
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, [keep_button()]])
+
+
+# --- the "Suggest a project" message ----------------------------------------------------------
+
+
+def pin_hint() -> str:
+    return _("Admins: pin this message so that everyone can find the button.")
+
+
+async def pin_quietly(bot: Bot, message: Message) -> bool:
+    """Pin `message` without notifying the group's members; False if Telegram refuses (the
+    bot is not an admin allowed to pin, and the group does not let members pin)."""
+    try:
+        await bot.pin_chat_message(message.chat.id, message.message_id, disable_notification=True)
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+        log.info("cannot pin in group %s: %s", message.chat.id, exc)
+        return False
+    return True
+
+
+async def post_suggest_message(
+    bot: Bot, chat_id: int, community: Community, *, pin: bool
+) -> Message:
+    """The group's "Suggest a project" message with its deep link to the private dialog for
+    `community`. With `pin`, the bot pins it itself, silently; where Telegram refuses, the
+    message is edited to ask an admin to pin it. Trying is cheaper than asking first
+    (getChatMember) on the usual path, where the bot is an admin and may pin."""
     url = await create_start_link(bot, f"s_{community.id}")
     text = (
         "<b>"
@@ -105,9 +214,17 @@ async def post_suggest_message(
             "and I will help you write it down in a private chat, step by step."
         ).format(button=suggest_label())
     )
-    if pin_hint:
-        text += "\n\n" + _("Admins: pin this message so that everyone can find the button.")
-    await bot.send_message(chat_id, text, reply_markup=suggest_link_keyboard(url))
+    markup = suggest_link_keyboard(url)
+    sent = await bot.send_message(chat_id, text, reply_markup=markup)
+    if pin and not await pin_quietly(bot, sent):
+        with contextlib.suppress(TelegramBadRequest, TelegramForbiddenError):
+            await bot.edit_message_text(
+                text + "\n\n" + pin_hint(),
+                chat_id=chat_id,
+                message_id=sent.message_id,
+                reply_markup=markup,
+            )
+    return sent
 
 
 async def bound_community(session: AsyncSession, chat_id: int) -> Community | None:
@@ -115,6 +232,14 @@ async def bound_community(session: AsyncSession, chat_id: int) -> Community | No
     if chat is None or chat.community_id is None:
         return None
     return await org.get_community(session, chat.community_id)
+
+
+async def bound_chat(session: AsyncSession, chat_id: int) -> Chat | None:
+    """The group's row if it is bound to a community (with the community loaded)."""
+    chat = await chats.get_chat(session, chat_id)
+    if chat is None or chat.community is None:
+        return None
+    return chat
 
 
 async def on_bot_added(
@@ -134,7 +259,7 @@ async def on_bot_added(
                 "with /bind."
             ).format(path=await _path(session, community)),
         )
-        await post_suggest_message(bot, chat.id, community, pin_hint=True)
+        await post_suggest_message(bot, chat.id, community, pin=True)
     except TelegramAPIError as exc:
         # Added without the right to write: nothing to do until an admin lets it speak.
         log.info("cannot write to group %s: %s", chat.id, exc)
@@ -182,13 +307,17 @@ async def cmd_bind(
             _("Only the group's admins can link this group to a community. Thank you!")
         )
         return
+    bound = await bound_chat(session, message.chat.id)
+    if bound is not None and bound.community is not None:
+        await post_rebind_prompt(bot, bound, bound.community, session, fsm_storage)
+        return
     await post_binding_prompt(bot, message.chat.id, session, fsm_storage)
 
 
 async def cmd_suggest(message: Message, bot: Bot, session: AsyncSession) -> None:
     community = await bound_community(session, message.chat.id)
     if community is not None:
-        await post_suggest_message(bot, message.chat.id, community, pin_hint=False)
+        await post_suggest_message(bot, message.chat.id, community, pin=False)
         return
     me = await bot.me()
     await message.reply(
@@ -249,6 +378,28 @@ async def bind_group(
     )
 
 
+async def binding_press(
+    callback: CallbackQuery, bot: Bot, fsm_storage: BaseStorage
+) -> tuple[Message, FSMContext] | None:
+    """The binding message pressed and where its group's binding step is remembered, if the
+    press counts: on the group's current binding message, by one of its admins. Otherwise the
+    press is answered here and None returned."""
+    message = callback.message
+    if not isinstance(message, Message):
+        await stale(callback)
+        return None
+    context = binding_context(fsm_storage, bot, message.chat.id)
+    if await context.get_value("message_id") != message.message_id:
+        await stale(callback)
+        return None
+    if not await is_admin(bot, message.chat.id, callback.from_user.id):
+        await callback.answer(
+            _("Only the group's admins can choose the community. Thank you!"), show_alert=True
+        )
+        return None
+    return message, context
+
+
 async def on_bind_press(
     callback: CallbackQuery,
     callback_data: BindCb,
@@ -256,50 +407,69 @@ async def on_bind_press(
     session: AsyncSession,
     fsm_storage: BaseStorage,
 ) -> None:
-    message = callback.message
-    if not isinstance(message, Message):
-        await stale(callback)
+    pressed = await binding_press(callback, bot, fsm_storage)
+    if pressed is None:
         return
-    context = binding_context(fsm_storage, bot, message.chat.id)
-    if await context.get_value("message_id") != message.message_id:
-        await stale(callback)
-        return
-    if not await is_admin(bot, message.chat.id, callback.from_user.id):
-        await callback.answer(
-            _("Only the group's admins can choose the community. Thank you!"), show_alert=True
-        )
-        return
+    message, context = pressed
+    bound = await bound_chat(session, message.chat.id)
     if callback_data.level is not OrgLevel.PICK:
+        heading = await picker_heading(session, bound)
         view = await render_level(
-            session,
-            BindCb,
-            callback_data.level,
-            callback_data.id,
-            callback_data.page,
-            binding_heading(),
+            session, BindCb, callback_data.level, callback_data.id, callback_data.page, heading
         )
         if view is None:
-            view = await render_level(session, BindCb, OrgLevel.DISTRICTS, 0, 0, binding_heading())
+            view = await render_level(session, BindCb, OrgLevel.DISTRICTS, 0, 0, heading)
         await callback.answer()
         if view is not None:
+            markup = view.markup
+            if bound is not None:  # a change: the admin may still keep the binding
+                markup = with_keep_button(markup)
             with contextlib.suppress(TelegramBadRequest):
-                await message.edit_text(view.text, reply_markup=view.markup)
+                await message.edit_text(view.text, reply_markup=markup)
         return
     community = await get_community(session, callback_data.id)
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
         return
+    previous = bound.community if bound is not None else None
     await bind_group(callback, message, session, community)
     await context.clear()
-    await settle(
-        callback,
+    text = (
         "✅ "
         + _("This group is now linked to {path}.").format(path=await _path(session, community))
         + "\n"
-        + _("A group admin can change that with /bind."),
-        answer=_("Linked."),
+        + _("A group admin can change that with /bind.")
     )
-    await post_suggest_message(bot, message.chat.id, community, pin_hint=True)
+    if previous is not None and previous.id != community.id:
+        text += "\n\n" + _(
+            "The “{button}” buttons posted here earlier still open the form for {community}: "
+            "each button carries the community it was made for. Please use the new one below; "
+            "an admin can delete the old messages."
+        ).format(button=suggest_label(), community=quote(previous.name))
+    await settle(callback, text, answer=_("Linked."))
+    await post_suggest_message(bot, message.chat.id, community, pin=True)
+
+
+async def on_keep_binding(
+    callback: CallbackQuery, bot: Bot, session: AsyncSession, fsm_storage: BaseStorage
+) -> None:
+    """The keep button under /bind's question (or the picker it became): nothing changes."""
+    pressed = await binding_press(callback, bot, fsm_storage)
+    if pressed is None:
+        return
+    message, context = pressed
+    await context.clear()
+    bound = await bound_chat(session, message.chat.id)
+    if bound is None or bound.community is None:
+        # Unbound meanwhile (the community was removed): nothing to keep.
+        await settle(callback, _("This group is not linked to a community yet."))
+        return
+    path = await _path(session, bound.community)
+    await settle(
+        callback,
+        linked_to_text(bound.purpose, path) + "\n" + _("Nothing was changed."),
+        answer=_("Nothing was changed."),
+    )
 
 
 def create_router() -> Router:
@@ -325,6 +495,7 @@ def create_router() -> Router:
     )
     router.message.register(on_migrated, MIGRATED)
     router.callback_query.register(on_bind_press, BindCb.filter())
+    router.callback_query.register(on_keep_binding, KeepBindingCb.filter())
 
     commands = Router(name="groups")
     commands.message.filter(IsCommand())  # group chats only: the outer router's filter

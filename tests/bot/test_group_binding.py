@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiogram.methods import AnswerCallbackQuery, EditMessageText, GetChatMember, SendMessage
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageText,
+    GetChatMember,
+    PinChatMessage,
+    SendMessage,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
@@ -87,7 +93,10 @@ async def test_an_admin_binds_district_street_community(
     assert edits[-1].markup is None
     suggest = sent(calls)[-1]
     assert "为新沙社区提建议" in suggest.text
-    assert "请群管理员置顶这条消息" in suggest.text
+    # Telegram let the bot pin it (the fake accepts pinChatMessage): no hint to admins.
+    assert "置顶" not in suggest.text
+    [pin] = [c.method for c in calls if isinstance(c.method, PinChatMessage)]
+    assert pin.message_id == suggest.result.message_id and pin.disable_notification
     [button] = suggest.buttons()
     assert button.text == SUGGEST_BUTTON
     assert button.url == f"https://t.me/{BOT_USERNAME}?start=s_{org.xinsha_id}"

@@ -4,6 +4,8 @@ Personas and chats are plain data: the emulator builds its users and chats from 
 and `seed_demo` puts the administrative tree, the bound groups, the roles (a community staff
 member and five council members of 新沙) and a few suggestions to screen into the store
 (sandbox mode only), so that a person can run a whole council vote by clicking.
+`suggest_groups` names the residents' groups where each start of the sandbox has the bot post
+its pinned "Suggest a project" message (the emulator's chat history lives in memory only).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "Persona",
     "persona",
     "seed_demo",
+    "suggest_groups",
 ]
 
 DISTRICT = "福田区"
@@ -52,6 +55,9 @@ ORG: tuple[tuple[str, str, str], ...] = (
 DEMO_LOCATION = (22.5204, 114.0262)
 
 PersonaGroup = Literal["resident", "staff", "council"]
+# The statuses of a member of a group (the bot's, at start, in DemoChat.bot_status).
+BOT_IN_GROUP = frozenset({"creator", "administrator", "member"})
+
 # How the page groups the personas, in this order: (group, Chinese heading, English heading).
 PERSONA_GROUPS: tuple[tuple[PersonaGroup, str, str], ...] = (
     ("resident", "居民", "Residents"),
@@ -290,3 +296,20 @@ async def seed_demo(session: AsyncSession, *, tz: ZoneInfo = DEMO_TZ) -> None:
             estimated_cost_fen=seeded.estimated_cost_fen,
         )
         await submit(session, _identity(seeded.proposer), draft, tz=tz, daily_limit=1_000)
+
+
+async def suggest_groups(session: AsyncSession) -> list[tuple[int, Community]]:
+    """(chat id, community) of each demo residents' group that the bot is in when the sandbox
+    starts (the emulator's chats are built from CHATS) and that the store has bound to a
+    community: where a fresh start posts the bot's pinned "Suggest a project" message. The
+    community is the store's, so a group a person rebound in an earlier run keeps its new
+    one; council groups and groups the bot is not in are left out."""
+    found: list[tuple[int, Community]] = []
+    for chat in CHATS:
+        if chat.purpose is not ChatPurpose.COMMUNITY or chat.bot_status not in BOT_IN_GROUP:
+            continue
+        row = await get_chat(session, chat.chat_id)
+        if row is None or row.community is None or row.purpose is not ChatPurpose.COMMUNITY:
+            continue
+        found.append((chat.chat_id, row.community))
+    return found
