@@ -149,7 +149,8 @@ async def seed_world(
     people.ensure_person and access.grant_role write them), `candidates` suggestions submitted
     and accepted, a vote convened on them (council.convene) and its polls recorded: one per
     candidate in the council's group (council.record_poll), or one per candidate and member
-    (bulk, as record_poll writes them). The poll sending is marked done, so that the server's
+    (bulk: their council_poll rows only, without the council_poll_send rows record_poll_attempt
+    writes, which nothing here reads). The poll sending is marked done, so that the server's
     resume_poll_sending job leaves the vote alone. `persons_only`: people who are not members."""
     from sqlalchemy import insert, select
 

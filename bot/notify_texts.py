@@ -381,6 +381,40 @@ def _poll_send_failed(self: NotificationRenderer, p: Mapping[str, Any]) -> Rende
     return Rendered("\n".join(lines))
 
 
+def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    """To the convener: which poll may be missing, where to look, what to do either way."""
+    lines = [
+        _(
+            "⚠️ The council poll for {number} “{title}” (vote {vote}) may or may not have been "
+            "posted: Telegram's answer to the bot was lost."
+        ).format(vote=quote(_str(p, "vote_id")), **_subject(p)),
+        _("Details: {error}").format(error=quote(_str(p, "error"))),
+        _("The bot has not sent it again, so that there are never two polls for one candidate."),
+    ]
+    chat_id = p.get("chat_id")
+    if isinstance(chat_id, int) and chat_id > 0:
+        lines.append(
+            _(
+                "It was for the private chat of council member {member}: please ask them "
+                "whether they received this poll."
+            ).format(member=quote(_str(p, "member", str(chat_id))))
+        )
+    else:
+        lines.append(_("Please look in the council group for this poll."))
+    lines += [
+        _(
+            "If it is there, nothing needs doing: council members answer it as usual and "
+            "their answers are counted."
+        ),
+        _(
+            "If it is not there, this candidate cannot be voted on in this vote: when the "
+            "vote closes it will have no quorum and go back to the candidates, and you can "
+            "put it to the council again in a new vote (/convene)."
+        ),
+    ]
+    return Rendered("\n".join(lines))
+
+
 RENDERERS: dict[str, Renderer] = {
     "suggestion_accepted": _suggestion_accepted,
     "suggestion_rejected": _suggestion_rejected,
@@ -388,6 +422,7 @@ RENDERERS: dict[str, Renderer] = {
     "suggestion_status": _suggestion_status,
     "vote_result": _vote_result,
     "poll_send_failed": _poll_send_failed,
+    "poll_send_uncertain": _poll_send_uncertain,
 }
 
 

@@ -6,6 +6,14 @@ sending can outlast any webhook request: it runs as a background task of the pro
 (`schedule_vote_polls`), paced by the shared SendLimiter. Every poll sent is recorded at
 once (council.record_poll), so answers find their candidate even while the rest is still
 going out, and a poll Telegram refuses is recorded on its item and told to the convener.
+
+sendPoll is never repeated when Telegram may have carried it out: only a 429 (not done) and a
+connection that was never made are retried. A network error, a timeout, a 5xx or an answer
+that cannot be read leave it unknown whether the poll exists: the send is recorded as
+uncertain (council.record_send_uncertain), never made again (nor by a later run: each
+sendPoll is claimed before it is made, council.record_poll_attempt), and the convener is told
+what to check. Answers in such a poll are kept by the store, and counted once the `poll`
+updates Telegram sends for the bot's polls show it (bot.handlers.council.on_poll).
 """
 
 from __future__ import annotations
@@ -22,13 +30,16 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
+    TelegramServerError,
 )
 from aiogram.types import InputPollOption
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from aiohttp import ClientConnectorError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
@@ -36,7 +47,7 @@ from bot.notify_texts import split_text
 from bot.ratelimit import MemorySendLimiter, SendLimiter
 from bot.texts import local_datetime, quote
 from storage import rules
-from storage.models import VoteStatus, utcnow
+from storage.models import PollSendState, VoteStatus, utcnow
 from storage.rules import RuleViolation
 from storage.services import council
 from storage.services.people import find_person, mark_blocked, pick_locale
@@ -58,6 +69,8 @@ CLOSE_DATE_MARGIN = 30
 
 MAX_RETRIES = 5  # per message, for 429s and network errors
 NETWORK_BACKOFF = 2.0
+# Why a send found SENDING (attempted, no outcome written) is uncertain.
+SENDER_STOPPED = "the bot stopped while sending this poll, before Telegram's answer came"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -79,13 +92,16 @@ class FailedPoll:
 
 @dataclass
 class SendReport:
-    """What send_vote_polls did. `skipped`: polls found already sent (a second run)."""
+    """What send_vote_polls did. `skipped`: polls found already sent or in doubt (a second
+    run). `uncertain`: polls that may or may not exist, found so by this run (not sent
+    again; the convener is told)."""
 
     vote_id: int
     found: bool = True
     header_messages: int = 0
     polls: list[SentPoll] = field(default_factory=list)
     failed: list[FailedPoll] = field(default_factory=list)
+    uncertain: list[FailedPoll] = field(default_factory=list)
     skipped: int = 0
 
 
@@ -109,7 +125,7 @@ class _Plan:
     threshold_pct: int
     items: list[_Item]
     chats: dict[int, str]  # chat id → locale of the header
-    done: set[tuple[int, int]]  # (item id, chat id) of polls already recorded
+    sends: dict[tuple[int, int], PollSendState]  # (item id, chat id) → as claimed or recorded
 
 
 def poll_options() -> list[InputPollOption | str]:
@@ -164,8 +180,7 @@ async def _plan(
         vote = await council.get_vote(session, vote_id)
         if vote is None or vote.status is not VoteStatus.OPEN:
             return None
-        detail = await council.vote_detail(session, vote_id)
-        done = {(p.item_id, p.chat_id) for p in detail.polls} if detail is not None else set()
+        sends = await council.poll_sends(session, vote_id)
         chats: dict[int, str] = {}
         for chat_id in council.delivery_chats(vote):
             locale = default_locale
@@ -185,7 +200,7 @@ async def _plan(
                 _Item(i.id, i.position, i.suggestion.number, i.suggestion.title) for i in vote.items
             ],
             chats=chats,
-            done=done,
+            sends=sends,
         )
 
 
@@ -194,14 +209,45 @@ class _ChatGone(Exception):
     group): nothing more is sent there."""
 
 
+class _Unsure(Exception):
+    """A request that must not be made twice got no usable answer: Telegram may have carried
+    it out (a network error after the connection was made, a timeout, a 5xx)."""
+
+
+def _refused(error: BaseException) -> bool:
+    """Telegram answered, refusing (a 4xx other than 429): it did nothing."""
+    if isinstance(error, TelegramEntityTooLarge):
+        return True
+    return isinstance(error, TelegramAPIError) and not isinstance(
+        error, TelegramNetworkError | TelegramServerError
+    )
+
+
+def _never_sent(error: BaseException) -> bool:
+    """The connection to Telegram was never made (DNS, TCP, TLS, proxy): the request did not
+    reach it. aiogram wraps aiohttp's error in a TelegramNetworkError."""
+    return isinstance(error, ClientConnectorError) or isinstance(
+        error.__cause__, ClientConnectorError
+    )
+
+
+def _describe(error: BaseException) -> str:
+    return getattr(error, "message", None) or repr(error)
+
+
 async def _call(
     limiter: SendLimiter,
     chat_id: int,
     request: Callable[[], Coroutine[Any, Any, Any]],
     sleep: Sleep,
+    *,
+    idempotent: bool = True,
 ) -> Any:
     """One request to `chat_id` within the limits: 429s and network errors are waited out
-    and retried (MAX_RETRIES times); 400s and 403s are the caller's."""
+    and retried (MAX_RETRIES times); 400s and 403s are the caller's. A request that is not
+    `idempotent` (sendPoll: a second one is a second poll) is retried only when Telegram
+    certainly did not carry it out (a 429, a connection never made); when it may have,
+    _Unsure is raised, and a refusal is raised as it is."""
     for attempt in range(1, MAX_RETRIES + 1):
         await limiter.acquire(chat_id)
         try:
@@ -215,7 +261,12 @@ async def _call(
             raise _ChatGone(error.message) from error
         except TelegramBadRequest:
             raise
-        except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError):
+        except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as error:
+            if not idempotent:
+                if _refused(error):
+                    raise
+                if not _never_sent(error):
+                    raise _Unsure(_describe(error)) from error
             if attempt == MAX_RETRIES:
                 raise
             await sleep(NETWORK_BACKOFF * attempt)
@@ -238,7 +289,10 @@ async def send_vote_polls(
     council.delivery_chats), each chat getting the header then one poll per candidate in
     order. Polls already recorded are not sent again, so a second run completes the first.
     A poll Telegram refuses (400) is recorded on its item, which tells the convener, and the
-    rest go on; a chat that refuses the bot (403) is given up after recording why."""
+    rest go on; a chat that refuses the bot (403) is given up after recording why. A poll
+    that may or may not have been posted (no usable answer, or an earlier run that stopped
+    while sending it) is recorded as uncertain, which tells the convener, and never sent
+    again."""
     report = SendReport(vote_id)
     plan = await _plan(sessionmaker, vote_id, default_locale)
     if plan is None:
@@ -254,9 +308,27 @@ async def send_vote_polls(
                 session, item.id, error, chat_id=chat_id if chat_id > 0 else None
             )
 
+    async def record_uncertain(item: _Item, chat_id: int, error: str) -> None:
+        log.warning(
+            "vote %s: poll of item %s in %s uncertain: %s", vote_id, item.id, chat_id, error
+        )
+        report.uncertain.append(FailedPoll(item.id, chat_id, error))
+        async with sessionmaker() as session:
+            await council.record_send_uncertain(
+                session, item.id, error, chat_id=chat_id if chat_id > 0 else None
+            )
+
     async def serve(chat_id: int, locale: str) -> None:
-        pending = [item for item in plan.items if (item.id, chat_id) not in plan.done]
-        report.skipped += len(plan.items) - len(pending)
+        pending: list[_Item] = []
+        for item in plan.items:
+            state = plan.sends.get((item.id, chat_id))
+            if state is None or state is PollSendState.REFUSED:
+                pending.append(item)
+            elif state is PollSendState.SENDING:
+                # An earlier run's sendPoll without an outcome: the poll may exist.
+                await record_uncertain(item, chat_id, SENDER_STOPPED)
+            else:  # sent, or in doubt
+                report.skipped += 1
         if not pending:
             return
         current = pending[0]
@@ -285,6 +357,10 @@ async def send_vote_polls(
 
     async def _send_poll(item: _Item, chat_id: int) -> None:
         question = rules.poll_question(item.number, item.title)
+        async with sessionmaker() as session:
+            if not await council.record_poll_attempt(session, item.id, chat_id):
+                report.skipped += 1  # sent, in doubt or being sent by another run; or closed
+                return
 
         def request() -> Coroutine[Any, Any, Any]:
             return bot.send_poll(
@@ -298,12 +374,22 @@ async def send_vote_polls(
             )
 
         try:
-            message = await _call(limiter, chat_id, request, sleep)
+            message = await _call(limiter, chat_id, request, sleep, idempotent=False)
+        except _ChatGone:
+            raise
+        except _Unsure as unsure:
+            await record_uncertain(item, chat_id, str(unsure))
+            return
         except TelegramBadRequest as error:
             await record_error(item, chat_id, error.message)
             return
         except (TelegramAPIError, OSError, TimeoutError) as error:
-            await record_error(item, chat_id, getattr(error, "message", None) or repr(error))
+            # Refused, out of 429 retries, or never connected: nothing was posted.
+            await record_error(item, chat_id, _describe(error))
+            return
+        except Exception as error:
+            # An answer that cannot be read (a proxy's error page, say): it may exist.
+            await record_uncertain(item, chat_id, _describe(error))
             return
         poll = getattr(message, "poll", None)
         if poll is None:
@@ -315,10 +401,11 @@ async def send_vote_polls(
 
     await asyncio.gather(*(serve(chat_id, locale) for chat_id, locale in plan.chats.items()))
     log.info(
-        "vote %s: %d polls sent, %d refused, %d already sent",
+        "vote %s: %d polls sent, %d refused, %d uncertain, %d already sent or in doubt",
         vote_id,
         len(report.polls),
         len(report.failed),
+        len(report.uncertain),
         report.skipped,
     )
     return report

@@ -472,7 +472,8 @@ class CouncilVoteItem(Base):
     against: Mapped[int] = mapped_column(Integer, default=0)
     abstain: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[VoteOutcome | None] = mapped_column(str_enum(VoteOutcome))
-    # What Telegram said when it refused the poll (surfaced to the staff member).
+    # What Telegram said when it refused the poll, or why it is not known whether it was
+    # posted (council.UNCERTAIN_PREFIX): surfaced to the staff member.
     send_error: Mapped[str | None] = mapped_column(Text)
 
     vote: Mapped[CouncilVote] = relationship(back_populates="items")
@@ -489,8 +490,65 @@ class CouncilPoll(Base):
         ForeignKey("council_vote_item.id", ondelete="CASCADE"), index=True
     )
     chat_id: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[int] = mapped_column(BigInteger)
+    # None: a poll recognised from a `poll` update (Telegram did not say its message), which
+    # cannot be stopped; its close_date closes it, and answers after the close are late.
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
     stopped_at: Mapped[datetime | None]
+
+
+class PollSendState(enum.StrEnum):
+    SENDING = "sending"  # claimed, sendPoll being made (or its sender stopped before the answer)
+    SENT = "sent"  # the poll is recorded (council_poll)
+    REFUSED = "refused"  # Telegram refused it: nothing was posted, it may be sent again
+    UNCERTAIN = "uncertain"  # its answer was lost: whether the poll exists is not known
+
+
+class CouncilPollSend(Base):
+    """An item's poll to one chat: claimed before its sendPoll is made (inserting this row, or
+    taking back a REFUSED one, is the claim), then what came of it. sendPoll is not idempotent,
+    so a send that may have posted a poll (SENDING, UNCERTAIN, SENT) is never made again."""
+
+    __tablename__ = "council_poll_send"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("council_vote_item.id", ondelete="CASCADE"), primary_key=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    state: Mapped[PollSendState] = mapped_column(str_enum(PollSendState))
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What went wrong with this attempt (Telegram's refusal, the error that lost its answer).
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class CouncilStrayPoll(Base):
+    """A poll id answered or shown to the bot (a `poll` update) before it is known as a council
+    poll: its record_poll has not committed yet, or it is the orphan of an uncertain send.
+    Its answers are kept (CouncilStrayAnswer) and counted when it is recorded, which deletes
+    this row. Everything done about an unknown poll id first takes this row (an upsert), so
+    keeping an answer and recording the poll are serialised and no kept answer is missed.
+    `item_id`: its candidate, when a `poll` update has named it but not which chat it is in."""
+
+    __tablename__ = "council_stray_poll"
+
+    poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("council_vote_item.id", ondelete="CASCADE")
+    )
+    first_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CouncilStrayAnswer(Base):
+    """An answer to a stray poll, as it came; counted as of `at` when its poll is recorded."""
+
+    __tablename__ = "council_stray_answer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    poll_id: Mapped[str] = mapped_column(
+        ForeignKey("council_stray_poll.poll_id", ondelete="CASCADE"), index=True
+    )
+    telegram_id: Mapped[int] = mapped_column(BigInteger)
+    option_ids: Mapped[list[int]] = mapped_column(JSON)
+    at: Mapped[datetime]
 
 
 class Ballot(Base):

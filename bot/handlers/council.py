@@ -6,6 +6,11 @@ decides what counts (members of the vote's council, before the close; the same a
 changes nothing). When the last member's answer completes the vote, it is closed early by
 `vote_closer` (from the dispatcher's workflow data), run by UpdateSessionMiddleware once this
 update's transaction, the ballot in it, has committed (`after_commit`).
+
+Telegram also sends a `poll` update at each change of a poll the bot posted. For a poll the
+store knows (nearly always) that is one lookup; a poll it does not know is the orphan of a
+sendPoll whose answer was lost (bot.polls), recognised by its question, and the answers kept
+for it are counted (council.recognise_poll).
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, PollAnswer
+from aiogram.types import CallbackQuery, Message, Poll, PollAnswer
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +33,7 @@ from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
 from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
+from bot.polls import POLL_OPTIONS
 from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import Reply, settle, stale
@@ -34,7 +41,7 @@ from dialogs.org_picker import community_names, community_path, get_community
 from dialogs.staff import staff_principals
 from storage.models import ChatPurpose, Community, CouncilVote
 from storage.models import utcnow as now_utc
-from storage.rules import ScopeLevel
+from storage.rules import ScopeLevel, poll_option
 from storage.services import access, chats, council, org
 from storage.settings import Settings
 
@@ -46,6 +53,8 @@ AfterCommit = list[Callable[[], Awaitable[Any]]]
 # `/bind council` (also in Chinese): what makes a group the council's rather than the residents'.
 COUNCIL_ARGS = frozenset({"council", "Council", "COUNCIL", "议事会", "议事会群"})
 BIND_BUTTONS_MAX = 50
+# The options of every council poll, as Telegram shows them.
+POLL_OPTION_TEXTS = [poll_option(option) for option in POLL_OPTIONS]
 
 
 # --- poll answers ------------------------------------------------------------------------
@@ -64,10 +73,38 @@ async def on_poll_answer(
     )
     if result is None or not result.everyone_voted:
         return
+    _close_early(result.vote_id, vote_closer, after_commit)
+
+
+def _close_early(
+    vote_id: int, vote_closer: VoteCloser | None, after_commit: AfterCommit | None
+) -> None:
+    """Everyone has voted: close the vote once this update's transaction has committed."""
     if vote_closer is None or after_commit is None:
-        log.info("vote %s: everyone voted, left for the scheduler to close", result.vote_id)
+        log.info("vote %s: everyone voted, left for the scheduler to close", vote_id)
         return
-    after_commit.append(functools.partial(vote_closer, result.vote_id))
+    after_commit.append(functools.partial(vote_closer, vote_id))
+
+
+async def on_poll(
+    poll: Poll,
+    session: AsyncSession,
+    vote_closer: VoteCloser | None = None,
+    after_commit: AfterCommit | None = None,
+) -> None:
+    """A poll the bot posted changed. One that is not a council poll's shape costs nothing,
+    a known one a lookup; an unknown one is recognised when it can be (council.recognise_poll),
+    and when its kept answers complete the vote, the vote is closed early."""
+    if poll.is_anonymous or poll.allows_multiple_answers:
+        return
+    if [option.text for option in poll.options] != POLL_OPTION_TEXTS:
+        return
+    close_date = poll.close_date
+    if close_date is not None and close_date.tzinfo is None:
+        close_date = close_date.replace(tzinfo=UTC)
+    found = await council.recognise_poll(session, poll.id, poll.question, close_date=close_date)
+    if found is not None and found.everyone_voted:
+        _close_early(found.vote_id, vote_closer, after_commit)
 
 
 # --- /votes ---------------------------------------------------------------------------------
@@ -223,6 +260,7 @@ def create_router() -> Router:
     private = F.chat.type == ChatType.PRIVATE
     in_group = F.chat.type.in_(GROUP_TYPES)
     router.poll_answer.register(on_poll_answer)
+    router.poll.register(on_poll)
     router.message.register(cmd_votes, private, Command("votes"))
     router.message.register(
         cmd_bind_council, in_group, Command("bind", magic=F.args.in_(COUNCIL_ARGS))

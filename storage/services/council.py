@@ -8,15 +8,26 @@ transaction; the sender draws the bar chart from the counts in `vote_result`'s p
 
 Who voted how is kept (Ballot) for officials (vote_detail); the public side (the audit
 events on the board, results in the groups) carries counts and outcomes only.
+
+Sending a poll is not idempotent: when Telegram's answer to a sendPoll is lost, the poll may
+exist all the same. So every sendPoll is claimed before it is made (record_poll_attempt: a
+CouncilPollSend row, SENDING), and its outcome written after: the poll recorded (record_poll,
+SENT), refused (record_send_error, REFUSED: safe to send again) or unknown
+(record_send_uncertain, UNCERTAIN: never sent again automatically, the convener told what to
+check). An answer to a poll the store does not know (an orphan of such a send, or one whose
+record_poll has not committed yet) is kept (CouncilStrayAnswer), not dropped, and counted once
+the poll is known: by record_poll, or by recognise_poll when Telegram shows the bot the poll (a
+`poll` update carries its question, which names the candidate).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -27,10 +38,14 @@ from storage.models import (
     ChatPurpose,
     Community,
     CouncilPoll,
+    CouncilPollSend,
+    CouncilStrayAnswer,
+    CouncilStrayPoll,
     CouncilVote,
     CouncilVoteItem,
     CouncilVoteMember,
     Person,
+    PollSendState,
     Street,
     Suggestion,
     VoteStatus,
@@ -43,10 +58,22 @@ from storage.services.chats import bound_chats
 from storage.services.screening import actor_of, lock_suggestions, operation, scope_condition
 from storage.services.suggestions import apply
 
+log = logging.getLogger(__name__)
+
 CONVENE_ROLES = rules.roles_for(Action.CONVENE_VOTE, State.CANDIDATE)
 # Who may see who voted how: the officials who may convene, within their scope.
 DETAIL_ROLES = CONVENE_ROLES
 SEND_ERROR_MAX = 1000
+
+# The private audit events of a poll's sending, on the vote (details: item_id, chat_id, and
+# error or poll_id); the first two are also the convener's notification kinds.
+POLL_SEND_FAILED = "poll_send_failed"  # Telegram refused it: nothing was posted
+POLL_SEND_UNCERTAIN = "poll_send_uncertain"  # its answer was lost: posted or not, unknown
+POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found to exist
+# The sends that may have posted a poll the store does not know.
+UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
+# An item's send_error when its poll may or may not exist (the officials' API shows it).
+UNCERTAIN_PREFIX = "Not known whether Telegram posted this poll (not sent again): "
 
 
 @dataclass
@@ -64,6 +91,16 @@ class AnswerResult:
     counted: bool
     ignored_reason: str | None  # "not_member", "late" or "bad_option" when not counted
     everyone_voted: bool  # every member has a choice on every item: the bot may close early
+
+
+@dataclass(frozen=True, slots=True)
+class RecognisedPoll:
+    """A poll the bot posted without learning it (an uncertain send), now recorded."""
+
+    vote_id: int
+    item_id: int
+    chat_id: int
+    everyone_voted: bool  # after its kept answers were counted: the bot may close early
 
 
 @dataclass
@@ -271,31 +308,148 @@ async def convene(
     return loaded
 
 
+# --- Sending the polls: each send claimed, and what came of it -------------------------------
+
+
+async def poll_sends(
+    session: AsyncSession,
+    vote_id: int,
+    *,
+    item_id: int | None = None,
+    states: tuple[PollSendState, ...] = tuple(PollSendState),
+) -> dict[tuple[int, int], PollSendState]:
+    """The state of each (item id, chat id) send of the vote (or of its item `item_id`) that
+    was claimed or recorded, of those in `states`; a send not there was never attempted."""
+    query = (
+        select(CouncilPollSend.item_id, CouncilPollSend.chat_id, CouncilPollSend.state)
+        .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
+        .where(CouncilVoteItem.vote_id == vote_id)
+    )
+    if item_id is not None:
+        query = query.where(CouncilPollSend.item_id == item_id)
+    if set(states) != set(PollSendState):
+        query = query.where(CouncilPollSend.state.in_(states))
+    rows = await session.execute(query)
+    return {(int(i), int(c)): PollSendState(s) for i, c, s in rows.all()}
+
+
+async def unsettled_poll_sends(
+    session: AsyncSession, vote_id: int, *, item_id: int | None = None
+) -> dict[tuple[int, int], PollSendState]:
+    """The sends of the vote (or of its item `item_id`) that may have posted a poll the store
+    does not know: SENDING (in flight, or its sender stopped) or UNCERTAIN (Telegram's answer
+    was lost). Neither may be sent again automatically."""
+    return await poll_sends(session, vote_id, item_id=item_id, states=UNSETTLED)
+
+
+@operation
+async def record_poll_attempt(
+    session: AsyncSession, item_id: int, chat_id: int, *, now: datetime | None = None
+) -> bool:
+    """Claim an item's sendPoll to `chat_id`, written down before it is made, so that a sender
+    that stops before its answer (a crash, a cancellation) leaves the send SENDING rather than
+    forgotten. The claim is one INSERT … ON CONFLICT: a new send, or one Telegram refused
+    (nothing was posted), is claimed; of two senders only one claims it. False when it must
+    not be made: the vote is closed, or the send is in flight, in doubt or done. Commits."""
+    status = await session.scalar(
+        select(CouncilVote.status)
+        .join(CouncilVoteItem, CouncilVoteItem.vote_id == CouncilVote.id)
+        .where(CouncilVoteItem.id == item_id)
+    )
+    if status is None:
+        raise RuleViolation("unknown_vote_item", "no such vote item")
+    if status is not VoteStatus.OPEN:
+        return False
+    stmt = upsert(session, CouncilPollSend).values(
+        item_id=item_id,
+        chat_id=chat_id,
+        state=PollSendState.SENDING,
+        attempted_at=now or utcnow(),
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["item_id", "chat_id"],
+        set_={
+            "state": stmt.excluded.state,
+            "attempted_at": stmt.excluded.attempted_at,
+            "error": None,
+        },
+        where=CouncilPollSend.state == PollSendState.REFUSED,
+    ).returning(CouncilPollSend.item_id)
+    claimed = await session.scalar(stmt)
+    await session.commit()
+    return claimed is not None
+
+
+async def _set_send(
+    session: AsyncSession,
+    item_id: int,
+    chat_id: int,
+    state: PollSendState,
+    *,
+    error: str | None = None,
+    unless: tuple[PollSendState, ...] = (),
+) -> bool:
+    """Put the send in `state` (inserting it if it was never claimed), unless it is in one of
+    the states `unless`. Whether it was."""
+    stmt = upsert(session, CouncilPollSend).values(
+        item_id=item_id, chat_id=chat_id, state=state, attempted_at=utcnow(), error=error
+    )
+    values: dict[str, Any] = {"state": stmt.excluded.state}
+    if error is not None:
+        values["error"] = stmt.excluded.error
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["item_id", "chat_id"],
+        set_=values,
+        where=CouncilPollSend.state.not_in(unless) if unless else None,
+    ).returning(CouncilPollSend.item_id)
+    return await session.scalar(stmt) is not None
+
+
 @operation
 async def record_poll(
     session: AsyncSession, item_id: int, poll_id: str, chat_id: int, message_id: int
 ) -> None:
     """The bot sent an item's poll: remember which poll carries which candidate (idempotent
-    for the same poll id). Commits, so answers arriving next find it."""
-    if await session.get(CouncilVoteItem, item_id) is None:
+    for the same poll id), mark its send done, and count the answers kept while it was
+    unknown (they may come before this commits). A poll recognised earlier from a `poll`
+    update gets its message id. Commits, so answers arriving next find it."""
+    item = await session.get(CouncilVoteItem, item_id)
+    if item is None:
         raise RuleViolation("unknown_vote_item", "no such vote item")
-    stmt = (
+    await _hold_stray(session, poll_id)
+    inserted = await session.scalar(
         upsert(session, CouncilPoll)
         .values(poll_id=poll_id, item_id=item_id, chat_id=chat_id, message_id=message_id)
         .on_conflict_do_nothing(index_elements=["poll_id"])
+        .returning(CouncilPoll.poll_id)
     )
-    await session.execute(stmt)
+    if inserted is None:
+        await session.execute(
+            update(CouncilPoll)
+            .where(CouncilPoll.poll_id == poll_id, CouncilPoll.message_id.is_(None))
+            .values(chat_id=chat_id, message_id=message_id)
+            .execution_options(synchronize_session=False)
+        )
+    await _set_send(session, item_id, chat_id, PollSendState.SENT)
+    await _count_strays(session, poll_id)
+    await _settle_send_error(session, item)
     await session.commit()
 
 
-@operation
-async def record_send_error(
-    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+async def _record_send_problem(
+    session: AsyncSession,
+    item_id: int,
+    error: str,
+    chat_id: int | None,
+    *,
+    action: str,
+    send_error: str,
+    state: PollSendState,
+    unless: tuple[PollSendState, ...],
 ) -> None:
-    """Telegram refused an item's poll: keep the reason on the item (officials see it in
-    vote_detail) and tell the convener in their private chat (`poll_send_failed`), so it is
-    surfaced rather than lost. `chat_id`: where it was being sent (private delivery).
-    A convener known only by an API token (no person) sees it through the API. Commits."""
+    """record_send_error and record_send_uncertain: the send put in `state` (nothing is done
+    when it is in a state of `unless`), the item's send_error, the private audit event
+    `action` and the convener's notification of the same kind. Commits."""
     item = await session.get(
         CouncilVoteItem,
         item_id,
@@ -303,14 +457,19 @@ async def record_send_error(
     )
     if item is None:
         raise RuleViolation("unknown_vote_item", "no such vote item")
-    error = (rules.clean_text(error) or "unknown error")[:SEND_ERROR_MAX]
-    item.send_error = error
     vote = item.vote
     target = chat_id if chat_id is not None else vote.council_chat_id
+    if target is not None and not await _set_send(
+        session, item.id, target, state, error=error, unless=unless
+    ):
+        log.info("poll of item %s in %s: %s, but it is %s", item.id, target, action, unless)
+        await session.rollback()
+        return
+    item.send_error = send_error[:SEND_ERROR_MAX]
     _record_vote_event(
         session,
         vote,
-        "poll_send_failed",
+        action,
         public=False,
         details={"item_id": item.id, "chat_id": target, "error": error},
     )
@@ -318,22 +477,86 @@ async def record_send_error(
         await session.get(Person, vote.convened_by_id) if vote.convened_by_id is not None else None
     )
     if convener is not None and convener.blocked_bot_at is None:
+        params: dict[str, Any] = {
+            "vote_id": vote.id,
+            "item_id": item.id,
+            "number": item.suggestion.number,
+            "title": item.suggestion.title,
+            "chat_id": target,
+            "error": error,
+        }
+        if action == POLL_SEND_UNCERTAIN and target is not None and target > 0:
+            # Private delivery: whom the convener should ask (told to staff only).
+            member = await session.scalar(select(Person).where(Person.telegram_id == target))
+            if member is not None:
+                name = member.first_name or ""
+                params["member"] = f"{name} @{member.username}" if member.username else name
         await notifications.enqueue(
             session,
             chat_id=convener.telegram_id,
-            kind="poll_send_failed",
-            params={
-                "vote_id": vote.id,
-                "item_id": item.id,
-                "number": item.suggestion.number,
-                "title": item.suggestion.title,
-                "chat_id": target,
-                "error": error,
-            },
+            kind=action,
+            params=params,
             person_id=convener.id,
-            dedupe_key=f"poll_send_failed:{item.id}:{target}",
+            dedupe_key=f"{action}:{item.id}:{target}",
         )
     await session.commit()
+
+
+@operation
+async def record_send_error(
+    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+) -> None:
+    """Telegram refused an item's poll: the send is REFUSED (it may be made again), the reason
+    kept on the item (officials see it in vote_detail) and told to the convener in their
+    private chat (`poll_send_failed`), so it is surfaced rather than lost. `chat_id`: where it
+    was being sent (private delivery; else the council's group). A convener known only by an
+    API token (no person) sees it through the API. Commits."""
+    error = (rules.clean_text(error) or "unknown error")[:SEND_ERROR_MAX]
+    await _record_send_problem(
+        session,
+        item_id,
+        error,
+        chat_id,
+        action=POLL_SEND_FAILED,
+        send_error=error,
+        state=PollSendState.REFUSED,
+        unless=(PollSendState.SENT, PollSendState.UNCERTAIN),  # a poll that may exist
+    )
+
+
+@operation
+async def record_send_uncertain(
+    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+) -> None:
+    """An item's sendPoll got no answer (a network error, a timeout, a 5xx, a sender that
+    stopped): the poll may or may not exist. The send is UNCERTAIN, never made again; the
+    item's send_error says so (UNCERTAIN_PREFIX) and the convener is told what to check
+    (`poll_send_uncertain`). If the poll does exist, recognise_poll records it. Nothing is
+    done when it was recognised already. Commits."""
+    error = (rules.clean_text(error) or "no answer")[:SEND_ERROR_MAX]
+    await _record_send_problem(
+        session,
+        item_id,
+        error,
+        chat_id,
+        action=POLL_SEND_UNCERTAIN,
+        send_error=UNCERTAIN_PREFIX + error,
+        state=PollSendState.UNCERTAIN,
+        unless=(PollSendState.SENT,),  # recognised meanwhile: not in doubt
+    )
+
+
+async def _settle_send_error(session: AsyncSession, item: CouncilVoteItem) -> None:
+    """Clear an item's 'not known whether posted' once none of its sends is in doubt."""
+    if item.send_error is None or not item.send_error.startswith(UNCERTAIN_PREFIX):
+        return
+    unsettled = await session.scalar(
+        select(func.count()).where(
+            CouncilPollSend.item_id == item.id, CouncilPollSend.state.in_(UNSETTLED)
+        )
+    )
+    if not unsettled:
+        item.send_error = None
 
 
 async def record_poll_stopped(
@@ -347,6 +570,150 @@ async def record_poll_stopped(
         .execution_options(synchronize_session=False)
     )
     await session.commit()
+
+
+# --- Polls the store does not know ----------------------------------------------------------
+
+
+async def _hold_stray(
+    session: AsyncSession, poll_id: str, item_id: int | None = None
+) -> int | None:
+    """Take the poll id's CouncilStrayPoll row (creating it), naming its candidate `item_id`
+    if given: a row lock until the commit (SQLite: the writer lock), which serialises keeping
+    an answer to the poll with recording it. Returns the candidate a `poll` update named."""
+    stmt = upsert(session, CouncilStrayPoll).values(
+        poll_id=poll_id, item_id=item_id, first_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["poll_id"],
+        set_={"item_id": func.coalesce(stmt.excluded.item_id, CouncilStrayPoll.item_id)},
+    ).returning(CouncilStrayPoll.item_id)
+    found = await session.scalar(stmt)
+    return int(found) if found is not None else None
+
+
+async def _count_strays(session: AsyncSession, poll_id: str) -> None:
+    """The poll is known now: record the answers kept for it, in the order they came, each
+    as of when it was given (so one given before the deadline counts), and forget it as a
+    stray. Under _hold_stray."""
+    kept = (
+        await session.execute(
+            delete(CouncilStrayAnswer)
+            .where(CouncilStrayAnswer.poll_id == poll_id)
+            .returning(
+                CouncilStrayAnswer.id,
+                CouncilStrayAnswer.telegram_id,
+                CouncilStrayAnswer.option_ids,
+                CouncilStrayAnswer.at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for _, telegram_id, option_ids, at in sorted(kept, key=lambda row: int(row[0])):
+        await _answer_known(session, poll_id, int(telegram_id), [int(o) for o in option_ids], at)
+    await _drop_stray(session, poll_id)
+
+
+async def _drop_stray(session: AsyncSession, poll_id: str) -> None:
+    """Forget the poll id as a stray (its answers go with it: they were counted)."""
+    await session.execute(
+        delete(CouncilStrayPoll)
+        .where(CouncilStrayPoll.poll_id == poll_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _chat_of_orphan(vote: CouncilVote, unsure: list[int], answerers: list[int]) -> int | None:
+    """Where an uncertain send's poll must be: the council's group, or the one member's
+    private chat it can be (the only one in doubt, or the one whose member answered it)."""
+    if vote.council_chat_id is not None:
+        return vote.council_chat_id if vote.council_chat_id in unsure else None
+    if len(unsure) == 1:
+        return unsure[0]
+    found = {a for a in answerers if a in unsure}
+    return found.pop() if len(found) == 1 else None
+
+
+async def _recognise(session: AsyncSession, poll_id: str, item_id: int) -> RecognisedPoll | None:
+    """Record an unknown poll, named by a `poll` update as `item_id`'s, when the vote is open,
+    a send of that item is in doubt and which one it is can be told (see _chat_of_orphan).
+    Then count its kept answers. Under _hold_stray; flushes only."""
+    item = await session.get(CouncilVoteItem, item_id, options=[selectinload(CouncilVoteItem.vote)])
+    if item is None or item.vote.status is not VoteStatus.OPEN:
+        return None
+    vote = item.vote
+    unsure = [c for _, c in await unsettled_poll_sends(session, vote.id, item_id=item_id)]
+    answerers = list(
+        (
+            await session.scalars(
+                select(CouncilStrayAnswer.telegram_id).where(CouncilStrayAnswer.poll_id == poll_id)
+            )
+        ).all()
+    )
+    chat_id = _chat_of_orphan(vote, unsure, answerers)
+    if chat_id is None:
+        log.warning(
+            "poll %s of vote %s item %s: cannot tell its chat yet (%s in doubt)",
+            poll_id,
+            vote.id,
+            item_id,
+            unsure,
+        )
+        return None
+    session.add(CouncilPoll(poll_id=poll_id, item_id=item_id, chat_id=chat_id, message_id=None))
+    await session.flush()
+    await _set_send(session, item_id, chat_id, PollSendState.SENT)
+    _record_vote_event(
+        session,
+        vote,
+        POLL_RECOGNISED,
+        public=False,
+        details={"item_id": item_id, "chat_id": chat_id, "poll_id": poll_id},
+    )
+    log.info("poll %s recognised as vote %s item %s in %s", poll_id, vote.id, item_id, chat_id)
+    await _count_strays(session, poll_id)
+    await _settle_send_error(session, item)
+    return RecognisedPoll(vote.id, item_id, chat_id, await everyone_voted(session, vote.id))
+
+
+async def _is_known(session: AsyncSession, poll_id: str) -> bool:
+    found = await session.scalar(select(CouncilPoll.item_id).where(CouncilPoll.poll_id == poll_id))
+    return found is not None
+
+
+async def recognise_poll(
+    session: AsyncSession, poll_id: str, question: str, *, close_date: datetime | None = None
+) -> RecognisedPoll | None:
+    """A `poll` update (Telegram sends the bot one for each change of a poll it posted): if
+    the poll is unknown and is a council poll (its question starts with the number of a
+    candidate of an open vote, and its close_date, if any, is that vote's deadline) whose
+    send is in doubt, record it as that candidate's and count the answers kept for it; when
+    its chat cannot be told yet (private delivery, several in doubt), the candidate is kept
+    for the answer that tells it. None otherwise. A known poll (the usual case) costs one
+    lookup by primary key. Flushes only, like record_answer."""
+    if await _is_known(session, poll_id):
+        return None
+    number = question.split(" ", 1)[0]
+    rows = await session.execute(
+        select(CouncilVoteItem.id, CouncilVoteItem.vote_id, CouncilVote.closes_at)
+        .join(Suggestion, Suggestion.id == CouncilVoteItem.suggestion_id)
+        .join(CouncilVote, CouncilVote.id == CouncilVoteItem.vote_id)
+        .where(Suggestion.number == number, CouncilVote.status == VoteStatus.OPEN)
+    )
+    found = [
+        (int(item_id), int(vote_id))
+        for item_id, vote_id, closes_at in rows.all()
+        if close_date is None or abs((close_date - closes_at).total_seconds()) < 2
+    ]
+    if len(found) != 1 or not await unsettled_poll_sends(session, found[0][1], item_id=found[0][0]):
+        log.info("poll %s (%r) is not a council poll in doubt", poll_id, question[:80])
+        return None
+    item_id = found[0][0]
+    await _hold_stray(session, poll_id, item_id)
+    if await _is_known(session, poll_id):  # recorded while this waited
+        await _drop_stray(session, poll_id)
+        return None
+    return await _recognise(session, poll_id, item_id)
 
 
 # --- Counting --------------------------------------------------------------------------------
@@ -407,7 +774,9 @@ async def record_answer(
     *,
     now: datetime | None = None,
 ) -> AnswerResult | None:
-    """Record a poll_answer. None if the poll is not a council poll.
+    """Record a poll_answer. None if the poll is not (yet) known as a council poll: then the
+    answer is kept (CouncilStrayAnswer), never dropped, and counted as of `now` once the poll
+    is known (record_poll, recognise_poll).
 
     A council member's answer while the vote is open and before closes_at counts, replacing
     their earlier one; [] retracts it. Anyone else's answer is kept but never counted
@@ -416,6 +785,41 @@ async def record_answer(
     webhook's per-update transaction commits it.
     """
     now = now or utcnow()
+    result = await _answer_known(session, poll_id, telegram_id, option_ids, now)
+    if result is not None:
+        return result
+    seen_item = await _hold_stray(session, poll_id)
+    result = await _answer_known(session, poll_id, telegram_id, option_ids, now)
+    if result is not None:  # recorded while this waited
+        await _drop_stray(session, poll_id)
+        return result
+    session.add(
+        CouncilStrayAnswer(
+            poll_id=poll_id, telegram_id=telegram_id, option_ids=list(option_ids), at=now
+        )
+    )
+    await session.flush()
+    # A `poll` update named its candidate already: this answer may tell its chat.
+    if seen_item is not None and await _recognise(session, poll_id, seen_item) is not None:
+        return await _answer_known(session, poll_id, telegram_id, option_ids, now)
+    log.warning(
+        "answer of %s %r to unknown poll %s at %s kept",
+        telegram_id,
+        option_ids,
+        poll_id,
+        now.isoformat(),
+    )
+    return None
+
+
+async def _answer_known(
+    session: AsyncSession,
+    poll_id: str,
+    telegram_id: int,
+    option_ids: list[int],
+    now: datetime,
+) -> AnswerResult | None:
+    """record_answer for a known poll; None when the poll is unknown."""
     found = (
         await session.execute(
             select(CouncilVoteItem.id, CouncilVoteItem.vote_id)
@@ -680,10 +1084,14 @@ async def close_vote(
     polls = await session.execute(
         select(CouncilPoll.chat_id, CouncilPoll.message_id)
         .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPoll.item_id)
-        .where(CouncilVoteItem.vote_id == vote.id, CouncilPoll.stopped_at.is_(None))
+        .where(
+            CouncilVoteItem.vote_id == vote.id,
+            CouncilPoll.stopped_at.is_(None),
+            CouncilPoll.message_id.is_not(None),  # a recognised poll cannot be stopped
+        )
         .order_by(CouncilVoteItem.position, CouncilPoll.chat_id)
     )
-    to_stop = [(int(c), int(m)) for c, m in polls.all()]
+    to_stop = [(int(c), int(m)) for c, m in polls.all() if m is not None]
     await session.commit()
     return CloseResult(vote, outcomes, to_stop)
 
@@ -943,6 +1351,7 @@ __all__ = [
     "BallotView",
     "CloseResult",
     "ConveneRequest",
+    "RecognisedPoll",
     "VoteDetail",
     "close_vote",
     "closed_results",
@@ -954,11 +1363,16 @@ __all__ = [
     "list_votes",
     "my_choices",
     "open_votes_for",
+    "poll_sends",
+    "recognise_poll",
     "record_answer",
     "record_poll",
+    "record_poll_attempt",
     "record_poll_stopped",
     "record_send_error",
+    "record_send_uncertain",
     "result_params",
+    "unsettled_poll_sends",
     "vote_detail",
     "vote_details",
 ]

@@ -21,6 +21,8 @@ Kinds written by the store, with their params:
 - ``vote_result``: see storage.services.council.result_params (everything the sender needs
   for the text and the bar chart PNG, one bar group per candidate)
 - ``poll_send_failed``: vote_id, item_id, number, title, chat_id, error (to the convener)
+- ``poll_send_uncertain``: the same, and for a member's private chat their name, member (to
+  the convener: the poll may or may not have been posted; see council.record_send_uncertain)
 
 The mark_* functions commit one row each: the sender handles messages one by one, and what
 it has sent must stay marked even if the next send crashes the process.

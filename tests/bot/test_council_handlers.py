@@ -1,6 +1,7 @@
 """The council in Telegram: poll answers counted (members only, a change replaces, an empty
 answer retracts, late ones ignored, the same update twice counted once, nothing said to the
-voter), the early close once everyone has voted, /votes, and `/bind council` in a group."""
+voter), the early close once everyone has voted, `poll` updates (one lookup for a known poll),
+/votes, and `/bind council` in a group."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from aiogram.methods import SendMessage
 from aiogram.types import Update
 from conftest import OrgTree
 from dialog_helpers import STAFF, Sessions, grant
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram_fakes import (
     BOT_USERNAME,
     Group,
@@ -25,8 +27,9 @@ from telegram_fakes import (
     utf16_length,
 )
 
+from bot.polls import POLL_OPTIONS
 from storage.models import Ballot, Chat, ChatPurpose, Community, CouncilVote, utcnow
-from storage.rules import Category, Choice, Role, ScopeLevel, State
+from storage.rules import Category, Choice, Role, ScopeLevel, State, poll_option, poll_question
 from storage.services import chats, council, screening
 from storage.services.access import Scope
 from storage.services.people import TelegramIdentity
@@ -347,3 +350,65 @@ async def test_a_street_official_chooses_among_the_streets_communities(
     chat = await council_chat(sessionmaker)
     assert chat is not None and chat.community_id == org.tianan_id
     assert chat.purpose is ChatPurpose.COUNCIL
+
+
+# --- `poll` updates ----------------------------------------------------------------------------
+
+
+def poll_state(h: Harness, poll: str, question: str, **changes: Any) -> Update:
+    """Telegram's `poll` update: the poll as it stands after a change (an answer)."""
+    options = [
+        {"text": poll_option(text), "voter_count": 0, "persistent_id": str(n)}
+        for n, text in enumerate(POLL_OPTIONS)
+    ]
+    state = {
+        "id": poll,
+        "question": question,
+        "options": options,
+        "total_voter_count": 1,
+        "is_closed": False,
+        "is_anonymous": False,
+        "type": "regular",
+        "allows_multiple_answers": False,
+        "allows_revoting": True,
+        "members_only": False,
+    }
+    return h.updates._update(poll=state | changes)
+
+
+async def test_a_poll_update_costs_one_lookup(
+    h: Harness, org: OrgTree, sessionmaker: Sessions, engine: AsyncEngine
+) -> None:
+    """Telegram sends a `poll` update with (nearly) every answer. For a known poll the handler
+    asks the store one thing, by primary key, and writes nothing; one that is not shaped as
+    a council poll costs no SQL at all."""
+    vote = await open_vote(sessionmaker, org)
+    item = vote.items[0]
+    question = poll_question(item.suggestion.number, item.suggestion.title)
+    assert "poll" in h.dispatcher.resolve_used_update_types()
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        if "processed_update" not in args[2]:  # the update's de-duplication mark
+            statements.append(args[2])
+
+    async def cost(update: Update) -> list[str]:
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await h.feed(update)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+        return list(statements)
+
+    (known,) = await cost(poll_state(h, poll_id(item.id), question))
+    assert known.lstrip().startswith("SELECT") and "FROM council_poll" in known
+    assert "WHERE council_poll.poll_id =" in known
+    assert await cost(poll_state(h, "other", question, is_anonymous=True)) == []
+    two = [
+        {"text": "是", "voter_count": 1, "persistent_id": "0"},
+        {"text": "否", "voter_count": 0, "persistent_id": "1"},
+    ]
+    assert await cost(poll_state(h, "other", "去哪里聚餐？", options=two)) == []
+    assert await ballots(sessionmaker) == {}
+    assert closer(h).calls == []

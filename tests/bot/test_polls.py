@@ -60,6 +60,7 @@ from storage.models import (
     CouncilVoteItem,
     Notification,
     Person,
+    PollSendState,
     Suggestion,
     VoteStatus,
 )
@@ -219,6 +220,20 @@ async def test_a_refused_poll_is_recorded_and_told_to_the_convener(
     await sender.run_once(500)
     (text,) = rig.double.texts_in(STAFF_TID)
     assert "拒绝" in text and refused.suggestion.number in text and "POLL_QUESTION_INVALID" in text
+
+    # Nothing was posted: a later run (the resume job) sends that one, and only that one.
+    async with sessionmaker() as session:
+        sends = await council.poll_sends(session, vote.id)
+    assert sends == {
+        (item.id, COUNCIL_CHAT): PollSendState.REFUSED if item is refused else PollSendState.SENT
+        for item in vote.items
+    }
+    rig.double.rules.clear()
+    again = await rig.send(vote.id)
+    assert [(p.item_id, p.chat_id) for p in again.polls] == [(refused.id, COUNCIL_CHAT)]
+    assert again.skipped == 4 and again.header_messages == 0
+    async with sessionmaker() as session:
+        assert set((await council.poll_sends(session, vote.id)).values()) == {PollSendState.SENT}
 
 
 async def test_question_and_options_at_their_limits(

@@ -28,6 +28,7 @@ from storage.models import (
     Follower,
     Notification,
     Person,
+    PollSendState,
     Suggestion,
     VoteStatus,
 )
@@ -804,6 +805,12 @@ async def test_refused_poll_is_surfaced_to_the_convener(
         assert event is not None and not event.public
         detail = await council.vote_detail(session, vote.id)
         assert detail is not None and detail.vote.items[1].send_error == error
+        # Refused: nothing was posted, so it may be sent again.
+        assert vote.council_chat_id is not None
+        assert await council.poll_sends(session, vote.id) == {
+            (item.id, vote.council_chat_id): PollSendState.REFUSED
+        }
+        assert await council.unsettled_poll_sends(session, vote.id) == {}
         with pytest.raises(RuleViolation) as raised:
             await council.record_send_error(session, 999, error)
         assert raised.value.code == "unknown_vote_item"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -13,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from conftest import _run, create_postgres_database, drop_postgres_database
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from storage import migrate
 from storage.db import create_engine
@@ -113,3 +114,49 @@ def test_offline_sql_for_postgresql() -> None:
     sql = buffer.getvalue()
     assert "CREATE TABLE suggestion (" in sql
     assert "CONSTRAINT uq_suggestion_number UNIQUE (number)" in sql
+
+
+_BEFORE_0005 = [
+    "INSERT INTO district (id, name) VALUES (1, '福田区')",
+    "INSERT INTO street (id, district_id, name) VALUES (1, 1, '沙头街道')",
+    "INSERT INTO community (id, street_id, name, number_prefix, council_quorum_pct, "
+    "council_threshold_pct) VALUES (1, 1, '新沙社区', '新沙', 50, 50)",
+    "INSERT INTO suggestion (id, number, community_id, year, seq, source_type, category, "
+    "title, description, photo_file_ids, status, created_at, updated_at) VALUES (1, "
+    "'新沙-2026-0001', 1, 2026, 1, 'resident', 'safety', '路灯', '说明', '[]', "
+    "'council_vote', :at, :at)",
+    "INSERT INTO council_vote (id, community_id, convened_at, closes_at, quorum_pct, "
+    "threshold_pct, council_size, council_chat_id, status) VALUES (1, 1, :at, :closes, 50, 50, "
+    "3, -100777, 'open')",
+    "INSERT INTO council_vote_item (id, vote_id, suggestion_id, position, agree, against, "
+    "abstain) VALUES (1, 1, 1, 1, 0, 0, 0)",
+    "INSERT INTO council_poll (poll_id, item_id, chat_id, message_id) "
+    "VALUES ('poll-1', 1, -100777, 700)",
+]
+
+
+async def test_0005_takes_the_polls_sent_for_sends_done(empty_url: str) -> None:
+    """A poll recorded before 0005 is a send done (never sent again); a poll without a known
+    message id survives a downgrade (0 stands for it) and the upgrade after it."""
+    at = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    await migrate.upgrade(empty_url, "0004")
+    engine = create_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            for sql in _BEFORE_0005:
+                await conn.execute(text(sql), {"at": at, "closes": at + timedelta(days=3)})
+        await migrate.upgrade(empty_url)
+        async with engine.begin() as conn:
+            sends = (await conn.execute(text("SELECT * FROM council_poll_send"))).mappings().all()
+            assert [(s["item_id"], s["chat_id"], s["state"], s["error"]) for s in sends] == [
+                (1, -100777, "sent", None)
+            ]
+            await conn.execute(text("UPDATE council_poll SET message_id = NULL"))
+        await migrate.downgrade(empty_url, "0004")
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT message_id FROM council_poll")) == 0
+        await migrate.upgrade(empty_url)
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT message_id FROM council_poll")) is None
+    finally:
+        await engine.dispose()

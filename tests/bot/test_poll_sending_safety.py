@@ -1,0 +1,423 @@
+"""A council poll is never posted twice, and no answer in a poll the bot posted is lost
+(bot.polls): sendPoll is retried only when Telegram certainly did not carry it out; when its
+answer is lost the send is recorded as uncertain, not repeated (nor by a later run, nor after
+a crash mid-request), and the convener is told what to check; Telegram's `poll` update then
+lets the bot recognise the orphan poll, and the answers given in it count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramServerError,
+)
+from aiogram.methods import SendMessage, SendPoll, TelegramMethod
+from aiogram.types import Poll, Update
+from aiogram.utils.i18n import I18n
+from aiohttp import ClientConnectorError
+from sending_fakes import (
+    COUNCIL_CHAT,
+    STAFF_TID,
+    T0,
+    JumpClock,
+    TelegramDouble,
+    VirtualClock,
+    add_candidates,
+    convene,
+    in_days,
+    make_council,
+    member_tid,
+)
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import make_bot, make_harness, make_settings
+
+from bot.handlers.council import on_poll
+from bot.notify_texts import NotificationRenderer
+from bot.outbox import OutboxSender
+from bot.polls import SENDER_STOPPED, send_vote_polls
+from bot.ratelimit import MemorySendLimiter
+from storage.models import (
+    AuditEvent,
+    Ballot,
+    CouncilPoll,
+    CouncilPollSend,
+    CouncilVote,
+    CouncilVoteItem,
+    Notification,
+    Person,
+    PollSendState,
+)
+from storage.rules import VoteOutcome
+from storage.services import council
+
+pytest_plugins = ["telegram_fakes", "sending_fakes"]
+
+Sessions = async_sessionmaker[AsyncSession]
+CLOSES = in_days(3)
+ErrorFactory = Callable[[TelegramMethod[Any]], BaseException]
+
+
+class LosingTelegram(TelegramDouble):
+    """Telegram that carries a request out and then loses its answer, when scripted to."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self.losses: list[tuple[Callable[[TelegramMethod[Any]], bool], ErrorFactory]] = []
+
+    def lose_answer(
+        self, matches: Callable[[TelegramMethod[Any]], bool], error: ErrorFactory
+    ) -> None:
+        self.losses.append((matches, error))
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        answer = await super().make_request(bot, method, timeout)
+        for n, (matches, error) in enumerate(self.losses):
+            if matches(method):
+                del self.losses[n]
+                raise error(method)
+        return answer
+
+
+def nth_poll(double: TelegramDouble, n: int) -> Callable[[TelegramMethod[Any]], bool]:
+    """The n-th sendPoll (from 1) that reaches `double` from now on."""
+    seen = [0]
+
+    def matches(method: TelegramMethod[Any]) -> bool:
+        if isinstance(method, SendPoll):
+            seen[0] += 1
+            return seen[0] == n
+        return False
+
+    return matches
+
+
+def question_of(number: str) -> Callable[[TelegramMethod[Any]], bool]:
+    return lambda m: isinstance(m, SendPoll) and m.question.startswith(number + " ")
+
+
+def timeout(method: TelegramMethod[Any]) -> BaseException:
+    return TelegramNetworkError(method=method, message="Request timeout error")
+
+
+def server_error(method: TelegramMethod[Any]) -> BaseException:
+    return TelegramServerError(method=method, message="Internal Server Error")
+
+
+def unreadable(method: TelegramMethod[Any]) -> BaseException:
+    return ClientDecodeError("Failed to decode object", ValueError("html"), "<html>502</html>")
+
+
+def cancelled(method: TelegramMethod[Any]) -> BaseException:
+    return asyncio.CancelledError()  # the process stops while awaiting the answer
+
+
+def not_connected(method: TelegramMethod[Any]) -> Exception:
+    key = SimpleNamespace(host="api.telegram.org", port=443, ssl=True)
+    cause = ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))  # type: ignore[arg-type]
+    error = TelegramNetworkError(method=method, message=f"ClientConnectorError: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+class Rig:
+    """The bot on a Telegram that may lose answers, paced on a virtual clock from T0."""
+
+    def __init__(self, sessionmaker: Sessions, i18n: I18n) -> None:
+        self.clock = VirtualClock()
+        self.start = self.clock.now
+        self.double = LosingTelegram(clock=lambda: self.now().timestamp())
+        self.bot = make_bot(self.double)
+        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
+        self.sessionmaker = sessionmaker
+        self.i18n = i18n
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.clock.now - self.start)
+
+    async def send(self, vote_id: int) -> Any:
+        (report,) = await self.clock.run(
+            send_vote_polls(
+                self.bot,
+                self.sessionmaker,
+                vote_id,
+                self.limiter,
+                i18n=self.i18n,
+                tz=make_settings().tz,
+                now=self.now,
+                sleep=self.clock.sleep,
+            )
+        )
+        return report
+
+    def posted(self, chat_id: int = COUNCIL_CHAT) -> list[dict[str, Any]]:
+        """The polls that exist in the chat, whatever the bot learned of them."""
+        return [poll for (chat, _), poll in self.double.polls.items() if chat == chat_id]
+
+    async def tell_convener(self) -> list[str]:
+        """Run the outbox once; what reached the convener."""
+        clock = JumpClock()
+        sender = OutboxSender(
+            self.bot,
+            self.sessionmaker,
+            MemorySendLimiter(clock=clock, sleep=clock.sleep),
+            NotificationRenderer(self.i18n, make_settings().tz),
+            now=lambda: datetime.now(UTC) + timedelta(days=1),
+            monotonic=clock,
+            sleep=clock.sleep,
+        )
+        await sender.run_once(500)
+        return self.double.texts_in(STAFF_TID)
+
+
+@pytest.fixture
+def rig(sessionmaker: Sessions, pending_i18n: I18n) -> Rig:
+    return Rig(sessionmaker, pending_i18n)
+
+
+async def a_vote(
+    sessionmaker: Sessions,
+    org: Any,
+    *,
+    items: int = 3,
+    group: bool = True,
+    closes_at: datetime = CLOSES,
+    now: datetime = T0,
+) -> tuple[list[int], CouncilVote]:
+    made = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=group)
+    async with sessionmaker() as session:  # the convener reads English (translations pending)
+        await session.execute(
+            update(Person).where(Person.telegram_id == STAFF_TID).values(locale="en")
+        )
+        await session.commit()
+    ids = await add_candidates(made, [f"项目{n}" for n in range(1, items + 1)])
+    return made.members, await convene(made, ids, closes_at=closes_at, now=now)
+
+
+async def recorded(sessionmaker: Sessions) -> list[str]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(CouncilPoll.poll_id))).all())
+
+
+async def notices(sessionmaker: Sessions, kind: str) -> list[Notification]:
+    async with sessionmaker() as session:
+        return list(
+            (await session.scalars(select(Notification).where(Notification.kind == kind))).all()
+        )
+
+
+@pytest.mark.parametrize("lost", [timeout, server_error, unreadable], ids=lambda f: f.__name__)
+async def test_a_lost_answer_is_not_sent_twice_but_told(
+    rig: Rig, sessionmaker: Sessions, org: Any, lost: ErrorFactory
+) -> None:
+    """The reviewer's repro: Telegram posts the first poll, its answer is lost. Before, the
+    bot posted it again and recorded only the second; answers in the first were dropped."""
+    _, vote = await a_vote(sessionmaker, org)
+    first = vote.items[0]
+    rig.double.lose_answer(nth_poll(rig.double, 1), lost)
+    report = await rig.send(vote.id)
+
+    assert len(rig.posted()) == 3  # one poll per candidate, none twice
+    assert [(u.item_id, u.chat_id) for u in report.uncertain] == [(first.id, COUNCIL_CHAT)]
+    assert report.failed == [] and len(report.polls) == 2
+    assert await recorded(sessionmaker) == ["poll-2", "poll-3"]
+    async with sessionmaker() as session:
+        item = await session.get(CouncilVoteItem, first.id)
+        assert item is not None and (item.send_error or "").startswith(council.UNCERTAIN_PREFIX)
+        assert await council.unsettled_poll_sends(session, vote.id) == {
+            (first.id, COUNCIL_CHAT): PollSendState.UNCERTAIN
+        }
+        send = await session.get(CouncilPollSend, (first.id, COUNCIL_CHAT))
+        assert (
+            send is not None
+            and send.error
+            and item.send_error == (council.UNCERTAIN_PREFIX + send.error)
+        )
+    (told,) = await notices(sessionmaker, council.POLL_SEND_UNCERTAIN)
+    assert told.chat_id == STAFF_TID and told.params["item_id"] == first.id
+
+    # A later run (the resume job, another replica) does not send it either.
+    again = await rig.send(vote.id)
+    assert again.polls == [] and again.uncertain == [] and again.skipped == 3
+    assert len(rig.posted()) == 3
+
+
+async def test_the_convener_is_told_what_to_check_and_do(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    _, vote = await a_vote(sessionmaker, org)
+    first = vote.items[0].suggestion
+    rig.double.lose_answer(question_of(first.number), timeout)
+    await rig.send(vote.id)
+    (text,) = await rig.tell_convener()
+    assert first.number in text and first.title in text and "Request timeout error" in text
+    assert "may or may not have been posted" in text
+    assert "has not sent it again" in text
+    assert "look in the council group" in text
+    assert "If it is there, nothing needs doing" in text
+    assert "If it is not there" in text and "/convene" in text
+    assert "refused" not in text  # it was not refused
+
+
+async def test_in_a_private_chat_the_convener_is_told_whom_to_ask(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    _, vote = await a_vote(sessionmaker, org, items=1, group=False)
+    rig.double.lose_answer(
+        lambda m: isinstance(m, SendPoll) and int(m.chat_id) == member_tid(1), server_error
+    )
+    report = await rig.send(vote.id)
+    assert [u.chat_id for u in report.uncertain] == [member_tid(1)]
+    assert len(report.polls) == 2 and len(rig.posted(member_tid(1))) == 1
+    (text,) = await rig.tell_convener()
+    assert "private chat of council member 议事1" in text
+    assert "whether they received this poll" in text
+
+
+async def test_a_crash_while_sending_is_not_sent_again(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """The process stops while sendPoll's answer is awaited: the next run (the resume job)
+    cannot know whether it was posted, so it tells the convener instead of posting it."""
+    _, vote = await a_vote(sessionmaker, org)
+    second = vote.items[1]
+    rig.double.lose_answer(nth_poll(rig.double, 2), cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await rig.send(vote.id)
+    assert len(rig.posted()) == 2 and await recorded(sessionmaker) == ["poll-1"]
+
+    report = await rig.send(vote.id)
+    assert [(u.item_id, u.error) for u in report.uncertain] == [(second.id, SENDER_STOPPED)]
+    assert len(report.polls) == 1 and report.header_messages == 0
+    assert len(rig.posted()) == 3  # the third candidate's, once; the second's not again
+    questions = [r.method.question for r in rig.double.delivered(name="SendPoll")]  # type: ignore[attr-defined]
+    assert [q.split()[0] for q in questions] == [f"新沙-2026-{n:04d}" for n in (1, 2, 3)]
+    (told,) = await notices(sessionmaker, council.POLL_SEND_UNCERTAIN)
+    assert told.params["item_id"] == second.id
+
+
+async def test_what_certainly_did_not_happen_is_retried(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """A connection never made: the request never reached Telegram, so it is tried again."""
+    _, vote = await a_vote(sessionmaker, org, items=2)
+    rig.double.fail_when(lambda m: isinstance(m, SendPoll), not_connected, times=2)
+    report = await rig.send(vote.id)
+    assert len(report.polls) == 2 and report.uncertain == [] and report.failed == []
+    assert len(rig.posted()) == 2
+    assert len([r for r in rig.double.requests if r.name == "SendPoll"]) == 4
+
+
+async def test_headers_are_still_retried(rig: Rig, sessionmaker: Sessions, org: Any) -> None:
+    """A second header is harmless, so the header's lost answers are retried as before."""
+    _, vote = await a_vote(sessionmaker, org, items=1)
+    rig.double.lose_answer(lambda m: isinstance(m, SendMessage), timeout)
+    report = await rig.send(vote.id)
+    assert report.header_messages == 1 and len(report.polls) == 1
+    assert len(rig.double.delivered(COUNCIL_CHAT, "SendMessage")) == 2
+
+
+# --- the orphan poll, recognised from Telegram's `poll` update ------------------------------
+
+
+@dataclass
+class Closer:
+    calls: list[int] = field(default_factory=list)
+
+    async def __call__(self, vote_id: int) -> None:
+        self.calls.append(vote_id)
+
+
+def poll_update(bot: Bot, poll: dict[str, Any], update_id: int) -> Update:
+    return Update.model_validate({"update_id": update_id, "poll": poll}, context={"bot": bot})
+
+
+def answer_update(bot: Bot, poll_id: str, telegram_id: int, update_id: int) -> Update:
+    user = {"id": telegram_id, "is_bot": False, "first_name": "议事"}
+    answer = {"poll_id": poll_id, "user": user, "option_ids": [0], "option_persistent_ids": ["0"]}
+    return Update.model_validate(
+        {"update_id": update_id, "poll_answer": answer}, context={"bot": bot}
+    )
+
+
+async def test_the_orphan_poll_is_recognised_and_its_answers_count(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """End to end through the service's dispatcher: members answer in the orphan poll
+    (kept), Telegram's `poll` update shows it, the answers count, and once everyone has voted
+    the vote is closed early."""
+    now = datetime.now(UTC)  # the handler counts answers as of now
+    closes = now + timedelta(days=3)
+    members, vote = await a_vote(sessionmaker, org, items=2, closes_at=closes, now=now)
+    rig.double.lose_answer(nth_poll(rig.double, 1), timeout)
+    await rig.send(vote.id)
+    known_ids = await recorded(sessionmaker)
+    (orphan,) = [p for p in rig.posted() if p["id"] not in known_ids]
+    (known,) = [p for p in rig.posted() if p["id"] in known_ids]
+    assert orphan["question"].startswith(vote.items[0].suggestion.number)
+
+    h = make_harness(make_settings(), sessionmaker)  # the service's dispatcher and routers
+    closer = Closer()
+    h.dispatcher["vote_closer"] = closer
+    assert "poll" in h.dispatcher.resolve_used_update_types()
+
+    update_ids = iter(range(900_000, 901_000))
+    for member in members:
+        await h.feed(answer_update(h.bot, orphan["id"], member, next(update_ids)))
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Ballot))).all() == []
+    # Telegram's `poll` update for the poll it posted (as it sends after every answer).
+    state = orphan | {"total_voter_count": 3, "close_date": int(closes.timestamp())}
+    await h.feed(poll_update(h.bot, known, next(update_ids)))  # a known one: nothing
+    await h.feed(poll_update(h.bot, state, next(update_ids)))
+    async with sessionmaker() as session:
+        counted = (await session.scalars(select(Ballot).where(Ballot.counted.is_(True)))).all()
+        assert {(b.item_id, b.telegram_id) for b in counted} == {
+            (vote.items[0].id, m) for m in members
+        }
+        poll = await session.get(CouncilPoll, orphan["id"])
+        assert poll is not None and poll.item_id == vote.items[0].id
+        assert poll.message_id is None  # a `poll` update does not say its message
+    assert closer.calls == []  # the second candidate has no answers yet
+    for member in members:
+        await h.feed(answer_update(h.bot, known["id"], member, next(update_ids)))
+    assert closer.calls == [vote.id]
+    async with sessionmaker() as session:
+        result = await council.close_vote(session, vote.id, now=closes)
+    assert result is not None
+    assert set(result.outcomes.values()) == {VoteOutcome.RESOLVED}
+
+
+async def test_on_poll_ignores_polls_that_are_not_council_polls(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    _, vote = await a_vote(sessionmaker, org, items=1)
+    rig.double.lose_answer(nth_poll(rig.double, 1), timeout)
+    await rig.send(vote.id)
+    (orphan,) = rig.posted()
+    async with sessionmaker() as session:
+        for odd in (
+            {"is_anonymous": True},
+            {"allows_multiple_answers": True},
+            {"options": orphan["options"][:2]},
+        ):
+            poll = Poll.model_validate(orphan | odd)
+            await on_poll(poll, session)
+        assert await session.scalar(select(CouncilPoll.poll_id)) is None
+        await on_poll(Poll.model_validate(orphan), session)
+        await session.commit()
+        recognised = await session.scalar(
+            select(AuditEvent).where(AuditEvent.action == council.POLL_RECOGNISED)
+        )
+    assert recognised is not None and recognised.details["poll_id"] == orphan["id"]
