@@ -45,10 +45,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.i18n import create_i18n
 from bot.notify_texts import split_text
 from bot.ratelimit import MemorySendLimiter, SendLimiter
-from bot.texts import local_datetime, quote
+from bot.texts import (
+    cap_warning,
+    category_label,
+    kind_label,
+    local_datetime,
+    over_cap,
+    quote,
+    short,
+    yuan,
+)
 from storage import rules
 from storage.models import PollSendState, VoteStatus, utcnow
-from storage.rules import RuleViolation
+from storage.rules import Category, Kind, RuleViolation
 from storage.services import council
 from storage.services.people import find_person, mark_blocked, pick_locale
 from storage.settings import Settings
@@ -111,6 +120,10 @@ class _Item:
     position: int
     number: str
     title: str
+    category: Category
+    kind: Kind | None
+    cost_fen: int | None
+    description: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +164,9 @@ def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str
             ),
             _("Candidates:"),
         ]
-        lines += [
-            f"{item.position}. {quote(item.number)} {quote(item.title)}" for item in plan.items
-        ]
+        for item in plan.items:
+            lines += ["", f"{item.position}. <b>{quote(item.number)}</b> {quote(item.title)}"]
+            lines += candidate_details(item)
         lines += [
             "",
             _("Voting closes at {deadline}.").format(deadline=local_datetime(plan.closes_at, tz)),
@@ -171,6 +184,26 @@ def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str
             ),
         ]
     return split_text("\n".join(lines))
+
+
+# Of a candidate's description, what the council's message shows (the board has the rest).
+DESCRIPTION_SHOWN = 160
+
+
+def candidate_details(item: _Item) -> list[str]:
+    """What the council discusses besides the title: category, kind and the resident's
+    estimate (flagged above its kind's cap), and the start of the description."""
+    facts = [
+        category_label(item.category),
+        kind_label(item.kind) if item.kind is not None else _("kind not specified"),
+    ]
+    if item.cost_fen is not None:
+        facts.append(_("about ¥{amount}").format(amount=yuan(item.cost_fen)))
+    lines = [" · ".join(facts)]
+    if over_cap(item.kind, item.cost_fen):
+        lines.append(cap_warning(item.kind))
+    lines.append(quote(short(item.description, DESCRIPTION_SHOWN)))
+    return lines
 
 
 async def _plan(
@@ -197,7 +230,17 @@ async def _plan(
             quorum_pct=vote.quorum_pct,
             threshold_pct=vote.threshold_pct,
             items=[
-                _Item(i.id, i.position, i.suggestion.number, i.suggestion.title) for i in vote.items
+                _Item(
+                    i.id,
+                    i.position,
+                    i.suggestion.number,
+                    i.suggestion.title,
+                    i.suggestion.category,
+                    i.suggestion.kind,
+                    i.suggestion.estimated_cost_fen,
+                    i.suggestion.description,
+                )
+                for i in vote.items
             ],
             chats=chats,
             sends=sends,

@@ -123,6 +123,12 @@ def quote(text: str) -> str:
     return html_decoration.quote(text)
 
 
+def short(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters (for a button, or a line of a list)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def yuan(fen: int) -> str:
     return format_yuan(fen)
 

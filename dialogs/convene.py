@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
-from bot.texts import local_datetime, over_cap, quote
+from bot.texts import local_datetime, over_cap, quote, short
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import (
     NOT_COMMAND,
@@ -46,7 +46,7 @@ from dialogs.common import (
     stale,
 )
 from dialogs.org_picker import get_community
-from dialogs.staff import failed_text, reasking, short, staff_principals
+from dialogs.staff import failed_text, reasking, staff_principals
 from storage import rules
 from storage.models import Chat, ChatPurpose, Community, Suggestion, utcnow
 from storage.rules import RuleViolation

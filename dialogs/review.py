@@ -44,6 +44,7 @@ from bot.texts import (
     map_url,
     over_cap,
     quote,
+    short,
     status_label,
     yuan,
 )
@@ -61,7 +62,7 @@ from dialogs.common import (
     type_text_note,
 )
 from dialogs.org_picker import community_label
-from dialogs.staff import failed_text, reasking, short, staff_principals
+from dialogs.staff import failed_text, reasking, staff_principals
 from storage import rules
 from storage.models import Suggestion
 from storage.rules import (

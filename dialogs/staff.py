@@ -29,12 +29,6 @@ async def staff_principals(
     return sorted(found, key=lambda p: access.NARROWEST_FIRST.index(p.scope.level))
 
 
-def short(text: str, limit: int) -> str:
-    """`text` on one line, cut to `limit` characters (for a button, or a line of a list)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def failed_text(code: str) -> str:
     """What to say when the store refused for a reason the dialog has no better words for."""
     return _("Sorry, that could not be done ({code}).").format(code=quote(code))

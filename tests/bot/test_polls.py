@@ -64,7 +64,7 @@ from storage.models import (
     Suggestion,
     VoteStatus,
 )
-from storage.rules import VoteOutcome
+from storage.rules import Kind, VoteOutcome
 from storage.services import council
 from storage.settings import Settings
 
@@ -161,6 +161,28 @@ async def test_thirteen_candidates_in_the_council_group(
     again = await rig.send(vote.id)
     assert again.polls == [] and again.skipped == 13 and again.header_messages == 0
     assert len(rig.double.delivered(COUNCIL_CHAT)) == 14
+
+
+async def test_the_header_says_what_each_candidate_is(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """The council discusses more than titles (商议): each candidate's category, kind and
+    estimate (flagged above its kind's cap) and the start of its description."""
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["长者助餐", "楼道灯"])
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.id == ids[0])
+            .values(kind=Kind.SERVICE, estimated_cost_fen=30_000_000, description="送餐上门" * 60)
+        )
+        await session.commit()
+    vote = await convene(council_, ids, closes_at=CLOSES)
+    await rig.send(vote.id)
+    header = parse_html(rig.double.delivered(COUNCIL_CHAT)[0].method.text)  # type: ignore[attr-defined]
+    assert "1. 新沙-2026-0001 长者助餐\n社区环境整治 · 服务项目 · 约 ¥300,000\n⚠️ 超过" in header
+    assert "送餐上门" * 39 + "送餐上…" in header and "送餐上门" * 40 not in header
+    assert "2. 新沙-2026-0002 楼道灯\n社区环境整治 · 未填写项目类型\n说明" in header
 
 
 async def test_twenty_five_candidates_take_over_a_minute(
