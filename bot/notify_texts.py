@@ -333,6 +333,15 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
                 outcome=_outcome(item.get("outcome")),
             )
         )
+    not_counted = _int(p, "not_counted")
+    if not_counted:
+        lines += [""]
+        lines.append(
+            _(
+                "The polls also show {count} answers that are not counted: from people who are "
+                "not on the council, or given after the deadline."
+            ).format(count=not_counted)
+        )
     lines.append("")
     if p.get("audience") == "council":
         lines.append(_("Thank you to every council member who voted."))

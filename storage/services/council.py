@@ -960,9 +960,11 @@ async def _tally(session: AsyncSession, item_ids: list[int]) -> dict[int, dict[C
     return counts
 
 
-def result_params(vote: CouncilVote) -> dict[str, Any]:
-    """`vote_result`'s params: counts and outcomes per candidate, never who voted how."""
+def result_params(vote: CouncilVote, not_counted: int = 0) -> dict[str, Any]:
+    """`vote_result`'s params: counts and outcomes per candidate, never who voted how.
+    `not_counted`: answers the polls show but the tally leaves out (not a member, late)."""
     return {
+        "not_counted": not_counted,
         "vote_id": vote.id,
         "community_id": vote.community_id,
         "community": vote.community.name,
@@ -1096,8 +1098,24 @@ async def close_vote(
     return CloseResult(vote, outcomes, to_stop)
 
 
+async def _not_counted(session: AsyncSession, vote_id: int) -> int:
+    """Answers kept but not counted (someone not on the council, or after the deadline): the
+    polls' own totals include them, so the result says how many there were."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(Ballot)
+        .join(CouncilVoteItem, CouncilVoteItem.id == Ballot.item_id)
+        .where(
+            CouncilVoteItem.vote_id == vote_id,
+            Ballot.counted.is_(False),
+            Ballot.choice.is_not(None),
+        )
+    )
+    return int(found or 0)
+
+
 async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[CouncilVoteItem]) -> None:
-    params = result_params(vote)
+    params = result_params(vote, await _not_counted(session, vote.id))
     key = f"vote:{vote.id}:result"
     if vote.council_chat_id is not None:
         await notifications.enqueue(

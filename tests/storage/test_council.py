@@ -531,6 +531,11 @@ async def test_changes_retractions_outsiders_duplicates(
         # 3 of 5 voted (> 50 %), 2 of 3 agree.
         assert result.outcomes == {item_id: R}
         assert [(i.agree, i.against, i.abstain) for i in result.vote.items] == [(2, 0, 1)]
+        # The poll shows the outsider's answer too: the result says one is not counted.
+        results = await session.scalars(
+            select(Notification).where(Notification.kind == "vote_result")
+        )
+        assert {n.params["not_counted"] for n in results} == {1}
 
 
 async def test_late_answers_do_not_count(sessionmaker: Sessions, org: OrgTree) -> None:
