@@ -25,13 +25,14 @@ from aiogram.utils.i18n import lazy_gettext as __
 from bot.charts import MAX_CANDIDATES, vote_chart
 from bot.texts import (
     category_label,
+    choice_label,
     exclusion_reason_label,
     kind_label,
     local_datetime,
     quote,
     status_label,
 )
-from storage.rules import ExclusionReason, State, VoteOutcome, utf16_len
+from storage.rules import Choice, ExclusionReason, State, VoteOutcome, utf16_len
 
 MESSAGE_MAX = 4096
 CAPTION_MAX = 1024
@@ -358,7 +359,13 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
             [
                 (str(_int(i, "position")), _int(i, "agree"), _int(i, "against"), _int(i, "abstain"))
                 for i in items
-            ]
+            ],
+            title=_("Council vote results"),
+            legend=(
+                choice_label(Choice.AGREE),
+                choice_label(Choice.AGAINST),
+                choice_label(Choice.ABSTAIN),
+            ),
         )
     short = "\n".join(
         [

@@ -8,7 +8,17 @@ import io
 import pytest
 from PIL import Image
 
-from bot.charts import AGAINST_COLOUR, AGREE_COLOUR, MAX_WIDTH, MIN_WIDTH, vote_chart
+from bot.charts import (
+    AGAINST_COLOUR,
+    AGREE_COLOUR,
+    MAX_WIDTH,
+    MIN_WIDTH,
+    missing_glyphs,
+    vote_chart,
+)
+from bot.i18n import create_i18n
+from bot.texts import choice_label
+from storage.rules import Choice
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -66,3 +76,27 @@ def test_refuses_nonsense() -> None:
         vote_chart([("1", -1, 0, 0)])
     with pytest.raises(ValueError):
         vote_chart(items(61))
+
+
+def test_title_and_legend_in_the_readers_language() -> None:
+    zh = vote_chart(items(3), title="议事会表决结果", legend=("同意", "反对", "弃权"))
+    en = vote_chart(items(3), title="Council vote results")
+    assert zh != en and open_png(zh).size == open_png(en).size
+    assert vote_chart(items(3), title="议事会表决结果", legend=("同意", "反对", "弃权")) == zh
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+def test_the_font_draws_every_word_the_chart_uses(locale: str) -> None:
+    """bot/fonts/chart-sans.otf is a subset: a new translation of the chart's words needs
+    its characters added (bot/fonts/OFL.txt says how)."""
+    i18n = create_i18n()
+    with i18n.context(), i18n.use_locale(locale):
+        words = [i18n.gettext("Council vote results")]
+        words += [choice_label(choice) for choice in Choice]
+    assert missing_glyphs("".join(words) + "0123456789") == set()
+
+
+def test_words_the_font_cannot_draw_are_refused() -> None:
+    assert missing_glyphs("新沙社区 Agree") == {"新", "沙", "社", "区"}
+    with pytest.raises(ValueError, match="font"):
+        vote_chart(items(1), title="新沙社区")
