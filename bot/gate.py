@@ -41,8 +41,11 @@ from bot.dedup import UpdateInProgress
 log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
-# A person's language in the locale cache: "" means "no choice made with /lang".
+# A person's language in the locale cache: "" means "no choice made with /lang"; NOT_STORED
+# that the store has no Person for them yet (seen only in a group, say), so that their first
+# private message still takes the way that makes them known (bot.middlewares).
 NO_CHOICE = ""
+NOT_STORED = "-"
 
 
 @dataclass(slots=True)

@@ -11,11 +11,11 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.enums import ChatType
-from aiogram.types import Chat, TelegramObject, Update, User
+from aiogram.types import Chat, Message, TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.gate import NO_CHOICE, Passage
+from bot.gate import NO_CHOICE, NOT_STORED, Passage
 from dialogs.common import identity
 from storage.services.people import find_person, pick_locale, refresh_person
 from storage.services.updates import claim_update
@@ -91,6 +91,10 @@ class UpdateSessionMiddleware(BaseMiddleware):
                 await session.close()  # rolls back and returns the connection
 
 
+def _is_start(event: TelegramObject) -> bool:
+    return isinstance(event, Message) and (event.text or "").startswith("/start")
+
+
 class PersonLocaleMiddleware(I18nMiddleware):
     """/lang's choice if the person made one, else the Telegram client's language.
 
@@ -98,7 +102,10 @@ class PersonLocaleMiddleware(I18nMiddleware):
     update's state, so most updates need no SQL for it; a miss looks it up and caches it.
     A miss in a private chat makes the person known to the store (a Person row: officials
     can then give them a role) or refreshes them (a person marked as having blocked the bot,
-    after a 403, is writing to it again)."""
+    after a 403, is writing to it again). Someone seen only in groups is cached as NOT_STORED,
+    which a private chat takes as a miss; a private /start always takes that way, since
+    Telegram says nothing else when someone who had never started the bot (a 403 on record)
+    starts it."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -109,19 +116,23 @@ class PersonLocaleMiddleware(I18nMiddleware):
         if user is None:
             return self.default_locale
         passage: Passage | None = data.get("passage")
-        chosen: str | None = None
-        if passage is not None and passage.locale_choice is not None:
-            chosen = passage.locale_choice or None
-        else:
-            session: AsyncSession | None = data.get("session")
-            if session is not None:
-                person = await find_person(session, user.id)
-                chat: Chat | None = data.get("event_chat")
-                if chat is not None and chat.type == ChatType.PRIVATE:
-                    # Added if new; refreshed if known, which clears a mark of having blocked
-                    # the bot (they are writing to it). No statement unless something changed.
-                    person = refresh_person(session, person, identity(user))
-                chosen = person.locale if person is not None else None
-            if passage is not None:
-                passage.remember_locale = chosen or NO_CHOICE
+        chat: Chat | None = data.get("event_chat")
+        private = chat is not None and chat.type == ChatType.PRIVATE
+        cached = passage.locale_choice if passage is not None else None
+        if cached is not None and not (private and (cached == NOT_STORED or _is_start(event))):
+            chosen = None if cached in (NO_CHOICE, NOT_STORED) else cached
+            return pick_locale(chosen, user.language_code, self.default_locale)
+        chosen = None
+        remember = NOT_STORED
+        session: AsyncSession | None = data.get("session")
+        if session is not None:
+            person = await find_person(session, user.id)
+            if private:
+                # Added if new; refreshed if known, which clears a mark of having blocked
+                # the bot (they are writing to it). No statement unless something changed.
+                person = refresh_person(session, person, identity(user))
+            if person is not None:
+                chosen, remember = person.locale, person.locale or NO_CHOICE
+        if passage is not None:
+            passage.remember_locale = remember
         return pick_locale(chosen, user.language_code, self.default_locale)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sending_fakes import add_candidates, make_council
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import Harness, Person, make_harness, private_chat
+from telegram_fakes import Group, Harness, Person, make_harness, private_chat
 
 from storage.models import Person as PersonRow
 from storage.services import notifications, people
@@ -88,6 +88,31 @@ async def test_a_person_who_never_started_the_bot_is_reachable_once_they_write(
     assert await blocked_at(sessionmaker, who.id) is not None
     await bot_harness.say(who, "/start")
     assert await blocked_at(sessionmaker, who.id) is None
+
+
+async def test_seen_in_a_group_first_and_then_starting_the_bot(
+    bot_settings: Settings, sessionmaker: Sessions, fsm_redis: Redis
+) -> None:
+    """Someone the bot saw in a group (their language cached, no Person row) who then starts
+    it is made known; someone known, marked after a 403 (never started the bot) and seen in a
+    group, is cleared by their /start, which Telegram accompanies with no other update."""
+    h = make_harness(bot_settings, sessionmaker, fsm_redis)
+    group = Group(-100_777, "楼栋群")
+    newcomer, marked = Person(7_310_003, "群友"), Person(7_310_004, "新委员")
+    for who in (newcomer, marked):
+        await fsm_redis.delete(f"minsheng:locale:{who.id}")
+    async with sessionmaker() as session:
+        await people.ensure_person(session, TelegramIdentity(marked.id, marked.first_name))
+        await session.commit()
+        await people.mark_blocked(session, marked.id)
+    for who in (newcomer, marked):
+        await h.say(who, "/help", group)
+        assert await fsm_redis.get(f"minsheng:locale:{who.id}") is not None  # cached there
+        await h.say(who, "/start")
+    async with sessionmaker() as session:
+        known = await session.scalar(select(PersonRow).where(PersonRow.telegram_id == newcomer.id))
+        assert known is not None and known.first_name == "群友"
+    assert await blocked_at(sessionmaker, marked.id) is None
 
 
 async def test_cleared_when_the_language_is_cached(
