@@ -339,8 +339,8 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
         lines += [""]
         lines.append(
             _(
-                "The polls also show {count} answers that are not counted: from people who are "
-                "not on the council, or given after the deadline."
+                "Answers the polls show but the result does not count (from people not on "
+                "the council, or given after the deadline): {count}."
             ).format(count=not_counted)
         )
     lines.append("")

@@ -181,7 +181,7 @@ def test_vote_result_with_its_chart(renderer: NotificationRenderer) -> None:
     assert "Thank you to every council member" in shown(en)
     assert "未计入" not in text
     counted_apart = shown(renderer.render("vote_result", result_params(not_counted=2), "zh"))
-    assert "投票中另有 2 票未计入：来自非议事会成员，或在截止之后投出。" in counted_apart
+    assert "结果未计入的票（来自非议事会成员，或在截止之后投出）：2 票。" in counted_apart
     # Short enough for one photo with the whole text as its caption.
     parts = plan_parts(zh)
     assert len(parts) == 1 and parts[0].image == zh.image and parts[0].text == zh.text
