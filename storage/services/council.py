@@ -921,15 +921,41 @@ async def claim_poll_sending(
     return bool(result.rowcount == 1)
 
 
-async def finish_poll_sending(session: AsyncSession, vote_id: int, *, now: datetime) -> None:
-    """Every poll of the vote was sent or its refusal recorded. Commits."""
+async def finish_poll_sending(session: AsyncSession, vote_id: int, *, now: datetime) -> bool:
+    """A run under the sending lease is over: the lease is let go, and the vote's polls count
+    as sent (resume_poll_sending leaves it alone) if each candidate has a send, whatever came
+    of it, to the council's group as it is now. A group upgraded to a supergroup while the run
+    sent to its old id (chats.migrate_chat) has none yet: resume_poll_sending sends them
+    there. Polls sent to members privately go to chats that do not move. Whether the polls
+    count as sent. Commits."""
+    group = await session.scalar(
+        select(CouncilVote.council_chat_id).where(CouncilVote.id == vote_id)
+    )
+    done = True
+    if group is not None:
+        missing = await session.scalar(
+            select(func.count())
+            .select_from(CouncilVoteItem)
+            .where(
+                CouncilVoteItem.vote_id == vote_id,
+                ~select(CouncilPollSend.item_id)
+                .where(
+                    CouncilPollSend.item_id == CouncilVoteItem.id,
+                    CouncilPollSend.chat_id == group,
+                )
+                .exists(),
+            )
+        )
+        done = not missing
+    values: dict[str, Any] = {"polls_lease_until": None} | ({"polls_sent_at": now} if done else {})
     await session.execute(
         update(CouncilVote)
         .where(CouncilVote.id == vote_id)
-        .values(polls_sent_at=now, polls_lease_until=None)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     await session.commit()
+    return done
 
 
 async def votes_with_unsent_polls(session: AsyncSession, now: datetime) -> list[int]:

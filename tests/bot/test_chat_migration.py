@@ -147,3 +147,23 @@ async def test_a_council_group_upgraded_mid_vote(
     more = await add_candidates(council_, ["种树"], proposer_base=11_000)
     later = await convene(council_, more, closes_at=in_days(5), now=T0 + timedelta(days=4))
     assert later.council_chat_id == NEW_ID
+
+
+async def test_a_group_upgraded_while_its_polls_are_being_sent_gets_them_after(
+    sessionmaker: async_sessionmaker[AsyncSession], org: Any
+) -> None:
+    """A run that sent to the old id ends after the upgrade: its finish lets go of the lease
+    without marking the polls sent, so resume_poll_sending sends them to the supergroup."""
+    made = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(made, ["修路灯", "装座椅"])
+    vote = await convene(made, ids, closes_at=CLOSES)
+    async with sessionmaker() as session:
+        assert await council.claim_poll_sending(session, vote.id, now=T0)
+    async with sessionmaker() as session:
+        assert (await chats.migrate_chat(session, COUNCIL_CHAT, NEW_ID)).votes == 1
+    async with sessionmaker() as session:
+        assert not await council.finish_poll_sending(session, vote.id, now=T0)
+        stored = await session.get(CouncilVote, vote.id)
+        assert stored is not None and stored.polls_sent_at is None
+        assert stored.polls_lease_until is None
+        assert await council.votes_with_unsent_polls(session, T0) == [vote.id]
