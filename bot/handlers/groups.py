@@ -247,9 +247,10 @@ async def on_bot_added(
 ) -> None:
     chat = event.chat
     await chats.note_membership(session, chat.id, chat.title or "", chat.type, is_member=True)
+    stored = await chats.get_chat(session, chat.id)
     community = await bound_community(session, chat.id)
     try:
-        if community is None:
+        if stored is None or community is None:
             await post_binding_prompt(bot, chat.id, session, fsm_storage)
             return
         await bot.send_message(
@@ -259,7 +260,8 @@ async def on_bot_added(
                 "with /bind."
             ).format(path=await _path(session, community)),
         )
-        await post_suggest_message(bot, chat.id, community, pin=True)
+        if stored.purpose is ChatPurpose.COMMUNITY:  # a council's group votes, it does not suggest
+            await post_suggest_message(bot, chat.id, community, pin=True)
     except TelegramAPIError as exc:
         # Added without the right to write: nothing to do until an admin lets it speak.
         log.info("cannot write to group %s: %s", chat.id, exc)

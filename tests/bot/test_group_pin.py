@@ -21,10 +21,13 @@ from telegram_fakes import (
     Group,
     Harness,
     Person,
+    all_text,
+    button_texts,
     sent,
 )
 
-from storage.models import Chat
+from storage.models import Chat, ChatPurpose, Community
+from storage.services import chats
 
 pytest_plugins = ["telegram_fakes"]
 
@@ -139,6 +142,24 @@ async def test_added_again_to_a_bound_group_pins_the_message(h: Harness, org: An
     [pin] = pins(calls)
     assert pin.message_id == suggest.result.message_id and pin.disable_notification
     assert HINT_ZH not in suggest_message(h).text
+
+
+async def test_a_council_group_added_again_gets_no_suggest_button(
+    h: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A council's group votes; residents suggest in their community's group."""
+    async with sessionmaker() as session:
+        community = await session.get(Community, org.xinsha_id)
+        assert community is not None
+        await chats.bind_chat(
+            session, GROUP.id, community, title=GROUP.title, chat_type="supergroup",
+            bound_by_person_id=None, purpose=ChatPurpose.COUNCIL,
+        )  # fmt: skip
+    calls = await add_bot(h)
+    assert "新沙社区" in all_text(calls)
+    assert pins(calls) == [] and all(
+        SUGGEST_BUTTON not in button_texts(c.markup) for c in sent(calls)
+    )
 
 
 async def test_suggest_by_a_member_is_not_pinned(h: Harness, org: Any) -> None:
