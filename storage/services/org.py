@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -101,15 +102,25 @@ async def import_rows(session: AsyncSession, rows: Iterable[OrgRow]) -> ImportRe
 PREFIX_MAX = 20
 
 
+# Not in a prefix: a number is a path segment of the board's page (/board/suggestions/…) and
+# the first word of a council poll's question, so no separator of either.
+_UNSAFE_IN_PREFIX = re.compile(r"[\s/\\?#%&+]")
+
+
+def _safe(name: str) -> str:
+    return _UNSAFE_IN_PREFIX.sub("", short_name(name))
+
+
 def _number_prefix(row: OrgRow, taken: set[str]) -> str:
     """The community's short name, unless another community already has it: then the
     street's short name before it, then the district's (新沙, 沙头新沙, 福田沙头新沙); a
-    name too long for a number is cut, and a number added if that is taken."""
-    community = short_name(row.community)
+    name too long for a number is cut, and a number added if that is taken. Spaces and
+    URL separators are left out (A/B社区 numbers as AB-2026-0001)."""
+    community = _safe(row.community) or "C"
     candidates = [
         community,
-        short_name(row.street) + community,
-        short_name(row.district) + short_name(row.street) + community,
+        _safe(row.street) + community,
+        _safe(row.district) + _safe(row.street) + community,
         community[:PREFIX_MAX],
     ]
     for candidate in candidates:

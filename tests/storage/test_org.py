@@ -141,3 +141,18 @@ async def test_long_names_make_numbers_that_fit(
                 daily_limit=100,
             )
         assert stored.number.startswith(f"{community.number_prefix}-")
+
+
+async def test_prefixes_leave_out_spaces_and_url_separators(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A number is a path segment of its board page and the first word of a council poll's
+    question: no "/", "?", "#", "%" or space in it."""
+    rows = parse_org_csv(
+        "district,street,community\n"
+        "甲区,一街道,A/B社区\n甲区,一街道,东 门?#社区\n甲区,一街道,/社区\n"
+    )
+    async with sessionmaker() as session:
+        await org_service.import_rows(session, rows)
+        prefixes = sorted(c.number_prefix for c in await org_service.list_communities(session))
+    assert prefixes == ["AB", "C", "东门"]
