@@ -458,7 +458,8 @@ async def revoke_by_official(
     member who has left, staff who moved on. Votes already convened keep their member list;
     the next one does not count them. Idempotent. Commits."""
     _check_granting(principal)
-    grant = await session.get(RoleGrant, grant_id)
+    # Locked: of two officials revoking it at once, one revokes and the other finds it done.
+    grant = await session.get(RoleGrant, grant_id, with_for_update=True)
     if grant is None:
         raise RuleViolation("unknown_grant", "no such role grant")
     scope = Scope(grant.scope_level, grant.scope_id)
