@@ -34,9 +34,18 @@ from aiogram.utils.i18n import I18n
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import RecordingSession, _chat_json, parse_html, utf16_length
+from telegram_fakes import (
+    RecordingSession,
+    _chat_json,
+    make_bot,
+    make_settings,
+    parse_html,
+    utf16_length,
+)
 
 from bot.i18n import LOCALES_DIR
+from bot.polls import SendReport, send_vote_polls
+from bot.ratelimit import MemorySendLimiter
 from storage.models import ChatPurpose, Community, CouncilVote
 from storage.rules import Category, Role, ScopeLevel
 from storage.services import access, chats, council, screening
@@ -382,6 +391,46 @@ def pending_i18n(tmp_path_factory: pytest.TempPathFactory) -> I18n:
 # --- a council to vote -----------------------------------------------------------------------
 
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+
+
+class PollRig:
+    """A vote's polls sent as the process sends them (bot.polls.send_vote_polls): the bot on
+    `double_type` (a recording Telegram), paced by a limiter on a virtual clock from T0."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        i18n: I18n,
+        double_type: type[TelegramDouble] = TelegramDouble,
+    ) -> None:
+        self.clock = VirtualClock()
+        self.start = self.clock.now
+        self.double = double_type(clock=lambda: self.now().timestamp())
+        self.bot = make_bot(self.double)
+        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
+        self.sessionmaker = sessionmaker
+        self.i18n = i18n
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.clock.now - self.start)
+
+    async def send(self, vote_id: int) -> SendReport:
+        (report,) = await self.clock.run(
+            send_vote_polls(
+                self.bot,
+                self.sessionmaker,
+                vote_id,
+                self.limiter,
+                i18n=self.i18n,
+                tz=make_settings().tz,
+                default_locale="zh",
+                now=self.now,
+                sleep=self.clock.sleep,
+            )
+        )
+        return report
+
+
 COUNCIL_CHAT = -100_111
 COMMUNITY_CHAT = -100_222
 STAFF_TID = 20_000

@@ -5,7 +5,7 @@ result is announced in the new group."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +14,7 @@ from sending_fakes import (
     COMMUNITY_CHAT,
     COUNCIL_CHAT,
     T0,
-    TelegramDouble,
-    VirtualClock,
+    PollRig,
     add_candidates,
     convene,
     in_days,
@@ -24,10 +23,8 @@ from sending_fakes import (
 )
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import Group, Harness, Person, make_bot, make_settings
+from telegram_fakes import Group, Harness, Person
 
-from bot.polls import SendReport, send_vote_polls
-from bot.ratelimit import MemorySendLimiter
 from storage.models import ChatPurpose, CouncilPoll, CouncilVote, Notification
 from storage.services import chats, council
 
@@ -40,35 +37,7 @@ NEW_ID = -1_009_876_543_211
 ADMIN = Person(501, "王主任")
 
 
-class Sender:
-    """Sends a vote's polls as the process does, on a virtual clock starting at T0."""
-
-    def __init__(self, sessionmaker: Sessions, i18n: I18n) -> None:
-        self.clock = VirtualClock()
-        self.start = self.clock.now
-        self.double = TelegramDouble(clock=lambda: self.now().timestamp())
-        self.bot = make_bot(self.double)
-        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
-        self.sessionmaker = sessionmaker
-        self.i18n = i18n
-
-    def now(self) -> datetime:
-        return T0 + timedelta(seconds=self.clock.now - self.start)
-
-    async def send(self, vote_id: int) -> SendReport:
-        (report,) = await self.clock.run(
-            send_vote_polls(
-                self.bot,
-                self.sessionmaker,
-                vote_id,
-                self.limiter,
-                i18n=self.i18n,
-                tz=make_settings().tz,
-                now=self.now,
-                sleep=self.clock.sleep,
-            )
-        )
-        return report
+Sender = PollRig
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from sending_fakes import (
     STAFF_TID,
     T0,
     JumpClock,
+    PollRig,
     TelegramDouble,
-    VirtualClock,
     add_candidates,
     convene,
     in_days,
@@ -39,12 +39,12 @@ from sending_fakes import (
 )
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import make_bot, make_harness, make_settings
+from telegram_fakes import make_harness, make_settings
 
 from bot.handlers.council import on_poll
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
-from bot.polls import SENDER_STOPPED, send_vote_polls
+from bot.polls import SENDER_STOPPED
 from bot.ratelimit import MemorySendLimiter
 from storage.models import (
     AuditEvent,
@@ -131,35 +131,12 @@ def not_connected(method: TelegramMethod[Any]) -> Exception:
     return error
 
 
-class Rig:
+class Rig(PollRig):
     """The bot on a Telegram that may lose answers, paced on a virtual clock from T0."""
 
     def __init__(self, sessionmaker: Sessions, i18n: I18n) -> None:
-        self.clock = VirtualClock()
-        self.start = self.clock.now
-        self.double = LosingTelegram(clock=lambda: self.now().timestamp())
-        self.bot = make_bot(self.double)
-        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
-        self.sessionmaker = sessionmaker
-        self.i18n = i18n
-
-    def now(self) -> datetime:
-        return T0 + timedelta(seconds=self.clock.now - self.start)
-
-    async def send(self, vote_id: int) -> Any:
-        (report,) = await self.clock.run(
-            send_vote_polls(
-                self.bot,
-                self.sessionmaker,
-                vote_id,
-                self.limiter,
-                i18n=self.i18n,
-                tz=make_settings().tz,
-                now=self.now,
-                sleep=self.clock.sleep,
-            )
-        )
-        return report
+        super().__init__(sessionmaker, i18n, LosingTelegram)
+        self.double: LosingTelegram
 
     def posted(self, chat_id: int = COUNCIL_CHAT) -> list[dict[str, Any]]:
         """The polls that exist in the chat, whatever the bot learned of them."""

@@ -20,8 +20,8 @@ from sending_fakes import (
     T0,
     Council,
     JumpClock,
+    PollRig,
     TelegramDouble,
-    VirtualClock,
     add_candidates,
     bad_request,
     convene,
@@ -48,7 +48,6 @@ from bot.polls import (
     limiter_of,
     poll_options,
     schedule_vote_polls,
-    send_vote_polls,
     stop_polls,
     vote_closer,
     wait_background,
@@ -75,36 +74,7 @@ CLOSES = in_days(3)
 LOCAL_CLOSES = "2026-05-04 10:00"  # CLOSES in Asia/Shanghai
 
 
-class Rig:
-    """The bot on a recording Telegram, a limiter on a virtual clock that starts at T0."""
-
-    def __init__(self, sessionmaker: Sessions, i18n: I18n) -> None:
-        self.clock = VirtualClock()
-        self.start = self.clock.now
-        self.double = TelegramDouble(clock=lambda: self.now().timestamp())
-        self.bot = make_bot(self.double)
-        self.limiter = MemorySendLimiter(clock=self.clock, sleep=self.clock.sleep)
-        self.sessionmaker = sessionmaker
-        self.i18n = i18n
-
-    def now(self) -> datetime:
-        return T0 + timedelta(seconds=self.clock.now - self.start)
-
-    async def send(self, vote_id: int) -> Any:
-        (report,) = await self.clock.run(
-            send_vote_polls(
-                self.bot,
-                self.sessionmaker,
-                vote_id,
-                self.limiter,
-                i18n=self.i18n,
-                tz=make_settings().tz,
-                default_locale="zh",
-                now=self.now,
-                sleep=self.clock.sleep,
-            )
-        )
-        return report
+Rig = PollRig
 
 
 @pytest.fixture
