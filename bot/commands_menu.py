@@ -59,9 +59,23 @@ async def set_bot_commands(bot: Bot, i18n: I18n | None = None) -> None:
         )
 
 
-async def set_chat_commands(bot: Bot, i18n: I18n, chat_id: int, locale: str) -> None:
-    """One private chat's menu in `locale`: /lang's choice, where the client's language
-    would otherwise pick the list."""
-    await bot.set_my_commands(
-        build_commands(i18n, locale, PRIVATE_COMMANDS), scope=BotCommandScopeChat(chat_id=chat_id)
-    )
+def client_menu_locale(language_code: str | None) -> str:
+    """The menu a Telegram client shows by its own language (see MENU_LANGUAGES)."""
+    base = (language_code or "").split("-")[0].lower()
+    for locale, code in MENU_LANGUAGES:
+        if code is not None and code == base:
+            return locale
+    return next(locale for locale, code in MENU_LANGUAGES if code is None)
+
+
+async def set_chat_commands(
+    bot: Bot, i18n: I18n, chat_id: int, locale: str, language_code: str | None
+) -> None:
+    """One private chat's menu after /lang chose `locale`. A chat's own menu outranks the
+    lists set_bot_commands keeps current, so it is set only where the choice differs from
+    what the client's language (`language_code`) shows anyway, and deleted otherwise."""
+    scope = BotCommandScopeChat(chat_id=chat_id)
+    if locale == client_menu_locale(language_code):
+        await bot.delete_my_commands(scope=scope)
+    else:
+        await bot.set_my_commands(build_commands(i18n, locale, PRIVATE_COMMANDS), scope=scope)

@@ -232,7 +232,8 @@ async def on_language(
             else None
         )
     try:
-        await set_chat_commands(bot, i18n, callback.from_user.id, locale)
+        user = callback.from_user
+        await set_chat_commands(bot, i18n, user.id, locale, user.language_code)
     except TelegramAPIError as error:  # the choice is stored; the menu is a convenience
         log.warning("could not set %s's command menu: %r", callback.from_user.id, error)
     return reply

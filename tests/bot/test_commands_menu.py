@@ -6,7 +6,7 @@ from aiogram.methods import SetMyCommands
 from aiogram.types import BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from telegram_fakes import RecordingSession, make_bot
 
-from bot.commands_menu import set_bot_commands
+from bot.commands_menu import client_menu_locale, set_bot_commands
 
 
 async def test_menus_in_both_languages() -> None:
@@ -43,3 +43,14 @@ async def test_menus_in_both_languages() -> None:
     assert group_zh["bind"] == "群管理员：绑定本群所属社区"
     group_en = menus[(BotCommandScopeAllGroupChats.__name__, "en")]
     assert group_en["bind"] == "Admins: link this group to its community"
+
+
+def test_the_menu_a_client_shows_by_its_language() -> None:
+    assert [client_menu_locale(code) for code in ("en", "en-GB", "zh-hans", "fr", "", None)] == [
+        "en",
+        "en",
+        "zh",
+        "zh",
+        "zh",
+        "zh",
+    ]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiogram.methods import SetMyCommands
+from aiogram.methods import DeleteMyCommands, SetMyCommands
 from aiogram.types import BotCommandScopeChat
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -138,8 +138,10 @@ async def test_lang_overrides_and_is_remembered(
     assert last_text(calls) == "Please choose your language:"
     calls = await bot_harness.press(RESIDENT, "中文", exact=True)
     assert last_text(calls) == "好的，之后我会用中文和您交流。"
-    [menu] = [c.method for c in calls if isinstance(c.method, SetMyCommands)]
-    assert ("suggest", "我要提建议") in [(c.command, c.description) for c in menu.commands]
+    # The client's own language again: the chat's menu goes, the current lists apply.
+    [dropped] = [c.method for c in calls if isinstance(c.method, DeleteMyCommands)]
+    assert dropped.scope == BotCommandScopeChat(chat_id=RESIDENT.id)
+    assert not [c for c in calls if isinstance(c.method, SetMyCommands)]
 
 
 async def test_my_and_lang_in_the_middle_of_a_suggestion_keep_its_place(
