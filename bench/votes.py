@@ -156,7 +156,7 @@ async def seed_world(
 
     from storage.db import create_engine, create_sessionmaker
     from storage.models import ChatPurpose, Community, CouncilPoll, Person, RoleGrant
-    from storage.rules import Category, Role, ScopeLevel
+    from storage.rules import Category, Kind, Role, ScopeLevel
     from storage.services import access, chats, council, screening
     from storage.services.access import Principal, Scope
     from storage.services.council import ConveneRequest
@@ -236,7 +236,13 @@ async def seed_world(
                 stored = await submit(
                     session,
                     TelegramIdentity(PROPOSER_BASE + n, f"居民{n}"),
-                    Draft(community_id, Category.ENVIRONMENT, f"候选项目{n + 1}：照明", "说明"),
+                    Draft(
+                        community_id,
+                        Category.ENVIRONMENT,
+                        f"候选项目{n + 1}：照明",
+                        "说明",
+                        kind=Kind.PHYSICAL,
+                    ),
                     tz=ZoneInfo("UTC"),
                     daily_limit=1000,
                 )

@@ -278,7 +278,8 @@ def review_kind_keyboard(suggestion_id: int, current: Kind | None) -> InlineKeyb
                 _button(kind_label(Kind.SERVICE), cb(KindChoice.SERVICE)),
                 _button(kind_label(Kind.PHYSICAL), cb(KindChoice.PHYSICAL)),
             ],
-            [_button(keep_kind_label(current), cb(KindChoice.SKIP))],
+            # Keeping the resident's kind: only when they gave one (a candidate needs it).
+            *([[_button(keep_kind_label(current), cb(KindChoice.SKIP))]] if current else []),
             [_review_back(suggestion_id)],
         ]
     )

@@ -47,7 +47,7 @@ from bot.i18n import LOCALES_DIR
 from bot.polls import SendReport, send_vote_polls
 from bot.ratelimit import MemorySendLimiter
 from storage.models import ChatPurpose, Community, CouncilVote
-from storage.rules import Category, Role, ScopeLevel
+from storage.rules import Category, Kind, Role, ScopeLevel
 from storage.services import access, chats, council, screening
 from storage.services.access import Principal, Scope
 from storage.services.council import ConveneRequest
@@ -502,7 +502,9 @@ async def add_candidates(
             stored = await submit(
                 session,
                 TelegramIdentity(proposer_base + n, f"居民{n}"),
-                Draft(council_.community_id, Category.ENVIRONMENT, title, "说明"),
+                Draft(
+                    council_.community_id, Category.ENVIRONMENT, title, "说明", kind=Kind.SERVICE
+                ),
                 tz=UTC,
                 daily_limit=1000,
             )

@@ -186,11 +186,18 @@ async def accept(
 ) -> Suggestion:
     """Accept as a community candidate (社区备选项目), correcting category and kind if asked;
     the corrections are in the public audit event, the note in a non-public one and in the
-    followers' message. Begins the review first if needed (both steps audited). Commits."""
+    followers' message. Begins the review first if needed (both steps audited). Commits.
+
+    A candidate has its kind (service or physical), given here if the resident left it out:
+    each kind has its own cap and deadlines, which the street office applies to it."""
     suggestion = await _locked(session, principal, suggestion_id, Action.ACCEPT)
     note = _note(note)
     category = Category(category) if category is not None else None
     kind = Kind(kind) if kind is not None else None
+    if kind is None and suggestion.kind is None:
+        raise RuleViolation(
+            "kind_required", "a candidate needs its kind (service or physical): each has its cap"
+        )
     actor = actor_of(principal)
     await _begin_if_submitted(session, suggestion, actor)
     corrections: dict[str, Any] = {}

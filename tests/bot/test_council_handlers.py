@@ -29,7 +29,16 @@ from telegram_fakes import (
 
 from bot.polls import POLL_OPTIONS
 from storage.models import Ballot, Chat, ChatPurpose, Community, CouncilVote, utcnow
-from storage.rules import Category, Choice, Role, ScopeLevel, State, poll_option, poll_question
+from storage.rules import (
+    Category,
+    Choice,
+    Kind,
+    Role,
+    ScopeLevel,
+    State,
+    poll_option,
+    poll_question,
+)
 from storage.services import chats, council, screening
 from storage.services.access import Scope
 from storage.services.people import TelegramIdentity
@@ -101,7 +110,7 @@ async def open_vote(
             item = await submit(
                 session,
                 TelegramIdentity(10_000 + n, f"居民{n}"),
-                Draft(org.xinsha_id, Category.SAFETY, title, "说明"),
+                Draft(org.xinsha_id, Category.SAFETY, title, "说明", kind=Kind.SERVICE),
                 tz=org_tz(),
                 daily_limit=100,
             )

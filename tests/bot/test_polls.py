@@ -152,7 +152,7 @@ async def test_the_header_says_what_each_candidate_is(
     header = parse_html(rig.double.delivered(COUNCIL_CHAT)[0].method.text)  # type: ignore[attr-defined]
     assert "1. 新沙-2026-0001 长者助餐\n社区环境整治 · 服务项目 · 约 ¥300,000\n⚠️ 超过" in header
     assert "送餐上门" * 39 + "送餐上…" in header and "送餐上门" * 40 not in header
-    assert "2. 新沙-2026-0002 楼道灯\n社区环境整治 · 未填写项目类型\n说明" in header
+    assert "2. 新沙-2026-0002 楼道灯\n社区环境整治 · 服务项目\n说明" in header
 
 
 async def test_twenty_five_candidates_take_over_a_minute(

@@ -25,7 +25,7 @@ from telegram_fakes import (
 from bot.callbacks import ConveneAction, ConveneCb
 from dialogs.convene import ConveneForm
 from storage.models import ChatPurpose, Community, CouncilVote, Suggestion, utcnow
-from storage.rules import Category, Role, ScopeLevel, State
+from storage.rules import Category, Kind, Role, ScopeLevel, State
 from storage.services import chats, council, screening
 from storage.services.access import Principal, Scope
 from storage.services.people import TelegramIdentity
@@ -70,7 +70,7 @@ async def candidate(
         item = await submit(
             session,
             TelegramIdentity(10_000 + proposer, f"居民{proposer}"),
-            Draft(community_id, Category.ENVIRONMENT, title, "说明"),
+            Draft(community_id, Category.ENVIRONMENT, title, "说明", kind=Kind.SERVICE),
             tz=UTC,
             daily_limit=100,
         )

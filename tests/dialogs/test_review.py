@@ -66,8 +66,8 @@ async def suggest(
     title: str = "3栋楼下路灯不亮",
     proposer: int = 1,
     category: Category = Category.SAFETY,
-    kind: Kind | None = None,
-    cost_fen: int = 1_200_000,
+    kind: Kind | None = Kind.SERVICE,
+    cost_fen: int | None = None,
 ) -> Suggestion:
     async with sessionmaker() as session:
         return await submit(
@@ -80,7 +80,7 @@ async def suggest(
                 "晚上很黑，老人下楼容易摔倒。",
                 location_text="新沙小区3栋",
                 kind=kind,
-                estimated_cost_fen=cost_fen if kind else None,
+                estimated_cost_fen=cost_fen if kind else None,  # a cost needs its kind
             ),
             tz=UTC,
             daily_limit=100,
@@ -149,7 +149,7 @@ async def test_a_street_official_sees_the_streets_communities(
 async def test_the_card(
     bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
 ) -> None:
-    item = await suggest(sessionmaker, org.xinsha_id, kind=Kind.PHYSICAL)
+    item = await suggest(sessionmaker, org.xinsha_id, kind=Kind.PHYSICAL, cost_fen=1_200_000)
     calls = await bot_harness.say(STAFF, "/review")
     text = last_text(calls)
     for expected in (
@@ -253,10 +253,25 @@ async def test_accept(
     assert await fsm(bot_harness, STAFF) == (None, {})
 
 
+async def test_accepting_without_a_kind_asks_for_it_first(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    item = await suggest(sessionmaker, org.xinsha_id, kind=None)
+    await bot_harness.say(STAFF, "/review")
+    calls = await bot_harness.press(STAFF, ACCEPT, exact=True)
+    assert "请先选择项目类型：服务项目和实物项目的上限不同" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == ["服务项目", "实物项目", BACK]
+    assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED
+    calls = await bot_harness.press(STAFF, "服务项目", exact=True)
+    assert alerts(calls) == ["已接受。"]
+    stored = await reload(sessionmaker, item.id)
+    assert (stored.status, stored.kind) == (State.CANDIDATE, Kind.SERVICE)
+
+
 async def test_correct_category_and_kind_then_accept(
     bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
 ) -> None:
-    item = await suggest(sessionmaker, org.xinsha_id)
+    item = await suggest(sessionmaker, org.xinsha_id, kind=None)
     await bot_harness.say(STAFF, "/review")
     calls = await bot_harness.press(STAFF, CORRECT, exact=True)
     assert f"<b>{item.number}</b>“3栋楼下路灯不亮” 应属于哪一类？" in last_text(calls)
@@ -269,12 +284,8 @@ async def test_correct_category_and_kind_then_accept(
     ]
     calls = await bot_harness.press(STAFF, "文化体育娱乐", exact=True)
     assert "类别：文化体育娱乐" in last_text(calls)
-    assert button_texts(sent(calls)[-1].markup) == [
-        "服务项目",
-        "实物项目",
-        "保持不变：未填写",
-        BACK,
-    ]
+    # The resident gave no kind: there is none to keep, and a candidate needs one.
+    assert button_texts(sent(calls)[-1].markup) == ["服务项目", "实物项目", BACK]
     assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED, "not yet"
     calls = await bot_harness.press(STAFF, "实物项目", exact=True)
     assert alerts(calls) == ["已接受。"]

@@ -42,12 +42,13 @@ async def suggest(
     proposer: int = 1,
     title: str = "3栋楼下路灯不亮",
     category: Category = Category.SAFETY,
+    kind: Kind | None = Kind.SERVICE,
 ) -> Suggestion:
     async with sessionmaker() as session:
         return await submit(
             session,
             TelegramIdentity(10_000 + proposer, f"居民{proposer}", language_code="zh"),
-            Draft(community_id, category, title, "晚上很黑，老人下楼容易摔倒。"),
+            Draft(community_id, category, title, "晚上很黑，老人下楼容易摔倒。", kind=kind),
             tz=UTC,
             daily_limit=100,
         )
@@ -135,8 +136,24 @@ async def test_begin_review_once(sessionmaker: Sessions, org: OrgTree) -> None:
 # --- Accept ---------------------------------------------------------------------------------
 
 
+async def test_a_candidate_needs_its_kind(sessionmaker: Sessions, org: OrgTree) -> None:
+    """Caps and deadlines depend on the kind: a suggestion without one is accepted only with
+    the kind given, and a refusal changes nothing (it is not even put under review)."""
+    suggestion = await suggest(sessionmaker, org.xinsha_id, kind=None)
+    staff = await official(sessionmaker, 1, *staff_of(org))
+    async with sessionmaker() as session:
+        with pytest.raises(RuleViolation) as refused:
+            await screening.accept(session, staff, suggestion.id)
+        assert refused.value.code == "kind_required"
+        await session.rollback()
+        stored = await session.get(Suggestion, suggestion.id)
+        assert stored is not None and stored.status is State.SUBMITTED
+        accepted = await screening.accept(session, staff, suggestion.id, kind=Kind.PHYSICAL)
+        assert (accepted.status, accepted.kind) == (State.CANDIDATE, Kind.PHYSICAL)
+
+
 async def test_accept_with_corrections(sessionmaker: Sessions, org: OrgTree) -> None:
-    suggestion = await suggest(sessionmaker, org.xinsha_id)
+    suggestion = await suggest(sessionmaker, org.xinsha_id, kind=None)
     neighbour = await follow(sessionmaker, suggestion.id, 20_001)
     staff = await official(sessionmaker, 1, *staff_of(org))
     async with sessionmaker() as session:

@@ -22,7 +22,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import AuditEvent, Community, RoleGrant, Street, Suggestion
-from storage.rules import Category, Role, ScopeLevel, State
+from storage.rules import Category, Kind, Role, ScopeLevel, State
 from storage.services import access, council, screening, tokens
 from storage.services.access import Principal, Scope
 from storage.services.org import OrgRow, import_rows
@@ -99,7 +99,7 @@ async def submit_in(
     who: TelegramIdentity | None = None,
 ) -> int:
     who = who or TelegramIdentity(next(_residents), "居民")
-    draft = Draft(community_id, Category.ENVIRONMENT, title, "三楼到六楼不亮。")
+    draft = Draft(community_id, Category.ENVIRONMENT, title, "三楼到六楼不亮。", kind=Kind.SERVICE)
     async with sessionmaker() as session:
         made = await submit(session, who, draft, tz=TZ, daily_limit=1000)
     return made.id
@@ -108,7 +108,7 @@ async def submit_in(
 async def candidate_in(sessionmaker: async_sessionmaker[AsyncSession], community_id: int) -> int:
     suggestion_id = await submit_in(sessionmaker, community_id, "长者饭堂")
     async with sessionmaker() as session:
-        await screening.accept(session, CITY, suggestion_id)
+        await screening.accept(session, CITY, suggestion_id, kind=Kind.SERVICE)
     return suggestion_id
 
 

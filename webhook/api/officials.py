@@ -306,6 +306,8 @@ def create_officials_router() -> APIRouter:
         response_model=OfficialSuggestionOut,
         summary="Screen a suggestion: accept, reject or merge",
         description="A submitted suggestion is put under review first (both steps audited). "
+        "A candidate needs its kind: accepting one the resident left without it takes `kind` "
+        "(else `kind_required`, 422). "
         "Merging returns the merged suggestion (now `merged`, with `merged_into_id`).",
         responses=error_responses(401, 403, 404, 409, 422),
     )
