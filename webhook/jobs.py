@@ -125,18 +125,20 @@ async def send_outbox(runtime: Runtime) -> int:
         return 0
 
 
-async def prune_processed_updates(runtime: Runtime) -> None:
-    """Forget update ids older than Telegram could ever redeliver (24 h) plus a margin."""
+async def prune_processed_updates(runtime: Runtime, *, now: datetime | None = None) -> None:
+    """Nightly: forget update ids older than Telegram could ever redeliver (24 h) plus a
+    margin, and answers to polls never recognised, long past any vote (council.prune_strays)."""
     try:
         async with runtime.sessionmaker() as session:
             removed = await prune_processed(
                 session, runtime.settings.processed_update_retention_days
             )
+            strays = await council.prune_strays(session, now or utcnow())
     except Exception as error:
-        log.warning("pruning update ids: %r; next time", error)
+        log.warning("pruning update ids and stray polls: %r; next time", error)
         return
-    if removed:
-        log.info("pruned %d processed update ids", removed)
+    if removed or strays:
+        log.info("pruned %d processed update ids and %d stray polls", removed, strays)
 
 
 class _QuietOverlap(logging.Filter):

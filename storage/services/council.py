@@ -623,6 +623,24 @@ async def _drop_stray(session: AsyncSession, poll_id: str) -> None:
     )
 
 
+# How long an unknown poll id and its kept answers are kept: past any vote they could belong
+# to (rules.MAX_VOTE_DAYS), for a season, for whoever reconciles a lost poll by hand.
+STRAY_RETENTION = timedelta(days=90)
+
+
+async def prune_strays(session: AsyncSession, now: datetime) -> int:
+    """Forget the unknown poll ids first heard of more than STRAY_RETENTION before `now`, and
+    their kept answers (cascade): no vote is open that long, so none can be recognised any
+    more. Idempotent (the nightly job on every replica). How many. Commits."""
+    result: Any = await session.execute(
+        delete(CouncilStrayPoll)
+        .where(CouncilStrayPoll.first_at < now - STRAY_RETENTION)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return int(result.rowcount or 0)
+
+
 def _chat_of_orphan(vote: CouncilVote, unsure: list[int], answerers: list[int]) -> int | None:
     """Where an uncertain send's poll must be: the council's group, or the one member's
     private chat it can be (the only one in doubt, or the one whose member answered it)."""
@@ -1408,6 +1426,7 @@ __all__ = [
     "my_choices",
     "open_votes_for",
     "poll_sends",
+    "prune_strays",
     "recognise_poll",
     "record_answer",
     "record_poll",

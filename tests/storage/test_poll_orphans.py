@@ -164,6 +164,13 @@ async def test_answers_to_a_poll_never_known_are_kept_not_counted(
     ]
     assert await ballots(sessionmaker) == {}
     assert result is not None and set(result.outcomes.values()) == {VoteOutcome.NO_QUORUM}
+    # Kept for a season past any vote they could belong to, then forgotten by the nightly job.
+    async with sessionmaker() as session:
+        first = (await session.scalars(select(CouncilStrayPoll))).one().first_at
+        assert await council.prune_strays(session, first + council.STRAY_RETENTION) == 0
+        assert await council.prune_strays(session, first + timedelta(days=91)) == 1
+        assert await council.prune_strays(session, first + timedelta(days=91)) == 0
+    assert await strays(sessionmaker) == []
 
 
 async def test_each_send_is_claimed_once(sessionmaker: Sessions, org: OrgTree) -> None:
