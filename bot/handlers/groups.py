@@ -247,10 +247,9 @@ async def on_bot_added(
 ) -> None:
     chat = event.chat
     await chats.note_membership(session, chat.id, chat.title or "", chat.type, is_member=True)
-    stored = await chats.get_chat(session, chat.id)
-    community = await bound_community(session, chat.id)
+    bound = await bound_chat(session, chat.id)
     try:
-        if stored is None or community is None:
+        if bound is None or bound.community is None:
             await post_binding_prompt(bot, chat.id, session, fsm_storage)
             return
         await bot.send_message(
@@ -258,10 +257,10 @@ async def on_bot_added(
             _(
                 "Hello again! This group is linked to {path}. A group admin can change that "
                 "with /bind."
-            ).format(path=await _path(session, community)),
+            ).format(path=await _path(session, bound.community)),
         )
-        if stored.purpose is ChatPurpose.COMMUNITY:  # a council's group votes, it does not suggest
-            await post_suggest_message(bot, chat.id, community, pin=True)
+        if bound.purpose is ChatPurpose.COMMUNITY:  # a council's group votes, it does not suggest
+            await post_suggest_message(bot, chat.id, bound.community, pin=True)
     except TelegramAPIError as exc:
         # Added without the right to write: nothing to do until an admin lets it speak.
         log.info("cannot write to group %s: %s", chat.id, exc)
