@@ -574,19 +574,18 @@ async def _accept(
         return await ask_next(callback, state, session, bot, settings, gone)
     principal, item = found
     number = item.number
-    if kind is None and item.kind is None:
-        await settle(callback)
-        if category is not None:
-            await state.update_data(category=category.value)
-        note = _(
-            "First choose the kind of project: service and physical projects have different "
-            "caps, and the street office applies them to every candidate."
-        )
-        return await ask(callback, state, session, bot, settings, ReviewForm.kind, note)
     try:
         done = await screening.accept(session, principal, item.id, category=category, kind=kind)
     except RuleViolation as exc:
         await settle(callback)
+        if exc.code == "kind_required":  # the resident gave none: staff choose it first
+            if category is not None:
+                await state.update_data(category=category.value)
+            note = _(
+                "First choose the kind of project: service and physical projects have "
+                "different caps, and the street office applies them to every candidate."
+            )
+            return await ask(callback, state, session, bot, settings, ReviewForm.kind, note)
         return await ask_next(callback, state, session, bot, settings, violation_text(exc, number))
     result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
         suggestion=named(done),
