@@ -59,10 +59,11 @@ async def add_bot(h: Harness, by: Person = ADMIN, chat: Group = GROUP) -> list[A
     return await h.feed(h.updates.my_chat_member(by, chat, "left", "member"))
 
 
-async def bind(h: Harness, community: str = COMMUNITY) -> list[Any]:
-    await h.press(ADMIN, DISTRICT, GROUP, exact=True)
-    await h.press(ADMIN, STREET, GROUP, exact=True)
-    return await h.press(ADMIN, community, GROUP, exact=True)
+async def bind(h: Harness, community: str = COMMUNITY, *, by: Person = ADMIN) -> list[Any]:
+    """`by` binds GROUP to `community` through the picker's three levels."""
+    await h.press(by, DISTRICT, GROUP, exact=True)
+    await h.press(by, STREET, GROUP, exact=True)
+    return await h.press(by, community, GROUP, exact=True)
 
 
 async def test_added_to_a_group_asks_an_admin_to_bind(

@@ -18,22 +18,19 @@ from telegram_fakes import (
     STREET,
     SUGGEST_BUTTON,
     Call,
-    Group,
     Harness,
     Person,
     all_text,
     button_texts,
     sent,
 )
+from test_group_binding import ADMIN, GROUP, MEMBER, add_bot, bind
 
 from storage.models import Chat, ChatPurpose, Community
 from storage.services import chats
 
 pytest_plugins = ["telegram_fakes"]
 
-GROUP = Group(-1001234567890)
-ADMIN = Person(501, "王主任")
-MEMBER = Person(502, "李阿姨")
 HINT_ZH = "请群管理员置顶这条消息"
 HINT_EN = "Admins: pin this message so that everyone can find the button."
 NOT_ENOUGH_RIGHTS = "Bad Request: not enough rights to manage pinned messages in the chat"
@@ -43,16 +40,6 @@ NOT_ENOUGH_RIGHTS = "Bad Request: not enough rights to manage pinned messages in
 def h(bot_harness: Harness) -> Harness:
     bot_harness.session.member_status[(GROUP.id, ADMIN.id)] = "administrator"
     return bot_harness
-
-
-async def add_bot(h: Harness, by: Person = ADMIN) -> list[Call]:
-    return await h.feed(h.updates.my_chat_member(by, GROUP, "left", "member"))
-
-
-async def bind(h: Harness, by: Person = ADMIN) -> list[Call]:
-    await h.press(by, DISTRICT, GROUP, exact=True)
-    await h.press(by, STREET, GROUP, exact=True)
-    return await h.press(by, COMMUNITY, GROUP, exact=True)
 
 
 def pins(calls: list[Call]) -> list[PinChatMessage]:

@@ -23,7 +23,6 @@ from telegram_fakes import (
     STREET,
     SUGGEST_BUTTON,
     Call,
-    Group,
     Harness,
     Person,
     SentMessage,
@@ -33,6 +32,7 @@ from telegram_fakes import (
     last_text,
     sent,
 )
+from test_group_binding import ADMIN, GROUP, MEMBER, STALE, add_bot, bind
 
 from bot import callbacks
 from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
@@ -41,13 +41,9 @@ from storage.services.chats import bind_chat
 
 pytest_plugins = ["telegram_fakes"]
 
-GROUP = Group(-1001234567890)
-ADMIN = Person(501, "王主任")
 ANN = Person(504, "Ann", language_code="en")  # an admin with an English client
-MEMBER = Person(502, "李阿姨")
 LINKED = "本群已绑定福田区 › 沙头街道 › 新沙社区"
 GREETING = "请群管理员为本群绑定所属社区"
-STALE = "这个按钮已过期，请使用最新消息中的按钮。"
 NOT_ADMIN = "只有群管理员才能选择社区，谢谢理解！"
 CHANGE = BindCb(level=OrgLevel.DISTRICTS).pack()
 KEEP = KeepBindingCb().pack()
@@ -62,10 +58,8 @@ def h(bot_harness: Harness) -> Harness:
 
 async def bound_group(h: Harness, community: str = COMMUNITY) -> None:
     """The bot added to GROUP and an admin's binding of it to `community`."""
-    await h.feed(h.updates.my_chat_member(ADMIN, GROUP, "left", "member"))
-    await h.press(ADMIN, DISTRICT, GROUP, exact=True)
-    await h.press(ADMIN, STREET, GROUP, exact=True)
-    await h.press(ADMIN, community, GROUP, exact=True)
+    await add_bot(h)
+    await bind(h, community)
 
 
 def newest_with(h: Harness, data: str) -> tuple[SentMessage, InlineKeyboardButton]:
