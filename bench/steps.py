@@ -31,7 +31,7 @@ from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Update
 
-from bench.stream import dialog_steps, render_python
+from bench.stream import BENCH_GROUP_ID, dialog_steps, render_python
 from bench.stub_api import Stub
 from bench.webhook import BackendRun, prepare_store
 from bot.factory import create_dispatcher
@@ -77,7 +77,7 @@ class StubSession(BaseSession):
 async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         run = BackendRun.on(backend, Path(tmp) / "steps.db", opts)
-        community_id = await prepare_store(run, opts.pg_admin_url)
+        await prepare_store(run, opts.pg_admin_url)
         settings = Settings(
             _env_file=None,
             database_url=run.database_url,
@@ -92,7 +92,7 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
             redis = Redis.from_url(run.redis_url)
         bot = Bot("7000000002:bench", session=StubSession())
         dispatcher = create_dispatcher(settings, create_sessionmaker(engine), redis)
-        steps = dialog_steps(community_id)
+        steps = dialog_steps(BENCH_GROUP_ID)
         assert steps is not None
         cpu: dict[str, list[float]] = {step.name: [] for step in steps}
         update_id = 0

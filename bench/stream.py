@@ -124,19 +124,23 @@ def simple_steps() -> list[Step]:
     return [message("/start", "/start"), message("/help", "/help")]
 
 
-def dialog_steps(community_id: int) -> list[Step] | None:
+# The residents' group the stream's deep link comes from (bench.webhook.prepare_store binds it).
+BENCH_GROUP_ID = -1009000000001
+
+
+def dialog_steps(group_id: int) -> list[Step] | None:
     """The resident suggestion dialog, step by step, as the group's deep link starts it;
     None while the dialog does not exist yet. Callback data comes from the dialog's own
     CallbackData classes, so the stream follows the code."""
     try:
         from bot.callbacks import CategoryCb, KindCb, KindChoice, StepCb
         from bot.callbacks import Step as DialogStep
-        from bot.handlers.commands import suggest_payload
+        from bot.handlers.commands import group_payload
         from storage.rules import Category
     except ImportError:
         return None
     return [
-        message("/start s_<community>", f"/start {suggest_payload(community_id)}"),
+        message("/start g_<group>", f"/start {group_payload(group_id)}"),
         callback("category", CategoryCb(category=Category.SAFETY).pack(), "请选择类别："),
         message("title", "修复3栋楼道的声控灯"),
         message(

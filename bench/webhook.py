@@ -222,7 +222,9 @@ def remove_sqlite(database_url: str) -> None:
 
 
 async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
-    """A fresh, migrated database with the org tree; returns the demo community's id."""
+    """A fresh, migrated database with the org tree and the group whose "Suggest" button the
+    stream presses (stream.BENCH_GROUP_ID) bound to the first community; returns that
+    community's id."""
     from sqlalchemy.engine import make_url
 
     url = make_url(run.database_url)
@@ -248,6 +250,7 @@ async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
 
     from storage.db import create_engine, create_sessionmaker
     from storage.migrate import upgrade
+    from storage.services.chats import bind_chat
     from storage.services.org import OrgRow, find_community, import_rows
 
     await upgrade(run.database_url)
@@ -258,6 +261,14 @@ async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
             await import_rows(session, rows)
             community = await find_community(session, ORG_ROWS[0][2])
             assert community is not None
+            await bind_chat(
+                session,
+                stream.BENCH_GROUP_ID,
+                community,
+                title=community.name,
+                chat_type="supergroup",
+                bound_by_person_id=None,
+            )
             return community.id
     finally:
         await engine.dispose()
@@ -454,7 +465,7 @@ def sweep(
 def run_backend(run: BackendRun, opts: argparse.Namespace, out: Path) -> None:
     print(f"\n== {run.backend}: preparing {run.database_url}", flush=True)
     run.community_id = asyncio.run(prepare_store(run, opts.pg_admin_url))
-    steps = stream.dialog_steps(run.community_id) if opts.stream == "dialog" else None
+    steps = stream.dialog_steps(stream.BENCH_GROUP_ID) if opts.stream == "dialog" else None
     steps = steps or stream.simple_steps()
     run.steps = [step.name for step in steps]
     steps_path = stream.write_lua(steps, out / f"steps-{run.backend}.lua")

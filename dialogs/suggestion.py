@@ -361,20 +361,30 @@ async def start(
     session: AsyncSession,
     settings: Settings,
     community: PublicCommunity | None = None,
+    note: str | None = None,
 ) -> SendMessage:
     """Begin a new suggestion, for a known community if it came with the group's link;
-    returns the first question (see `go`)."""
+    returns the first question (see `go`), after `note` when there is no community."""
     if await daily_limit_reached(session, telegram_id, settings):
         await state.clear()
         return send(bot, chat_id, daily_limit_text(settings.max_suggestions_per_day))
     if community is None:
         await state.set_data(empty_draft())
-        return await go(bot, chat_id, state, session, SuggestionForm.community)
+        return await go(bot, chat_id, state, session, SuggestionForm.community, note)
     await state.set_data(empty_draft(community.id, label_of(community)))
     note = _("Let's write down your suggestion for {community}.").format(
         community="<b>" + quote(community.name) + "</b>"
     )
     return await go(bot, chat_id, state, session, SuggestionForm.category, note)
+
+
+def group_unlinked_note() -> str:
+    """Before the community question, when a group's button brought the person here and the
+    group is linked to no community (any more)."""
+    return _(
+        "The group you came from is not linked to a community at the moment, so please "
+        "choose your community here."
+    )
 
 
 # --- handlers ----------------------------------------------------------------------------

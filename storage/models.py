@@ -164,6 +164,9 @@ class Chat(Base):
     bot_is_member: Mapped[bool] = mapped_column(Boolean, default=True)
     bound_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     bound_at: Mapped[datetime | None]
+    # The supergroup this group was upgraded to (its binding moved there; see
+    # storage.services.chats.migrate_chat).
+    migrated_to_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     community: Mapped[Community | None] = relationship()

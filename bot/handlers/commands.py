@@ -1,11 +1,13 @@
-"""Commands in a private chat: /start (with or without a deep-link payload: `s_<community>`
-suggests for a community, `i_<code>` is an invitation), /help, /suggest, /my, /cancel, /lang,
+"""Commands in a private chat: /start (with or without a deep-link payload: `g_<group>`
+suggests for the group's community, `s_<community>` for a community, `i_<code>` is an
+invitation), /help, /suggest, /my, /cancel, /lang,
 and the language buttons."""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -26,8 +28,9 @@ from bot.texts import listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
 from dialogs.common import Reply, chat_of, identity
 from dialogs.org_picker import get_community_names
-from storage.services import invites
+from storage.services import chats, invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
+from storage.services.public import PublicCommunity
 from storage.services.suggestions import list_for_proposer
 from storage.settings import Settings
 
@@ -35,21 +38,48 @@ log = logging.getLogger(__name__)
 
 # Deep-link payloads Telegram accepts; anything else is treated as a plain /start.
 PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SUGGEST_PAYLOAD_RE = re.compile(r"^s_([1-9][0-9]{0,17})$")
+# A suggestion's deep link: `g_<group chat id>` (what groups' buttons carry) or
+# `s_<community id>` (what they carried before, still honoured).
+SUGGEST_PAYLOAD_RE = re.compile(r"^(?:g_(-[1-9][0-9]{0,17})|s_([1-9][0-9]{0,17}))$")
 
 MY_FETCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestLink:
+    """Where a deep link into the suggestion dialog came from: a group's button names the
+    group, whose community is looked up when it is pressed, so that buttons posted before an
+    admin changed the group's link follow the change; a community's link names it."""
+
+    group_id: int | None = None
+    community_id: int | None = None
+
+    async def community(self, session: AsyncSession) -> PublicCommunity | None:
+        if self.group_id is not None:
+            return await chats.suggesting_community(session, self.group_id)
+        assert self.community_id is not None
+        return await get_community_names(session, self.community_id)
+
+
+def group_payload(chat_id: int) -> str:
+    return f"g_{chat_id}"
 
 
 def suggest_payload(community_id: int) -> str:
     return f"s_{community_id}"
 
 
-def parse_suggest_payload(args: str | None) -> int | None:
-    """The community id of a well-formed `s_<id>` payload, else None."""
+def parse_suggest_payload(args: str | None) -> SuggestLink | None:
+    """The link of a well-formed `g_<group>` or `s_<community>` payload, else None."""
     if not args or not PAYLOAD_RE.match(args):
         return None
     match = SUGGEST_PAYLOAD_RE.match(args)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    group, community = match.groups()
+    if group is not None:
+        return SuggestLink(group_id=int(group))
+    return SuggestLink(community_id=int(community))
 
 
 def commands_overview() -> str:
@@ -111,15 +141,15 @@ async def cmd_start(
     if command.args and PAYLOAD_RE.match(command.args) and invites.is_invite_payload(command.args):
         await redeem_invite(message, command.args, session)
         return await suggestion.continue_reply(bot, message.chat.id, state, session)
-    community_id = parse_suggest_payload(command.args)
-    community = (
-        await get_community_names(session, community_id) if community_id is not None else None
-    )
-    if community is not None:
+    link = parse_suggest_payload(command.args)
+    community = await link.community(session) if link is not None else None
+    if community is not None or (link is not None and link.group_id is not None):
         if suggestion.is_dialog_state(raw_state):
             return await suggestion.continue_reply(bot, message.chat.id, state, session)
+        # A group's button, the group linked to no community any more: ask for the community.
+        note = None if community is not None else suggestion.group_unlinked_note()
         return await suggestion.start(
-            bot, message.chat.id, message.from_user.id, state, session, settings, community
+            bot, message.chat.id, message.from_user.id, state, session, settings, community, note
         )
     roles = await roles_text(session, message.from_user.id)
     text = welcome_text(message.from_user.first_name, roles)

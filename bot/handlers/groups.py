@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
 from bot.filters import IsCommand
+from bot.handlers.commands import group_payload
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
 from dialogs.common import identity, settle, stale
@@ -110,10 +111,10 @@ def linked_to_text(purpose: ChatPurpose, path: str) -> str:
 
 # --- /bind in a group already bound ---------------------------------------------------------
 # A live group is not moved to another community by three taps: an admin first confirms the
-# change. Its "Suggest a project" buttons already posted carry the old community in their
-# deep link (s_<id>); the bot does not keep the ids of its earlier messages (Telegram lets no
-# bot look through a group's history), so it cannot edit them: it says so, plainly, before
-# and after the change, and posts (and pins) a new button for the new community.
+# change. Its "Suggest a project" buttons already posted carry the group, not the community,
+# in their deep link (g_<chat id>), so they open the form for whatever the group is linked to
+# when they are pressed; after the change the bot posts (and pins) a new message, which names
+# the new community.
 
 
 def rebind_keyboard() -> InlineKeyboardMarkup:
@@ -141,22 +142,18 @@ async def post_rebind_prompt(
     bot: Bot, chat: Chat, community: Community, session: AsyncSession, storage: BaseStorage
 ) -> None:
     """Ask an admin whether to change the community the group `chat` is bound to."""
+    text = linked_to_text(chat.purpose, await _path(session, community)) + "\n\n<b>"
     if chat.purpose is ChatPurpose.COUNCIL:
-        question = _("Make it a community's residents' group instead?")
+        text += _("Make it a community's residents' group instead?") + "</b>"
     else:
-        question = _("Link it to another community instead?")
-    text = (
-        linked_to_text(chat.purpose, await _path(session, community))
-        + "\n\n<b>"
-        + question
-        + "</b>\n\n"
-        + _(
-            "The “{button}” buttons already posted here will keep opening the form for "
-            "{community}: each button carries the community it was made for, and I do not "
-            "keep track of my earlier messages to change them. After the change I will post a "
-            "new button for the new community."
-        ).format(button=suggest_label(), community=quote(community.name))
-    )
+        text += (
+            _("Link it to another community instead?")
+            + "</b>\n\n"
+            + _(
+                "The “{button}” buttons already posted here follow the link: after a change "
+                "they open the form for the new community."
+            ).format(button=suggest_label())
+        )
     sent = await bot.send_message(chat.id, text, reply_markup=rebind_keyboard())
     await binding_context(storage, bot, chat.id).set_data({"message_id": sent.message_id})
 
@@ -199,11 +196,12 @@ async def pin_quietly(bot: Bot, message: Message) -> bool:
 async def post_suggest_message(
     bot: Bot, chat_id: int, community: Community, *, pin: bool
 ) -> Message:
-    """The group's "Suggest a project" message with its deep link to the private dialog for
-    `community`. With `pin`, the bot pins it itself, silently; where Telegram refuses, the
-    message is edited to ask an admin to pin it. Trying is cheaper than asking first
-    (getChatMember) on the usual path, where the bot is an admin and may pin."""
-    url = await create_start_link(bot, f"s_{community.id}")
+    """The group's "Suggest a project" message, which names `community`, with its deep link to
+    the private dialog for the community the group is linked to when it is pressed. With
+    `pin`, the bot pins it itself, silently; where Telegram refuses, the message is edited to
+    ask an admin to pin it. Trying is cheaper than asking first (getChatMember) on the usual
+    path, where the bot is an admin and may pin."""
+    url = await create_start_link(bot, group_payload(chat_id))
     text = (
         "<b>"
         + _("Suggest a project for {community}").format(community=quote(community.name))
@@ -432,7 +430,12 @@ async def on_bind_press(
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
         return
-    previous = bound.community if bound is not None else None
+    # Its buttons posted while it was linked to another community now open the new one's form.
+    buttons_follow = (
+        bound is not None
+        and bound.purpose is ChatPurpose.COMMUNITY
+        and bound.community_id != community.id
+    )
     await bind_group(callback, message, session, community)
     await context.clear()
     text = (
@@ -441,12 +444,10 @@ async def on_bind_press(
         + "\n"
         + _("A group admin can change that with /bind.")
     )
-    if previous is not None and previous.id != community.id:
+    if buttons_follow:
         text += "\n\n" + _(
-            "The “{button}” buttons posted here earlier still open the form for {community}: "
-            "each button carries the community it was made for. Please use the new one below; "
-            "an admin can delete the old messages."
-        ).format(button=suggest_label(), community=quote(previous.name))
+            "The “{button}” buttons posted here earlier now open the form for {community} too."
+        ).format(button=suggest_label(), community=quote(community.name))
     await settle(callback, text, answer=_("Linked."))
     await post_suggest_message(bot, message.chat.id, community, pin=True)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from storage.models import (
     Chat,
@@ -23,10 +23,28 @@ from storage.models import (
 )
 from storage.rules import Role
 from storage.services.audit import Actor, record
+from storage.services.public import PublicCommunity, community_query, first_community
 
 
 async def get_chat(session: AsyncSession, chat_id: int) -> Chat | None:
     return await session.get(Chat, chat_id, options=[selectinload(Chat.community)])
+
+
+async def suggesting_community(session: AsyncSession, chat_id: int) -> PublicCommunity | None:
+    """The community a group's "Suggest a project" buttons open the form for: the one the group
+    is linked to now, so that buttons posted before an admin changed the link follow it. None
+    for a council's group or a group linked to nothing. A group upgraded to a supergroup
+    answers for the supergroup (its buttons moved there with its history). One statement."""
+    upgraded = aliased(Chat)
+    successor = select(upgraded.migrated_to_id).where(upgraded.id == chat_id).scalar_subquery()
+    query = (
+        community_query()
+        .join(Chat, Chat.community_id == Community.id)
+        .where(or_(Chat.id == chat_id, Chat.id == successor))
+        .where(Chat.purpose == ChatPurpose.COMMUNITY)
+        .limit(1)
+    )
+    return await first_community(session, query)
 
 
 async def note_membership(
@@ -160,6 +178,7 @@ async def migrate_chat(
                 binding_moved = True
             old.community_id = None
         old.bot_is_member = False
+        old.migrated_to_id = to_chat_id
     await session.flush()
     votes = await _move_rows(
         session,

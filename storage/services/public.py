@@ -137,25 +137,27 @@ def _conditions(model: type[Suggestion] | type[Project], filters: PublicFilter) 
     return conditions
 
 
-async def list_communities(session: AsyncSession) -> list[PublicCommunity]:
-    query = (
+def community_query() -> Select[Any]:
+    """Communities with their street's and district's names; `first_community` reads a row."""
+    return (
         select(*_COMMUNITY_COLUMNS)
         .join(Street, Street.id == Community.street_id)
         .join(District, District.id == Street.district_id)
-        .order_by(*_TREE_ORDER)
     )
+
+
+async def first_community(session: AsyncSession, query: Select[Any]) -> PublicCommunity | None:
+    row = (await session.execute(query)).first()
+    return None if row is None else _community(row)
+
+
+async def list_communities(session: AsyncSession) -> list[PublicCommunity]:
+    query = community_query().order_by(*_TREE_ORDER)
     return [_community(row) for row in (await session.execute(query)).all()]
 
 
 async def get_community(session: AsyncSession, community_id: int) -> PublicCommunity | None:
-    query = (
-        select(*_COMMUNITY_COLUMNS)
-        .join(Street, Street.id == Community.street_id)
-        .join(District, District.id == Street.district_id)
-        .where(Community.id == community_id)
-    )
-    row = (await session.execute(query)).first()
-    return None if row is None else _community(row)
+    return await first_community(session, community_query().where(Community.id == community_id))
 
 
 def _suggestion_query() -> Select[Any]:
@@ -565,6 +567,8 @@ __all__ = [
     "PublicSuggestion",
     "PublicVote",
     "SuggestionTimeline",
+    "community_query",
+    "first_community",
     "get_community",
     "latest_votes",
     "list_communities",

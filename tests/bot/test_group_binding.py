@@ -32,7 +32,7 @@ from telegram_fakes import (
 )
 
 from bot.callbacks import BindCb, OrgLevel
-from storage.models import AuditEvent, Chat
+from storage.models import AuditEvent, Chat, ChatPurpose
 from storage.models import Person as PersonRow
 from storage.services.org import OrgRow, import_rows
 
@@ -100,7 +100,7 @@ async def test_an_admin_binds_district_street_community(
     assert pin.message_id == suggest.result.message_id and pin.disable_notification
     [button] = suggest.buttons()
     assert button.text == SUGGEST_BUTTON
-    assert button.url == f"https://t.me/{BOT_USERNAME}?start=s_{org.xinsha_id}"
+    assert button.url == f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"
 
     chat = await chat_row(sessionmaker, GROUP.id)
     assert chat is not None and chat.community_id == org.xinsha_id
@@ -123,6 +123,39 @@ async def test_the_deep_link_opens_the_dialog_for_that_community(h: Harness, org
     payload = url.split("?start=")[1]
     calls = await h.say(MEMBER, f"/start {payload}")
     assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
+
+
+async def test_a_groups_button_after_the_group_stopped_being_a_residents_group(
+    h: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The group is now the council's, or linked to nothing: its old buttons still start a
+    suggestion, asking for the community, and say why."""
+    await add_bot(h)
+    url = sent(await bind(h))[-1].buttons()[0].url
+    assert url is not None
+    payload = url.split("?start=")[1]
+    async with sessionmaker() as session:
+        chat = await session.get(Chat, GROUP.id)
+        assert chat is not None
+        chat.purpose = ChatPurpose.COUNCIL
+        await session.commit()
+    calls = await h.say(MEMBER, f"/start {payload}")
+    assert "您是从一个群来的，但这个群目前没有绑定社区，请在这里选择您的社区。" in last_text(calls)
+    assert "您要为哪个社区提建议？" in last_text(calls)
+    await h.say(MEMBER, "/cancel")
+    async with sessionmaker() as session:
+        chat = await session.get(Chat, GROUP.id)
+        assert chat is not None
+        chat.purpose, chat.community_id = ChatPurpose.COMMUNITY, None
+        await session.commit()
+    calls = await h.say(MEMBER, f"/start {payload}")
+    assert "这个群目前没有绑定社区" in last_text(calls)
+
+
+@pytest.mark.parametrize("payload", ["g_123", "g_-0", "g_-", "g_-12x", "g_--5", "s_-3"])
+async def test_a_malformed_group_link_is_a_plain_start(h: Harness, payload: str) -> None:
+    calls = await h.say(MEMBER, f"/start {payload}")
+    assert last_text(calls).startswith("李阿姨，您好！")
 
 
 async def test_a_non_admin_press_is_refused_politely(
@@ -251,7 +284,7 @@ async def test_suggest_in_a_bound_group_replies_with_the_deep_link(h: Harness, o
     assert "置顶" not in message.text
     [button] = message.buttons()
     assert button.text == SUGGEST_BUTTON
-    assert button.url == f"https://t.me/{BOT_USERNAME}?start=s_{org.xinsha_id}"
+    assert button.url == f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"
 
 
 async def test_suggest_in_an_unbound_group_explains_binding(h: Harness, org: Any) -> None:
@@ -405,6 +438,9 @@ async def test_a_group_upgraded_to_a_supergroup_stays_bound(
     calls = await h.say(MEMBER, "/suggest", chat=UPGRADED)
     assert "为新沙社区提建议" in last_text(calls)
     assert sent(calls)[-1].buttons()[0].text == SUGGEST_BUTTON
+    # The button posted in the basic group still opens the community's form.
+    calls = await h.say(MEMBER, f"/start g_{BASIC.id}")
+    assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
     async with sessionmaker() as session:
         events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "migrate_chat"))

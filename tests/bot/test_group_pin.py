@@ -96,7 +96,7 @@ async def test_where_the_bot_may_not_pin_the_message_asks_an_admin_to(
     assert edit.text is not None and HINT_ZH in edit.text
     [button] = edit.buttons()
     assert button.text == SUGGEST_BUTTON
-    assert button.url == f"https://t.me/{BOT_USERNAME}?start=s_{org.xinsha_id}"
+    assert button.url == f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"
     now = suggest_message(h)
     assert now.message_id == suggest.result.message_id and HINT_ZH in now.text
     # Only one "Suggest a project" message: the hint is not a second post.

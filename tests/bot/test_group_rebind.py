@@ -1,9 +1,8 @@
 """/bind in a group already bound: the bot says which community the group is linked to now and
 asks an admin to confirm a change (only admins' presses count). "Keep" leaves everything as it
 is; "change" starts the picker, and the new binding comes with a new "Suggest a project"
-message, and plain words that the earlier buttons still open the old community's form (each
-button carries its community in its deep link, and the bot does not keep the ids of its
-earlier messages to edit them)."""
+message. The buttons posted before the change carry the group, not the community, so they
+open the new community's form, and the bot says so."""
 
 from __future__ import annotations
 
@@ -120,8 +119,8 @@ async def test_the_question_says_what_becomes_of_the_old_buttons(h: Harness, org
     assert "This group is linked to 福田区 › 沙头街道 › 新沙社区." in text
     assert "Link it to another community instead?" in text
     assert (
-        "“Suggest a project” buttons already posted here will keep opening the form for 新沙社区"
-        in text
+        "The “Suggest a project” buttons already posted here follow the link: after a change "
+        "they open the form for the new community." in text
     )
     assert [b.text for b in sent(calls)[-1].buttons()] == [
         "🔄 Change the link",
@@ -196,7 +195,7 @@ async def test_change_starts_the_picker_and_moves_the_group(
         in [c.text for c in calls if isinstance(c.method, EditMessageText)][-1]
     )
     # A new "Suggest a project" message for the new community, pinned.
-    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=s_{org.tianan_id}"]
+    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
     [pin] = [c.method for c in calls if isinstance(c.method, PinChatMessage)]
     assert pin.message_id == sent(calls)[-1].result.message_id
     async with sessionmaker() as session:
@@ -208,10 +207,11 @@ async def test_change_starts_the_picker_and_moves_the_group(
     assert events[-1].details["previous_community_id"] == org.xinsha_id
 
 
-async def test_after_a_change_the_bot_says_the_old_buttons_still_lead_to_the_old_community(
+async def test_after_a_change_the_old_buttons_open_the_new_communitys_form(
     h: Harness, org: Any
 ) -> None:
     await bound_group(h)
+    _message, old_button = h.find_button(GROUP.id, SUGGEST_BUTTON, exact=True)
     await h.say(ANN, "/bind", chat=GROUP)
     await press(h, ANN, CHANGE)
     await h.press(ANN, DISTRICT, GROUP, exact=True)
@@ -221,10 +221,14 @@ async def test_after_a_change_the_bot_says_the_old_buttons_still_lead_to_the_old
     assert settled is not None
     assert "This group is now linked to 福田区 › 沙头街道 › 天安社区." in settled
     assert (
-        "The “Suggest a project” buttons posted here earlier still open the form for 新沙社区"
+        "The “Suggest a project” buttons posted here earlier now open the form for 天安社区 too."
         in settled
     )
-    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=s_{org.tianan_id}"]
+    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
+    # A resident presses the button posted for 新沙社区 before the change.
+    assert old_button.url is not None
+    calls = await h.say(MEMBER, "/start " + old_button.url.split("?start=")[1])
+    assert "天安社区" in last_text(calls) and "新沙社区" not in last_text(calls)
 
 
 async def test_no_such_note_when_the_community_stays_the_same(h: Harness, org: Any) -> None:
@@ -292,6 +296,7 @@ async def test_in_a_council_group_the_question_names_the_council(
     assert "This group is the residents' council group of 福田区 › 沙头街道 › 新沙社区." in text
     assert "Make it a community's residents' group instead?" in text
     assert [b.callback_data for b in sent(calls)[-1].buttons()] == [CHANGE, KEEP]
+    assert "buttons" not in text, "a council's group has no suggest buttons"
     calls = await press(h, ANN, KEEP)
     async with sessionmaker() as session:
         chat = await session.get(Chat, GROUP.id)

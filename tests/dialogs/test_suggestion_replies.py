@@ -24,7 +24,7 @@ from aiogram.methods import (
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardRemove, Update
 from dialog_helpers import fsm
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram_fakes import (
     CATEGORY,
     PHYSICAL,
@@ -40,10 +40,13 @@ from telegram_fakes import (
 
 from bot.sender import StaleCallbackMiddleware
 from dialogs.suggestion import SuggestionForm
+from storage.models import Community
+from storage.services.chats import bind_chat
 
 pytest_plugins = ["telegram_fakes"]
 
 RESIDENT = Person(1001, "小明")
+GROUP_ID = -1001000000077  # a residents' group whose "Suggest" button the stream presses
 
 
 # --- replies ---------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ async def walk_counting(h: Harness, seen: list[str], person: Person, org: Any) -
             h, seen, person, h.button_update(person, label, exact=True)
         )
 
-    await text("/start s_<community>", f"/start s_{org.xinsha_id}")
+    await text("/start g_<group>", f"/start g_{GROUP_ID}")
     await press("category", CATEGORY)
     await text("title", "修复3栋楼道的声控灯")
     await text("description", "3栋楼道的声控灯坏了半年多，晚上老人和孩子上下楼看不清台阶。")
@@ -203,13 +206,24 @@ DIALOG_STEPS_WITHOUT_SQL = {
 }
 
 
-async def test_statements_per_step(bot_harness: Harness, org: Any, statements: list[str]) -> None:
+async def test_statements_per_step(
+    bot_harness: Harness,
+    org: Any,
+    statements: list[str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        community = await session.get(Community, org.xinsha_id)
+        assert community is not None
+        await bind_chat(
+            session, GROUP_ID, community, title="", chat_type="supergroup", bound_by_person_id=None
+        )
     first = await walk_counting(bot_harness, statements, RESIDENT, org)
     assert first == {
         # The person (a private /start refreshes them: someone who had never started the bot
-        # may be marked after a 403); the community with its street's and district's names;
-        # today's suggestions.
-        "/start s_<community>": 3,
+        # may be marked after a 403); the community the group is linked to, with its street's
+        # and district's names; today's suggestions.
+        "/start g_<group>": 3,
         **DIALOG_STEPS_WITHOUT_SQL,
         # The community; the proposer with today's count (known since their first private
         # message); the number; the suggestion, its audit event, its follower.

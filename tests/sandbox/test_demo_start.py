@@ -60,13 +60,6 @@ async def wait_for_pin(
         await asyncio.sleep(0.05)
 
 
-async def xinsha_id(runtime: Runtime) -> int:
-    async with runtime.sessionmaker() as session:
-        found = await session.scalar(select(Community.id).where(Community.name == "新沙社区"))
-    assert found is not None
-    return found
-
-
 async def test_a_fresh_start_pins_the_suggest_message_in_the_residents_group(
     tmp_path: Path,
 ) -> None:
@@ -86,8 +79,7 @@ async def test_a_fresh_start_pins_the_suggest_message_in_the_residents_group(
             [[button]] = message["inline_keyboard"]
             assert button["text"] == "我要提建议"
             username = runtime.settings.sandbox_bot_username
-            community = await xinsha_id(runtime)
-            assert button["url"] == f"https://t.me/{username}?start=s_{community}"
+            assert button["url"] == f"https://t.me/{username}?start=g_{XINSHA_GROUP}"
             # Telegram's service message for the pin, by the bot.
             services = [m for m in view["messages"] if m.get("service")]
             assert any("置顶了" in m["service"] for m in services)
@@ -102,7 +94,7 @@ async def test_a_fresh_start_pins_the_suggest_message_in_the_residents_group(
                 await emulator.user_press_button(ZHANG_WEI, XINSHA_GROUP, message["id"], 0, 0)
                 private = emulator.view(ZHANG_WEI, ZHANG_WEI)["messages"]
                 assert "/start" in private[0]["html"]
-                assert private[0]["html"].endswith(f" s_{community}")
+                assert private[0]["html"].endswith(f" g_{XINSHA_GROUP}")
                 said = [m.get("html", "") for m in private if m["from"]["is_bot"]]
                 assert any("新沙社区" in html for html in said), said
 
