@@ -1,8 +1,17 @@
 """The command menu (setMyCommands): private and group chats, in Chinese (the default, for
-every client language without its own list) and in English."""
+every client language without its own list) and in English.
+
+Everyone's private menu holds the residents' commands. Someone holding a role gets a menu of
+their own (a chat-scoped list, which outranks the lists for all private chats) with the
+commands of their roles added: /votes for council members, /review and /convene for the
+staff and officials the store lets screen and convene. It is brought in line whenever a grant
+changes (the outbox's ``command_menu``, see storage.services.notifications) and when /lang
+chooses a language.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from aiogram import Bot
@@ -16,19 +25,27 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import lazy_gettext as __
 
 from bot.i18n import create_i18n
+from storage.rules import Role
+from storage.services.council import CONVENE_ROLES
+from storage.services.screening import SCREENING_ROLES
 
-PRIVATE_COMMANDS: tuple[tuple[str, Any], ...] = (
+Commands = tuple[tuple[str, Any], ...]
+
+RESIDENT_COMMANDS: Commands = (
     ("start", __("Start")),
     ("help", __("What I can do")),
     ("suggest", __("Suggest a project")),
     ("my", __("My suggestions")),
     ("cancel", __("Cancel the current suggestion")),
     ("lang", __("Language: 中文 / English")),
-    ("votes", __("Council members: votes open for you")),
-    ("review", __("Staff: screen the suggestions")),
-    ("convene", __("Staff: put candidates to the council")),
 )
-GROUP_COMMANDS: tuple[tuple[str, Any], ...] = (
+# A command, and the roles whose holders have it in their menu.
+ROLE_COMMANDS: tuple[tuple[str, Any, frozenset[Role]], ...] = (
+    ("votes", __("Council members: votes open for you"), frozenset({Role.COUNCIL_MEMBER})),
+    ("review", __("Staff: screen the suggestions"), frozenset(SCREENING_ROLES)),
+    ("convene", __("Staff: put candidates to the council"), frozenset(CONVENE_ROLES)),
+)
+GROUP_COMMANDS: Commands = (
     ("suggest", __("Suggest a project for this community")),
     ("help", __("What I can do here")),
     ("bind", __("Admins: link this group to its community")),
@@ -37,9 +54,14 @@ GROUP_COMMANDS: tuple[tuple[str, Any], ...] = (
 MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("zh", None), ("en", "en"))
 
 
-def build_commands(
-    i18n: I18n, locale: str, commands: tuple[tuple[str, Any], ...]
-) -> list[BotCommand]:
+def private_commands(roles: Collection[Role]) -> Commands:
+    """The private menu of someone holding `roles` (none: a resident's)."""
+    held = frozenset(roles)
+    extra = tuple((name, text) for name, text, allowed in ROLE_COMMANDS if allowed & held)
+    return RESIDENT_COMMANDS + extra
+
+
+def build_commands(i18n: I18n, locale: str, commands: Commands) -> list[BotCommand]:
     with i18n.context(), i18n.use_locale(locale):
         return [BotCommand(command=name, description=str(text)) for name, text in commands]
 
@@ -48,7 +70,7 @@ async def set_bot_commands(bot: Bot, i18n: I18n | None = None) -> None:
     i18n = i18n or create_i18n()
     for locale, language_code in MENU_LANGUAGES:
         await bot.set_my_commands(
-            build_commands(i18n, locale, PRIVATE_COMMANDS),
+            build_commands(i18n, locale, RESIDENT_COMMANDS),
             scope=BotCommandScopeAllPrivateChats(),
             language_code=language_code,
         )
@@ -68,14 +90,35 @@ def client_menu_locale(language_code: str | None) -> str:
     return next(locale for locale, code in MENU_LANGUAGES if code is None)
 
 
-async def set_chat_commands(
-    bot: Bot, i18n: I18n, chat_id: int, locale: str, language_code: str | None
+async def sync_private_menu(
+    bot: Bot,
+    i18n: I18n,
+    chat_id: int,
+    roles: Collection[Role],
+    chosen: str | None,
+    language_code: str | None,
 ) -> None:
-    """One private chat's menu after /lang chose `locale`. A chat's own menu outranks the
-    lists set_bot_commands keeps current, so it is set only where the choice differs from
-    what the client's language (`language_code`) shows anyway, and deleted otherwise."""
+    """Bring one person's private menu in line with their `roles` and the language `chosen`
+    with /lang (None: their client's, `language_code`). A chat's own lists outrank those
+    set_bot_commands keeps current, so a resident who chose nothing, or the language their
+    client shows anyway, gets none (and follows any change of the client's language); a role
+    holder gets one list per menu language, unless they chose a language of their own, which
+    then is the only list. Two or three calls; idempotent."""
+    commands = private_commands(roles)
     scope = BotCommandScopeChat(chat_id=chat_id)
-    if locale == client_menu_locale(language_code):
+    codes = [code for _locale, code in MENU_LANGUAGES if code is not None]
+    overridden = chosen is not None and chosen != client_menu_locale(language_code)
+    if not overridden and commands == RESIDENT_COMMANDS:
         await bot.delete_my_commands(scope=scope)
+        for code in codes:
+            await bot.delete_my_commands(scope=scope, language_code=code)
+    elif overridden:
+        assert chosen is not None
+        await bot.set_my_commands(build_commands(i18n, chosen, commands), scope=scope)
+        for code in codes:  # a list for the client's language would outrank the choice
+            await bot.delete_my_commands(scope=scope, language_code=code)
     else:
-        await bot.set_my_commands(build_commands(i18n, locale, PRIVATE_COMMANDS), scope=scope)
+        for locale, language in MENU_LANGUAGES:
+            await bot.set_my_commands(
+                build_commands(i18n, locale, commands), scope=scope, language_code=language
+            )

@@ -23,6 +23,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
 from bot.charts import MAX_CANDIDATES, vote_chart
+from bot.handlers.invites import overview_of_roles, role_text
 from bot.texts import (
     category_label,
     choice_label,
@@ -32,7 +33,7 @@ from bot.texts import (
     quote,
     status_label,
 )
-from storage.rules import Choice, ExclusionReason, State, VoteOutcome, utf16_len
+from storage.rules import Choice, ExclusionReason, Role, State, VoteOutcome, utf16_len
 
 MESSAGE_MAX = 4096
 CAPTION_MAX = 1024
@@ -431,6 +432,30 @@ def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
     return Rendered("\n".join(lines))
 
 
+def _role(p: Mapping[str, Any]) -> tuple[Role, str]:
+    place = p.get("place")
+    return Role(_str(p, "role")), place if isinstance(place, str) and place else "—"
+
+
+def _role_granted(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    role, place = _role(p)
+    lines = ["✅ " + role_text(role, place)]
+    overview = overview_of_roles({role})
+    if overview:
+        lines += ["", overview]
+    lines += ["", _("Send /help to see everything I can do.")]
+    return Rendered("\n".join(lines))
+
+
+def _role_revoked(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    role, place = _role(p)
+    return Rendered(
+        role_text(role, place, withdrawn=True)
+        + "\n"
+        + _("If you think this is a mistake, please ask the official who manages the roles.")
+    )
+
+
 RENDERERS: dict[str, Renderer] = {
     "suggestion_accepted": _suggestion_accepted,
     "suggestion_rejected": _suggestion_rejected,
@@ -439,6 +464,8 @@ RENDERERS: dict[str, Renderer] = {
     "vote_result": _vote_result,
     "poll_send_failed": _poll_send_failed,
     "poll_send_uncertain": _poll_send_uncertain,
+    "role_granted": _role_granted,
+    "role_revoked": _role_revoked,
 }
 
 

@@ -14,6 +14,7 @@ owed to it, storage.services.chats.migrate_chat) and sends to the new id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -36,11 +37,12 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.commands_menu import sync_private_menu
 from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
 from bot.ratelimit import SendLimiter
 from bot.sender import self_paced
 from storage.models import Notification, utcnow
-from storage.services import chats, notifications
+from storage.services import access, chats, notifications
 from storage.services.people import find_person, pick_locale
 
 log = logging.getLogger(__name__)
@@ -183,22 +185,21 @@ class OutboxSender:
         """Send one notification; True if it is now sent. Raises _ChatHalted when the rest of
         this chat's messages must wait for a later run."""
         try:
-            rendered = self.renderer.render(row.kind, row.params, locale)
-            parts = plan_parts(rendered)
+            steps = self._steps(row, locale)
         except RenderError as error:
             await self._mark(row, "failed", str(error))
             return False
-        row.parts = len(parts)
-        index = _parts_done(row.error, len(parts))
+        row.parts = len(steps)
+        index = _parts_done(row.error, len(steps))
         migrated = False
-        while index < len(parts):
+        while index < len(steps):
             wait = await self._wait_turn(row.chat_id, deadline)
             if wait is not None:
                 reason = "waiting for the rate limit"
                 await self._mark(row, "deferred", reason, retry=wait, done=index)
                 raise _ChatHalted(wait, reason)
             try:
-                await self._deliver(row.chat_id, parts[index], row.id, index)
+                await steps[index]()
             except TelegramRetryAfter as error:
                 await self.limiter.pause(row.chat_id, error.retry_after)
                 await self._mark(row, "retry", error.message, retry=error.retry_after, done=index)
@@ -250,16 +251,40 @@ class OutboxSender:
                 return wait
             await self._sleep(wait + 0.001)
 
-    async def _deliver(self, chat_id: int, part: Part, notification_id: int, index: int) -> None:
+    def _steps(self, row: _Claimed, locale: str) -> list[Callable[[], Awaitable[None]]]:
+        """The calls that deliver `row`, one per part of its message (each reads the chat id
+        when it runs: a part may find the group upgraded); one for a command menu."""
+        if row.kind == notifications.COMMAND_MENU:
+            return [functools.partial(self._sync_menu, row)]
+        parts = plan_parts(self.renderer.render(row.kind, row.params, locale))
+        return [
+            functools.partial(self._deliver, row, part, index) for index, part in enumerate(parts)
+        ]
+
+    async def _deliver(self, row: _Claimed, part: Part, index: int) -> None:
         if part.image is not None:
             await self.bot.send_photo(
-                chat_id,
-                BufferedInputFile(part.image, filename=f"result-{notification_id}.png"),
+                row.chat_id,
+                BufferedInputFile(part.image, filename=f"result-{row.id}.png"),
                 caption=part.text or None,
             )
         else:
             # Later parts of one notification arrive without a second buzz.
-            await self.bot.send_message(chat_id, part.text, disable_notification=index > 0 or None)
+            await self.bot.send_message(
+                row.chat_id, part.text, disable_notification=index > 0 or None
+            )
+
+    async def _sync_menu(self, row: _Claimed) -> None:
+        """The private menu of the person whose chat `row` is, as their roles and chosen
+        language are now (not as they were when it was owed: several changes need one)."""
+        async with self.sessionmaker() as session:
+            person = await find_person(session, row.chat_id)
+            if person is None:
+                return
+            roles = {principal.role for principal in await access.principals_of(session, person.id)}
+        await sync_private_menu(
+            self.bot, self.renderer.i18n, row.chat_id, roles, person.locale, person.language_code
+        )
 
     async def _mark(
         self,

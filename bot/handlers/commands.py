@@ -19,7 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
-from bot.commands_menu import set_chat_commands
+from bot.commands_menu import sync_private_menu
 from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
@@ -263,7 +263,8 @@ async def on_language(
         )
     try:
         user = callback.from_user
-        await set_chat_commands(bot, i18n, user.id, locale, user.language_code)
+        roles = {principal.role for principal in await person_roles(session, user.id)}
+        await sync_private_menu(bot, i18n, user.id, roles, locale, user.language_code)
     except TelegramAPIError as error:  # the choice is stored; the menu is a convenience
         log.warning("could not set %s's command menu: %r", callback.from_user.id, error)
     return reply

@@ -7,8 +7,12 @@ store checks and counts them (storage.services.invites.redeem).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.texts import quote
@@ -22,23 +26,39 @@ STAFF_ROLES = frozenset(
 )
 
 
-def role_text(role: Role, place: str) -> str:
-    """You are now … of `place` (escaped here)."""
-    place = quote(place)
-    match role:
-        case Role.COMMUNITY_STAFF:
-            return _("You are now one of the staff of {place}.").format(place=place)
-        case Role.COUNCIL_MEMBER:
-            return _("You are now a member of the residents' council of {place}.").format(
-                place=place
-            )
-        case Role.STREET_OFFICIAL:
-            return _("You are now an official of {place}.").format(place=place)
-        case Role.DISTRICT_ADMIN:
-            return _("You are now an administrator of {place}.").format(place=place)
-        case Role.CITY_ADMIN:
-            return _("You are now an administrator for the whole city.")
-    return _("You now hold a role for {place}.").format(place=place)
+# What each role is, as given (first) and as taken back (second).
+_ROLE_CHANGES: dict[Role, tuple[Any, Any]] = {
+    Role.COMMUNITY_STAFF: (
+        __("You are now one of the staff of {place}."),
+        __("You are no longer one of the staff of {place}."),
+    ),
+    Role.COUNCIL_MEMBER: (
+        __("You are now a member of the residents' council of {place}."),
+        __("You are no longer a member of the residents' council of {place}."),
+    ),
+    Role.STREET_OFFICIAL: (
+        __("You are now an official of {place}."),
+        __("You are no longer an official of {place}."),
+    ),
+    Role.DISTRICT_ADMIN: (
+        __("You are now an administrator of {place}."),
+        __("You are no longer an administrator of {place}."),
+    ),
+    Role.CITY_ADMIN: (
+        __("You are now an administrator for the whole city."),
+        __("You are no longer an administrator for the whole city."),
+    ),
+}
+_ANY_ROLE = (
+    __("You now hold a role for {place}."),
+    __("You no longer hold your role for {place}."),
+)
+
+
+def role_text(role: Role, place: str, *, withdrawn: bool = False) -> str:
+    """You are now (with `withdrawn`, no longer) … of `place` (escaped here)."""
+    given, taken = _ROLE_CHANGES.get(role, _ANY_ROLE)
+    return str(taken if withdrawn else given).format(place=quote(place))
 
 
 def staff_overview() -> str:
@@ -65,7 +85,12 @@ def council_overview() -> str:
 
 def roles_overview(principals: list[Principal]) -> str | None:
     """What the person's roles let them do here, or None for a resident."""
-    roles = {p.role for p in principals}
+    return overview_of_roles({p.role for p in principals})
+
+
+def overview_of_roles(roles: Collection[Role]) -> str | None:
+    """What holding `roles` lets one do here, or None for a resident."""
+    roles = frozenset(roles)
     parts: list[str] = []
     if roles & STAFF_ROLES:
         parts.append("<b>" + _("For community staff and officials") + "</b>\n" + staff_overview())

@@ -28,7 +28,7 @@ from storage.models import (
     utcnow,
 )
 from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
-from storage.services import access
+from storage.services import access, notifications
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor, record
 from storage.services.people import TelegramIdentity, ensure_person, find_person
@@ -389,8 +389,23 @@ async def grant_by_official(
         return existing
     actor = Actor(principal.role, principal.person_id)
     grant = await _grant(session, actor, person.id, role, scope, "official")
+    await _tell_holder(session, person, grant, "role_granted")
     await session.commit()
     return grant
+
+
+async def _tell_holder(session: AsyncSession, person: Person, grant: RoleGrant, kind: str) -> None:
+    """Tell the person an official gave them a role (`role_granted`) or took it back
+    (`role_revoked`): unlike an invite, nothing else would."""
+    place = await scope_name(session, Scope(grant.scope_level, grant.scope_id), full=True)
+    await notifications.enqueue(
+        session,
+        chat_id=person.telegram_id,
+        person_id=person.id,
+        kind=kind,
+        params={"role": grant.role.value, "place": place},
+        dedupe_key=f"{kind}:{grant.id}",
+    )
 
 
 def _grants_inside(scope: Scope) -> ColumnElement[bool]:
@@ -470,6 +485,9 @@ async def revoke_by_official(
     if grant.revoked_at is not None:
         return grant
     await access.revoke_role(session, grant.id, now=now)
+    person = await session.get(Person, grant.person_id)
+    if person is not None:
+        await _tell_holder(session, person, grant, "role_revoked")
     record(
         session,
         actor=Actor(principal.role, principal.person_id),

@@ -23,6 +23,12 @@ Kinds written by the store, with their params:
 - ``poll_send_failed``: vote_id, item_id, number, title, chat_id, error (to the convener)
 - ``poll_send_uncertain``: the same, and for a member's private chat their name, member (to
   the convener: the poll may or may not have been posted; see council.record_send_uncertain)
+- ``role_granted`` / ``role_revoked``: role (rules.Role value), place (the scope's name, None
+  for the city): an official gave or took back a role (through the officials' API; an invite
+  link is answered in its chat)
+- ``command_menu`` (COMMAND_MENU), no params: not a message. The person's private command menu
+  is brought in line with the roles they hold and the language they chose when it is "sent"
+  (access.grant_role and revoke_role owe one for every change)
 
 The mark_* functions commit one row each: the sender handles messages one by one, and what
 it has sent must stay marked even if the next send crashes the process.
@@ -48,6 +54,8 @@ from storage.models import (
     utcnow,
 )
 from storage.services import people
+
+COMMAND_MENU = "command_menu"
 
 # After this many claims a message still not sent is given up (FAILED, "out of attempts").
 MAX_ATTEMPTS = 8

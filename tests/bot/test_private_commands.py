@@ -138,9 +138,10 @@ async def test_lang_overrides_and_is_remembered(
     assert last_text(calls) == "Please choose your language:"
     calls = await bot_harness.press(RESIDENT, "中文", exact=True)
     assert last_text(calls) == "好的，之后我会用中文和您交流。"
-    # The client's own language again: the chat's menu goes, the current lists apply.
-    [dropped] = [c.method for c in calls if isinstance(c.method, DeleteMyCommands)]
-    assert dropped.scope == BotCommandScopeChat(chat_id=RESIDENT.id)
+    # The client's own language again: the chat's menus go, the current lists apply.
+    dropped = [c.method for c in calls if isinstance(c.method, DeleteMyCommands)]
+    assert {d.scope for d in dropped} == {BotCommandScopeChat(chat_id=RESIDENT.id)}
+    assert {d.language_code for d in dropped} == {None, "en"}
     assert not [c for c in calls if isinstance(c.method, SetMyCommands)]
 
 

@@ -30,6 +30,7 @@ from webhook.sandbox.demo import (
     XINSHA_COUNCIL_GROUP,
     XINSHA_GROUP,
     ZHANG_WEI,
+    ZHAO_LEI,
     seed_demo,
     suggest_groups,
 )
@@ -57,6 +58,17 @@ async def wait_for_pin(
         if view["pinned"] is not None:
             return view
         assert asyncio.get_running_loop().time() < deadline, f"nothing pinned: {view}"
+        await asyncio.sleep(0.05)
+
+
+async def menu_with(emulator: Any, user: int, command: str, timeout: float = 10.0) -> list[str]:
+    """The commands in `user`'s private menu once it holds `command`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        menu = [c["command"] for c in emulator.commands_for(user, user)]
+        if command in menu:
+            return menu
+        assert asyncio.get_running_loop().time() < deadline, f"no /{command}: {menu}"
         await asyncio.sleep(0.05)
 
 
@@ -88,6 +100,12 @@ async def test_a_fresh_start_pins_the_suggest_message_in_the_residents_group(
             assert emulator.view(LIU_MIN, XINSHA_COUNCIL_GROUP)["pinned"] is None
             assert emulator.view(DIRECTOR_CHEN, TIANAN_GROUP)["messages"] == []
             assert not emulator.delivery_errors
+            # Menus: a resident's has no staff commands; staff and council members have theirs.
+            menu = [c["command"] for c in emulator.commands_for(ZHANG_WEI, ZHANG_WEI)]
+            assert menu == ["start", "help", "suggest", "my", "cancel", "lang"]
+            await menu_with(emulator, ZHAO_LEI, "votes")  # set after 刘敏's (by Telegram id)
+            menu = [c["command"] for c in emulator.commands_for(LIU_MIN, LIU_MIN)]
+            assert menu[-2:] == ["review", "convene"], f"start {start}"
 
             if start == 0:
                 # It works like any bot message: the button opens the private dialog.

@@ -47,6 +47,7 @@ from storage.services import council, screening
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor
 from storage.services.council import ConveneRequest
+from storage.services.notifications import COMMAND_MENU
 from storage.services.org import import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, apply, submit
@@ -430,7 +431,9 @@ async def test_results_are_told(sessionmaker: Sessions, org: OrgTree) -> None:
         result = await council.close_vote(session, vote.id, now=CLOSES)
     assert result is not None
     async with sessionmaker() as session:
-        query = select(Notification).where(Notification.kind != "suggestion_accepted")
+        query = select(Notification).where(
+            Notification.kind.not_in(("suggestion_accepted", COMMAND_MENU))
+        )
         rows = (await session.scalars(query.order_by(Notification.id))).all()
     told = [(n.kind, n.chat_id, n.params.get("status")) for n in rows]
     # Convening told the followers it is before the council …

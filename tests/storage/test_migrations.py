@@ -160,3 +160,49 @@ async def test_0005_takes_the_polls_sent_for_sends_done(empty_url: str) -> None:
             assert await conn.scalar(text("SELECT message_id FROM council_poll")) is None
     finally:
         await engine.dispose()
+
+
+async def test_0007_owes_role_holders_their_menus(empty_url: str) -> None:
+    """Everyone holding a role when 0007 runs (and not blocking the bot) is owed their own
+    command menu, once; the sender then sets it (bot.outbox)."""
+    at = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    await migrate.upgrade(empty_url, "0006")
+    engine = create_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            for person_id, blocked in ((1, None), (2, None), (3, at), (4, None)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO person (id, telegram_id, first_name, blocked_bot_at, "
+                        "created_at) VALUES (:id, :tid, 'x', :blocked, :at)"
+                    ),
+                    {"id": person_id, "tid": 9000 + person_id, "blocked": blocked, "at": at},
+                )
+            # 1 holds two roles, 2 had one revoked, 3 blocked the bot, 4 holds none.
+            for person_id, role, revoked in (
+                (1, "council_member", None),
+                (1, "community_staff", None),
+                (2, "council_member", at),
+                (3, "council_member", None),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO role_grant (person_id, role, scope_level, scope_id, "
+                        "granted_at, revoked_at) VALUES (:p, :role, 'community', 1, :at, :rev)"
+                    ),
+                    {"p": person_id, "role": role, "at": at, "rev": revoked},
+                )
+        await migrate.upgrade(empty_url)
+        async with engine.connect() as conn:
+            owed = (
+                await conn.execute(
+                    text("SELECT chat_id, person_id, kind, params, status FROM notification")
+                )
+            ).all()
+        assert [(r[0], r[1], r[2], r[4]) for r in owed] == [(9001, 1, "command_menu", "pending")]
+        assert owed[0][3] in ({}, "{}")
+        await migrate.downgrade(empty_url, "0006")
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM notification")) == 0
+    finally:
+        await engine.dispose()

@@ -17,6 +17,7 @@ from storage.models import AuditEvent, Follower, Notification, Person, Suggestio
 from storage.rules import Category, ExclusionReason, Kind, Role, RuleViolation, ScopeLevel, State
 from storage.services import access, screening
 from storage.services.access import Principal, Scope
+from storage.services.notifications import COMMAND_MENU
 from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, submit
@@ -72,7 +73,8 @@ async def events(session: AsyncSession, suggestion_id: int) -> list[AuditEvent]:
 
 
 async def outbox(session: AsyncSession, kind: str | None = None) -> dict[int, Notification]:
-    query = select(Notification).order_by(Notification.id)
+    """The messages owed, by chat (not the command menus granting roles owes)."""
+    query = select(Notification).where(Notification.kind != COMMAND_MENU).order_by(Notification.id)
     if kind is not None:
         query = query.where(Notification.kind == kind)
     found = list((await session.scalars(query)).all())

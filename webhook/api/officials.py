@@ -346,7 +346,8 @@ def create_officials_router() -> APIRouter:
         "makes community staff and council members of the street's communities, a district "
         "admin street officials of its district (and below), a city admin anything. Granting "
         "a role the person holds already returns that grant. Someone the bot has not met yet "
-        "is `unknown_person` (404): send them an invite link instead.",
+        "is `unknown_person` (404): send them an invite link instead. The person is told in "
+        "a private message, and their command menu gains the role's commands.",
         responses=error_responses(401, 403, 404, 422),
     )
     async def grant_role(
@@ -399,7 +400,8 @@ def create_officials_router() -> APIRouter:
         summary="Revoke a role",
         description="Under the same rule as granting. The grant is returned with `revoked_at`; "
         "revoking it again changes nothing. A council member revoked stays on the member list "
-        "of votes already convened, and is not on the next one's.",
+        "of votes already convened, and is not on the next one's. The person is told, and "
+        "their command menu loses the role's commands.",
         responses=error_responses(401, 403, 404, 422),
     )
     async def revoke_role(

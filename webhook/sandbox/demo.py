@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChatPurpose, Community, Suggestion
+from storage.models import ChatPurpose, Community, Person, RoleGrant, Suggestion
 from storage.rules import Category, Kind, Role, ScopeLevel
 from storage.services.access import Scope, grant_role
 from storage.services.chats import bind_chat, get_chat
@@ -313,3 +313,27 @@ async def suggest_groups(session: AsyncSession) -> list[tuple[int, Community]]:
             continue
         found.append((chat.chat_id, row.community))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class RoleHolder:
+    telegram_id: int
+    locale: str | None  # chosen with /lang
+    language_code: str | None
+    roles: frozenset[Role]
+
+
+async def role_holders(session: AsyncSession) -> list[RoleHolder]:
+    """Everyone holding a role now, with what their command menu depends on: a fresh start
+    sets their menus again, as the emulator keeps menus in memory only (the grants, made in
+    an earlier run, owe nothing any more)."""
+    query = (
+        select(Person.telegram_id, Person.locale, Person.language_code, RoleGrant.role)
+        .join(RoleGrant, RoleGrant.person_id == Person.id)
+        .where(RoleGrant.revoked_at.is_(None))
+        .order_by(Person.telegram_id)
+    )
+    held: dict[tuple[int, str | None, str | None], set[Role]] = {}
+    for telegram_id, locale, language_code, role in await session.execute(query):
+        held.setdefault((telegram_id, locale, language_code), set()).add(role)
+    return [RoleHolder(*person, frozenset(roles)) for person, roles in held.items()]
