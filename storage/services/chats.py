@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -30,21 +30,31 @@ async def get_chat(session: AsyncSession, chat_id: int) -> Chat | None:
     return await session.get(Chat, chat_id, options=[selectinload(Chat.community)])
 
 
+_upgraded = aliased(Chat)
+# Built once: building it costs more than running it, and every group's button runs it.
+_SUGGESTING_COMMUNITY = (
+    community_query()
+    .join(Chat, Chat.community_id == Community.id)
+    .where(
+        or_(
+            Chat.id == bindparam("chat_id"),
+            Chat.id
+            == select(_upgraded.migrated_to_id)
+            .where(_upgraded.id == bindparam("chat_id"))
+            .scalar_subquery(),
+        )
+    )
+    .where(Chat.purpose == ChatPurpose.COMMUNITY)
+    .limit(1)
+)
+
+
 async def suggesting_community(session: AsyncSession, chat_id: int) -> PublicCommunity | None:
     """The community a group's "Suggest a project" buttons open the form for: the one the group
     is linked to now, so that buttons posted before an admin changed the link follow it. None
     for a council's group or a group linked to nothing. A group upgraded to a supergroup
     answers for the supergroup (its buttons moved there with its history). One statement."""
-    upgraded = aliased(Chat)
-    successor = select(upgraded.migrated_to_id).where(upgraded.id == chat_id).scalar_subquery()
-    query = (
-        community_query()
-        .join(Chat, Chat.community_id == Community.id)
-        .where(or_(Chat.id == chat_id, Chat.id == successor))
-        .where(Chat.purpose == ChatPurpose.COMMUNITY)
-        .limit(1)
-    )
-    return await first_community(session, query)
+    return await first_community(session, _SUGGESTING_COMMUNITY, {"chat_id": chat_id})
 
 
 async def note_membership(

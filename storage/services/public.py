@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -146,9 +146,15 @@ def community_query() -> Select[Any]:
     )
 
 
-async def first_community(session: AsyncSession, query: Select[Any]) -> PublicCommunity | None:
-    row = (await session.execute(query)).first()
+async def first_community(
+    session: AsyncSession, query: Select[Any], params: dict[str, Any] | None = None
+) -> PublicCommunity | None:
+    row = (await session.execute(query, params)).first()
     return None if row is None else _community(row)
+
+
+# Built once: building a statement costs more than running this one (a deep link's lookup).
+_COMMUNITY_BY_ID = community_query().where(Community.id == bindparam("community_id"))
 
 
 async def list_communities(session: AsyncSession) -> list[PublicCommunity]:
@@ -157,7 +163,7 @@ async def list_communities(session: AsyncSession) -> list[PublicCommunity]:
 
 
 async def get_community(session: AsyncSession, community_id: int) -> PublicCommunity | None:
-    return await first_community(session, community_query().where(Community.id == community_id))
+    return await first_community(session, _COMMUNITY_BY_ID, {"community_id": community_id})
 
 
 def _suggestion_query() -> Select[Any]:
