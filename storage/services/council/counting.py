@@ -1,0 +1,168 @@
+"""Counting answers to known polls: a member's ballot per candidate (_answer_known, under a
+shared lock on the vote, so that it and the close serialise), and whether everyone has voted
+(the vote may close early). record_answer, which keeps an answer to a poll not known yet, is
+in strays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, ScalarSelect, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import rules
+from storage.db import insert_on_conflict
+from storage.models import (
+    Ballot,
+    CouncilPoll,
+    CouncilVote,
+    CouncilVoteItem,
+    CouncilVoteMember,
+    Person,
+    VoteStatus,
+)
+from storage.services.council.common import _COUNTED_CHOICE
+
+
+@dataclass
+class AnswerResult:
+    vote_id: int
+    counted: bool
+    ignored_reason: str | None  # "not_member", "late" or "bad_option" when not counted
+    everyone_voted: bool  # every member has a choice on every item: the bot may close early
+
+
+async def _lock_vote(session: AsyncSession, vote_id: int) -> CouncilVote | None:
+    """Read the vote's status under a shared lock, so that an answer and the close serialise:
+    the close's UPDATE waits for answers in flight (and counts them), and an answer arriving
+    after it sees CLOSED. SQLite: a no-op UPDATE takes the single writer lock first."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(CouncilVote)
+            .where(CouncilVote.id == vote_id)
+            .values(status=CouncilVote.status)
+            .execution_options(synchronize_session=False)
+        )
+    query = (
+        select(CouncilVote)
+        .where(CouncilVote.id == vote_id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(query)).first()
+
+
+def _item_count(vote_id: int) -> ScalarSelect[int]:
+    return select(func.count()).where(CouncilVoteItem.vote_id == vote_id).scalar_subquery()
+
+
+def _choices(vote_id: int, *where: ColumnElement[bool]) -> ScalarSelect[int]:
+    """How many counted choices the vote's items have (of the ballots matching `where`)."""
+    return (
+        select(func.count())
+        .select_from(Ballot)
+        .join(CouncilVoteItem, CouncilVoteItem.id == Ballot.item_id)
+        .where(CouncilVoteItem.vote_id == vote_id, _COUNTED_CHOICE, *where)
+        .scalar_subquery()
+    )
+
+
+async def everyone_voted(session: AsyncSession, vote_id: int) -> bool:
+    """Every member has a choice (not retracted) on every item: the vote may close early."""
+    members = select(func.count()).where(CouncilVoteMember.vote_id == vote_id).scalar_subquery()
+    row = (await session.execute(select(members * _item_count(vote_id), _choices(vote_id)))).one()
+    needed, have = int(row[0] or 0), int(row[1] or 0)
+    return needed > 0 and have >= needed
+
+
+# Compiled once (see storage.db.insert_on_conflict): one of these runs for every poll answer.
+_BALLOT_COLUMNS = (
+    "item_id",
+    "telegram_id",
+    "person_id",
+    "choice",
+    "counted",
+    "ignored_reason",
+    "at",
+)
+_PUT_BALLOT = insert_on_conflict(
+    Ballot,
+    _BALLOT_COLUMNS,
+    ("item_id", "telegram_id"),
+    "DO UPDATE SET person_id = excluded.person_id, choice = excluded.choice, "
+    "counted = excluded.counted, ignored_reason = excluded.ignored_reason, at = excluded.at",
+)
+_KEEP_BALLOT = insert_on_conflict(Ballot, _BALLOT_COLUMNS, ("item_id", "telegram_id"))
+
+
+async def _answer_known(
+    session: AsyncSession,
+    poll_id: str,
+    telegram_id: int,
+    option_ids: list[int],
+    now: datetime,
+) -> AnswerResult | None:
+    """record_answer for a known poll; None when the poll is unknown."""
+    found = (
+        await session.execute(
+            select(CouncilVoteItem.id, CouncilVoteItem.vote_id)
+            .join(CouncilPoll, CouncilPoll.item_id == CouncilVoteItem.id)
+            .where(CouncilPoll.poll_id == poll_id)
+        )
+    ).first()
+    if found is None:
+        return None
+    item_id, vote_id = int(found[0]), int(found[1])
+    vote = await _lock_vote(session, vote_id)
+    assert vote is not None  # the item's foreign key
+    try:
+        choice = rules.choice_of(option_ids)
+    except ValueError:
+        return AnswerResult(vote.id, False, "bad_option", False)
+    member = (
+        await session.scalars(
+            select(CouncilVoteMember).where(
+                CouncilVoteMember.vote_id == vote.id, CouncilVoteMember.telegram_id == telegram_id
+            )
+        )
+    ).first()
+    late = vote.status is not VoteStatus.OPEN or now >= vote.closes_at
+    reason: str | None = None
+    if member is None:
+        reason = "not_member"  # whenever they answer: that is what matters to them
+    elif late:
+        reason = "late"
+    person_id = member.person_id if member is not None else await _person_id(session, telegram_id)
+    values = {
+        "item_id": item_id,
+        "telegram_id": telegram_id,
+        "person_id": person_id,
+        "choice": choice,
+        "counted": reason is None,
+        "ignored_reason": reason,
+        "at": now,
+    }
+    # A late member's answer as it stood at the deadline is what counts: keep it.
+    await session.execute(_KEEP_BALLOT if member is not None and late else _PUT_BALLOT, values)
+    # Only the answer that completes its voter's ballot can complete the vote: count the whole
+    # vote then, not on every answer (that count grows with the council).
+    done = (
+        reason is None
+        and choice is not None
+        and await _voter_done(session, vote.id, telegram_id)
+        and await everyone_voted(session, vote.id)
+    )
+    return AnswerResult(vote.id, reason is None, reason, done)
+
+
+async def _voter_done(session: AsyncSession, vote_id: int, telegram_id: int) -> bool:
+    """This voter has a counted choice on every item of the vote."""
+    answered = _choices(vote_id, Ballot.telegram_id == telegram_id)
+    row = (await session.execute(select(_item_count(vote_id), answered))).one()
+    return int(row[1] or 0) >= int(row[0] or 0) > 0
+
+
+async def _person_id(session: AsyncSession, telegram_id: int) -> int | None:
+    found = await session.scalar(select(Person.id).where(Person.telegram_id == telegram_id))
+    return int(found) if found is not None else None

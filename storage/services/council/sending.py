@@ -1,0 +1,283 @@
+"""Sending the polls: where they go, each sendPoll claimed before it is made
+(record_poll_attempt), and what came of it when no poll is known: refused (record_send_error,
+safe to send again) or unknown (record_send_uncertain, never sent again automatically, the
+convener told what to check). A poll sent is recorded by record_poll (in strays: it counts
+the answers kept for it)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage import rules
+from storage.db import upsert
+from storage.models import (
+    CouncilPoll,
+    CouncilPollSend,
+    CouncilVote,
+    CouncilVoteItem,
+    Person,
+    PollSendState,
+    VoteStatus,
+    utcnow,
+)
+from storage.rules import RuleViolation
+from storage.services import notifications
+from storage.services.council.common import _record_vote_event
+from storage.services.screening import operation
+
+log = logging.getLogger(__name__)
+
+SEND_ERROR_MAX = 1000
+
+# The private audit events of a poll's sending, on the vote (details: item_id, chat_id, and
+# error or poll_id); the first two are also the convener's notification kinds.
+POLL_SEND_FAILED = "poll_send_failed"  # Telegram refused it: nothing was posted
+POLL_SEND_UNCERTAIN = "poll_send_uncertain"  # its answer was lost: posted or not, unknown
+POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found to exist
+# The sends that may have posted a poll the store does not know.
+UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
+# An item's send_error when its poll may or may not exist (the officials' API shows it).
+UNCERTAIN_PREFIX = "Not known whether Telegram posted this poll (not sent again): "
+
+
+def delivery_chats(vote: CouncilVote) -> list[int]:
+    """Where the polls go: the council's group, or else each member's private chat."""
+    if vote.council_chat_id is not None:
+        return [vote.council_chat_id]
+    return [m.telegram_id for m in vote.members]
+
+
+async def poll_sends(
+    session: AsyncSession,
+    vote_id: int,
+    *,
+    item_id: int | None = None,
+    states: tuple[PollSendState, ...] = tuple(PollSendState),
+) -> dict[tuple[int, int], PollSendState]:
+    """The state of each (item id, chat id) send of the vote (or of its item `item_id`) that
+    was claimed or recorded, of those in `states`; a send not there was never attempted."""
+    query = (
+        select(CouncilPollSend.item_id, CouncilPollSend.chat_id, CouncilPollSend.state)
+        .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
+        .where(CouncilVoteItem.vote_id == vote_id)
+    )
+    if item_id is not None:
+        query = query.where(CouncilPollSend.item_id == item_id)
+    if set(states) != set(PollSendState):
+        query = query.where(CouncilPollSend.state.in_(states))
+    rows = await session.execute(query)
+    return {(int(i), int(c)): PollSendState(s) for i, c, s in rows.all()}
+
+
+async def unsettled_poll_sends(
+    session: AsyncSession, vote_id: int, *, item_id: int | None = None
+) -> dict[tuple[int, int], PollSendState]:
+    """The sends of the vote (or of its item `item_id`) that may have posted a poll the store
+    does not know: SENDING (in flight, or its sender stopped) or UNCERTAIN (Telegram's answer
+    was lost). Neither may be sent again automatically."""
+    return await poll_sends(session, vote_id, item_id=item_id, states=UNSETTLED)
+
+
+@operation
+async def record_poll_attempt(
+    session: AsyncSession, item_id: int, chat_id: int, *, now: datetime | None = None
+) -> bool:
+    """Claim an item's sendPoll to `chat_id`, written down before it is made, so that a sender
+    that stops before its answer (a crash, a cancellation) leaves the send SENDING rather than
+    forgotten. The claim is one INSERT … ON CONFLICT: a new send, or one Telegram refused
+    (nothing was posted), is claimed; of two senders only one claims it. False when it must
+    not be made: the vote is closed, or the send is in flight, in doubt or done. Commits."""
+    status = await session.scalar(
+        select(CouncilVote.status)
+        .join(CouncilVoteItem, CouncilVoteItem.vote_id == CouncilVote.id)
+        .where(CouncilVoteItem.id == item_id)
+    )
+    if status is None:
+        raise RuleViolation("unknown_vote_item", "no such vote item")
+    if status is not VoteStatus.OPEN:
+        return False
+    stmt = upsert(session, CouncilPollSend).values(
+        item_id=item_id,
+        chat_id=chat_id,
+        state=PollSendState.SENDING,
+        attempted_at=now or utcnow(),
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["item_id", "chat_id"],
+        set_={
+            "state": stmt.excluded.state,
+            "attempted_at": stmt.excluded.attempted_at,
+            "error": None,
+        },
+        where=CouncilPollSend.state == PollSendState.REFUSED,
+    ).returning(CouncilPollSend.item_id)
+    claimed = await session.scalar(stmt)
+    await session.commit()
+    return claimed is not None
+
+
+async def _set_send(
+    session: AsyncSession,
+    item_id: int,
+    chat_id: int,
+    state: PollSendState,
+    *,
+    error: str | None = None,
+    unless: tuple[PollSendState, ...] = (),
+) -> bool:
+    """Put the send in `state` (inserting it if it was never claimed), unless it is in one of
+    the states `unless`. Whether it was."""
+    stmt = upsert(session, CouncilPollSend).values(
+        item_id=item_id, chat_id=chat_id, state=state, attempted_at=utcnow(), error=error
+    )
+    values: dict[str, Any] = {"state": stmt.excluded.state}
+    if error is not None:
+        values["error"] = stmt.excluded.error
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["item_id", "chat_id"],
+        set_=values,
+        where=CouncilPollSend.state.not_in(unless) if unless else None,
+    ).returning(CouncilPollSend.item_id)
+    return await session.scalar(stmt) is not None
+
+
+async def _record_send_problem(
+    session: AsyncSession,
+    item_id: int,
+    error: str,
+    chat_id: int | None,
+    *,
+    action: str,
+    send_error: str,
+    state: PollSendState,
+    unless: tuple[PollSendState, ...],
+) -> None:
+    """record_send_error and record_send_uncertain: the send put in `state` (nothing is done
+    when it is in a state of `unless`), the item's send_error, the private audit event
+    `action` and the convener's notification of the same kind. Commits."""
+    item = await session.get(
+        CouncilVoteItem,
+        item_id,
+        options=[selectinload(CouncilVoteItem.vote), selectinload(CouncilVoteItem.suggestion)],
+    )
+    if item is None:
+        raise RuleViolation("unknown_vote_item", "no such vote item")
+    vote = item.vote
+    target = chat_id if chat_id is not None else vote.council_chat_id
+    if target is not None and not await _set_send(
+        session, item.id, target, state, error=error, unless=unless
+    ):
+        log.info("poll of item %s in %s: %s, but it is %s", item.id, target, action, unless)
+        await session.rollback()
+        return
+    item.send_error = send_error[:SEND_ERROR_MAX]
+    _record_vote_event(
+        session,
+        vote,
+        action,
+        public=False,
+        details={"item_id": item.id, "chat_id": target, "error": error},
+    )
+    convener = (
+        await session.get(Person, vote.convened_by_id) if vote.convened_by_id is not None else None
+    )
+    if convener is not None and convener.blocked_bot_at is None:
+        params: dict[str, Any] = {
+            "vote_id": vote.id,
+            "item_id": item.id,
+            "number": item.suggestion.number,
+            "title": item.suggestion.title,
+            "chat_id": target,
+            "error": error,
+        }
+        if action == POLL_SEND_UNCERTAIN and target is not None and target > 0:
+            # Private delivery: whom the convener should ask (told to staff only).
+            member = await session.scalar(select(Person).where(Person.telegram_id == target))
+            if member is not None:
+                name = member.first_name or ""
+                params["member"] = f"{name} @{member.username}" if member.username else name
+        await notifications.enqueue(
+            session,
+            chat_id=convener.telegram_id,
+            kind=action,
+            params=params,
+            person_id=convener.id,
+            dedupe_key=f"{action}:{item.id}:{target}",
+        )
+    await session.commit()
+
+
+@operation
+async def record_send_error(
+    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+) -> None:
+    """Telegram refused an item's poll: the send is REFUSED (it may be made again), the reason
+    kept on the item (officials see it in vote_detail) and told to the convener in their
+    private chat (`poll_send_failed`), so it is surfaced rather than lost. `chat_id`: where it
+    was being sent (private delivery; else the council's group). A convener known only by an
+    API token (no person) sees it through the API. Commits."""
+    error = (rules.clean_text(error) or "unknown error")[:SEND_ERROR_MAX]
+    await _record_send_problem(
+        session,
+        item_id,
+        error,
+        chat_id,
+        action=POLL_SEND_FAILED,
+        send_error=error,
+        state=PollSendState.REFUSED,
+        unless=(PollSendState.SENT, PollSendState.UNCERTAIN),  # a poll that may exist
+    )
+
+
+@operation
+async def record_send_uncertain(
+    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+) -> None:
+    """An item's sendPoll got no answer (a network error, a timeout, a 5xx, a sender that
+    stopped): the poll may or may not exist. The send is UNCERTAIN, never made again; the
+    item's send_error says so (UNCERTAIN_PREFIX) and the convener is told what to check
+    (`poll_send_uncertain`). If the poll does exist, recognise_poll records it. Nothing is
+    done when it was recognised already. Commits."""
+    error = (rules.clean_text(error) or "no answer")[:SEND_ERROR_MAX]
+    await _record_send_problem(
+        session,
+        item_id,
+        error,
+        chat_id,
+        action=POLL_SEND_UNCERTAIN,
+        send_error=UNCERTAIN_PREFIX + error,
+        state=PollSendState.UNCERTAIN,
+        unless=(PollSendState.SENT,),  # recognised meanwhile: not in doubt
+    )
+
+
+async def _settle_send_error(session: AsyncSession, item: CouncilVoteItem) -> None:
+    """Clear an item's 'not known whether posted' once none of its sends is in doubt."""
+    if item.send_error is None or not item.send_error.startswith(UNCERTAIN_PREFIX):
+        return
+    unsettled = await session.scalar(
+        select(func.count()).where(
+            CouncilPollSend.item_id == item.id, CouncilPollSend.state.in_(UNSETTLED)
+        )
+    )
+    if not unsettled:
+        item.send_error = None
+
+
+async def record_poll_stopped(
+    session: AsyncSession, chat_id: int, message_id: int, *, now: datetime | None = None
+) -> None:
+    """The bot stopped a poll (stopPoll) after the close. Commits."""
+    await session.execute(
+        update(CouncilPoll)
+        .where(CouncilPoll.chat_id == chat_id, CouncilPoll.message_id == message_id)
+        .values(stopped_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
