@@ -11,13 +11,21 @@ Redis scripts, SQL, aiogram's dispatch, the handlers, rendering.
 Like bench.webhook it drops and re-creates the PostgreSQL database `bench` and flushes Redis
 database 14; SQLite runs in a temporary file. The first pass takes every resident through
 the stream once (warm caches, compiled statements, a Person row each); the second is measured.
+
+With `--profile DIR` the measured pass also runs under cProfile, one profile per step, saved
+as DIR/<backend>-<step>.pstats (read with `python -m pstats`), and the functions that cost the
+most of their own time in `--profile-steps` are printed. Profiling slows every call, Python
+code more than C: compare its figures with each other, not with an unprofiled run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import pstats
+import re
 import statistics
 import tempfile
 import time
@@ -95,6 +103,7 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
         steps = dialog_steps(BENCH_GROUP_ID)
         assert steps is not None
         cpu: dict[str, list[float]] = {step.name: [] for step in steps}
+        profiles = {step.name: cProfile.Profile() for step in steps} if opts.profile else {}
         update_id = 0
         try:
             for measured in (False, True):
@@ -103,16 +112,35 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
                         update_id += 1
                         body = render_python(step, update_id, FIRST_USER + user, DATE, "zh-hans")
                         update = Update.model_validate_json(body, context={"bot": bot})
+                        profile = profiles.get(step.name) if measured else None
                         started = time.process_time()
+                        if profile is not None:
+                            profile.enable()
                         reply = await dispatcher.feed_update(bot, update)
                         if isinstance(reply, TelegramMethod):  # the webhook's answer body
                             reply_body(bot, reply)
+                        if profile is not None:
+                            profile.disable()
                         if measured:
                             cpu[step.name].append(time.process_time() - started)
         finally:
             await dispatcher.storage.close()
             await engine.dispose()
+        if opts.profile:
+            save_profiles(backend, profiles, Path(opts.profile), opts.profile_steps.split(","))
         return cpu
+
+
+def save_profiles(
+    backend: str, profiles: dict[str, cProfile.Profile], out: Path, shown: list[str]
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, profile in profiles.items():
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        profile.dump_stats(out / f"{backend}-{slug}.pstats")
+        if name in shown:
+            print(f"--- {backend}, {name}: own time, top 25")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 
 def report(backend: str, cpu: dict[str, list[float]]) -> str:
@@ -140,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile each step; save DIR/*.pstats")
+    parser.add_argument(
+        "--profile-steps", default="confirm", help="steps whose top functions are printed"
+    )
     opts = parser.parse_args(argv)
     for backend in opts.backends.split(","):
         cpu = asyncio.run(run_backend(backend, opts))
