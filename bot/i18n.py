@@ -1,13 +1,18 @@
 """aiogram's gettext i18n over the catalogues in locales/ (zh first, en second).
 
 Compiled .mo files are build products, not sources: they are made from the .po files on
-first use whenever missing or older, so a fresh clone needs no extra step.
+first use whenever missing or older, so a fresh clone needs no extra step. Where locales/
+cannot be written (an install owned by another user, a read-only image), they are compiled
+into a private temporary folder instead, once per process.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,6 +58,27 @@ def ensure_compiled(locales_dir: Path, domain: str) -> list[Path]:
     return written
 
 
+def compiled_catalogues(locales_dir: Path, domain: str) -> Path:
+    """The folder holding `domain`'s compiled catalogues: `locales_dir` itself (compiled
+    there when needed), or a private copy when `locales_dir` cannot be written."""
+    try:
+        ensure_compiled(locales_dir, domain)
+    except OSError:
+        return _private_catalogues(locales_dir, domain)
+    return locales_dir
+
+
+@functools.cache
+def _private_catalogues(locales_dir: Path, domain: str) -> Path:
+    target = Path(tempfile.mkdtemp(prefix="minsheng-locales-"))
+    atexit.register(shutil.rmtree, target, True)
+    for po_path in sorted(locales_dir.glob(f"*/LC_MESSAGES/{domain}.po")):
+        mo_path = target / po_path.relative_to(locales_dir).with_suffix(".mo")
+        mo_path.parent.mkdir(parents=True, exist_ok=True)
+        mo_path.write_bytes(compile_catalog(po_path))
+    return target
+
+
 def create_i18n(default_locale: str = "zh", locales_dir: Path = LOCALES_DIR) -> I18n:
-    ensure_compiled(locales_dir, DOMAIN)
-    return I18n(path=locales_dir, default_locale=default_locale, domain=DOMAIN)
+    path = compiled_catalogues(locales_dir, DOMAIN)
+    return I18n(path=path, default_locale=default_locale, domain=DOMAIN)

@@ -25,7 +25,7 @@ from bot.i18n import compile_catalog, create_i18n, ensure_compiled
 from storage.rules import Action, Category, ExclusionReason, Kind, Role, SourceType, State
 from storage.services.public import MERGED_IN, UNKNOWN_ACTOR
 
-# The repository's `locales/` (an editable install, as the Makefile does).
+# `locales/`, beside the packages in the repository and in an install (see pyproject.toml).
 LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
 DOMAIN = "board"
 LOCALES = ("zh", "en")
