@@ -33,13 +33,16 @@ from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageReplyMarkup,
     EditMessageText,
+    GetChat,
     GetChatMember,
     GetMe,
+    PinChatMessage,
     SendMessage,
     SetMyCommands,
     TelegramMethod,
 )
 from aiogram.types import (
+    ChatFullInfo,
     ChatMemberAdministrator,
     ChatMemberMember,
     ChatMemberOwner,
@@ -58,6 +61,13 @@ from bot.factory import create_dispatcher
 from storage.settings import Settings
 
 BOT_ID = 424242
+ACCEPTED_GIFTS = (
+    "unlimited_gifts",
+    "limited_gifts",
+    "unique_gifts",
+    "premium_subscription",
+    "gifts_from_channels",
+)
 BOT_TOKEN = f"{BOT_ID}:TEST-token-for-the-fake-session"
 BOT_USERNAME = "minsheng_test_bot"
 
@@ -184,6 +194,7 @@ class RecordingSession(BaseSession):
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], SentMessage] = {}
         self.member_status: dict[tuple[int, int], str] = {}
+        self.pinned: dict[int, int] = {}  # chat id -> the message pinned last
         self.errors: dict[type[TelegramMethod[Any]], list[Exception]] = {}
         self._message_ids = itertools.count(5000)
         self.me = User(
@@ -290,6 +301,21 @@ class RecordingSession(BaseSession):
                     )
                 sent.text, sent.markup = text, markup
             return self._message(bot, key[0], key[1])
+        if isinstance(method, PinChatMessage):
+            self.pinned[int(method.chat_id)] = method.message_id
+            return True
+        if isinstance(method, GetChat):
+            chat_id = int(method.chat_id)
+            info: dict[str, Any] = {
+                **_chat_json(chat_id),
+                "accent_color_id": 0,
+                "max_reaction_count": 11,
+                "accepted_gift_types": dict.fromkeys(ACCEPTED_GIFTS, False),
+            }
+            if chat_id in self.pinned:
+                pinned = self._message(bot, chat_id, self.pinned[chat_id])
+                info["pinned_message"] = pinned.model_dump(exclude_none=True, by_alias=True)
+            return ChatFullInfo.model_validate(info, context={"bot": bot})
         if isinstance(method, GetChatMember):
             status = self.member_status.get((int(method.chat_id), method.user_id), "member")
             user = User(id=method.user_id, is_bot=False, first_name="member")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatMemberStatus, ChatType
@@ -193,14 +194,10 @@ async def pin_quietly(bot: Bot, message: Message) -> bool:
     return True
 
 
-async def post_suggest_message(
-    bot: Bot, chat_id: int, community: Community, *, pin: bool
-) -> Message:
-    """The group's "Suggest a project" message, which names `community`, with its deep link to
-    the private dialog for the community the group is linked to when it is pressed. With
-    `pin`, the bot pins it itself, silently; where Telegram refuses, the message is edited to
-    ask an admin to pin it. Trying is cheaper than asking first (getChatMember) on the usual
-    path, where the bot is an admin and may pin."""
+async def suggest_message(
+    bot: Bot, chat_id: int, community: Community
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The text and button of the group's "Suggest a project" message."""
     url = await create_start_link(bot, group_payload(chat_id))
     text = (
         "<b>"
@@ -212,7 +209,50 @@ async def post_suggest_message(
             "and I will help you write it down in a private chat, step by step."
         ).format(button=suggest_label())
     )
-    markup = suggest_link_keyboard(url)
+    return text, suggest_link_keyboard(url)
+
+
+def is_suggest_message(message: Message, bot: Bot) -> bool:
+    """The bot's own "Suggest a project" message (its one button a deep link into the form)."""
+    if message.from_user is None or message.from_user.id != bot.id:
+        return False
+    markup = message.reply_markup
+    buttons = [b for row in markup.inline_keyboard for b in row] if markup is not None else []
+    return len(buttons) == 1 and re.search(r"\?start=[gs]_", buttons[0].url or "") is not None
+
+
+async def rename_pinned_suggest_message(bot: Bot, chat_id: int, community: Community) -> bool:
+    """After an admin moved the group to `community`: the group's pinned message, if it is the
+    bot's "Suggest a project" message, edited in place to name the new community (its button
+    carries the group and needs no change). False where there is none to edit, or Telegram
+    refuses; the caller then posts a new one."""
+    try:
+        pinned = (await bot.get_chat(chat_id)).pinned_message
+    except TelegramAPIError as exc:
+        log.info("cannot read the pinned message of group %s: %s", chat_id, exc)
+        return False
+    if pinned is None or not is_suggest_message(pinned, bot):
+        return False
+    text, markup = await suggest_message(bot, chat_id, community)
+    try:
+        await bot.edit_message_text(
+            text, chat_id=chat_id, message_id=pinned.message_id, reply_markup=markup
+        )
+    except TelegramBadRequest as exc:
+        # Already naming it (a press delivered twice), or too old or gone to edit.
+        return "not modified" in exc.message
+    return True
+
+
+async def post_suggest_message(
+    bot: Bot, chat_id: int, community: Community, *, pin: bool
+) -> Message:
+    """The group's "Suggest a project" message, which names `community`, with its deep link to
+    the private dialog for the community the group is linked to when it is pressed. With
+    `pin`, the bot pins it itself, silently; where Telegram refuses, the message is edited to
+    ask an admin to pin it. Trying is cheaper than asking first (getChatMember) on the usual
+    path, where the bot is an admin and may pin."""
+    text, markup = await suggest_message(bot, chat_id, community)
     sent = await bot.send_message(chat_id, text, reply_markup=markup)
     if pin and not await pin_quietly(bot, sent):
         with contextlib.suppress(TelegramBadRequest, TelegramForbiddenError):
@@ -449,6 +489,8 @@ async def on_bind_press(
             "The “{button}” buttons posted here earlier now open the form for {community} too."
         ).format(button=suggest_label(), community=quote(community.name))
     await settle(callback, text, answer=_("Linked."))
+    if buttons_follow and await rename_pinned_suggest_message(bot, message.chat.id, community):
+        return
     await post_suggest_message(bot, message.chat.id, community, pin=True)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
-from aiogram.methods import EditMessageText, PinChatMessage, SendMessage
+from aiogram.methods import EditMessageText, GetChat, PinChatMessage, SendMessage
 from aiogram.types import InlineKeyboardButton
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -187,17 +188,17 @@ async def test_change_starts_the_picker_and_moves_the_group(
     assert [c for c in calls if c.markup is not None][-1].buttons()[-1].callback_data == KEEP
     await h.press(ADMIN, STREET, GROUP, exact=True)
     assert await community_of(sessionmaker) == org.xinsha_id, "not moved before the pick"
+    pinned = h.session.pinned[GROUP.id]  # the "Suggest" message of the first binding
     calls = await h.press(ADMIN, "天安社区", GROUP, exact=True)
     assert alerts(calls) == ["绑定成功。"]
     assert await community_of(sessionmaker) == org.tianan_id
-    assert (
-        "本群已绑定福田区 › 沙头街道 › 天安社区"
-        in [c.text for c in calls if isinstance(c.method, EditMessageText)][-1]
-    )
-    # A new "Suggest a project" message for the new community, pinned.
-    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
-    [pin] = [c.method for c in calls if isinstance(c.method, PinChatMessage)]
-    assert pin.message_id == sent(calls)[-1].result.message_id
+    settled, renamed = [c for c in calls if isinstance(c.method, EditMessageText)]
+    assert settled.text is not None and "本群已绑定福田区 › 沙头街道 › 天安社区" in settled.text
+    # The pinned "Suggest a project" message now names the new community; no second one.
+    assert renamed.method.message_id == pinned
+    assert renamed.text is not None and "为天安社区提建议" in renamed.text
+    assert [b.url for b in renamed.buttons()] == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
+    assert sent(calls) == [] and not [c for c in calls if isinstance(c.method, PinChatMessage)]
     async with sessionmaker() as session:
         events = (
             await session.scalars(
@@ -217,18 +218,43 @@ async def test_after_a_change_the_old_buttons_open_the_new_communitys_form(
     await h.press(ANN, DISTRICT, GROUP, exact=True)
     await h.press(ANN, STREET, GROUP, exact=True)
     calls = await h.press(ANN, "天安社区", GROUP, exact=True)
-    settled = [c.text for c in calls if isinstance(c.method, EditMessageText)][-1]
+    settled = next(c.text for c in calls if isinstance(c.method, EditMessageText))
     assert settled is not None
     assert "This group is now linked to 福田区 › 沙头街道 › 天安社区." in settled
     assert (
         "The “Suggest a project” buttons posted here earlier now open the form for 天安社区 too."
         in settled
     )
-    assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
-    # A resident presses the button posted for 新沙社区 before the change.
+    # A resident presses a button posted for 新沙社区 before the change.
     assert old_button.url is not None
     calls = await h.say(MEMBER, "/start " + old_button.url.split("?start=")[1])
     assert "天安社区" in last_text(calls) and "新沙社区" not in last_text(calls)
+
+
+async def test_without_its_pinned_message_the_group_gets_a_new_one(h: Harness, org: Any) -> None:
+    """An admin pinned something else since, or Telegram will not say: a new "Suggest a
+    project" message for the new community, pinned."""
+    await bound_group(h)
+    h.session.pinned[GROUP.id] = 1  # someone else's message
+    for attempt in range(2):
+        if attempt:
+            h.session.fail_next(
+                GetChat,
+                TelegramBadRequest(
+                    method=GetChat(chat_id=GROUP.id), message="Bad Request: chat not found"
+                ),
+            )
+        await h.say(ADMIN, "/bind", chat=GROUP)
+        await press(h, ADMIN, CHANGE)
+        await h.press(ADMIN, DISTRICT, GROUP, exact=True)
+        await h.press(ADMIN, STREET, GROUP, exact=True)
+        target = ("天安社区", "新沙社区")[attempt]
+        calls = await h.press(ADMIN, target, GROUP, exact=True)
+        assert suggest_urls(calls) == [f"https://t.me/{BOT_USERNAME}?start=g_{GROUP.id}"]
+        assert f"为{target}提建议" in (sent(calls)[-1].text or "")
+        [pin] = [c.method for c in calls if isinstance(c.method, PinChatMessage)]
+        assert pin.message_id == sent(calls)[-1].result.message_id
+        h.session.pinned[GROUP.id] = 1
 
 
 async def test_no_such_note_when_the_community_stays_the_same(h: Harness, org: Any) -> None:
