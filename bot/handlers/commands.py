@@ -60,6 +60,13 @@ class SuggestLink:
         assert self.community_id is not None
         return await get_community_names(session, self.community_id)
 
+    async def from_known_group(self, session: AsyncSession) -> bool:
+        """A group's link whose group the bot knows (when its community is not found, the
+        group is linked to none now); an unknown group's link is a plain /start."""
+        return (
+            self.group_id is not None and await chats.get_chat(session, self.group_id) is not None
+        )
+
 
 def group_payload(chat_id: int) -> str:
     return f"g_{chat_id}"
@@ -143,7 +150,7 @@ async def cmd_start(
         return await suggestion.continue_reply(bot, message.chat.id, state, session)
     link = parse_suggest_payload(command.args)
     community = await link.community(session) if link is not None else None
-    if community is not None or (link is not None and link.group_id is not None):
+    if community is not None or (link is not None and await link.from_known_group(session)):
         if suggestion.is_dialog_state(raw_state):
             return await suggestion.continue_reply(bot, message.chat.id, state, session)
         # A group's button, the group linked to no community any more: ask for the community.

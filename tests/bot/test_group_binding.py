@@ -152,8 +152,12 @@ async def test_a_groups_button_after_the_group_stopped_being_a_residents_group(
     assert "这个群目前没有绑定社区" in last_text(calls)
 
 
-@pytest.mark.parametrize("payload", ["g_123", "g_-0", "g_-", "g_-12x", "g_--5", "s_-3"])
-async def test_a_malformed_group_link_is_a_plain_start(h: Harness, payload: str) -> None:
+@pytest.mark.parametrize(
+    "payload", ["g_123", "g_-0", "g_-", "g_-12x", "g_--5", "s_-3", "g_-100999", "s_999"]
+)
+async def test_a_malformed_or_unknown_link_is_a_plain_start(
+    h: Harness, org: Any, payload: str
+) -> None:
     calls = await h.say(MEMBER, f"/start {payload}")
     assert last_text(calls).startswith("李阿姨，您好！")
 
