@@ -379,12 +379,50 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     return Rendered("\n".join(lines), image, short)
 
 
+# Telegram's refusals and network errors come in English: what the usual ones mean, said in
+# the reader's language before the original (kept for whoever looks into it).
+_ERROR_REASONS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (
+        re.compile(r"kicked|not a member|bot was removed", re.I),
+        __("The bot is no longer in that chat."),
+    ),
+    (
+        re.compile(r"not enough rights|have no rights|need administrator rights", re.I),
+        __("The bot is not allowed to send polls there: a group admin can allow it."),
+    ),
+    (
+        re.compile(r"blocked by the user|user is deactivated", re.I),
+        __("The council member has blocked the bot, or left Telegram."),
+    ),
+    (re.compile(r"chat not found", re.I), __("Telegram no longer knows that chat.")),
+    (
+        re.compile(r"timeout|timed out", re.I),
+        __("Telegram did not answer in time."),
+    ),
+    (
+        re.compile(r"connect|network|server disconnected", re.I),
+        __("The connection to Telegram failed."),
+    ),
+    (
+        re.compile(r"stopped while sending", re.I),  # bot.polls.SENDER_STOPPED
+        __("The bot stopped while it was sending this poll, before Telegram answered."),
+    ),
+)
+
+
+def _error_lines(label: str, error: str) -> list[str]:
+    """What went wrong in the reader's language (where it is a known case), then `label`
+    with Telegram's own words."""
+    lines = [str(reason) for pattern, reason in _ERROR_REASONS if pattern.search(error)][:1]
+    return [*lines, label.format(error=quote(error))]
+
+
 def _poll_send_failed(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     lines = [
         _("⚠️ Telegram refused the council poll for {number} “{title}” (vote {vote}).").format(
             vote=quote(_str(p, "vote_id")), **_subject(p)
         ),
-        _("Telegram said: {error}").format(error=quote(_str(p, "error"))),
+        *_error_lines(_("Telegram said: {error}"), _str(p, "error")),
     ]
     chat_id = p.get("chat_id")
     if isinstance(chat_id, int) and chat_id > 0:
@@ -405,7 +443,7 @@ def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
             "⚠️ The council poll for {number} “{title}” (vote {vote}) may or may not have been "
             "posted: Telegram's answer to the bot was lost."
         ).format(vote=quote(_str(p, "vote_id")), **_subject(p)),
-        _("Details: {error}").format(error=quote(_str(p, "error"))),
+        *_error_lines(_("Details: {error}"), _str(p, "error")),
         _("The bot has not sent it again, so that there are never two polls for one candidate."),
     ]
     chat_id = p.get("chat_id")

@@ -217,6 +217,56 @@ def test_poll_send_failed(renderer: NotificationRenderer) -> None:
     assert "private chat" in en
 
 
+@pytest.mark.parametrize(
+    ("kind", "error", "zh_reason", "en_reason"),
+    [
+        (
+            "poll_send_failed",
+            "Forbidden: bot was kicked from the supergroup chat",
+            "机器人已不在该群（或对话）中。",
+            "The bot is no longer in that chat.",
+        ),
+        (
+            "poll_send_failed",
+            "Bad Request: not enough rights to send polls to the chat",
+            "请群管理员开启",
+            "a group admin can allow it",
+        ),
+        (
+            "poll_send_uncertain",
+            "HTTP Client says - Request timeout error",
+            "Telegram 没有及时回应。",
+            "Telegram did not answer in time.",
+        ),
+        (
+            "poll_send_uncertain",
+            "the bot stopped while sending this poll, before Telegram's answer came",
+            "机器人在发送这条投票时中断了",
+            "The bot stopped while it was sending this poll",
+        ),
+    ],
+)
+def test_telegrams_english_errors_are_explained(
+    renderer: NotificationRenderer, kind: str, error: str, zh_reason: str, en_reason: str
+) -> None:
+    params = {"vote_id": 3, "item_id": 10, "number": "新沙-2026-0001", "title": "路灯"}
+    params |= {"chat_id": -100_111, "error": error}
+    zh = shown(renderer.render(kind, params, "zh")).splitlines()
+    en = shown(renderer.render(kind, params, "en")).splitlines()
+    # The reason in the reader's language, then Telegram's own words, kept for support.
+    [at] = [i for i, line in enumerate(zh) if zh_reason in line]
+    assert error in zh[at + 1]
+    [at] = [i for i, line in enumerate(en) if en_reason in line]
+    assert error in en[at + 1]
+
+
+def test_an_unknown_error_is_shown_as_it_came(renderer: NotificationRenderer) -> None:
+    params = {"vote_id": 3, "item_id": 10, "number": "新沙-2026-0001", "title": "路灯"}
+    params |= {"chat_id": -100_111, "error": "Bad Request: POLL_OPTION_INVALID"}
+    zh = shown(renderer.render("poll_send_failed", params, "zh")).splitlines()
+    assert zh[1] == "Telegram 返回：Bad Request: POLL_OPTION_INVALID"
+
+
 def test_unknown_kind_and_odd_params(renderer: NotificationRenderer) -> None:
     with pytest.raises(RenderError, match="no renderer"):
         renderer.render("carrier_pigeon", {}, "zh")
