@@ -248,13 +248,16 @@ async def show_next(
     session: AsyncSession,
     settings: Settings,
     note: str | None = None,
+    principals: list[access.Principal] | None = None,
 ) -> SendMessage:
     """The next suggestion waiting (after `note`), or that there is none: returned, for the
-    handler to return as its reply."""
+    handler to return as its reply. `principals`: the person's screening roles, if the
+    caller has just read them."""
     data = await state.get_data()
     skipped = [int(i) for i in data.get("skipped") or []][-SKIPPED_KEPT:]
     prefix = f"{note}\n\n" if note else ""
-    principals = await screening_principals(session, telegram_id)
+    if principals is None:
+        principals = await screening_principals(session, telegram_id)
     if not principals:
         await state.clear()
         return send(bot, chat_id, prefix + not_staff_text())
@@ -514,10 +517,13 @@ async def cmd_review(
     assert message.from_user is not None
     if suggestion_dialog.is_dialog_state(raw_state):
         return await suggestion_dialog.continue_reply(bot, message.chat.id, state, session)
-    if not await screening_principals(session, message.from_user.id):
+    principals = await screening_principals(session, message.from_user.id)
+    if not principals:
         return message.answer(not_staff_text())
     await state.set_data({"skipped": []})
-    return await show_next(bot, message.chat.id, message.from_user.id, state, session, settings)
+    return await show_next(
+        bot, message.chat.id, message.from_user.id, state, session, settings, principals=principals
+    )
 
 
 async def _in_hand(callback: CallbackQuery, suggestion_id: int, state: FSMContext) -> bool:

@@ -6,12 +6,13 @@ the real Dispatcher on both database backends."""
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 import pytest
 from aiogram.filters.callback_data import CallbackData
 from conftest import OrgTree
 from dialog_helpers import STAFF, Sessions, fsm, grant
-from sqlalchemy import select
+from sqlalchemy import event, select
 from telegram_fakes import (
     CALLBACK_DATA_MAX,
     Harness,
@@ -309,6 +310,24 @@ async def test_correct_keeping_the_kind(
         Category.CARE,
         Kind.SERVICE,
     )
+
+
+async def test_review_reads_the_roles_once(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal, engine: Any
+) -> None:
+    await suggest(sessionmaker, org.xinsha_id)
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        calls = await bot_harness.say(STAFF, "/review")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert button_texts(sent(calls)[-1].markup) == CARD_BUTTONS
+    assert len([sql for sql in seen if "FROM role_grant" in sql]) == 1
 
 
 async def test_back_from_correcting_shows_the_card_again(
