@@ -116,11 +116,13 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
                         started = time.process_time()
                         if profile is not None:
                             profile.enable()
-                        reply = await dispatcher.feed_update(bot, update)
-                        if isinstance(reply, TelegramMethod):  # the webhook's answer body
-                            reply_body(bot, reply)
-                        if profile is not None:
-                            profile.disable()
+                        try:
+                            reply = await dispatcher.feed_update(bot, update)
+                            if isinstance(reply, TelegramMethod):  # the webhook's answer body
+                                reply_body(bot, reply)
+                        finally:
+                            if profile is not None:
+                                profile.disable()
                         if measured:
                             cpu[step.name].append(time.process_time() - started)
         finally:

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 from aiogram import Bot
+from aiogram.methods import DeleteMyCommands, SetMyCommands
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
@@ -41,9 +42,9 @@ RESIDENT_COMMANDS: Commands = (
 )
 # A command, and the roles whose holders have it in their menu.
 ROLE_COMMANDS: tuple[tuple[str, Any, frozenset[Role]], ...] = (
-    ("votes", __("Council members: votes open for you"), frozenset({Role.COUNCIL_MEMBER})),
-    ("review", __("Staff: screen the suggestions"), frozenset(SCREENING_ROLES)),
-    ("convene", __("Staff: put candidates to the council"), frozenset(CONVENE_ROLES)),
+    ("votes", __("Council votes open for you"), frozenset({Role.COUNCIL_MEMBER})),
+    ("review", __("Screen the residents' suggestions"), frozenset(SCREENING_ROLES)),
+    ("convene", __("Put candidates to the council"), frozenset(CONVENE_ROLES)),
 )
 GROUP_COMMANDS: Commands = (
     ("suggest", __("Suggest a project for this community")),
@@ -90,6 +91,46 @@ def client_menu_locale(language_code: str | None) -> str:
     return next(locale for locale, code in MENU_LANGUAGES if code is None)
 
 
+MenuCall = SetMyCommands | DeleteMyCommands
+
+
+def private_menu_calls(
+    i18n: I18n,
+    chat_id: int,
+    roles: Collection[Role],
+    chosen: str | None,
+    language_code: str | None,
+) -> list[MenuCall]:
+    """The calls that bring one person's private menu in line with their `roles` and the
+    language `chosen` with /lang (None: their client's, `language_code`). A chat's own lists
+    outrank those set_bot_commands keeps current, so a resident who chose nothing, or the
+    language their client shows anyway, gets none (and follows any change of the client's
+    language); a role holder gets one list per menu language, unless they chose a language of
+    their own, which then is the only list. Two calls; idempotent."""
+    commands = private_commands(roles)
+    scope = BotCommandScopeChat(chat_id=chat_id)
+    codes = [code for _locale, code in MENU_LANGUAGES if code is not None]
+    overridden = chosen is not None and chosen != client_menu_locale(language_code)
+    if not overridden and commands == RESIDENT_COMMANDS:
+        return [
+            DeleteMyCommands(scope=scope),
+            *(DeleteMyCommands(scope=scope, language_code=code) for code in codes),
+        ]
+    if overridden:
+        assert chosen is not None
+        return [
+            SetMyCommands(commands=build_commands(i18n, chosen, commands), scope=scope),
+            # A list for the client's language would outrank the choice.
+            *(DeleteMyCommands(scope=scope, language_code=code) for code in codes),
+        ]
+    return [
+        SetMyCommands(
+            commands=build_commands(i18n, locale, commands), scope=scope, language_code=language
+        )
+        for locale, language in MENU_LANGUAGES
+    ]
+
+
 async def sync_private_menu(
     bot: Bot,
     i18n: I18n,
@@ -98,27 +139,6 @@ async def sync_private_menu(
     chosen: str | None,
     language_code: str | None,
 ) -> None:
-    """Bring one person's private menu in line with their `roles` and the language `chosen`
-    with /lang (None: their client's, `language_code`). A chat's own lists outrank those
-    set_bot_commands keeps current, so a resident who chose nothing, or the language their
-    client shows anyway, gets none (and follows any change of the client's language); a role
-    holder gets one list per menu language, unless they chose a language of their own, which
-    then is the only list. Two or three calls; idempotent."""
-    commands = private_commands(roles)
-    scope = BotCommandScopeChat(chat_id=chat_id)
-    codes = [code for _locale, code in MENU_LANGUAGES if code is not None]
-    overridden = chosen is not None and chosen != client_menu_locale(language_code)
-    if not overridden and commands == RESIDENT_COMMANDS:
-        await bot.delete_my_commands(scope=scope)
-        for code in codes:
-            await bot.delete_my_commands(scope=scope, language_code=code)
-    elif overridden:
-        assert chosen is not None
-        await bot.set_my_commands(build_commands(i18n, chosen, commands), scope=scope)
-        for code in codes:  # a list for the client's language would outrank the choice
-            await bot.delete_my_commands(scope=scope, language_code=code)
-    else:
-        for locale, language in MENU_LANGUAGES:
-            await bot.set_my_commands(
-                build_commands(i18n, locale, commands), scope=scope, language_code=language
-            )
+    """Make the calls of private_menu_calls."""
+    for call in private_menu_calls(i18n, chat_id, roles, chosen, language_code):
+        await bot(call)

@@ -394,6 +394,10 @@ _ERROR_REASONS: tuple[tuple[re.Pattern[str], Any], ...] = (
         re.compile(r"blocked by the user|user is deactivated", re.I),
         __("The council member has blocked the bot, or left Telegram."),
     ),
+    (
+        re.compile(r"can't initiate conversation", re.I),
+        __("The council member has not started a chat with the bot yet."),
+    ),
     (re.compile(r"chat not found", re.I), __("Telegram no longer knows that chat.")),
     (
         re.compile(r"timeout|timed out", re.I),

@@ -37,11 +37,12 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.commands_menu import sync_private_menu
+from bot.commands_menu import private_menu_calls
 from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
 from bot.ratelimit import SendLimiter
 from bot.sender import self_paced
-from storage.models import Notification, utcnow
+from storage.models import COMMAND_MENU, Notification, utcnow
+from storage.rules import Role
 from storage.services import access, chats, notifications
 from storage.services.people import find_person, pick_locale
 
@@ -185,7 +186,7 @@ class OutboxSender:
         """Send one notification; True if it is now sent. Raises _ChatHalted when the rest of
         this chat's messages must wait for a later run."""
         try:
-            steps = self._steps(row, locale)
+            steps = self._steps(row, locale, deadline)
         except RenderError as error:
             await self._mark(row, "failed", str(error))
             return False
@@ -251,11 +252,13 @@ class OutboxSender:
                 return wait
             await self._sleep(wait + 0.001)
 
-    def _steps(self, row: _Claimed, locale: str) -> list[Callable[[], Awaitable[None]]]:
+    def _steps(
+        self, row: _Claimed, locale: str, deadline: float
+    ) -> list[Callable[[], Awaitable[None]]]:
         """The calls that deliver `row`, one per part of its message (each reads the chat id
         when it runs: a part may find the group upgraded); one for a command menu."""
-        if row.kind == notifications.COMMAND_MENU:
-            return [functools.partial(self._sync_menu, row)]
+        if row.kind == COMMAND_MENU:
+            return [functools.partial(self._sync_menu, row, deadline)]
         parts = plan_parts(self.renderer.render(row.kind, row.params, locale))
         return [
             functools.partial(self._deliver, row, part, index) for index, part in enumerate(parts)
@@ -274,17 +277,41 @@ class OutboxSender:
                 row.chat_id, part.text, disable_notification=index > 0 or None
             )
 
-    async def _sync_menu(self, row: _Claimed) -> None:
+    async def _sync_menu(self, row: _Claimed, deadline: float) -> None:
         """The private menu of the person whose chat `row` is, as their roles and chosen
-        language are now (not as they were when it was owed: several changes need one)."""
+        language are now (not as they were when it was owed: several changes need one).
+
+        Each call takes its turn with the limiter (the caller took the first's). Another
+        replica may be setting the same person's menu from an older or newer change, and
+        the calls finishing last win: so the roles and language are read again once the calls
+        are made, and the menu set again if they changed meanwhile. The read that ends this
+        comes after every call made here; a change committed later owes a menu of its own."""
+        basis = await self._menu_basis(row.chat_id)
+        first = True
+        while basis is not None:
+            for call in private_menu_calls(self.renderer.i18n, row.chat_id, *basis):
+                if not first:
+                    wait = await self._wait_turn(row.chat_id, deadline)
+                    if wait is not None:  # what is set already is set again: idempotent
+                        reason = "waiting for the rate limit"
+                        await self._mark(row, "deferred", reason, retry=wait)
+                        raise _ChatHalted(wait, reason)
+                first = False
+                await self.bot(call)
+            now = await self._menu_basis(row.chat_id)
+            basis = None if now == basis else now
+
+    async def _menu_basis(
+        self, telegram_id: int
+    ) -> tuple[frozenset[Role], str | None, str | None] | None:
+        """What a person's menu follows: their roles, chosen language and client language."""
         async with self.sessionmaker() as session:
-            person = await find_person(session, row.chat_id)
+            person = await find_person(session, telegram_id)
             if person is None:
-                return
-            roles = {principal.role for principal in await access.principals_of(session, person.id)}
-        await sync_private_menu(
-            self.bot, self.renderer.i18n, row.chat_id, roles, person.locale, person.language_code
-        )
+                return None
+            principals = await access.principals_of(session, person.id)
+        roles = frozenset(principal.role for principal in principals)
+        return roles, person.locale, person.language_code
 
     async def _mark(
         self,

@@ -580,6 +580,11 @@ class NotificationStatus(enum.StrEnum):
     BLOCKED = "blocked"  # the person blocked the bot (403)
 
 
+# The outbox's one kind that is not a message: the person's private command menu, brought in
+# line with their roles and chosen language when it is "sent" (bot.outbox).
+COMMAND_MENU = "command_menu"
+
+
 class Notification(Base):
     """The outbox: a message owed to a chat, written in the transaction of what caused it and
     sent by the scheduler within Telegram's limits, so nothing is lost and nothing doubled.

@@ -169,6 +169,25 @@ async def drop_postgres_database(url: str) -> None:
         await admin.close()
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+    ]
+)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database never migrated: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgres_server")
+    url = _run(create_postgres_database(migrated=False))
+    try:
+        yield url
+    finally:
+        _run(drop_postgres_database(url))
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """TEST_POSTGRES_URL once the server answers; skip or fail (REQUIRE_SERVICES) otherwise.

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -19,7 +19,6 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb
-from bot.commands_menu import sync_private_menu
 from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
@@ -29,7 +28,7 @@ from dialogs import convene, review, suggestion
 from dialogs.common import Reply, chat_of, identity
 from dialogs.org_picker import get_community_names
 from storage.services import chats, invites
-from storage.services.people import SUPPORTED_LOCALES, set_locale
+from storage.services.people import SUPPORTED_LOCALES, owe_menu, set_locale
 from storage.services.public import PublicCommunity
 from storage.services.suggestions import list_for_proposer
 from storage.settings import Settings
@@ -249,7 +248,8 @@ async def on_language(
     if locale not in SUPPORTED_LOCALES:
         await callback.answer(_("This button is out of date."), show_alert=False)
         return None
-    await set_locale(session, identity(callback.from_user), locale)
+    person = await set_locale(session, identity(callback.from_user), locale)
+    owe_menu(session, person)  # the command menu in the new language, once this commits
     passage.remember_locale = locale  # the gate caches the choice once this has committed
     # The rest of this update is already in the old language: answer in the new one.
     with i18n.use_locale(locale):
@@ -268,12 +268,6 @@ async def on_language(
             if suggestion.is_dialog_state(raw_state)
             else None
         )
-    try:
-        user = callback.from_user
-        roles = {principal.role for principal in await person_roles(session, user.id)}
-        await sync_private_menu(bot, i18n, user.id, roles, locale, user.language_code)
-    except TelegramAPIError as error:  # the choice is stored; the menu is a convenience
-        log.warning("could not set %s's command menu: %r", callback.from_user.id, error)
     return reply
 
 

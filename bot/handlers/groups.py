@@ -486,7 +486,7 @@ async def on_bind_press(
     )
     if buttons_follow:
         text += "\n\n" + _(
-            "The “{button}” buttons posted here earlier now open the form for {community} too."
+            "The “{button}” buttons posted here earlier now open the form for {community}."
         ).format(button=suggest_label(), community=quote(community.name))
     await settle(callback, text, answer=_("Linked."))
     if buttons_follow and await rename_pinned_suggest_message(bot, message.chat.id, community):

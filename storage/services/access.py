@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Community, District, Person, RoleGrant, Street, utcnow
 from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
-from storage.services import notifications
+from storage.services.people import owe_menu
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ async def grant_role(
     )
     session.add(grant)
     await session.flush()
-    await _owe_menu(session, grant, "granted")
+    await _owe_menu(session, grant)
     return grant
 
 
@@ -157,23 +157,15 @@ async def revoke_role(
     if grant is not None and grant.revoked_at is None:
         grant.revoked_at = now or utcnow()
         await session.flush()
-        await _owe_menu(session, grant, "revoked")
+        await _owe_menu(session, grant)
     return grant
 
 
-async def _owe_menu(session: AsyncSession, grant: RoleGrant, change: str) -> None:
-    """The person's command menu follows their roles: the outbox brings it in line once the
-    change is committed (notifications.COMMAND_MENU)."""
+async def _owe_menu(session: AsyncSession, grant: RoleGrant) -> None:
+    """The person's command menu follows their roles (people.owe_menu)."""
     person = await session.get(Person, grant.person_id)
     if person is not None:
-        await notifications.enqueue(
-            session,
-            chat_id=person.telegram_id,
-            person_id=person.id,
-            kind=notifications.COMMAND_MENU,
-            params={},
-            dedupe_key=f"menu:{change}:{grant.id}",
-        )
+        owe_menu(session, person)
 
 
 # Scope levels from the narrowest: a person's grant over a community is taken in this order.

@@ -44,16 +44,16 @@ _SUGGESTING_COMMUNITY = (
             .scalar_subquery(),
         )
     )
-    .where(Chat.purpose == ChatPurpose.COMMUNITY)
     .limit(1)
 )
 
 
 async def suggesting_community(session: AsyncSession, chat_id: int) -> PublicCommunity | None:
     """The community a group's "Suggest a project" buttons open the form for: the one the group
-    is linked to now, so that buttons posted before an admin changed the link follow it. None
-    for a council's group or a group linked to nothing. A group upgraded to a supergroup
-    answers for the supergroup (its buttons moved there with its history). One statement."""
+    is linked to now (as its residents' or its council's group), so that buttons posted before
+    an admin changed the link follow it; None for a group linked to nothing. A group upgraded
+    to a supergroup answers for the supergroup (its buttons moved there with its history).
+    One statement."""
     return await first_community(session, _SUGGESTING_COMMUNITY, {"chat_id": chat_id})
 
 

@@ -28,7 +28,7 @@ Kinds written by the store, with their params:
   link is answered in its chat)
 - ``command_menu`` (COMMAND_MENU), no params: not a message. The person's private command menu
   is brought in line with the roles they hold and the language they chose when it is "sent"
-  (access.grant_role and revoke_role owe one for every change)
+  (people.owe_menu: on every change of a grant, a /lang choice, a return after blocking)
 
 The mark_* functions commit one row each: the sender handles messages one by one, and what
 it has sent must stay marked even if the next send crashes the process.
@@ -54,8 +54,6 @@ from storage.models import (
     utcnow,
 )
 from storage.services import people
-
-COMMAND_MENU = "command_menu"
 
 # After this many claims a message still not sent is given up (FAILED, "out of attempts").
 MAX_ATTEMPTS = 8

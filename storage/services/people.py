@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Person, utcnow
+from storage.models import COMMAND_MENU, Notification, Person, utcnow
 
 SUPPORTED_LOCALES = ("zh", "en")
 
@@ -35,7 +35,8 @@ async def ensure_person(session: AsyncSession, who: TelegramIdentity) -> Person:
 
 def refresh_person(session: AsyncSession, found: Person | None, who: TelegramIdentity) -> Person:
     """`found` (the person of `who`, looked up by the caller), or a new person added to the
-    session, with what Telegram says of them now. Does not flush."""
+    session, with what Telegram says of them now; someone who had blocked the bot is back
+    (and owed their menu). Does not flush."""
     person = found
     if person is None:
         person = Person(telegram_id=who.telegram_id)
@@ -43,8 +44,23 @@ def refresh_person(session: AsyncSession, found: Person | None, who: TelegramIde
     person.first_name = who.first_name[:255]
     person.username = who.username
     person.language_code = (who.language_code or None) and who.language_code[:16]
-    person.blocked_bot_at = None
+    if person.blocked_bot_at is not None:
+        person.blocked_bot_at = None
+        owe_menu(session, person)
     return person
+
+
+def owe_menu(session: AsyncSession, person: Person) -> None:
+    """Owe the person their private command menu (COMMAND_MENU): the outbox sets it once this
+    transaction commits, as their roles and chosen language are when it does, so several
+    changes at once need one. None is owed to someone blocking the bot: refresh_person and
+    mark_reachable owe it when they come back (what was owed meanwhile was marked blocked)."""
+    if person.blocked_bot_at is None:
+        session.add(
+            Notification(
+                chat_id=person.telegram_id, person_id=person.id, kind=COMMAND_MENU, params={}
+            )
+        )
 
 
 async def set_locale(session: AsyncSession, who: TelegramIdentity, locale: str) -> Person:
@@ -70,16 +86,21 @@ async def mark_blocked(session: AsyncSession, telegram_id: int) -> None:
 async def mark_reachable(session: AsyncSession, telegram_id: int) -> bool:
     """The person can be written to again: they unblocked or restarted the bot (Telegram's
     `my_chat_member` with the status "member" in their private chat). Clears their blocked
-    mark; True if there was one. One UPDATE, which changes nothing for a person who was not
-    marked (or is not known). Commits when it changes the person."""
+    mark, and owes them their menu; True if there was one. One UPDATE, which changes nothing
+    for a person who was not marked (or is not known). Commits when it changes the person."""
     result = await session.execute(
         update(Person)
         .where(Person.telegram_id == telegram_id, Person.blocked_bot_at.is_not(None))
         .values(blocked_bot_at=None)
+        .returning(Person.id)
         .execution_options(synchronize_session="fetch")
     )
-    if not getattr(result, "rowcount", 0):
+    person_id = result.scalar()
+    if person_id is None:
         return False
+    session.add(
+        Notification(chat_id=telegram_id, person_id=person_id, kind=COMMAND_MENU, params={})
+    )
     await session.commit()
     return True
 

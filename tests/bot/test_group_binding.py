@@ -125,11 +125,11 @@ async def test_the_deep_link_opens_the_dialog_for_that_community(h: Harness, org
     assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
 
 
-async def test_a_groups_button_after_the_group_stopped_being_a_residents_group(
+async def test_a_groups_button_follows_the_group_to_the_council_and_to_no_community(
     h: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    """The group is now the council's, or linked to nothing: its old buttons still start a
-    suggestion, asking for the community, and say why."""
+    """Made the council's group, the group's old buttons still open its community's form;
+    linked to nothing, they start a suggestion at the community question, and say why."""
     await add_bot(h)
     url = sent(await bind(h))[-1].buttons()[0].url
     assert url is not None
@@ -140,8 +140,7 @@ async def test_a_groups_button_after_the_group_stopped_being_a_residents_group(
         chat.purpose = ChatPurpose.COUNCIL
         await session.commit()
     calls = await h.say(MEMBER, f"/start {payload}")
-    assert "您是从一个群来的，但这个群目前没有绑定社区，请在这里选择您的社区。" in last_text(calls)
-    assert "您要为哪个社区提建议？" in last_text(calls)
+    assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
     await h.say(MEMBER, "/cancel")
     async with sessionmaker() as session:
         chat = await session.get(Chat, GROUP.id)
@@ -149,7 +148,8 @@ async def test_a_groups_button_after_the_group_stopped_being_a_residents_group(
         chat.purpose, chat.community_id = ChatPurpose.COMMUNITY, None
         await session.commit()
     calls = await h.say(MEMBER, f"/start {payload}")
-    assert "这个群目前没有绑定社区" in last_text(calls)
+    assert "您是从一个群来的，但这个群目前没有绑定社区，请在这里选择您的社区。" in last_text(calls)
+    assert "您要为哪个社区提建议？" in last_text(calls)
 
 
 @pytest.mark.parametrize(

@@ -222,7 +222,7 @@ async def test_after_a_change_the_old_buttons_open_the_new_communitys_form(
     assert settled is not None
     assert "This group is now linked to 福田区 › 沙头街道 › 天安社区." in settled
     assert (
-        "The “Suggest a project” buttons posted here earlier now open the form for 天安社区 too."
+        "The “Suggest a project” buttons posted here earlier now open the form for 天安社区."
         in settled
     )
     # A resident presses a button posted for 新沙社区 before the change.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram.methods import DeleteMyCommands, SetMyCommands
@@ -26,6 +27,10 @@ from telegram_fakes import (
     utf16_length,
 )
 
+from bot.i18n import create_i18n
+from bot.notify_texts import NotificationRenderer
+from bot.outbox import OutboxSender
+from bot.ratelimit import MemorySendLimiter
 from storage.models import Person as PersonRow
 from storage.models import Suggestion
 from storage.rules import Category, State
@@ -123,9 +128,13 @@ async def test_lang_overrides_and_is_remembered(
     assert button_texts(sent(calls)[-1].markup) == ["中文", "English"]
     calls = await bot_harness.press(RESIDENT, "English", exact=True)
     assert last_text(calls) == "From now on I will speak English with you."
-    [menu] = [c.method for c in calls if isinstance(c.method, SetMyCommands)]
+    # The menu follows once the choice is committed, from the outbox.
+    assert not [c for c in calls if isinstance(c.method, SetMyCommands | DeleteMyCommands)]
+    [menu, dropped] = await menu_calls(bot_harness, sessionmaker)
+    assert isinstance(menu, SetMyCommands) and menu.language_code is None
     assert menu.scope == BotCommandScopeChat(chat_id=RESIDENT.id)
     assert ("suggest", "Suggest a project") in [(c.command, c.description) for c in menu.commands]
+    assert isinstance(dropped, DeleteMyCommands) and dropped.language_code == "en"
     async with sessionmaker() as session:
         person = (
             await session.scalars(select(PersonRow).where(PersonRow.telegram_id == RESIDENT.id))
@@ -139,10 +148,19 @@ async def test_lang_overrides_and_is_remembered(
     calls = await bot_harness.press(RESIDENT, "中文", exact=True)
     assert last_text(calls) == "好的，之后我会用中文和您交流。"
     # The client's own language again: the chat's menus go, the current lists apply.
-    dropped = [c.method for c in calls if isinstance(c.method, DeleteMyCommands)]
+    dropped = await menu_calls(bot_harness, sessionmaker)
+    assert all(isinstance(d, DeleteMyCommands) for d in dropped)
     assert {d.scope for d in dropped} == {BotCommandScopeChat(chat_id=RESIDENT.id)}
     assert {d.language_code for d in dropped} == {None, "en"}
-    assert not [c for c in calls if isinstance(c.method, SetMyCommands)]
+
+
+async def menu_calls(h: Harness, sessionmaker: async_sessionmaker[AsyncSession]) -> list[Any]:
+    """The menu calls the outbox makes for what is owed now."""
+    renderer = NotificationRenderer(create_i18n(), ZoneInfo("Asia/Shanghai"))
+    sender = OutboxSender(h.bot, sessionmaker, MemorySendLimiter(), renderer)
+    before = len(h.session.calls)
+    await sender.run_once()
+    return [c.method for c in h.session.calls[before:]]
 
 
 async def test_my_and_lang_in_the_middle_of_a_suggestion_keep_its_place(

@@ -12,19 +12,25 @@ import pytest
 from aiogram.methods import DeleteMyCommands, SendMessage, SetMyCommands, TelegramMethod
 from aiogram.types import BotCommandScopeChat
 from aiogram.utils.i18n import I18n
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import RecordingSession, make_bot
+from telegram_fakes import Harness, Person, RecordingSession, make_bot, private_chat
 from test_outbox import Rig
 
 from bot.commands_menu import RESIDENT_COMMANDS, private_commands, sync_private_menu
 from bot.notify_texts import NotificationRenderer
-from storage.models import Notification, NotificationStatus, utcnow
+from storage.models import COMMAND_MENU, Notification, NotificationStatus, utcnow
 from storage.rules import Role, ScopeLevel
 from storage.services import invites
 from storage.services.access import Principal, Scope
-from storage.services.notifications import COMMAND_MENU
-from storage.services.people import TelegramIdentity, ensure_person, set_locale
+from storage.services.people import (
+    TelegramIdentity,
+    ensure_person,
+    find_person,
+    mark_blocked,
+    owe_menu,
+    set_locale,
+)
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -109,7 +115,7 @@ async def test_the_menu_in_the_chosen_language(pending_i18n: I18n) -> None:
     bot = make_bot(session)
     await sync_private_menu(bot, pending_i18n, LI.telegram_id, [Role.COUNCIL_MEMBER], "en", "zh")
     [menu] = [c.method for c in session.calls if isinstance(c.method, SetMyCommands)]
-    assert menu.commands[-1].description == "Council members: votes open for you"
+    assert menu.commands[-1].description == "Council votes open for you"
 
 
 # --- through the outbox ------------------------------------------------------------------
@@ -204,3 +210,39 @@ async def test_the_menu_follows_the_roles_held_when_it_is_set(
     ] * 2
     assert sets[0].commands[0].description == "Start"
     assert not [m for m in methods(rig) if isinstance(m, SendMessage)]
+
+
+async def test_someone_back_after_blocking_the_bot_is_owed_their_menu(
+    bot_harness: Harness, sessionmaker: Sessions
+) -> None:
+    """Nothing is owed to a person blocking the bot (it would be marked blocked); starting
+    the bot again, or unblocking it, owes them the menu their roles and language call for."""
+    person = Person(LI.telegram_id, LI.first_name)
+    await bot_harness.say(person, "/start")
+    for back in ("start", "unblock"):
+        async with sessionmaker() as session:
+            await mark_blocked(session, LI.telegram_id)
+            blocked = await find_person(session, LI.telegram_id)
+            assert blocked is not None
+            owe_menu(session, blocked)  # a grant while they block the bot: nothing owed
+            await session.commit()
+        assert await owed_menus(sessionmaker) == 0, back
+        if back == "start":
+            await bot_harness.say(person, "/start")
+        else:
+            chat = private_chat(person)
+            await bot_harness.feed(
+                bot_harness.updates.my_chat_member(person, chat, "kicked", "member")
+            )
+        assert await owed_menus(sessionmaker) == 1, back
+        async with sessionmaker() as session:
+            await session.execute(delete(Notification))
+            await session.commit()
+
+
+async def owed_menus(sessionmaker: Sessions) -> int:
+    async with sessionmaker() as session:
+        query = select(func.count()).where(
+            Notification.kind == COMMAND_MENU, Notification.status == NotificationStatus.PENDING
+        )
+        return int(await session.scalar(query) or 0)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage import rules
 from storage.db import create_engine, create_sessionmaker
 from storage.models import (
+    COMMAND_MENU,
     AuditEvent,
     Ballot,
     Community,
@@ -47,7 +48,6 @@ from storage.services import council, screening
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor
 from storage.services.council import ConveneRequest
-from storage.services.notifications import COMMAND_MENU
 from storage.services.org import import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, apply, submit

@@ -4,40 +4,18 @@ they build is exactly storage.models' metadata, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from conftest import _run, create_postgres_database, drop_postgres_database
 from sqlalchemy import Connection, inspect, text
 
 from storage import migrate
 from storage.db import create_engine
 from storage.models import Base
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
-    ]
-)
-def empty_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A database never migrated: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    request.getfixturevalue("postgres_server")
-    url = _run(create_postgres_database(migrated=False))
-    try:
-        yield url
-    finally:
-        _run(drop_postgres_database(url))
 
 
 def _revisions() -> list[Script]:

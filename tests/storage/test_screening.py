@@ -13,11 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import rules
-from storage.models import AuditEvent, Follower, Notification, Person, Suggestion
+from storage.models import COMMAND_MENU, AuditEvent, Follower, Notification, Person, Suggestion
 from storage.rules import Category, ExclusionReason, Kind, Role, RuleViolation, ScopeLevel, State
 from storage.services import access, screening
 from storage.services.access import Principal, Scope
-from storage.services.notifications import COMMAND_MENU
 from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, submit

@@ -1,8 +1,11 @@
-"""Data only: owe every role holder their own command menu.
+"""Data only: owe a command menu to everyone whose menu was their own.
 
 The menu for all private chats now holds the residents' commands only; /votes, /review and
 /convene are in the menus of those whose roles use them, set by the outbox's `command_menu`
-whenever a grant changes. People who held a role before this revision get theirs here.
+whenever a grant changes. People who held a role before this revision get theirs here, and so
+do people who chose a language with /lang: that gave them a menu of their own holding every
+command, staff commands included. Someone blocking the bot is owed one when they come back
+(storage.services.people.mark_reachable).
 
 Revision ID: 0007
 Revises: 0006
@@ -19,16 +22,18 @@ down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# People holding a role (and not blocking the bot), each owed one command_menu. A JSON
-# column takes a string on SQLite; PostgreSQL needs the cast.
+# People holding a role or with a language of their own (and not blocking the bot), each
+# owed one command_menu; once only, also when the revision runs again after a downgrade. A
+# JSON column takes a string on SQLite; PostgreSQL needs the cast.
 OWE_MENUS = (
     "INSERT INTO notification "
     "(chat_id, person_id, kind, params, dedupe_key, status, attempts, not_before, created_at) "
     "SELECT person.telegram_id, person.id, 'command_menu', PARAMS, "
     "'menu:0007:' || CAST(person.id AS VARCHAR), 'pending', 0, "
     "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
-    "FROM person WHERE person.blocked_bot_at IS NULL AND person.id IN "
-    "(SELECT person_id FROM role_grant WHERE revoked_at IS NULL)"
+    "FROM person WHERE person.blocked_bot_at IS NULL AND (person.locale IS NOT NULL OR "
+    "person.id IN (SELECT person_id FROM role_grant WHERE revoked_at IS NULL)) "
+    "ON CONFLICT (dedupe_key) DO NOTHING"
 )
 EMPTY_PARAMS = {"postgresql": "CAST('{}' AS JSON)"}
 

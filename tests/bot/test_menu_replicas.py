@@ -1,0 +1,93 @@
+"""Two replicas' outbox senders bring one person's command menu in line at once: the one that
+read the roles first must not have the last word."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot
+from aiogram.methods import DeleteMyCommands, SetMyCommands, TelegramMethod
+from aiogram.utils.i18n import I18n
+from sending_fakes import TelegramDouble
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram_fakes import make_bot
+
+from bot.commands_menu import RESIDENT_COMMANDS
+from bot.notify_texts import NotificationRenderer
+from bot.outbox import OutboxSender
+from bot.ratelimit import MemorySendLimiter
+from storage.rules import Role, ScopeLevel
+from storage.services import access
+from storage.services.access import Scope
+from storage.services.people import TelegramIdentity, ensure_person
+
+pytest_plugins = ["telegram_fakes", "sending_fakes"]
+
+Sessions = async_sessionmaker[AsyncSession]
+LI = TelegramIdentity(601, "小李", language_code="zh-hans")
+
+
+class HeldDouble(TelegramDouble):
+    """Telegram, where the first setMyCommands is slow (answered only once released); keeps
+    the menus as Telegram would, in the order the calls took effect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.menus: dict[tuple[int, str | None], list[str]] = {}
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        if isinstance(method, SetMyCommands) and self.hold:
+            self.hold = False
+            self.reached.set()
+            await self.release.wait()
+        result = await super().make_request(bot, method, timeout)
+        if isinstance(method, SetMyCommands | DeleteMyCommands):
+            key = (int(method.scope.chat_id), method.language_code)  # type: ignore[union-attr]
+            if isinstance(method, SetMyCommands):
+                self.menus[key] = [c.command for c in method.commands]
+            else:
+                self.menus.pop(key, None)
+        return result
+
+
+async def test_a_revocation_while_another_replica_sets_the_grants_menu(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    double = HeldDouble()
+    limiter = MemorySendLimiter()  # shared, as the Redis limiter is between replicas
+    renderer = NotificationRenderer(pending_i18n, ZoneInfo("Asia/Shanghai"))
+    replica_a = OutboxSender(make_bot(double), sessionmaker, limiter, renderer)
+    replica_b = OutboxSender(make_bot(double), sessionmaker, limiter, renderer)
+
+    async with sessionmaker() as session:
+        person = await ensure_person(session, LI)
+        grant = await access.grant_role(
+            session, person.id, Role.COUNCIL_MEMBER, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+        )
+        await session.commit()
+        grant_id = grant.id
+
+    # Replica A takes the grant's menu, reads the roles ({council member}) and calls Telegram.
+    a = asyncio.create_task(replica_a.run_once())
+    await asyncio.wait_for(double.reached.wait(), 5)
+    # Meanwhile an official revokes the role; replica B takes that menu and sets it.
+    async with sessionmaker() as session:
+        await access.revoke_role(session, grant_id)
+        await session.commit()
+    assert await replica_b.run_once() == 1
+    double.release.set()
+    assert await a == 1
+
+    # The person holds no role: their menu must be the residents' (no list of their own).
+    own = {lang: cmds for (chat, lang), cmds in double.menus.items() if chat == LI.telegram_id}
+    resident = [name for name, _text in RESIDENT_COMMANDS]
+    assert all(cmds == resident for cmds in own.values()), (
+        f"a person without a role is left with the menu {own}"
+    )
