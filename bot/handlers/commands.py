@@ -28,7 +28,7 @@ from dialogs import convene, review, suggestion
 from dialogs.common import Reply, chat_of, identity
 from dialogs.org_picker import get_community_names
 from storage.services import chats, invites
-from storage.services.people import SUPPORTED_LOCALES, owe_menu, set_locale
+from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.public import PublicCommunity
 from storage.services.suggestions import list_for_proposer
 from storage.settings import Settings
@@ -248,8 +248,8 @@ async def on_language(
     if locale not in SUPPORTED_LOCALES:
         await callback.answer(_("This button is out of date."), show_alert=False)
         return None
-    person = await set_locale(session, identity(callback.from_user), locale)
-    owe_menu(session, person)  # the command menu in the new language, once this commits
+    # The choice and the menu it calls for commit with the update (the session middleware).
+    await set_locale(session, identity(callback.from_user), locale)
     passage.remember_locale = locale  # the gate caches the choice once this has committed
     # The rest of this update is already in the old language: answer in the new one.
     with i18n.use_locale(locale):

@@ -143,18 +143,20 @@ async def post_rebind_prompt(
     bot: Bot, chat: Chat, community: Community, session: AsyncSession, storage: BaseStorage
 ) -> None:
     """Ask an admin whether to change the community the group `chat` is bound to."""
-    text = linked_to_text(chat.purpose, await _path(session, community)) + "\n\n<b>"
     if chat.purpose is ChatPurpose.COUNCIL:
-        text += _("Make it a community's residents' group instead?") + "</b>"
+        question = _("Make it a community's residents' group instead?")
     else:
-        text += (
-            _("Link it to another community instead?")
-            + "</b>\n\n"
-            + _(
-                "The “{button}” buttons already posted here follow the link: after a change "
-                "they open the form for the new community."
-            ).format(button=suggest_label())
-        )
+        question = _("Link it to another community instead?")
+    text = (
+        linked_to_text(chat.purpose, await _path(session, community))
+        + "\n\n<b>"
+        + question
+        + "</b>\n\n"
+        + _(
+            "The “{button}” buttons already posted here follow the link: after a change "
+            "they open the form for the new community."
+        ).format(button=suggest_label())
+    )
     sent = await bot.send_message(chat.id, text, reply_markup=rebind_keyboard())
     await binding_context(storage, bot, chat.id).set_data({"message_id": sent.message_id})
 
@@ -470,12 +472,9 @@ async def on_bind_press(
     if community is None:
         await callback.answer(_("That community is no longer available."), show_alert=True)
         return
-    # Its buttons posted while it was linked to another community now open the new one's form.
-    buttons_follow = (
-        bound is not None
-        and bound.purpose is ChatPurpose.COMMUNITY
-        and bound.community_id != community.id
-    )
+    # Its buttons posted while it was linked to another community (as its residents' or its
+    # council's group) now open the new one's form.
+    buttons_follow = bound is not None and bound.community_id != community.id
     await bind_group(callback, message, session, community)
     await context.clear()
     text = (

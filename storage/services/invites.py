@@ -396,9 +396,7 @@ async def grant_by_official(
 
 async def _tell_holder(session: AsyncSession, person: Person, grant: RoleGrant, kind: str) -> None:
     """Tell the person an official gave them a role (`role_granted`) or took it back
-    (`role_revoked`): unlike an invite, nothing else would. Not someone blocking the bot."""
-    if person.blocked_bot_at is not None:
-        return
+    (`role_revoked`): unlike an invite, nothing else would."""
     place = await scope_name(session, Scope(grant.scope_level, grant.scope_id), full=True)
     await notifications.enqueue(
         session,

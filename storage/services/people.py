@@ -53,22 +53,23 @@ def refresh_person(session: AsyncSession, found: Person | None, who: TelegramIde
 def owe_menu(session: AsyncSession, person: Person) -> None:
     """Owe the person their private command menu (COMMAND_MENU): the outbox sets it once this
     transaction commits, as their roles and chosen language are when it does, so several
-    changes at once need one. None is owed to someone blocking the bot: refresh_person and
-    mark_reachable owe it when they come back (what was owed meanwhile was marked blocked)."""
-    if person.blocked_bot_at is None:
-        session.add(
-            Notification(
-                chat_id=person.telegram_id, person_id=person.id, kind=COMMAND_MENU, params={}
-            )
-        )
+    changes at once need one. Owed also to someone marked as blocking the bot (the mark may be
+    stale by the time this commits, and a menu is not a message); what a refusal marks blocked
+    is owed again when they come back (refresh_person, mark_reachable)."""
+    session.add(
+        Notification(chat_id=person.telegram_id, person_id=person.id, kind=COMMAND_MENU, params={})
+    )
 
 
 async def set_locale(session: AsyncSession, who: TelegramIdentity, locale: str) -> Person:
+    """The person's choice of language (/lang), with the command menu it calls for owed in the
+    same transaction. Flushes; the caller commits (the update's session, for /lang)."""
     if locale not in SUPPORTED_LOCALES:
         raise ValueError(f"unsupported locale {locale!r}")
     person = await ensure_person(session, who)
     person.locale = locale
-    await session.commit()
+    owe_menu(session, person)
+    await session.flush()
     return person
 
 

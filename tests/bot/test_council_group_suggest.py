@@ -3,10 +3,21 @@ open that community's form."""
 
 from __future__ import annotations
 
+from aiogram.methods import EditMessageText
 from conftest import OrgTree
 from dialog_helpers import STAFF, Sessions, grant
-from telegram_fakes import SUGGEST_BUTTON, Group, Harness, Person, last_text, sent
+from telegram_fakes import (
+    DISTRICT,
+    STREET,
+    SUGGEST_BUTTON,
+    Group,
+    Harness,
+    Person,
+    last_text,
+    sent,
+)
 
+from bot.callbacks import BindCb, OrgLevel
 from storage.rules import Role, ScopeLevel
 from storage.services.access import Scope
 
@@ -35,3 +46,39 @@ async def test_the_suggest_button_posted_in_a_council_group_opens_its_communitys
     text = last_text(calls)
     assert "这个群目前没有绑定社区" not in text, text
     assert "我们来一起填写您给<b>新沙社区</b>的建议" in text, text
+
+
+async def test_a_council_groups_old_buttons_following_a_change_are_announced(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    h = bot_harness
+    h.session.member_status[(COUNCIL_GROUP.id, STAFF.id)] = "administrator"
+    await grant(
+        sessionmaker, STAFF, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    )
+    await h.say(STAFF, "/bind council", COUNCIL_GROUP)
+    await h.press(STAFF, "新沙社区", COUNCIL_GROUP, exact=True)
+    posted = sent(await h.say(MEMBER, "/suggest", COUNCIL_GROUP))[-1]
+    assert "为新沙社区提建议" in (posted.text or "")
+    [old_button] = posted.buttons()
+    assert old_button.text == SUGGEST_BUTTON and old_button.url is not None
+
+    # An admin makes it the residents' group of 天安社区.
+    await h.say(STAFF, "/bind", COUNCIL_GROUP)
+    message, _button = h.find_button(COUNCIL_GROUP.id, "🔄", exact=False)
+    await h.press_data(
+        STAFF, BindCb(level=OrgLevel.DISTRICTS).pack(), message.message_id, COUNCIL_GROUP
+    )
+    await h.press(STAFF, DISTRICT, COUNCIL_GROUP, exact=True)
+    await h.press(STAFF, STREET, COUNCIL_GROUP, exact=True)
+    calls = await h.press(STAFF, "天安社区", COUNCIL_GROUP, exact=True)
+    settled = " ".join(c.text or "" for c in calls if isinstance(c.method, EditMessageText))
+    assert "本群已绑定" in settled and "天安社区" in settled, settled
+
+    # The old button, which says 新沙社区, now opens 天安社区's form ...
+    calls = await h.say(MEMBER, "/start " + old_button.url.split("?start=")[1])
+    assert "天安社区" in last_text(calls)
+    # ... and the group was told, as a residents' group is after a change.
+    assert "之前发出的“我要提建议”按钮现在改为打开天安社区的建议表单" in settled, (
+        f"the council group's old Suggest buttons silently follow to another community: {settled}"
+    )

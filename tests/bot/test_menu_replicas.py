@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiogram import Bot
 from aiogram.methods import DeleteMyCommands, SetMyCommands, TelegramMethod
 from aiogram.utils.i18n import I18n
@@ -21,7 +22,13 @@ from bot.ratelimit import MemorySendLimiter
 from storage.rules import Role, ScopeLevel
 from storage.services import access
 from storage.services.access import Scope
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services.people import (
+    TelegramIdentity,
+    ensure_person,
+    find_person,
+    mark_blocked,
+    mark_reachable,
+)
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -90,4 +97,55 @@ async def test_a_revocation_while_another_replica_sets_the_grants_menu(
     resident = [name for name, _text in RESIDENT_COMMANDS]
     assert all(cmds == resident for cmds in own.values()), (
         f"a person without a role is left with the menu {own}"
+    )
+
+
+LI_BLOCKED = TelegramIdentity(7601, "小李", language_code="zh-hans")
+
+
+# Two writers at once, one of them holding an older read: PostgreSQL's (SQLite serialises
+# writers and refuses a stale reader's write).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_grant_racing_an_unblock_still_sets_the_menu(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """An official's grant reads the person (still marked blocked) just before they unblock
+    the bot on another replica, whose menu is set from the roles then committed (none); the
+    grant, committing after, must still owe the menu that holds /votes."""
+    async with sessionmaker() as session:
+        await ensure_person(session, LI_BLOCKED)
+        await session.commit()
+        await mark_blocked(session, LI_BLOCKED.telegram_id)
+    double = TelegramDouble()
+    sender = OutboxSender(
+        make_bot(double),
+        sessionmaker,
+        MemorySendLimiter(),
+        NotificationRenderer(pending_i18n, ZoneInfo("Asia/Shanghai")),
+    )
+
+    official = sessionmaker()
+    try:
+        # Replica 1: an official's grant has read the person (still marked blocked) ...
+        person = await find_person(official, LI_BLOCKED.telegram_id)
+        assert person is not None and person.blocked_bot_at is not None
+        # ... replica 2: they unblock the bot, and the outbox sets the menu their roles call for.
+        async with sessionmaker() as other:
+            assert await mark_reachable(other, LI_BLOCKED.telegram_id)
+        await sender.run_once()
+        # Replica 1's grant commits.
+        await access.grant_role(
+            official, person.id, Role.COUNCIL_MEMBER, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+        )
+        await official.commit()
+    finally:
+        await official.close()
+    await sender.run_once()
+    sets = [
+        [c.command for c in r.method.commands]
+        for r in double.delivered()
+        if isinstance(r.method, SetMyCommands)
+    ]
+    assert any("votes" in s for s in sets), (
+        f"a council member reachable again is left without /votes (menus set: {sets})"
     )

@@ -44,7 +44,7 @@ from bot.sender import install_request_middlewares
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Community, Notification, NotificationStatus, Person
 from storage.services import chats, notifications
-from storage.services.people import TelegramIdentity, ensure_person, set_locale
+from storage.services.people import TelegramIdentity, ensure_person
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -348,7 +348,12 @@ async def people(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         await ensure_person(session, TelegramIdentity(ZH_PERSON, "小明", language_code="zh-hans"))
         await session.commit()
-        await set_locale(session, TelegramIdentity(EN_PERSON, "Ming", language_code="zh"), "en")
+        # The choice of English, as /lang stores it (without the menu it owes).
+        person = await ensure_person(
+            session, TelegramIdentity(EN_PERSON, "Ming", language_code="zh")
+        )
+        person.locale = "en"
+        await session.commit()
 
 
 async def enqueue(sessionmaker: Sessions, chat_id: int, kind: str, params: dict[str, Any]) -> None:

@@ -3,14 +3,16 @@ stray messages; the user's language."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.methods import DeleteMyCommands, SetMyCommands
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import AnswerCallbackQuery, DeleteMyCommands, SetMyCommands
 from aiogram.types import BotCommandScopeChat
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
     MESSAGE_MAX,
@@ -31,8 +33,8 @@ from bot.i18n import create_i18n
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
 from bot.ratelimit import MemorySendLimiter
+from storage.models import COMMAND_MENU, Notification, Suggestion
 from storage.models import Person as PersonRow
-from storage.models import Suggestion
 from storage.rules import Category, State
 from storage.services.people import TelegramIdentity, ensure_person
 
@@ -249,3 +251,33 @@ async def test_my_stays_within_one_message(
     shown = text.count("新沙-2026-")
     assert 0 < shown < 120
     assert f"……另有 {120 - shown} 条未列出。" in text
+
+
+LANG_RESIDENT = Person(7301, "小明", language_code="zh-hans")
+
+
+async def test_a_failed_lang_update_still_owes_the_menu_of_the_stored_choice(
+    bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    h = bot_harness
+    await h.say(LANG_RESIDENT, "/lang")
+    update = h.button_update(LANG_RESIDENT, "English", exact=True)
+    # Telegram does not answer the callback query in time: the update fails (webhook 503).
+    h.session.fail_next(
+        AnswerCallbackQuery,
+        TelegramNetworkError(AnswerCallbackQuery(callback_query_id="x"), "timeout"),
+    )
+    with contextlib.suppress(TelegramNetworkError):
+        await h.feed(update)
+    await h.feed(update)  # Telegram delivers the same update again
+    async with sessionmaker() as session:
+        locale = await session.scalar(
+            select(PersonRow.locale).where(PersonRow.telegram_id == LANG_RESIDENT.id)
+        )
+        menus = await session.scalar(
+            select(func.count()).where(
+                Notification.kind == COMMAND_MENU, Notification.chat_id == LANG_RESIDENT.id
+            )
+        )
+    assert locale == "en"
+    assert menus, "English is stored as the choice, but no command menu is owed for it"
