@@ -122,6 +122,13 @@ def check_grantable(role: Role, scope: Scope) -> None:
         raise RuleViolation("scope_mismatch", f"{role.value} is held at another level")
 
 
+async def lock_person(session: AsyncSession, person_id: int) -> None:
+    """Hold the person's row until this transaction ends (PostgreSQL; SQLite has one writer at
+    a time anyway): of two grants of one role at once, the second waits, then finds the
+    first's grant instead of making another, which a revocation would leave behind."""
+    await session.execute(select(Person.id).where(Person.id == person_id).with_for_update())
+
+
 async def grant_role(
     session: AsyncSession,
     person_id: int,
@@ -132,6 +139,7 @@ async def grant_role(
 ) -> RoleGrant:
     """Grant (idempotently) a role in a scope. Flushes; the caller's operation commits."""
     check_grantable(role, scope)
+    await lock_person(session, person_id)
     existing = await active_grant(session, person_id, role, scope)
     if existing is not None:
         return existing

@@ -384,6 +384,7 @@ async def grant_by_official(
         raise RuleViolation(
             "unknown_person", "this person has not talked to the bot yet; send an invite"
         )
+    await access.lock_person(session, person.id)  # a second official at once waits here
     existing = await access.active_grant(session, person.id, role, scope)
     if existing is not None:
         return existing

@@ -8,10 +8,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import AuditEvent, Community, Invite, InviteRedemption, RoleGrant, Street
+from storage.models import (
+    AuditEvent,
+    Community,
+    Invite,
+    InviteRedemption,
+    Notification,
+    RoleGrant,
+    Street,
+)
 from storage.rules import Role, RuleViolation, ScopeLevel
 from storage.services import access, invites
 from storage.services.access import Principal, Scope
@@ -374,3 +382,41 @@ async def test_grant_to_someone_the_bot_has_never_met(session: AsyncSession, wor
             session, principal, Role.COUNCIL_MEMBER, world.scope(C, "xinsha"), telegram_id=42
         )
     assert caught.value.code == "unknown_person"
+
+
+# Two writers at once: PostgreSQL's (SQLite has one writer at a time).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_two_officials_granting_one_role_at_once_make_one_grant(
+    sessionmaker: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    """The second waits for the first's transaction, then finds its grant: a revocation
+    would otherwise leave the other grant, and the role, in place."""
+    async with sessionmaker() as session:
+        person = await ensure_person(session, ALICE)
+        await session.commit()
+    scope = world.scope(C, "xinsha")
+    official = Principal(Role.STREET_OFFICIAL, world.scope(S, "shatou"))
+    first = sessionmaker()
+    try:
+        made = await access.grant_role(first, person.id, Role.COUNCIL_MEMBER, scope)
+
+        async def second() -> RoleGrant:
+            async with sessionmaker() as session:
+                return await invites.grant_by_official(
+                    session, official, Role.COUNCIL_MEMBER, scope, person_id=person.id
+                )
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "the second grant waits for the first's transaction"
+        await first.commit()
+        assert (await asyncio.wait_for(waiting, 10)).id == made.id
+    finally:
+        await first.close()
+    async with sessionmaker() as session:
+        active = (
+            await session.scalars(select(RoleGrant).where(RoleGrant.revoked_at.is_(None)))
+        ).all()
+        told = await session.scalar(select(func.count()).where(Notification.kind == "role_granted"))
+    assert [g.id for g in active] == [made.id]
+    assert told == 0, "nobody is told of a grant that was not made"
