@@ -19,7 +19,6 @@ from storage.models import (
     CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
-    Person,
     VoteStatus,
     utcnow,
 )
@@ -297,31 +296,13 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
             params=params | {"audience": "council"},
             dedupe_key=f"{key}:{vote.council_chat_id}",
         )
-    else:
-        blocked = set(
-            (
-                await session.scalars(
-                    select(Person.id).where(
-                        Person.id.in_([m.person_id for m in vote.members]),
-                        Person.blocked_bot_at.is_not(None),
-                    )
-                )
-            ).all()
-        )
-        council_params = params | {"audience": "council"}
-        await notifications.enqueue_many(
+    else:  # no council group: each member in their private chat
+        await notifications.notify_people(
             session,
-            (
-                notifications.Owed(
-                    member.telegram_id,
-                    "vote_result",
-                    council_params,
-                    member.person_id,
-                    f"{key}:{member.telegram_id}",
-                )
-                for member in vote.members
-                if member.person_id not in blocked
-            ),
+            [member.person_id for member in vote.members],
+            "vote_result",
+            params | {"audience": "council"},
+            dedupe_prefix=key,
         )
     for chat in await bound_chats(session, vote.community_id, ChatPurpose.COMMUNITY):
         await notifications.enqueue(
