@@ -129,16 +129,3 @@ def private_menu_calls(
         )
         for locale, language in MENU_LANGUAGES
     ]
-
-
-async def sync_private_menu(
-    bot: Bot,
-    i18n: I18n,
-    chat_id: int,
-    roles: Collection[Role],
-    chosen: str | None,
-    language_code: str | None,
-) -> None:
-    """Make the calls of private_menu_calls."""
-    for call in private_menu_calls(i18n, chat_id, roles, chosen, language_code):
-        await bot(call)

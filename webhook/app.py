@@ -109,26 +109,11 @@ async def _post_demo_suggest_messages(runtime: Runtime) -> None:
 
 async def _set_demo_menus(runtime: Runtime) -> None:
     """Sandbox mode only: the command menus of everyone holding a role (/review for staff,
-    /votes for the council), which the emulator forgets between starts."""
-    from bot.commands_menu import sync_private_menu
-    from bot.i18n import create_i18n
-    from webhook.sandbox.demo import role_holders
+    /votes for the council), which the emulator forgets between starts, owed to the outbox."""
+    from webhook.sandbox.demo import owe_role_holders_menus
 
-    i18n = create_i18n(runtime.settings.default_locale)
     async with runtime.sessionmaker() as session:
-        holders = await role_holders(session)
-    for holder in holders:
-        try:
-            await sync_private_menu(
-                runtime.bot,
-                i18n,
-                holder.telegram_id,
-                holder.roles,
-                holder.locale,
-                holder.language_code,
-            )
-        except Exception as error:  # the sandbox starts anyway; the commands still work
-            log.warning("could not set %s's command menu: %r", holder.telegram_id, error)
+        await owe_role_holders_menus(session)
 
 
 async def _set_webhook(runtime: Runtime) -> None:

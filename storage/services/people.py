@@ -56,8 +56,12 @@ def owe_menu(session: AsyncSession, person: Person) -> None:
     changes at once need one. Owed also to someone marked as blocking the bot (the mark may be
     stale by the time this commits, and a menu is not a message); what a refusal marks blocked
     is owed again when they come back (refresh_person, mark_reachable)."""
+    _owe_menu_to(session, person.telegram_id, person.id)
+
+
+def _owe_menu_to(session: AsyncSession, telegram_id: int, person_id: int | None) -> None:
     session.add(
-        Notification(chat_id=person.telegram_id, person_id=person.id, kind=COMMAND_MENU, params={})
+        Notification(chat_id=telegram_id, person_id=person_id, kind=COMMAND_MENU, params={})
     )
 
 
@@ -99,9 +103,7 @@ async def mark_reachable(session: AsyncSession, telegram_id: int) -> bool:
     person_id = result.scalar()
     if person_id is None:
         return False
-    session.add(
-        Notification(chat_id=telegram_id, person_id=person_id, kind=COMMAND_MENU, params={})
-    )
+    _owe_menu_to(session, telegram_id, person_id)
     await session.commit()
     return True
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Harness, Person, RecordingSession, make_bot, private_chat
 from test_outbox import Rig
 
-from bot.commands_menu import RESIDENT_COMMANDS, private_commands, sync_private_menu
+from bot.commands_menu import RESIDENT_COMMANDS, private_commands, private_menu_calls
 from bot.notify_texts import NotificationRenderer
 from storage.models import COMMAND_MENU, Notification, NotificationStatus, utcnow
 from storage.rules import Role, ScopeLevel
@@ -104,14 +104,17 @@ async def test_the_menu_a_person_gets(
     expected: list[tuple[str, str | None, list[str]]],
 ) -> None:
     session = RecordingSession()  # refuses invalid names and descriptions, as Telegram does
-    await sync_private_menu(make_bot(session), pending_i18n, LI.telegram_id, roles, chosen, client)
+    bot = make_bot(session)
+    for call in private_menu_calls(pending_i18n, LI.telegram_id, roles, chosen, client):
+        await bot(call)
     assert menu_calls(session) == expected
 
 
 async def test_the_menu_in_the_chosen_language(pending_i18n: I18n) -> None:
     session = RecordingSession()
     bot = make_bot(session)
-    await sync_private_menu(bot, pending_i18n, LI.telegram_id, [Role.COUNCIL_MEMBER], "en", "zh")
+    for call in private_menu_calls(pending_i18n, LI.telegram_id, [Role.COUNCIL_MEMBER], "en", "zh"):
+        await bot(call)
     [menu] = [c.method for c in session.calls if isinstance(c.method, SetMyCommands)]
     assert menu.commands[-1].description == "Council votes open for you"
 

@@ -22,7 +22,7 @@ from storage.rules import Category, Kind, Role, ScopeLevel
 from storage.services.access import Scope, grant_role
 from storage.services.chats import bind_chat, get_chat
 from storage.services.org import OrgRow, find_community, import_rows
-from storage.services.people import TelegramIdentity, ensure_person
+from storage.services.people import TelegramIdentity, ensure_person, owe_menu
 from storage.services.suggestions import Draft, submit
 
 __all__ = [
@@ -315,25 +315,18 @@ async def suggest_groups(session: AsyncSession) -> list[tuple[int, Community]]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class RoleHolder:
-    telegram_id: int
-    locale: str | None  # chosen with /lang
-    language_code: str | None
-    roles: frozenset[Role]
-
-
-async def role_holders(session: AsyncSession) -> list[RoleHolder]:
-    """Everyone holding a role now, with what their command menu depends on: a fresh start
-    sets their menus again, as the emulator keeps menus in memory only (the grants, made in
-    an earlier run, owe nothing any more)."""
-    query = (
-        select(Person.telegram_id, Person.locale, Person.language_code, RoleGrant.role)
-        .join(RoleGrant, RoleGrant.person_id == Person.id)
-        .where(RoleGrant.revoked_at.is_(None))
-        .order_by(Person.telegram_id)
-    )
-    held: dict[tuple[int, str | None, str | None], set[Role]] = {}
-    for telegram_id, locale, language_code, role in await session.execute(query):
-        held.setdefault((telegram_id, locale, language_code), set()).add(role)
-    return [RoleHolder(*person, frozenset(roles)) for person, roles in held.items()]
+async def owe_role_holders_menus(session: AsyncSession) -> int:
+    """Owe everyone holding a role their command menu (the outbox sets it): the emulator keeps
+    menus in memory only, and grants made in an earlier run owe nothing any more. Commits;
+    returns how many were owed."""
+    holders = (
+        await session.scalars(
+            select(Person)
+            .where(Person.id.in_(select(RoleGrant.person_id).where(RoleGrant.revoked_at.is_(None))))
+            .order_by(Person.telegram_id)
+        )
+    ).all()
+    for person in holders:
+        owe_menu(session, person)
+    await session.commit()
+    return len(holders)
