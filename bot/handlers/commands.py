@@ -71,10 +71,6 @@ def group_payload(chat_id: int) -> str:
     return f"g_{chat_id}"
 
 
-def suggest_payload(community_id: int) -> str:
-    return f"s_{community_id}"
-
-
 def parse_suggest_payload(args: str | None) -> SuggestLink | None:
     """The link of a well-formed `g_<group>` or `s_<community>` payload, else None."""
     if not args or not PAYLOAD_RE.match(args):

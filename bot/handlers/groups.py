@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatMemberStatus, ChatType
@@ -36,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
 from bot.filters import IsCommand
-from bot.handlers.commands import group_payload
+from bot.handlers.commands import group_payload, parse_suggest_payload
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
 from bot.texts import quote
 from dialogs.common import identity, settle, stale
@@ -114,8 +113,8 @@ def linked_to_text(purpose: ChatPurpose, path: str) -> str:
 # A live group is not moved to another community by three taps: an admin first confirms the
 # change. Its "Suggest a project" buttons already posted carry the group, not the community,
 # in their deep link (g_<chat id>), so they open the form for whatever the group is linked to
-# when they are pressed; after the change the bot posts (and pins) a new message, which names
-# the new community.
+# when they are pressed; after the change the bot edits its pinned message to name the new
+# community, or posts (and pins) a new one where it has none.
 
 
 def rebind_keyboard() -> InlineKeyboardMarkup:
@@ -220,7 +219,10 @@ def is_suggest_message(message: Message, bot: Bot) -> bool:
         return False
     markup = message.reply_markup
     buttons = [b for row in markup.inline_keyboard for b in row] if markup is not None else []
-    return len(buttons) == 1 and re.search(r"\?start=[gs]_", buttons[0].url or "") is not None
+    if len(buttons) != 1 or buttons[0].url is None:
+        return False
+    _link, _, payload = buttons[0].url.partition("?start=")
+    return parse_suggest_payload(payload) is not None
 
 
 async def rename_pinned_suggest_message(bot: Bot, chat_id: int, community: Community) -> bool:

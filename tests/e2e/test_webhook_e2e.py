@@ -15,10 +15,10 @@ import pytest
 from servers import serve_sandbox
 from sqlalchemy import func, select
 
-from bot.handlers.commands import suggest_payload
-from storage.models import Community, DeadLetter, Suggestion
+from bot.handlers.commands import group_payload
+from storage.models import DeadLetter, Suggestion
 from webhook.runtime import Runtime
-from webhook.sandbox.demo import ZHANG_WEI
+from webhook.sandbox.demo import XINSHA_GROUP, ZHANG_WEI
 from webhook.telegram import SECRET_HEADER
 
 
@@ -86,9 +86,7 @@ async def test_the_resident_flow_through_the_emulator_stores_a_suggestion(servic
     _, runtime, _ = service
     user = chat = ZHANG_WEI
     emulator = runtime.emulator
-    async with runtime.sessionmaker() as session:
-        xinsha = await session.scalar(select(Community.id).where(Community.name == "新沙社区"))
-    await emulator.user_start(user, suggest_payload(xinsha))
+    await emulator.user_start(user, group_payload(XINSHA_GROUP))  # the group's button
     await press(runtime, user, chat, "社区环境整治")
     title = "<b>修</b>路灯'); DROP TABLE suggestion; --"
     await emulator.user_send_text(user, chat, title)
