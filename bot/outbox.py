@@ -194,11 +194,7 @@ class OutboxSender:
         index = _parts_done(row.error, len(steps))
         migrated = False
         while index < len(steps):
-            wait = await self._wait_turn(row.chat_id, deadline)
-            if wait is not None:
-                reason = "waiting for the rate limit"
-                await self._mark(row, "deferred", reason, retry=wait, done=index)
-                raise _ChatHalted(wait, reason)
+            await self._take_turn(row, deadline, done=index)
             try:
                 await steps[index]()
             except TelegramRetryAfter as error:
@@ -240,6 +236,15 @@ class OutboxSender:
             moved = await chats.migrate_chat(session, row.chat_id, new_chat_id)
         log.info("outbox: group %s is now supergroup %s: %s", row.chat_id, new_chat_id, moved)
         row.chat_id = new_chat_id
+
+    async def _take_turn(self, row: _Claimed, deadline: float, done: int = 0) -> None:
+        """Wait for the limiter's turn to call Telegram for `row`; past the claim's budget,
+        put `row` back for when it comes (`done` parts sent) and halt the chat's run."""
+        wait = await self._wait_turn(row.chat_id, deadline)
+        if wait is not None:
+            reason = "waiting for the rate limit"
+            await self._mark(row, "deferred", reason, retry=wait, done=done)
+            raise _ChatHalted(wait, reason)
 
     async def _wait_turn(self, chat_id: int, deadline: float) -> float | None:
         """Wait for the limiter while the claim's budget lasts; None once it is our turn,
@@ -290,12 +295,8 @@ class OutboxSender:
         first = True
         while basis is not None:
             for call in private_menu_calls(self.renderer.i18n, row.chat_id, *basis):
-                if not first:
-                    wait = await self._wait_turn(row.chat_id, deadline)
-                    if wait is not None:  # what is set already is set again: idempotent
-                        reason = "waiting for the rate limit"
-                        await self._mark(row, "deferred", reason, retry=wait)
-                        raise _ChatHalted(wait, reason)
+                if not first:  # deferred, the menu is set again from the start: idempotent
+                    await self._take_turn(row, deadline)
                 first = False
                 await self.bot(call)
             now = await self._menu_basis(row.chat_id)
