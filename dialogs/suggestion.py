@@ -372,10 +372,10 @@ async def start(
         await state.set_data(empty_draft())
         return await go(bot, chat_id, state, session, SuggestionForm.community, note)
     await state.set_data(empty_draft(community.id, label_of(community)))
-    note = _("Let's write down your suggestion for {community}.").format(
+    greeting = _("Let's write down your suggestion for {community}.").format(
         community="<b>" + quote(community.name) + "</b>"
     )
-    return await go(bot, chat_id, state, session, SuggestionForm.category, note)
+    return await go(bot, chat_id, state, session, SuggestionForm.category, greeting)
 
 
 def group_unlinked_note() -> str:

@@ -43,6 +43,11 @@ from storage.db import create_engine, create_sessionmaker
 from storage.models import Base, Street
 from storage.services.org import OrgRow, find_community, import_rows
 
+# tests/webhook/public_data is a helper module and, for its `client` fixture, a plugin of the
+# modules that import it: registered here, before they import it, so that loading it as a
+# plugin raises no warning.
+pytest.register_assert_rewrite("public_data")
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

@@ -7,7 +7,8 @@ sys.path, as the tests/ root is for conftest). Not a conftest.py: a second modul
 would shadow the root one that other tests import (`from conftest import ORG_ROWS`).
 
 - `public_app(sessionmaker)`: an app with the board and the open-data API;
-  `public_client(sessionmaker)`: an HTTP client on it, in process.
+  `public_client(sessionmaker)`: an HTTP client on it, in process; the fixture `client`
+  gives one to a test module that names this module in its `pytest_plugins`.
 - `seed_org(sessionmaker)`: the tree of ORG_CSV; the communities' ids by name.
 - `add_suggestion(sessionmaker, draft, **changes)`: the secret resident submits `draft`, then
   the columns in `changes` are set as if it had moved on.
@@ -22,12 +23,14 @@ would shadow the root one that other tests import (`from conftest import ORG_ROW
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -107,6 +110,15 @@ def public_client(sessionmaker: async_sessionmaker[AsyncSession]) -> httpx.Async
     """An HTTP client on the board and the open-data API, in process (to close)."""
     transport = httpx.ASGITransport(app=public_app(sessionmaker))
     return httpx.AsyncClient(transport=transport, base_url="http://public.test")
+
+
+@pytest.fixture
+async def client(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    """public_client for the test (a module that imports this as a plugin)."""
+    async with public_client(sessionmaker) as http:
+        yield http
 
 
 async def seed_org(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:

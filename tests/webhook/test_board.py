@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +22,6 @@ from public_data import (
     VOTER_TELEGRAM_ID,
     add_suggestion,
     assert_no_secrets,
-    public_client,
     put_to_vote,
     seed_org,
 )
@@ -36,13 +34,7 @@ from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 from storage.services.suggestions import Draft
 from webhook import i18n_web
 
-
-@pytest.fixture
-async def client(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with public_client(sessionmaker) as http:
-        yield http
+pytest_plugins = ["public_data"]
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:

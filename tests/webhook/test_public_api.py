@@ -3,7 +3,6 @@ validation, and no personal data of residents. SQLite and PostgreSQL via `sessio
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -16,7 +15,6 @@ from public_data import (
     VOTER_TELEGRAM_ID,
     add_suggestion,
     assert_no_secrets,
-    public_client,
     put_to_vote,
     seed_org,
 )
@@ -26,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.models import Project, Suggestion, VoteOutcome
 from storage.rules import Category, ExclusionReason, Kind, SourceType, State
 from storage.services.suggestions import Draft
+
+pytest_plugins = ["public_data"]
 
 SUGGESTION_FIELDS = {
     "number",
@@ -43,14 +43,6 @@ SUGGESTION_FIELDS = {
     "council_vote",
     "created_at",
 }
-
-
-@pytest.fixture
-async def client(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with public_client(sessionmaker) as http:
-        yield http
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:

@@ -6,7 +6,7 @@ never by name; non-public events never shown. SQLite and PostgreSQL via `session
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +18,6 @@ from public_data import (
     History,
     add_suggestion,
     assert_no_secrets,
-    public_client,
     seed_history,
     seed_org,
 )
@@ -30,16 +29,10 @@ from storage.rules import Category, Role, SourceType, State
 from storage.services.suggestions import Draft
 from webhook import board, i18n_web
 
+pytest_plugins = ["public_data"]
+
 # What the passed suggestion went through, in order (its public events).
 PASSED_ACTIONS = ["submit", "begin_review", "accept", "merged_in", "convene_vote", "resolve"]
-
-
-@pytest.fixture
-async def client(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with public_client(sessionmaker) as http:
-        yield http
 
 
 @pytest.fixture
