@@ -218,6 +218,17 @@ class History:
     first_at: datetime = datetime(2026, 3, 1, 17, 0, tzinfo=UTC)
 
 
+# The public steps seed_history's passed suggestion went through, in the board's words.
+PASSED_STEPS = [
+    "提出建议",
+    "开始审核",
+    "列为社区备选项目",
+    "同类建议并入本建议",
+    "提交居民议事会表决",
+    "居民议事会决议通过",
+]
+
+
 async def seed_history(sessionmaker: async_sessionmaker[AsyncSession]) -> History:
     ids = await seed_org(sessionmaker)
     xinsha = ids["新沙社区"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from browser import browser_page
 from playwright.async_api import Page, expect
-from public_data import PRIVATE, SECRET_NOTE, History, public_app, seed_history
+from public_data import PASSED_STEPS, PRIVATE, SECRET_NOTE, History, public_app, seed_history
 from servers import serve
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,16 +51,7 @@ async def test_from_the_board_to_a_timeline(page: Page, base: str, history: Hist
     await expect(page).to_have_url(re.compile(r"/board/suggestions/%E6%96%B0%E6%B2%99-"))
     await expect(page.locator("main")).to_contain_text(number)
     steps = page.locator("li.event .what strong")
-    await expect(steps).to_have_text(
-        [
-            "提出建议",
-            "开始审核",
-            "列为社区备选项目",
-            "同类建议并入本建议",
-            "提交居民议事会表决",
-            "居民议事会决议通过",
-        ]
-    )
+    await expect(steps).to_have_text(PASSED_STEPS)
     await expect(page.locator("li.event").first).to_contain_text("2026-03-02 01:00")
     await assert_nothing_private(page)
 
