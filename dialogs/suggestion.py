@@ -105,6 +105,8 @@ VIOLATION_STEP: dict[str, State] = {
     "cost_without_kind": SuggestionForm.kind,
     "cost_negative": SuggestionForm.cost,
     "cost_not_integer_fen": SuggestionForm.cost,
+    "cost_too_large": SuggestionForm.cost,
+    "estimate_too_large": SuggestionForm.cost,
 }
 # Media groups already told "no more photos", so that an album gets one refusal, not four.
 REFUSED_GROUPS_KEPT = 10
@@ -623,6 +625,14 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
     if not data.get("kind"):  # no cost without a kind: nothing to attach it to
         return await advance(bot, message.chat.id, state, session, SuggestionForm.cost)
     kind = Kind(data["kind"])
+    if cost_fen > rules.estimate_limit(kind):
+        problem = _(
+            "¥{amount} is far beyond a micro-project: the cap for this kind of project ({kind}) "
+            "is ¥{cap}. Please check the number, or skip the cost."
+        ).format(
+            amount=yuan(cost_fen), kind=kind_label(kind), cap=cap_yuan(rules.KIND_CAP_FEN[kind])
+        )
+        return await reask(bot, message.chat.id, state, session, problem)
     await state.update_data(cost_fen=cost_fen)
     note: str | None = None
     if rules.exceeds_cap(kind, cost_fen):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import calendar
 import enum
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 
@@ -191,8 +194,11 @@ _FORWARD: tuple[Transition, ...] = (
     _t(Action.EVALUATE, State.ACCOUNTS_PUBLISHED, State.EVALUATED, _STREET),
 )
 
-# Until the street office has determined it, the community may also cancel; after, only the
-# street office or the district.
+# Cancelling, with a reason, is possible from every active state, by the street office (or a
+# wider scope). The community may also cancel what it has screened and the council has not
+# got before it, until the street office determines it: not a fresh suggestion (nobody has
+# looked at it yet; its proposer may withdraw it) and not a candidate while the council votes
+# on it (the vote decides).
 _CANCEL_BY_COMMUNITY = frozenset(
     {State.UNDER_REVIEW, State.CANDIDATE, State.RESOLVED_CANDIDATE, State.DEFERRED}
 )
@@ -244,12 +250,28 @@ KIND_CAP_FEN: dict[Kind, int] = {
 MAX_JUSTIFICATION_LENGTH = 1000
 
 
+# An estimate may pass its kind's cap "in principle" (原则上), but one ten times the cap is not
+# a micro-project whatever the reason: it is refused rather than stored.
+ESTIMATE_CAP_FACTOR = 10
+# The most fen an amount may be: what the BIGINT columns that hold money can store. Plausible
+# amounts are the rules' business (caps, estimates, budgets); this bound keeps the rest out of
+# the database.
+MAX_AMOUNT_FEN = 2**63 - 1
+
+
 def check_cost(kind: Kind, cost_fen: int, justification: str | None = None) -> None:
     """Caps hold 'in principle' (原则上): exceeding one needs a recorded justification."""
     if not isinstance(cost_fen, int) or isinstance(cost_fen, bool):
         raise RuleViolation("cost_not_integer_fen", "money is integer fen")
     if cost_fen < 0:
         raise RuleViolation("cost_negative", "a cost cannot be negative")
+    if cost_fen > MAX_AMOUNT_FEN:
+        raise RuleViolation("cost_too_large", "more than any amount can be")
+    if justification is not None and char_length(justification) > MAX_JUSTIFICATION_LENGTH:
+        raise RuleViolation(
+            "justification_length",
+            f"a justification is at most {MAX_JUSTIFICATION_LENGTH} characters",
+        )
     if cost_fen > KIND_CAP_FEN[kind] and not (justification and justification.strip()):
         raise RuleViolation(
             "cap_exceeded_without_justification",
@@ -261,33 +283,52 @@ def exceeds_cap(kind: Kind, cost_fen: int) -> bool:
     return cost_fen > KIND_CAP_FEN[kind]
 
 
+def estimate_limit(kind: Kind) -> int:
+    """The largest rough estimate, in fen, a suggestion of `kind` may carry."""
+    return KIND_CAP_FEN[kind] * ESTIMATE_CAP_FACTOR
+
+
+def check_estimate(kind: Kind, cost_fen: int) -> None:
+    """A proposer's rough estimate: over the cap is noted for the street office to weigh
+    (no justification is asked of a resident), over ten times the cap is refused."""
+    check_cost(kind, cost_fen, justification="estimate")
+    if cost_fen > estimate_limit(kind):
+        raise RuleViolation(
+            "estimate_too_large",
+            f"an estimate for a {kind.value} project is at most "
+            f"{estimate_limit(kind) // FEN_PER_YUAN} CNY",
+        )
+
+
+# A number as people write one: ASCII digits after NFKC (full-width １．５ → 1.5), commas only
+# between groups of three. No exponents, underscores or other scripts' digits, which Decimal()
+# would take: "1e3" is a typo, not a thousand yuan, and "1,5" is not fifteen.
+_AMOUNT_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
+_CURRENCY_AFFIXES = ("元", "rmb", "cny", "¥")
+
+
 def parse_yuan(text: str) -> int:
-    """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50') into fen.
+    """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50', '１．５万') into
+    fen.
 
-    Decimal arithmetic only; more than two decimal places of a yuan, negatives and anything
-    that is not a number raise ValueError.
+    Decimal arithmetic only; more than two decimal places of a yuan, negatives, anything that
+    is not a number and anything above MAX_AMOUNT_FEN raise ValueError.
     """
-    from decimal import Decimal, InvalidOperation
-
-    cleaned = text.strip().replace(",", "").replace("，", "").replace(" ", "")
-    for suffix in ("元", "rmb", "RMB", "CNY", "cny", "¥", "￥"):
-        cleaned = cleaned.removesuffix(suffix).removeprefix(suffix)
+    cleaned = unicodedata.normalize("NFKC", text).strip().lower().replace(" ", "")
+    for affix in _CURRENCY_AFFIXES:
+        cleaned = cleaned.removesuffix(affix).removeprefix(affix)
     multiplier = Decimal(1)
     if cleaned.endswith("万"):
         multiplier, cleaned = Decimal(10_000), cleaned[:-1]
-    elif cleaned.lower().endswith("k"):
+    elif cleaned.endswith("k"):
         multiplier, cleaned = Decimal(1_000), cleaned[:-1]
-    if not cleaned or len(cleaned) > 20:
+    if len(cleaned) > 24 or not _AMOUNT_RE.fullmatch(cleaned):
         raise ValueError("not an amount")
-    try:
-        amount = Decimal(cleaned) * multiplier
-    except InvalidOperation as exc:
-        raise ValueError("not an amount") from exc
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("not an amount")
-    fen = amount * FEN_PER_YUAN
+    fen = Decimal(cleaned.replace(",", "")) * multiplier * FEN_PER_YUAN
     if fen != fen.to_integral_value():
         raise ValueError("at most two decimal places")
+    if fen > MAX_AMOUNT_FEN:
+        raise ValueError("too large")
     return int(fen)
 
 

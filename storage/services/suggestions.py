@@ -71,7 +71,7 @@ def validate_draft(draft: Draft) -> None:
         if draft.kind is None:
             raise RuleViolation("cost_without_kind", "a cost needs the kind of project")
         # A resident's rough estimate may exceed the cap; the street office decides later.
-        rules.check_cost(draft.kind, draft.estimated_cost_fen, justification="estimate")
+        rules.check_estimate(draft.kind, draft.estimated_cost_fen)
 
 
 def local_day_start(now: datetime, tz: ZoneInfo) -> datetime:

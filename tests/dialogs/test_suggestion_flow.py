@@ -344,6 +344,26 @@ async def test_cost_can_be_skipped_and_must_be_an_amount(
     assert stored.kind is Kind.SERVICE and stored.estimated_cost_fen is None
 
 
+async def test_an_estimate_ten_times_the_cap_is_asked_again(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await dialog_driver.kind(RESIDENT)
+    await bot_harness.press(RESIDENT, SERVICE, exact=True)
+    # Ten times the service cap (¥200,000) is still an estimate; a yuan more is not.
+    for far in ("200万零1", "2000001", "99999999999999999999"):
+        calls = await bot_harness.say(RESIDENT, far)
+        assert "大概需要多少钱" in last_text(calls), far
+    calls = await bot_harness.say(RESIDENT, "2,000,001")
+    assert "¥2,000,001 远超民生微实事的规模：服务项目原则上不超过 ¥200,000" in last_text(calls)
+    state, data = await fsm(bot_harness, RESIDENT)
+    assert state == SuggestionForm.cost.state and data["kind"] == Kind.SERVICE.value
+    calls = await bot_harness.say(RESIDENT, "２００万")
+    assert "已记录：约 ¥2,000,000" in all_text(calls)
+    await bot_harness.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.estimated_cost_fen == 200_000_000
+
+
 async def test_daily_limit_is_said_at_the_start(
     dialog_driver: Driver, bot_harness: Harness, bot_settings: Settings, org: Any
 ) -> None:

@@ -205,6 +205,15 @@ def test_more_than_two_places_rejected(amount: Decimal) -> None:
         # 2**53 + 1 yuan: a float would lose the last digit.
         ("9007199254740993", 900_719_925_474_099_300),
         ("9007199254740993.07", 900_719_925_474_099_307),
+        # What a Chinese input method types: full-width digits and point, full-width yen sign.
+        ("１．５万", 1_500_000),
+        ("１５０００", 1_500_000),
+        ("￥１，２００．５", 120_050),
+        ("1.5万元", 1_500_000),
+        ("RMB 300", 30_000),
+        ("2.5K", 250_000),
+        ("1,000,000", 100_000_000),
+        ("1.2345万", 1_234_500),
     ],
 )
 def test_parse_yuan(text: str, fen: int) -> None:
@@ -214,7 +223,13 @@ def test_parse_yuan(text: str, fen: int) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", " ", "-1", "-0.01", "1.001", "0.005", "1.5.1", "abc", "一千", "NaN", "inf",
-     "Infinity", "1e", "--1", "1/2", "万", "12345678901234567890123"],
+     "Infinity", "1e", "--1", "1/2", "万", "12345678901234567890123",
+     # Decimal() would read these; a person typing them made a slip.
+     "1e3", "1E5", "0e5", "1_000", "٣٠٠",
+     # A comma is only a thousands separator: "1,5万" is not fifteen ten-thousands.
+     "1,5万", "2,5", "1,00,0", ",100", "100,",
+     # More fen than a BIGINT column holds.
+     "99999999999999999999", "9e30万"],
 )  # fmt: skip
 def test_parse_yuan_rejects(text: str) -> None:
     with pytest.raises(ValueError):
@@ -336,3 +351,27 @@ def test_wider_officials_may_do_what_narrower_ones_may() -> None:
             assert {Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN} <= t.roles
         if Role.STREET_OFFICIAL in t.roles:
             assert {Role.DISTRICT_ADMIN, Role.CITY_ADMIN} <= t.roles
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_estimates_may_pass_the_cap_but_not_tenfold(kind: Kind) -> None:
+    cap = rules.KIND_CAP_FEN[kind]
+    rules.check_estimate(kind, cap + 1)  # noted for the street office, not refused
+    rules.check_estimate(kind, cap * rules.ESTIMATE_CAP_FACTOR)
+    with pytest.raises(RuleViolation) as raised:
+        rules.check_estimate(kind, cap * rules.ESTIMATE_CAP_FACTOR + 1)
+    assert raised.value.code == "estimate_too_large"
+
+
+def test_amounts_beyond_a_bigint_are_refused() -> None:
+    with pytest.raises(RuleViolation) as raised:
+        rules.check_cost(Kind.SERVICE, rules.MAX_AMOUNT_FEN + 1, justification="a reason")
+    assert raised.value.code == "cost_too_large"
+
+
+def test_justification_length_is_enforced() -> None:
+    over = rules.KIND_CAP_FEN[Kind.SERVICE] + 1
+    rules.check_cost(Kind.SERVICE, over, "理" * rules.MAX_JUSTIFICATION_LENGTH)
+    with pytest.raises(RuleViolation) as raised:
+        rules.check_cost(Kind.SERVICE, over, "理" * (rules.MAX_JUSTIFICATION_LENGTH + 1))
+    assert raised.value.code == "justification_length"

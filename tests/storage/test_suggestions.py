@@ -270,6 +270,8 @@ async def test_submit_is_all_or_nothing(
         ({"longitude": -180.5}, "bad_location"),
         ({"estimated_cost_fen": 100}, "cost_without_kind"),
         ({"estimated_cost_fen": -1, "kind": Kind.SERVICE}, "cost_negative"),
+        ({"estimated_cost_fen": 5_000_000_01, "kind": Kind.PHYSICAL}, "estimate_too_large"),
+        ({"estimated_cost_fen": 2**63, "kind": Kind.SERVICE}, "cost_too_large"),
     ],
 )
 def test_validate_draft(changes: dict[str, object], code: str) -> None:
@@ -280,6 +282,17 @@ def test_validate_draft(changes: dict[str, object], code: str) -> None:
 
 def test_limits_count_characters_not_bytes() -> None:
     suggestions.validate_draft(draft(1, title="路" * 60, description="长" * 1000))
+
+
+async def test_an_absurd_estimate_is_refused_before_the_database(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """More fen than a BIGINT holds is a rule's refusal the dialog can answer, not an overflow
+    inside the driver."""
+    with pytest.raises(RuleViolation) as raised:
+        await submit(sessionmaker, org.xinsha_id, kind=Kind.PHYSICAL, estimated_cost_fen=10**20)
+    assert raised.value.code == "cost_too_large"
+    assert (await submit(sessionmaker, org.xinsha_id)).seq == 1, "nothing half-written"
 
 
 async def test_unknown_community(sessionmaker: Sessions, org: OrgTree) -> None:
