@@ -87,6 +87,19 @@ class LangCb(CallbackData, prefix="lg"):
     locale: str
 
 
+class WithdrawStep(StrEnum):
+    ASK = "a"  # a button under /my: ask to confirm
+    YES = "y"
+    NO = "n"
+
+
+class WithdrawCb(CallbackData, prefix="wd"):
+    """The proposer withdrawing their suggestion `id` (its number is looked up, not carried)."""
+
+    step: WithdrawStep
+    id: int
+
+
 # --- Screening (/review) ------------------------------------------------------------------
 # Every screening button names the suggestion it is about: a press on the card of another
 # suggestion than the one being reviewed now is stale.

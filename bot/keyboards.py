@@ -34,6 +34,8 @@ from bot.callbacks import (
     ReviewReasonCb,
     Step,
     StepCb,
+    WithdrawCb,
+    WithdrawStep,
 )
 from bot.texts import category_label, exclusion_reason_label, kind_label
 from storage.rules import Category, ExclusionReason, Kind
@@ -69,6 +71,37 @@ def suggest_link_keyboard(url: str) -> InlineKeyboardMarkup:
 
 def private_chat_keyboard(url: str) -> InlineKeyboardMarkup:
     return inline([[InlineKeyboardButton(text=_("Open a private chat"), url=url)]])
+
+
+def withdraw_keyboard(items: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
+    """Under /my: a button per suggestion that may still be withdrawn, (id, number)."""
+    return inline(
+        [
+            [
+                _button(
+                    _("Withdraw {number}").format(number=number),
+                    WithdrawCb(step=WithdrawStep.ASK, id=id_).pack(),
+                )
+            ]
+            for id_, number in items
+        ]
+    )
+
+
+def withdraw_confirm_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
+    return inline(
+        [
+            [
+                _button(
+                    _("Yes, withdraw it"),
+                    WithdrawCb(step=WithdrawStep.YES, id=suggestion_id).pack(),
+                ),
+                _button(
+                    _("No, keep it"), WithdrawCb(step=WithdrawStep.NO, id=suggestion_id).pack()
+                ),
+            ]
+        ]
+    )
 
 
 def org_keyboard(

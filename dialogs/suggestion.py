@@ -346,12 +346,14 @@ async def answer_then_continue(
     session: AsyncSession,
     bot: Bot,
     raw_state: str | None,
+    markup: Markup = None,
 ) -> Reply:
-    """`text`, then the suggestion's question if one is in progress: the last of them is
-    returned, for the handler to return (other commands do not lose the person's place)."""
+    """`text` (with `markup`), then the suggestion's question if one is in progress: the last
+    of them is returned, for the handler to return (other commands do not lose the person's
+    place)."""
     if not is_dialog_state(raw_state):
-        return message.answer(text)
-    await message.answer(text)
+        return message.answer(text, reply_markup=markup)
+    await message.answer(text, reply_markup=markup)
     return await continue_reply(bot, message.chat.id, state, session)
 
 

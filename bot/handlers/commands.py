@@ -18,19 +18,25 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import LangCb
+from bot.callbacks import LangCb, WithdrawCb, WithdrawStep
 from bot.filters import IsCommand
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
-from bot.keyboards import LANGUAGE_NAMES, language_keyboard
+from bot.keyboards import (
+    LANGUAGE_NAMES,
+    language_keyboard,
+    withdraw_confirm_keyboard,
+    withdraw_keyboard,
+)
 from bot.texts import listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
-from dialogs.common import Reply, chat_of, identity
+from dialogs.common import Reply, chat_of, identity, send, settle, stale
 from dialogs.org_picker import get_community_names
+from storage.rules import RuleViolation, State
 from storage.services import chats, invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
 from storage.services.public import PublicCommunity
-from storage.services.suggestions import list_for_proposer
+from storage.services.suggestions import list_for_proposer, proposer_item, withdraw
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,8 @@ PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUGGEST_PAYLOAD_RE = re.compile(r"^(?:g_(-[1-9][0-9]{0,17})|s_([1-9][0-9]{0,17}))$")
 
 MY_FETCH = 1000
+# Withdraw buttons under /my: the suggestions still SUBMITTED are the newest, a few a day.
+MY_WITHDRAW_BUTTONS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +218,68 @@ async def cmd_my(
         for item in found
     ]
     text = listing(_("Your suggestions"), lines)
-    return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
+    withdrawable = [(i.id, i.number) for i in found if i.status is State.SUBMITTED]
+    markup = None
+    if withdrawable:
+        text += "\n\n" + _(
+            "A suggestion the community has not begun to look at can still be withdrawn: "
+            "use the buttons below."
+        )
+        markup = withdraw_keyboard(withdrawable[:MY_WITHDRAW_BUTTONS])
+    return await suggestion.answer_then_continue(
+        message, text, state, session, bot, raw_state, markup
+    )
+
+
+def not_withdrawable_text(number: str, status: State) -> str:
+    """Plain text: it may go in a button's alert."""
+    return _(
+        "Suggestion {number} can no longer be withdrawn: the community has begun to deal with "
+        "it (now: {status}). If it should be stopped, please tell the community's staff."
+    ).format(number=number, status=status_label(status))
+
+
+async def on_withdraw(
+    callback: CallbackQuery, callback_data: WithdrawCb, session: AsyncSession, bot: Bot
+) -> Reply:
+    """A button under /my asks to confirm; the confirmation withdraws or keeps. The list's
+    buttons stay, for the person's other suggestions."""
+    telegram_id = callback.from_user.id
+    if callback_data.step is WithdrawStep.NO:
+        await settle(callback, _("Kept: nothing has changed."))
+        return None
+    if callback_data.step is WithdrawStep.ASK:
+        item = await proposer_item(session, telegram_id, callback_data.id)
+        if item is None:
+            await callback.answer(_("This button is out of date."))
+            return None
+        if item.status is not State.SUBMITTED:
+            await callback.answer(not_withdrawable_text(item.number, item.status), show_alert=True)
+            return None
+        await callback.answer()
+        question = _(
+            "Withdraw suggestion <b>{number}</b> “{title}”?\n\nThe community will not take it "
+            "up, and it stays on the public board as withdrawn. This cannot be undone."
+        ).format(number=quote(item.number), title=quote(item.title))
+        return send(bot, chat_of(callback), question, withdraw_confirm_keyboard(item.id))
+    try:
+        done = await withdraw(session, telegram_id, callback_data.id)
+    except RuleViolation as exc:
+        item = await proposer_item(session, telegram_id, callback_data.id)
+        if exc.code != "transition_not_allowed" or item is None:
+            await stale(callback)
+            return None
+        await settle(callback, quote(not_withdrawable_text(item.number, item.status)))
+        return None
+    await settle(
+        callback,
+        _(
+            "Suggestion <b>{number}</b> “{title}” has been withdrawn. You are welcome to "
+            "suggest another project with /suggest."
+        ).format(number=quote(done.number), title=quote(done.title)),
+        answer=_("Withdrawn."),
+    )
+    return None
 
 
 async def cmd_cancel(message: Message, state: FSMContext, raw_state: str | None) -> Reply:
@@ -280,4 +349,5 @@ def create_router() -> Router:
     router.message.register(cmd_cancel, Command("cancel"))
     router.message.register(cmd_lang, Command("lang"))
     router.callback_query.register(on_language, LangCb.filter())
+    router.callback_query.register(on_withdraw, WithdrawCb.filter())
     return router

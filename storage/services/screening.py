@@ -15,10 +15,10 @@ proposer only; an acceptance note goes to the followers and to a non-public audi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -36,7 +36,7 @@ from storage.rules import (
 )
 from storage.services import access, audit, notifications
 from storage.services.audit import Actor
-from storage.services.suggestions import add_follower, apply
+from storage.services.suggestions import add_follower, apply, lock_suggestions
 
 # Who screens: the community's staff and wider officials, as the transition table says (each
 # action checks its own transition's roles; this is for the queue and for front ends).
@@ -82,34 +82,6 @@ def scope_condition(scope: access.Scope) -> ColumnElement[bool]:
         case ScopeLevel.COMMUNITY:
             return Community.id == scope.id
     raise AssertionError(scope.level)
-
-
-async def lock_suggestions(session: AsyncSession, ids: Iterable[int]) -> dict[int, Suggestion]:
-    """Load suggestions for a change, so that two officials acting at once serialise and the
-    second sees the first's result (and is refused by the transition table).
-
-    PostgreSQL: SELECT … FOR UPDATE in id order (no deadlock between overlapping sets).
-    SQLite: a no-op UPDATE first takes the single writer lock, so what is read next is the
-    latest committed state and nobody else commits before us.
-    """
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            update(Suggestion)
-            .where(Suggestion.id.in_(wanted))
-            .values(updated_at=Suggestion.updated_at)
-            .execution_options(synchronize_session=False)
-        )
-    query = (
-        select(Suggestion)
-        .where(Suggestion.id.in_(wanted))
-        .order_by(Suggestion.id)
-        .with_for_update(of=Suggestion)
-        .execution_options(populate_existing=True)
-    )
-    return {s.id: s for s in (await session.scalars(query)).all()}
 
 
 async def _locked(
@@ -298,6 +270,9 @@ async def merge(
         raise RuleViolation("merge_target_inactive", f"{target.number} is {target.status.value}")
     actor = actor_of(principal)
     await _begin_if_submitted(session, source, actor)
+    # The community has looked at the target too; and its proposer may no longer withdraw it,
+    # which would drop the residents' duplicates merged into it.
+    await _begin_if_submitted(session, target, actor)
     link = {"into_id": target.id, "into_number": target.number}
     await apply(session, source, Action.MERGE, actor, details=link)
     source.merged_into_id = target.id
@@ -344,7 +319,6 @@ __all__ = [
     "SCREENING_ROLES",
     "accept",
     "begin_review",
-    "lock_suggestions",
     "merge",
     "reject",
     "review_queue",

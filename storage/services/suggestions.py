@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ScalarSelect, func, null, select
+from sqlalchemy import ScalarSelect, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import Null
@@ -16,6 +17,7 @@ from storage import rules
 from storage.db import insert_on_conflict
 from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
+from storage.services import notifications
 from storage.services.audit import Actor, record
 from storage.services.people import TelegramIdentity, refresh_person
 
@@ -229,24 +231,40 @@ class ProposerItem(NamedTuple):
     title: str
 
 
+_PROPOSER_COLUMNS = (
+    Suggestion.id,
+    Suggestion.number,
+    Suggestion.status,
+    Suggestion.created_at,
+    Suggestion.title,
+)
+
+
 async def list_for_proposer(
     session: AsyncSession, telegram_id: int, limit: int = 50
 ) -> list[ProposerItem]:
     """A resident's suggestions, newest first: plain rows, no ORM objects to build."""
     query = (
-        select(
-            Suggestion.id,
-            Suggestion.number,
-            Suggestion.status,
-            Suggestion.created_at,
-            Suggestion.title,
-        )
+        select(*_PROPOSER_COLUMNS)
         .join(Person, Person.id == Suggestion.proposer_id)
         .where(Person.telegram_id == telegram_id)
         .order_by(Suggestion.created_at.desc(), Suggestion.id.desc())
         .limit(limit)
     )
     return [ProposerItem(*row) for row in await session.execute(query)]
+
+
+async def proposer_item(
+    session: AsyncSession, telegram_id: int, suggestion_id: int
+) -> ProposerItem | None:
+    """One of the person's own suggestions as their list shows it; None if it is not theirs."""
+    query = (
+        select(*_PROPOSER_COLUMNS)
+        .join(Person, Person.id == Suggestion.proposer_id)
+        .where(Person.telegram_id == telegram_id, Suggestion.id == suggestion_id)
+    )
+    row = (await session.execute(query)).first()
+    return None if row is None else ProposerItem(*row)
 
 
 async def apply(
@@ -276,6 +294,60 @@ async def apply(
     return step
 
 
+async def lock_suggestions(session: AsyncSession, ids: Iterable[int]) -> dict[int, Suggestion]:
+    """Load suggestions for a change, so that two officials acting at once serialise and the
+    second sees the first's result (and is refused by the transition table).
+
+    PostgreSQL: SELECT … FOR UPDATE in id order (no deadlock between overlapping sets).
+    SQLite: a no-op UPDATE first takes the single writer lock, so what is read next is the
+    latest committed state and nobody else commits before us.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.id.in_(wanted))
+            .values(updated_at=Suggestion.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    query = (
+        select(Suggestion)
+        .where(Suggestion.id.in_(wanted))
+        .order_by(Suggestion.id)
+        .with_for_update(of=Suggestion)
+        .execution_options(populate_existing=True)
+    )
+    return {s.id: s for s in (await session.scalars(query)).all()}
+
+
+async def withdraw(session: AsyncSession, telegram_id: int, suggestion_id: int) -> Suggestion:
+    """The proposer takes back a suggestion the community has not begun to look at
+    (SUBMITTED → WITHDRAWN, a public event). Locked first, so that a withdrawal and a staff
+    member's review at the same moment serialise and the second is refused by the table.
+    Anyone else following it hears. Commits; rolls back what it locked when refused."""
+    try:
+        suggestion = (await lock_suggestions(session, [suggestion_id])).get(suggestion_id)
+        proposer = await session.scalar(select(Person).where(Person.telegram_id == telegram_id))
+        if suggestion is None or proposer is None or suggestion.proposer_id != proposer.id:
+            raise RuleViolation("not_proposer", "only its proposer may withdraw a suggestion")
+        await apply(session, suggestion, Action.WITHDRAW, Actor(Role.PROPOSER, proposer.id))
+        await notifications.notify_followers(
+            session,
+            suggestion,
+            "suggestion_status",
+            notifications.about(suggestion) | {"status": State.WITHDRAWN.value},
+            dedupe_prefix=f"withdrawn:{suggestion.id}",
+            exclude={proposer.id},
+        )
+        await session.commit()
+    except Exception:
+        await session.rollback()
+        raise
+    return suggestion
+
+
 @dataclass(frozen=True, slots=True)
 class PublicFilter:
     community_id: int | None = None
@@ -299,7 +371,10 @@ __all__ = [
     "apply",
     "count_today_by_telegram_id",
     "list_for_proposer",
+    "lock_suggestions",
     "next_number",
+    "proposer_item",
     "submit",
     "validate_draft",
+    "withdraw",
 ]

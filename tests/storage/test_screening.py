@@ -19,7 +19,7 @@ from storage.services import access, screening
 from storage.services.access import Principal, Scope
 from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
-from storage.services.suggestions import Draft, submit
+from storage.services.suggestions import Draft, submit, withdraw
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -328,6 +328,10 @@ async def test_merge_moves_followers_and_tells_both(sessionmaker: Sessions, org:
             True,
         )
         assert target_trail[-1].details == {"from_id": source.id, "from_number": source.number}
+        # The target was looked at too: its proposer can no longer withdraw it from under
+        # the residents whose duplicates it now stands for.
+        assert [e.action for e in target_trail][-2:] == ["begin_review", "merged_in"]
+        assert (await session.get_one(Suggestion, target.id)).status is State.UNDER_REVIEW
         messages = await outbox(session, "suggestion_merged")
         # The source's proposer and follower hear theirs was merged; the target's followers
         # hear a duplicate joined; someone following both hears once.
@@ -431,3 +435,79 @@ async def test_who_may_screen_where(sessionmaker: Sessions) -> None:
                 ]
             else:
                 assert {s.status for s in statuses if s} == {State.SUBMITTED}
+
+
+# --- Withdrawal by the proposer -----------------------------------------------------------
+
+
+async def test_the_proposer_withdraws_before_review(sessionmaker: Sessions, org: OrgTree) -> None:
+    suggestion = await suggest(sessionmaker, org.xinsha_id)
+    other = await follow(sessionmaker, suggestion.id, 20_001)
+    async with sessionmaker() as session:
+        withdrawn = await withdraw(session, 10_001, suggestion.id)
+    assert withdrawn.status is State.WITHDRAWN
+    async with sessionmaker() as session:
+        last = (await events(session, suggestion.id))[-1]
+        assert (last.action, last.from_state, last.to_state, last.public) == (
+            "withdraw",
+            State.SUBMITTED,
+            State.WITHDRAWN,
+            True,
+        )
+        assert (last.actor_role, last.actor_person_id) == (Role.PROPOSER, withdrawn.proposer_id)
+        # Whoever else follows it hears; the proposer, who did it, does not.
+        told = await outbox(session, "suggestion_status")
+        assert set(told) == {20_001}
+        assert told[20_001].person_id == other
+        assert told[20_001].params["status"] == State.WITHDRAWN.value
+
+
+async def test_only_the_proposer_withdraws_and_only_before_review(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    suggestion = await suggest(sessionmaker, org.xinsha_id, proposer=1)
+    await suggest(sessionmaker, org.xinsha_id, proposer=2)  # 10_002 is known to the store
+    staff = await official(sessionmaker, 1, *staff_of(org))
+    async with sessionmaker() as session:
+        for telegram_id, suggestion_id in ((10_002, suggestion.id), (10_001, 999), (555, 1)):
+            await refused("not_proposer", withdraw(session, telegram_id, suggestion_id))
+        await screening.begin_review(session, staff, suggestion.id)
+    async with sessionmaker() as session:
+        await refused("transition_not_allowed", withdraw(session, 10_001, suggestion.id))
+        assert (await session.get_one(Suggestion, suggestion.id)).status is State.UNDER_REVIEW
+
+
+async def test_withdrawal_and_review_at_once_make_one_change(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    suggestion = await suggest(sessionmaker, org.xinsha_id)
+    staff = await official(sessionmaker, 1, *staff_of(org))
+
+    async def proposer() -> str:
+        async with sessionmaker() as session:
+            try:
+                await withdraw(session, 10_001, suggestion.id)
+            except RuleViolation as exc:
+                return exc.code
+            return "withdrawn"
+
+    async def reviewer() -> str:
+        async with sessionmaker() as session:
+            try:
+                await screening.accept(session, staff, suggestion.id)
+            except RuleViolation as exc:
+                return exc.code
+            return "accepted"
+
+    results = await asyncio.gather(proposer(), reviewer())
+    assert sorted(results) in (
+        ["transition_not_allowed", "withdrawn"],
+        ["accepted", "transition_not_allowed"],
+    )
+    async with sessionmaker() as session:
+        status = (await session.get_one(Suggestion, suggestion.id)).status
+        actions = [e.action for e in await events(session, suggestion.id)]
+    if "withdrawn" in results:
+        assert status is State.WITHDRAWN and actions == ["submit", "withdraw"]
+    else:
+        assert status is State.CANDIDATE and actions == ["submit", "begin_review", "accept"]

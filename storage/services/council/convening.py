@@ -27,8 +27,8 @@ from storage.services.council.common import (
     _tell_followers,
     get_vote,
 )
-from storage.services.screening import actor_of, lock_suggestions, operation
-from storage.services.suggestions import apply
+from storage.services.screening import actor_of, operation
+from storage.services.suggestions import apply, lock_suggestions
 
 
 @dataclass
