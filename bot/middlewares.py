@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.gate import NO_CHOICE, NOT_STORED, Passage
 from dialogs.common import identity
 from storage.services.people import find_person, pick_locale, refresh_person
-from storage.services.updates import claim_update
+from storage.services.updates import claim_update, release_update
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 AfterCommit = Callable[[], Awaitable[Any]]
@@ -29,9 +29,9 @@ class UpdateSessionMiddleware(BaseMiddleware):
     """Opens the session an update is handled in; without Redis, claims its `update_id` first.
 
     In the store, the update's effects and its de-duplication mark commit together; if anything
-    fails, both roll back and the error reaches the webhook route, which answers 503 so Telegram
-    retries. With Redis the gate (bot.gate) claims the update before this runs; then
-    `claim_updates` is False.
+    fails, both roll back (a mark committed early is released) and the error reaches the
+    webhook route, which answers 503 so Telegram retries. With Redis the gate (bot.gate)
+    claims the update before this runs; then `claim_updates` is False.
     The session connects on its first statement, so an update that needs no SQL costs none.
     """
 
@@ -74,11 +74,14 @@ class UpdateSessionMiddleware(BaseMiddleware):
         after_commit: list[AfterCommit],
     ) -> Any:
         session = self.sessionmaker()
+        claimed = False
         try:
             # The mark is a row in the update's own transaction: it commits or rolls back with
-            # the update's effects, so there is nothing to finish or release.
-            if self.claim_updates and not await claim_update(session, event.update_id):
-                return UNHANDLED
+            # the update's effects.
+            if self.claim_updates:
+                if not await claim_update(session, event.update_id):
+                    return UNHANDLED
+                claimed = True
             data["session"] = session
             data["after_commit"] = after_commit
             result = await handler(event, data)
@@ -86,9 +89,26 @@ class UpdateSessionMiddleware(BaseMiddleware):
             if session.in_transaction():
                 await session.commit()
             return result
+        except Exception:
+            if claimed:
+                await session.close()  # roll back first: SQLite's writer lock goes with it
+                await self._release(event.update_id)
+            raise
         finally:
             if session.in_transaction():  # the handler failed mid-transaction
                 await session.close()  # rolls back and returns the connection
+
+    async def _release(self, update_id: int) -> None:
+        """A service that commits part of its work (submitting a suggestion, binding a group)
+        commits the update's mark with it; if the update then fails, Telegram redelivers it
+        after the 503, and the mark would turn the redelivery away as a duplicate. The
+        services make the redelivery safe (a draft's key finds the suggestion it made; a
+        binding to the same community changes nothing), so the mark is forgotten."""
+        try:
+            async with self.sessionmaker() as session:
+                await release_update(session, update_id)
+        except Exception as error:  # the store is down: then it committed nothing either
+            log.warning("could not release update %s after its failure: %r", update_id, error)
 
 
 def _is_start(event: TelegramObject) -> bool:

@@ -478,7 +478,6 @@ async def on_bind_press(
     # council's group) now open the new one's form.
     buttons_follow = bound is not None and bound.community_id != community.id
     await bind_group(callback, message, session, community)
-    await context.clear()
     text = (
         "✅ "
         + _("This group is now linked to {path}.").format(path=await _path(session, community))
@@ -490,9 +489,14 @@ async def on_bind_press(
             "The “{button}” buttons posted here earlier now open the form for {community}."
         ).format(button=suggest_label(), community=quote(community.name))
     await settle(callback, text, answer=_("Linked."))
-    if buttons_follow and await rename_pinned_suggest_message(bot, message.chat.id, community):
-        return
-    await post_suggest_message(bot, message.chat.id, community, pin=True)
+    if not (
+        buttons_follow and await rename_pinned_suggest_message(bot, message.chat.id, community)
+    ):
+        await post_suggest_message(bot, message.chat.id, community, pin=True)
+    # Last: if Telegram refused the message for now (429, a timeout), the route answers 503
+    # and the press comes again, which must still find the picker's step to finish the job
+    # (binding again to the same community only records the attempt).
+    await context.clear()
 
 
 async def on_keep_binding(

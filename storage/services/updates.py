@@ -27,10 +27,18 @@ async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record `update_id` as handled in the current transaction; False if it already was.
 
     The row commits with the update's own effects, so a failed update leaves no mark and
-    Telegram's redelivery is handled afresh.
+    Telegram's redelivery is handled afresh (a service that commits part-way takes the mark
+    with it: the caller then releases it, `release_update`).
     """
     params = {"update_id": update_id, "processed_at": utcnow()}
     return (await session.execute(_CLAIM, params)).first() is not None
+
+
+async def release_update(session: AsyncSession, update_id: int) -> None:
+    """Forget that `update_id` was handled, and commit: for an update that failed after
+    something committed its mark early (see bot.middlewares), so that its redelivery runs."""
+    await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.update_id == update_id))
+    await session.commit()
 
 
 async def dead_letter(
