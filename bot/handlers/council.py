@@ -41,7 +41,7 @@ from dialogs.org_picker import community_names, community_path, get_community
 from dialogs.staff import staff_principals
 from storage.models import ChatPurpose, Community, CouncilVote
 from storage.models import utcnow as now_utc
-from storage.rules import ScopeLevel, poll_option
+from storage.rules import Role, ScopeLevel, poll_option
 from storage.services import access, chats, council, org
 from storage.settings import Settings
 
@@ -122,6 +122,14 @@ async def _where(session: AsyncSession, vote: CouncilVote) -> str:
 async def votes_text(session: AsyncSession, telegram_id: int, settings: Settings) -> str:
     votes = await council.open_votes_for(session, telegram_id, now=now_utc())
     if not votes:
+        principals = await access.principals_of_telegram_user(session, telegram_id)
+        if not any(p.role is Role.COUNCIL_MEMBER for p in principals):
+            return _(
+                "/votes is for the members of a residents' council, who vote on the "
+                "community's candidate projects. If you are one of them, please ask your "
+                "community's staff for an invitation link. To suggest a project yourself, "
+                "send /suggest."
+            )
         return _("No council vote is open for you at the moment.")
     choices = await council.my_choices(session, telegram_id, [vote.id for vote in votes])
     blocks: list[str] = []

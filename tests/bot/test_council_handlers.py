@@ -275,8 +275,18 @@ async def test_votes_lists_what_is_open_for_a_member(
 
 
 async def test_votes_when_there_is_none(h: Harness, org: OrgTree, sessionmaker: Sessions) -> None:
+    await grant(sessionmaker, ZHAO, Role.COUNCIL_MEMBER, Scope(ScopeLevel.COMMUNITY, org.tianan_id))
+    assert last_text(await h.say(ZHAO, "/votes")) == "目前没有等待您参加的议事会表决。"
+
+
+async def test_votes_tells_someone_not_on_a_council_what_it_is_for(
+    h: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
     await open_vote(sessionmaker, org)
-    assert last_text(await h.say(OUTSIDER, "/votes")) == "目前没有等待您参加的议事会表决。"
+    assert last_text(await h.say(OUTSIDER, "/votes")) == (
+        "/votes 供居民议事会成员查看并参加对社区备选项目的表决。如果您是议事会成员，"
+        "请向社区工作人员索取邀请链接。如果您想提建议，请发送 /suggest。"
+    )
 
 
 async def test_votes_in_english_and_in_a_group(
