@@ -272,7 +272,8 @@ async def show_next(
             text = _("🎉 No suggestion is waiting for review. Thank you!")
         await state.clear()
         return send(bot, chat_id, prefix + text)
-    await state.set_data({"id": item.id, "skipped": skipped})
+    # The count is kept for the card shown again on "back" (as of when this one was taken).
+    await state.set_data({"id": item.id, "skipped": skipped, "waiting": waiting})
     text = await card_text(session, item, settings, waiting)
     await state.set_state(ReviewForm.card)
     return send(bot, chat_id, prefix + text, keyboards.review_card_keyboard(item.id))
@@ -347,14 +348,10 @@ async def _prompt(
         text = _("What is the right category for {suggestion}?").format(suggestion=named(item))
         return text, keyboards.review_category_keyboard(item.id, item.category)
     if step == ReviewForm.kind:
-        category = Category(data.get("category") or item.category)
-        text = (
-            _("Category: {value}").format(value=category_label(category))
-            + "\n\n"
-            + _("And the kind of project? Your choice accepts {suggestion} as a candidate.").format(
-                suggestion=named(item)
-            )
-        )
+        # The category just chosen is on the message above (what the press settled into).
+        text = _(
+            "And the kind of project? Your choice accepts {suggestion} as a candidate."
+        ).format(suggestion=named(item))
         return text, keyboards.review_kind_keyboard(item.id, item.kind)
     if step == ReviewForm.reason:
         text = _(
@@ -384,7 +381,10 @@ async def _prompt(
                 _("Reason: {value}").format(value=exclusion_reason_label(data["reason"])),
                 _("Note: {value}").format(value=quote(note) if note else "—"),
                 "",
-                _("The proposer will be told, and the reason shows on the public board."),
+                _(
+                    "The proposer will be told the reason and the note; the public board shows "
+                    "the reason only, not the note."
+                ),
             )
         )
         return text, keyboards.review_reject_confirm_keyboard(item.id)
@@ -415,7 +415,7 @@ async def _prompt(
             ).format(number=quote(target.number) if target is not None else "—")
         )
         return text, keyboards.review_merge_confirm_keyboard(item.id)
-    waiting = None
+    waiting = data.get("waiting")
     return await card_text(session, item, settings, waiting), keyboards.review_card_keyboard(
         item.id
     )

@@ -22,6 +22,7 @@ from telegram_fakes import (
     button_texts,
     last_text,
     sent,
+    texts,
 )
 
 from bot.callbacks import (
@@ -172,8 +173,12 @@ async def test_the_card(
         assert button.callback_data and len(button.callback_data.encode()) <= CALLBACK_DATA_MAX
     assert await fsm(bot_harness, STAFF) == (
         ReviewForm.card.state,
-        {"id": item.id, "skipped": []},
+        {"id": item.id, "skipped": [], "waiting": 1},
     )
+    # Back from a step, the card keeps its count.
+    await bot_harness.press(STAFF, CORRECT, exact=True)
+    calls = await bot_harness.press(STAFF, BACK, exact=True)
+    assert last_text(calls).startswith("<b>待审核建议（共 1 条）</b>")
 
 
 async def test_an_estimate_over_the_cap_is_flagged(
@@ -284,7 +289,11 @@ async def test_correct_category_and_kind_then_accept(
         BACK,
     ]
     calls = await bot_harness.press(STAFF, "文化体育娱乐", exact=True)
-    assert "类别：文化体育娱乐" in last_text(calls)
+    # The choice stays on the message pressed; the next question does not repeat it.
+    assert texts(calls) == [
+        "类别：文化体育娱乐",
+        f"项目类型是？选择后即把 <b>{item.number}</b>“3栋楼下路灯不亮” 接受为社区备选项目。",
+    ]
     # The resident gave no kind: there is none to keep, and a candidate needs one.
     assert button_texts(sent(calls)[-1].markup) == ["服务项目", "实物项目", BACK]
     assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED, "not yet"
