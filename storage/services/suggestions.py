@@ -165,7 +165,12 @@ async def submit(
     """Store a suggestion, give it its number, make the proposer a follower. Commits.
 
     A draft with a key that was already submitted is not stored again: the suggestion it
-    made is returned (Telegram redelivers an update whose answer failed after the commit)."""
+    made is returned (Telegram redelivers an update whose answer failed after the commit).
+
+    The daily limit is counted, then the suggestion stored, without a lock: one person's
+    submissions come from their private chat, whose updates the gate (bot.gate) handles one
+    at a time on every replica. A caller submitting for one person concurrently from
+    elsewhere would have to serialise them itself."""
     draft = clean_draft(draft)
     validate_draft(draft)
     community = await session.get(Community, draft.community_id)
