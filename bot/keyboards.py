@@ -172,8 +172,17 @@ def skip_label() -> str:
     return _("Skip")
 
 
-def photos_keyboard(have_photos: bool) -> InlineKeyboardMarkup:
-    label = "✅ " + done_label() if have_photos else "⏭ " + skip_label()
+def keep_photos_label() -> str:
+    return _("Keep these photos")
+
+
+def photos_keyboard(have_photos: bool, *, keep: bool = False) -> InlineKeyboardMarkup:
+    """The photo step's one button, which goes on: "done" once photos are sent, "skip" before;
+    `keep` when editing the photos, where going on keeps the ones sent earlier."""
+    if keep:
+        label = "✅ " + keep_photos_label()
+    else:
+        label = "✅ " + done_label() if have_photos else "⏭ " + skip_label()
     return inline([[_button(label, StepCb(step=Step.PHOTOS_DONE).pack())]])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, TypeGuard
+from urllib.parse import quote as quote_url
 from zoneinfo import ZoneInfo
 
 from aiogram.utils.i18n import gettext as _
@@ -153,6 +154,13 @@ def map_url(latitude: float, longitude: float) -> str:
     """A shared location on Amap (高德地图), which residents and staff in China use; Telegram's
     coordinates are WGS-84, which Amap is told."""
     return f"https://uri.amap.com/marker?position={longitude:.6f},{latitude:.6f}&coordinate=wgs84"
+
+
+def board_suggestion_url(base: str, number: str) -> str:
+    """A suggestion's public page on the board, under the service's public address `base`
+    (settings.public_url). The number is one path segment, percent-encoded as the board's own
+    links have it (新沙-2026-0007 → %E6%96%B0%E6%B2%99-2026-0007)."""
+    return f"{base.rstrip('/')}/board/suggestions/{quote_url(number, safe='')}"
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> str:

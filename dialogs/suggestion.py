@@ -1,8 +1,9 @@
 """The suggestion dialog (项目征集): a resident's idea for a micro-project, step by step, in a
 private chat, ending with `storage.services.suggestions.submit`.
 
-Steps: community (skipped when it came with the group's deep link) › category › title ›
-description › location › photos › kind and rough cost › summary with submit / edit / cancel.
+Steps: community (skipped when it came with the group's deep link, or answered by a link
+followed while it is asked) › category › title › description › location › photos › kind and
+rough cost › summary with submit / edit / cancel.
 Everything entered lives in the FSM data as plain JSON values, so with Redis a draft survives a
 restart of the service. Bad input never loses what was entered: the same step is asked again.
 """
@@ -10,6 +11,7 @@ restart of the service. Bad input never loses what was entered: the same step is
 from __future__ import annotations
 
 import contextlib
+import html
 import secrets
 from typing import Any
 
@@ -36,7 +38,7 @@ from bot.callbacks import (
     StepCb,
 )
 from bot.filters import InForm
-from bot.texts import cap_yuan, category_label, kind_label, quote, yuan
+from bot.texts import board_suggestion_url, cap_yuan, category_label, kind_label, quote, yuan
 from dialogs.common import (
     NOT_COMMAND,
     Markup,
@@ -126,6 +128,9 @@ def empty_draft(community_id: int | None = None, community_label: str = "") -> d
         "longitude": None,
         "photos": [],
         "refused_groups": [],
+        # Set when the summary's edit button brings the person back to the photos: the photos
+        # already sent stay until a new one arrives, which replaces them all.
+        "replacing_photos": False,
         "kind": None,
         "cost_fen": None,
         "editing": False,
@@ -185,6 +190,12 @@ def _prompt(step: State, data: dict[str, Any]) -> tuple[str, Markup]:
         )
     if step == SuggestionForm.photos:
         count = len(data.get("photos") or [])
+        if count and data.get("replacing_photos"):
+            text = _(
+                "You have already sent {count} photos. New photos you send now replace them "
+                "(at most {max}); to keep them, tap “{keep}”."
+            ).format(count=count, max=rules.MAX_PHOTOS, keep=keyboards.keep_photos_label())
+            return text, keyboards.photos_keyboard(True, keep=True)
         if count:
             text = _(
                 "You have sent {count} of at most {max} photos. Send another, or tap “{done}”."
@@ -225,13 +236,18 @@ def summary_text(data: dict[str, Any]) -> str:
         _("Title: {value}").format(value=quote(data.get("title") or "")),
         _("Description: {value}").format(value=quote(data.get("description") or "")),
         _("Location: {value}").format(value=location_text(data)),
-        _("Photos: {count}").format(count=len(data.get("photos") or [])),
+        photos_text(data),
         _("Kind and rough cost: {value}").format(value=kind_cost_text(data)),
         "",
         _("The title, description and location will be public on the board; your name will not."),
         _("Is everything right?"),
     ]
     return "\n".join(lines)
+
+
+def photos_text(data: dict[str, Any]) -> str:
+    count = len(data.get("photos") or [])
+    return _("Photos: {count}").format(count=count) if count else _("Photos: none")
 
 
 def location_text(data: dict[str, Any]) -> str:
@@ -339,6 +355,27 @@ async def continue_reply(
     return await reask(bot, chat_id, state, session, continue_note())
 
 
+async def continue_with_link(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    community: PublicCommunity | None,
+) -> SendMessage | None:
+    """A community's (or group's) deep link in the middle of a suggestion: the link's community
+    answers the community question if that is still unanswered (/suggest, then a group's
+    button), and the dialog goes on from there; otherwise, as any other way back in, the
+    current question again. Returns it for the handler to return; None outside the dialog."""
+    step = await current_step(state, SuggestionForm)
+    data = await state.get_data()
+    if community is None or step != SuggestionForm.community or data.get("community_id"):
+        return await continue_reply(bot, chat_id, state, session)
+    await state.update_data(community_id=community.id, community_label=label_of(community))
+    return await advance(
+        bot, chat_id, state, session, SuggestionForm.community, greeting(community)
+    )
+
+
 async def answer_then_continue(
     message: Message,
     text: str,
@@ -376,10 +413,14 @@ async def start(
         await state.set_data(empty_draft())
         return await go(bot, chat_id, state, session, SuggestionForm.community, note)
     await state.set_data(empty_draft(community.id, label_of(community)))
-    greeting = _("Let's write down your suggestion for {community}.").format(
+    return await go(bot, chat_id, state, session, SuggestionForm.category, greeting(community))
+
+
+def greeting(community: PublicCommunity) -> str:
+    """Before the first question, when the community came with the link."""
+    return _("Let's write down your suggestion for {community}.").format(
         community="<b>" + quote(community.name) + "</b>"
     )
-    return await go(bot, chat_id, state, session, SuggestionForm.category, greeting)
 
 
 def group_unlinked_note() -> str:
@@ -549,12 +590,16 @@ async def on_photo(message: Message, state: FSMContext, bot: Bot) -> None:
     assert message.photo
     data = await state.get_data()
     photos: list[str] = list(data.get("photos") or [])
+    refused: list[str] = list(data.get("refused_groups") or [])
+    if data.get("replacing_photos"):
+        # The first new photo after "edit the photos": the earlier ones go, as the question
+        # said; the rest of an album are added to it (one at a time, under the lock).
+        photos, refused = [], []
     largest = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
     if largest.file_id in photos:
         pass  # the same update delivered again: answer as before, count it once
     elif len(photos) >= rules.MAX_PHOTOS:
         group = message.media_group_id
-        refused: list[str] = list(data.get("refused_groups") or [])
         if group is not None:
             if group in refused:
                 return
@@ -579,7 +624,7 @@ async def on_photo(message: Message, state: FSMContext, bot: Bot) -> None:
         text.format(count=count, max=rules.MAX_PHOTOS, done=keyboards.done_label()),
         keyboards.photos_keyboard(True),
     )
-    await state.update_data(photos=photos)
+    await state.update_data(photos=photos, refused_groups=refused, replacing_photos=False)
 
 
 async def photo_expected(
@@ -592,6 +637,8 @@ async def photo_expected(
 async def on_photos_done(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
+    """Done, skip, or (editing the photos) keep the ones sent earlier: all go on as they are."""
+    await state.update_data(replacing_photos=False)
     await settle(callback)
     return await advance(bot, chat_of(callback), state, session, SuggestionForm.photos)
 
@@ -622,6 +669,14 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
             "Sorry, I could not read that as an amount. Please type a number of yuan, "
             "for example 12000 or 1.5万."
         )
+        return await reask(bot, message.chat.id, state, session, problem)
+    if cost_fen == 0:
+        # No project costs nothing: a 0 stands for "I don't know", which is what skipping says
+        # (and the summary would show "about ¥0").
+        problem = _(
+            "Please type an amount above ¥0. If you are not sure how much it might cost, "
+            "tap “{skip}”."
+        ).format(skip=keyboards.skip_label())
         return await reask(bot, message.chat.id, state, session, problem)
     data = await state.get_data()
     if not data.get("kind"):  # no cost without a kind: nothing to attach it to
@@ -730,24 +785,36 @@ async def on_confirm(
         return await go(bot, chat_id, state, session, step, note)
     await state.clear()
     await settle(callback, answer=_("Submitted. Thank you!"))
-    return send(
-        bot,
-        chat_id,
-        _(
-            "✅ Thank you! Your suggestion has been submitted as number <b>{number}</b>.\n\n"
-            "The community will look at it first; then the residents' council discusses the "
-            "candidates and the street office decides. I will tell you about every step. "
-            "See your suggestions with /my."
-        ).format(number=quote(suggestion.number)),
-    )
+    return send(bot, chat_id, submitted_text(suggestion.number, settings.public_url))
 
 
-async def on_cancel(callback: CallbackQuery, state: FSMContext) -> Reply:
+def submitted_text(number: str, public_url: str | None) -> str:
+    """The thanks for a suggestion just submitted, with a link to its page on the board when
+    the service has a public address (`public_url`, None when it has none)."""
+    text = _(
+        "✅ Thank you! Your suggestion has been submitted as number <b>{number}</b>.\n\n"
+        "The community will look at it first; then the residents' council discusses the "
+        "candidates and the street office decides. I will tell you about every step. "
+        "See your suggestions with /my."
+    ).format(number=quote(number))
+    link = board_link(public_url, number)
+    return f"{text}\n\n{link}" if link else text
+
+
+def board_link(public_url: str | None, number: str) -> str | None:
+    """An HTML link to suggestion `number`'s public page, or None without a public address."""
+    if not public_url:
+        return None
+    href = html.escape(board_suggestion_url(public_url, number), quote=True)
+    return f'🔗 <a href="{href}">' + quote(_("See it on the public board")) + "</a>"
+
+
+async def on_cancel(callback: CallbackQuery, state: FSMContext, bot: Bot) -> Reply:
     await state.clear()
     await settle(callback)
-    if isinstance(callback.message, Message):
-        return callback.message.answer(cancelled_text())
-    return None
+    # To the chat, not as an answer to the summary: a summary older than 48 hours comes as an
+    # inaccessible message, and the person must still hear that the draft is gone.
+    return send(bot, chat_of(callback), cancelled_text())
 
 
 def cancelled_text() -> str:
@@ -782,8 +849,10 @@ async def on_edit_field(
 ) -> Reply:
     changes: dict[str, Any] = {"editing": True}
     if callback_data.field is DraftField.PHOTOS:
-        # Editing the photos means sending them again; the earlier ones are replaced.
-        changes.update(photos=[], refused_groups=[])
+        # New photos replace the earlier ones, but only once one arrives: going on without
+        # sending any keeps them (the question says which is which).
+        data = await state.get_data()
+        changes.update(replacing_photos=bool(data.get("photos")))
     await state.update_data(changes)
     await settle(callback)
     return await go(bot, chat_of(callback), state, session, FIELD_STEP[callback_data.field])

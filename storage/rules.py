@@ -304,24 +304,31 @@ def check_estimate(kind: Kind, cost_fen: int) -> None:
 # between groups of three. No exponents, underscores or other scripts' digits, which Decimal()
 # would take: "1e3" is a typo, not a thousand yuan, and "1,5" is not fifteen.
 _AMOUNT_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
-_CURRENCY_AFFIXES = ("元", "rmb", "cny", "¥")
+# The question asks for a rough estimate, so "about" (约5000元, 大约1.5万) is what people write.
+_ABOUT_PREFIXES = ("差不多", "大约", "大概", "约")
+# 块 (块钱) is how most people say yuan; ¥ and the codes may come either side of the number.
+# 块钱 before 块: each is taken off once, in this order.
+_CURRENCY_AFFIXES = ("块钱", "块", "元", "rmb", "cny", "¥")
+_MULTIPLIERS = {"万": Decimal(10_000), "千": Decimal(1_000), "k": Decimal(1_000)}
 
 
 def parse_yuan(text: str) -> int:
-    """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50', '１．５万') into
-    fen.
+    """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50', '１．５万',
+    '5000块', '5千元', '约5000元') into fen.
 
     Decimal arithmetic only; more than two decimal places of a yuan, negatives, anything that
     is not a number and anything above MAX_AMOUNT_FEN raise ValueError.
     """
     cleaned = unicodedata.normalize("NFKC", text).strip().lower().replace(" ", "")
+    for about in _ABOUT_PREFIXES:
+        if cleaned.startswith(about):
+            cleaned = cleaned.removeprefix(about)
+            break  # one "about" only: 约约5000 is a slip
     for affix in _CURRENCY_AFFIXES:
         cleaned = cleaned.removesuffix(affix).removeprefix(affix)
     multiplier = Decimal(1)
-    if cleaned.endswith("万"):
-        multiplier, cleaned = Decimal(10_000), cleaned[:-1]
-    elif cleaned.endswith("k"):
-        multiplier, cleaned = Decimal(1_000), cleaned[:-1]
+    if cleaned[-1:] in _MULTIPLIERS:
+        multiplier, cleaned = _MULTIPLIERS[cleaned[-1]], cleaned[:-1]
     if len(cleaned) > 24 or not _AMOUNT_RE.fullmatch(cleaned):
         raise ValueError("not an amount")
     fen = Decimal(cleaned.replace(",", "")) * multiplier * FEN_PER_YUAN

@@ -155,7 +155,11 @@ async def cmd_start(
     community = await link.community(session) if link is not None else None
     if community is not None or (link is not None and await link.from_known_group(session)):
         if suggestion.is_dialog_state(raw_state):
-            return await suggestion.continue_reply(bot, message.chat.id, state, session)
+            # In the middle of a suggestion: the link's community may answer its community
+            # question, else the person goes on where they left off.
+            return await suggestion.continue_with_link(
+                bot, message.chat.id, state, session, community
+            )
         # A group's button, the group linked to no community any more: ask for the community.
         note = None if community is not None else suggestion.group_unlinked_note()
         return await suggestion.start(

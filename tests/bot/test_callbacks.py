@@ -68,6 +68,7 @@ def test_every_keyboard_is_valid(i18n: I18n, locale: str) -> None:
             keyboards.category_keyboard(),
             keyboards.photos_keyboard(True),
             keyboards.photos_keyboard(False),
+            keyboards.photos_keyboard(True, keep=True),
             keyboards.kind_keyboard(),
             keyboards.cost_keyboard(),
             keyboards.summary_keyboard(),

@@ -1,4 +1,5 @@
-"""bot.texts.listing: one message's worth of a list, the rest counted."""
+"""bot.texts.listing: one message's worth of a list, the rest counted; and the address of a
+suggestion's page on the board."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.i18n import create_i18n
-from bot.texts import LISTING_BUDGET, listing
+from bot.texts import LISTING_BUDGET, board_suggestion_url, listing
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +38,20 @@ def test_nothing_to_list() -> None:
 
 def test_a_smaller_budget() -> None:
     assert listing("H", ["aaaa", "bbbb"], budget=16) == "<b>H</b>\n\naaaa\n\n…and 1 more."
+
+
+@pytest.mark.parametrize(
+    ("base", "number", "url"),
+    [
+        (
+            "https://minsheng.example.org",
+            "新沙-2026-0007",
+            "https://minsheng.example.org/board/suggestions/%E6%96%B0%E6%B2%99-2026-0007",
+        ),
+        # A trailing slash is not doubled; the number stays one path segment, whatever it holds.
+        ("https://x.example/", "a/b?c#d", "https://x.example/board/suggestions/a%2Fb%3Fc%23d"),
+        ("https://x.example/city", "A 1", "https://x.example/city/board/suggestions/A%201"),
+    ],
+)
+def test_board_suggestion_url(base: str, number: str, url: str) -> None:
+    assert board_suggestion_url(base, number) == url

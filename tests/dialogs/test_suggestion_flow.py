@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiogram.methods import EditMessageReplyMarkup, SendMessage
-from aiogram.types import ReplyKeyboardMarkup
+from aiogram.types import ReplyKeyboardMarkup, Update
 from dialog_helpers import fsm
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
+    CANCEL,
     CATEGORY,
     COMMUNITY,
     DISTRICT,
@@ -33,20 +35,37 @@ from telegram_fakes import (
     button_texts,
     last_text,
     make_harness,
+    make_settings,
     removes_reply_keyboard,
     sent,
     texts,
 )
 
 from dialogs.suggestion import SuggestionForm
-from storage.models import Follower, Suggestion
+from storage.models import Community, Follower, Suggestion
 from storage.models import Person as PersonRow
 from storage.rules import Category, Kind, State
+from storage.services.chats import bind_chat
 from storage.settings import Settings
 
 pytest_plugins = ["telegram_fakes"]
 
 RESIDENT = Person(1001, "小明")
+GROUP_ID = -1001000000088  # a residents' group of 天安社区, whose "Suggest" button is pressed
+KEEP = "✅ 保留原照片"
+
+
+def inaccessible(h: Harness, press: Update) -> Update:
+    """`press` as Telegram sends it under a message older than 48 hours, which the bot may no
+    longer see: an inaccessible message, its chat and id only (date 0)."""
+    data = press.model_dump(exclude_none=True, by_alias=True, mode="json")
+    message = data["callback_query"]["message"]
+    data["callback_query"]["message"] = {
+        "chat": message["chat"],
+        "message_id": message["message_id"],
+        "date": 0,
+    }
+    return Update.model_validate(data, context={"bot": h.bot})
 
 
 def edited_markup(calls: list[Call]) -> Any:
@@ -118,6 +137,7 @@ async def walk_whole_flow(h: Harness, org: Any) -> None:
     calls = await h.press(p, SUBMIT, exact=True)
     assert alerts(calls) == ["提交成功，谢谢您！"]
     assert "编号 <b>新沙-" in last_text(calls)
+    assert "<a href" not in last_text(calls), "no public address, no link to the board"
 
 
 async def assert_stored(sessionmaker: async_sessionmaker[AsyncSession], org: Any) -> None:
@@ -215,12 +235,75 @@ async def test_deep_link_skips_the_community_step(
     calls = await bot_harness.press(RESIDENT, SKIP, exact=True)
     summary = last_text(calls)
     assert "社区：福田区 › 沙头街道 › 天安社区" in summary
+    assert "照片：无" in summary and "0 张" not in summary
     assert "项目类型和估算费用：未填写" in summary
     await bot_harness.press(RESIDENT, SUBMIT, exact=True)
     [stored] = await suggestions(sessionmaker)
     assert stored.community_id == org.tianan_id
     assert stored.category is Category.SAFETY
     assert stored.number.startswith("天安-")
+
+
+async def test_a_link_answers_the_community_question_still_open(
+    bot_harness: Harness, org: Any
+) -> None:
+    """/suggest asks for the community; a community's link pressed then (in a group, say)
+    answers it, and the dialog goes on to the category instead of asking it again."""
+    await bot_harness.say(RESIDENT, "/suggest")
+    calls = await bot_harness.say(RESIDENT, f"/start s_{org.tianan_id}")
+    assert "您有一条建议还没填完" not in all_text(calls)
+    text = last_text(calls)
+    assert "我们来一起填写您给<b>天安社区</b>的建议" in text
+    assert "您的建议属于哪一类" in text
+    state, data = await fsm(bot_harness, RESIDENT)
+    assert state == SuggestionForm.category.state
+    assert data["community_id"] == org.tianan_id
+    assert data["community_label"] == "福田区 › 沙头街道 › 天安社区"
+
+
+async def test_a_groups_link_answers_it_midway_through_the_picker(
+    bot_harness: Harness, org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessionmaker() as session:
+        community = await session.get(Community, org.tianan_id)
+        assert community is not None
+        await bind_chat(
+            session, GROUP_ID, community, title="", chat_type="supergroup", bound_by_person_id=None
+        )
+        await session.commit()
+    h = bot_harness
+    await h.say(RESIDENT, "/suggest")
+    await h.press(RESIDENT, DISTRICT, exact=True)
+    calls = await h.say(RESIDENT, f"/start g_{GROUP_ID}")
+    assert "您的建议属于哪一类" in last_text(calls)
+    state, data = await fsm(h, RESIDENT)
+    assert state == SuggestionForm.category.state
+    assert data["community_id"] == org.tianan_id
+    # The picker's buttons asked a question now answered.
+    calls = await h.press(RESIDENT, STREET, exact=True)
+    assert alerts(calls) == ["这个按钮已过期，请使用最新消息中的按钮。"]
+    assert (await fsm(h, RESIDENT))[0] == SuggestionForm.category.state
+    await h.press(RESIDENT, CATEGORY, exact=True)
+    await h.say(RESIDENT, "修复路灯")
+    await h.say(RESIDENT, "天安路的路灯不亮")
+    await h.say(RESIDENT, "天安路")
+    await h.press(RESIDENT, SKIP, exact=True)
+    calls = await h.press(RESIDENT, SKIP, exact=True)
+    assert "社区：福田区 › 沙头街道 › 天安社区" in last_text(calls)
+
+
+async def test_a_link_in_a_draft_with_a_community_continues_it(
+    dialog_driver: Driver, bot_harness: Harness, org: Any
+) -> None:
+    """The community already chosen (新沙社区) is not changed by another community's link:
+    the person goes on where they left off."""
+    await dialog_driver.description(RESIDENT)
+    before = await fsm(bot_harness, RESIDENT)
+    calls = await bot_harness.say(RESIDENT, f"/start s_{org.tianan_id}")
+    assert "您有一条建议还没填完" in all_text(calls)
+    assert "请具体描述一下" in last_text(calls)
+    assert await fsm(bot_harness, RESIDENT) == before
+    assert before[1]["community_id"] == org.xinsha_id
 
 
 async def test_edit_a_field_returns_to_the_summary(
@@ -254,7 +337,7 @@ async def test_edit_a_field_returns_to_the_summary(
     assert "服务项目原则上不超过 ¥200,000" in last_text(calls)
     assert "项目类型和估算费用：服务项目 · 约 ¥300,000" in last_text(calls)
 
-    # Photos are sent again; the community is chosen again.
+    # New photos replace the earlier ones; the community is chosen again.
     await h.press(RESIDENT, EDIT, exact=True)
     calls = await h.press(RESIDENT, "照片", exact=True)
     await h.feed(h.updates.photo(RESIDENT, "new-photo"))
@@ -280,12 +363,80 @@ async def test_edit_a_field_returns_to_the_summary(
     assert stored.number.startswith("天安-")
 
 
+async def test_editing_the_photos_keeps_them_unless_new_ones_are_sent(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """修改 › 照片 from the summary: the question says that new photos replace the ones sent,
+    and offers to keep them; until a new photo arrives, none is lost."""
+    h = bot_harness
+    await dialog_driver.photos(RESIDENT)
+    for file_id in ("photo-a", "photo-b", "photo-c"):
+        await h.feed(h.updates.photo(RESIDENT, file_id))
+    await h.press(RESIDENT, DONE, exact=True)
+    await h.press(RESIDENT, SERVICE, exact=True)
+    calls = await h.say(RESIDENT, "12000")
+    assert "照片：3 张" in last_text(calls)
+
+    await h.press(RESIDENT, EDIT, exact=True)
+    calls = await h.press(RESIDENT, "照片", exact=True)
+    assert "您之前已发送 3 张照片。现在发送新照片将替换这 3 张" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [KEEP]
+    calls = await h.say(RESIDENT, "照片不用换")  # not a photo: asked again, nothing lost
+    assert "您之前已发送 3 张照片" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [KEEP]
+    calls = await h.press(RESIDENT, KEEP, exact=True)
+    assert "照片：3 张" in last_text(calls)
+    _state, data = await fsm(h, RESIDENT)
+    assert data["photos"] == ["photo-a", "photo-b", "photo-c"]
+
+    # A new photo replaces them all (it is not a fourth, refused), and more may follow it.
+    await h.press(RESIDENT, EDIT, exact=True)
+    await h.press(RESIDENT, "照片", exact=True)
+    calls = await h.feed(h.updates.photo(RESIDENT, "photo-d"))
+    assert "已收到第 1 张照片" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [DONE]
+    calls = await h.feed(h.updates.photo(RESIDENT, "photo-e"))
+    assert "已收到第 2 张照片" in last_text(calls)
+    calls = await h.press(RESIDENT, DONE, exact=True)
+    assert "照片：2 张" in last_text(calls)
+    await h.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.photo_file_ids == ["photo-d", "photo-e"]
+
+
+async def test_editing_no_photos_offers_to_skip(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    await dialog_driver.summary(RESIDENT)
+    await bot_harness.press(RESIDENT, EDIT, exact=True)
+    calls = await bot_harness.press(RESIDENT, "照片", exact=True)
+    assert "照片能帮助社区更好地了解情况" in last_text(calls)
+    assert button_texts(sent(calls)[-1].markup) == [SKIP]
+    calls = await bot_harness.press(RESIDENT, SKIP, exact=True)
+    assert "照片：无" in last_text(calls)
+
+
 async def test_cancel_from_the_summary_saves_nothing(
     dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await dialog_driver.summary(RESIDENT)
     calls = await bot_harness.press(RESIDENT, "✖️ 取消", exact=True)
     assert "已取消" in last_text(calls)
+    assert await suggestions(sessionmaker) == []
+    assert await fsm(bot_harness, RESIDENT) == (None, {})
+
+
+async def test_cancel_under_a_summary_too_old_to_see_still_says_so(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A draft's summary left for more than 48 hours: the press comes with an inaccessible
+    message, and the cancellation is said in the chat all the same."""
+    await dialog_driver.summary(RESIDENT)
+    press = inaccessible(bot_harness, bot_harness.button_update(RESIDENT, CANCEL, exact=True))
+    calls = await bot_harness.feed(press)
+    [said] = sent(calls)
+    assert isinstance(said.method, SendMessage) and said.method.chat_id == RESIDENT.id
+    assert "已取消，刚才填写的内容没有保存" in last_text(calls)
     assert await suggestions(sessionmaker) == []
     assert await fsm(bot_harness, RESIDENT) == (None, {})
 
@@ -344,6 +495,27 @@ async def test_cost_can_be_skipped_and_must_be_an_amount(
     assert stored.kind is Kind.SERVICE and stored.estimated_cost_fen is None
 
 
+async def test_a_cost_of_zero_is_asked_again(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await dialog_driver.kind(RESIDENT)
+    await bot_harness.press(RESIDENT, SERVICE, exact=True)
+    for zero in ("0", "0元", "０.00", "约0块"):
+        calls = await bot_harness.say(RESIDENT, zero)
+        text = last_text(calls)
+        assert "请输入大于 ¥0 的金额。如果不清楚大概需要多少钱，请点击“跳过”。" in text, zero
+        assert "大概需要多少钱（元）" in text, "the question again"
+        assert button_texts(sent(calls)[-1].markup) == [SKIP]
+    state, data = await fsm(bot_harness, RESIDENT)
+    assert state == SuggestionForm.cost.state and data["cost_fen"] is None
+    # As people say it: about five thousand kuai.
+    calls = await bot_harness.say(RESIDENT, "约5千块")
+    assert "项目类型和估算费用：服务项目 · 约 ¥5,000" in last_text(calls)
+    await bot_harness.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.estimated_cost_fen == 500_000
+
+
 async def test_an_estimate_ten_times_the_cap_is_asked_again(
     dialog_driver: Driver, bot_harness: Harness, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -362,6 +534,20 @@ async def test_an_estimate_ten_times_the_cap_is_asked_again(
     await bot_harness.press(RESIDENT, SUBMIT, exact=True)
     [stored] = await suggestions(sessionmaker)
     assert stored.estimated_cost_fen == 200_000_000
+
+
+async def test_the_thanks_link_the_suggestions_page_on_the_board(
+    sessionmaker: async_sessionmaker[AsyncSession], org: Any
+) -> None:
+    settings = make_settings(public_url="https://minsheng.example.org/", webhook_secret="s3cret")
+    h = make_harness(settings, sessionmaker)
+    calls = await Driver(h).submitted(RESIDENT)
+    [stored] = await suggestions(sessionmaker)
+    href = "https://minsheng.example.org/board/suggestions/" + quote(stored.number, safe="")
+    assert href.startswith("https://minsheng.example.org/board/suggestions/%E6%96%B0%E6%B2%99-")
+    text = last_text(calls)
+    assert f"编号 <b>{stored.number}</b>" in text
+    assert text.endswith(f'\n\n🔗 <a href="{href}">在公示栏查看</a>')
 
 
 async def test_daily_limit_is_said_at_the_start(
@@ -483,6 +669,7 @@ async def test_texts_of_the_whole_flow_in_english(
     await h.press(p, "Service project", exact=True)
     calls = await h.say(p, "8000")
     assert "Service project · about ¥8,000" in last_text(calls)
+    assert "Photos: none" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == ["✅ Submit", "✏️ Edit", "✖️ Cancel"]
     calls = await h.press(p, "✅ Submit", exact=True)
     assert "Your suggestion has been submitted as number" in last_text(calls)

@@ -214,6 +214,19 @@ def test_more_than_two_places_rejected(amount: Decimal) -> None:
         ("2.5K", 250_000),
         ("1,000,000", 100_000_000),
         ("1.2345万", 1_234_500),
+        # Everyday ways of writing yuan: 块 (块钱), 千 beside 万 and k, and "about" before a
+        # rough estimate.
+        ("5000块", 500_000),
+        ("5000块钱", 500_000),
+        ("5千", 500_000),
+        ("5千元", 500_000),
+        ("1.5千块", 150_000),
+        ("1.5万块", 1_500_000),
+        ("约5000元", 500_000),
+        ("大约1.5万", 1_500_000),
+        ("大概 3,000 块", 300_000),
+        ("差不多２千", 200_000),
+        ("约¥800", 80_000),
     ],
 )
 def test_parse_yuan(text: str, fen: int) -> None:
@@ -229,7 +242,10 @@ def test_parse_yuan(text: str, fen: int) -> None:
      # A comma is only a thousands separator: "1,5万" is not fifteen ten-thousands.
      "1,5万", "2,5", "1,00,0", ",100", "100,",
      # More fen than a BIGINT column holds.
-     "99999999999999999999", "9e30万"],
+     "99999999999999999999", "9e30万",
+     # The everyday words around a number, still around a number in the strict format.
+     "块", "千", "约", "约元", "一千块", "5块5", "约约5000", "5000约", "约-5",
+     "约1e3", "1_000块", "2,5千", "大约1,00,0元"],
 )  # fmt: skip
 def test_parse_yuan_rejects(text: str) -> None:
     with pytest.raises(ValueError):
