@@ -241,6 +241,21 @@ def allowed_actions(source: State, role: Role) -> list[Action]:
     return [t.action for t in TRANSITIONS if t.source is source and role in t.roles]
 
 
+def reached_from(state: State) -> frozenset[State]:
+    """`state` and every state the programme's course can go on to from it, by the forward
+    transitions. Cancelling, possible from every active state, is no step of the course: a
+    cancelled item may have stopped anywhere before it."""
+    reached = {state}
+    frontier = [state]
+    while frontier:
+        source = frontier.pop()
+        for step in _FORWARD:
+            if step.source is source and step.target not in reached:
+                reached.add(step.target)
+                frontier.append(step.target)
+    return frozenset(reached)
+
+
 # Money is integer fen (分) throughout: 1 CNY = 100 fen.
 FEN_PER_YUAN = 100
 KIND_CAP_FEN: dict[Kind, int] = {

@@ -6,7 +6,7 @@ of `storage.rules.RuleViolation`. The status follows from the code:
 
 | status | when | codes |
 |---|---|---|
-| 401 | no token, a malformed, unknown or revoked one (with `WWW-Authenticate: Bearer`) | `not_authenticated`, `invalid_token` |
+| 401 | no token, a malformed, unknown or revoked one (with `WWW-Authenticate: Bearer`), before any other error | `not_authenticated`, `invalid_token` |
 | 403 | the token's role may not do this, or not in this place | `role_not_allowed`, `out_of_scope` |
 | 404 | what the path or body names does not exist | `unknown_*` |
 | 409 | the request is well-formed but the current state forbids it | `transition_not_allowed`, `merge_target_inactive`, `not_a_candidate`, `council_empty`, `vote_not_due` |
@@ -15,16 +15,20 @@ of `storage.rules.RuleViolation`. The status follows from the code:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Security, status
+from fastapi import Depends, HTTPException, Request, Response, Security, status
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from storage.rules import RuleViolation
 from storage.services import audit, tokens
 from storage.services.access import Principal
-from webhook.deps import SessionDep
+from webhook.deps import SessionDep, get_runtime
 
 SCHEME_NAME = "bearerToken"
 bearer_scheme = HTTPBearer(
@@ -105,6 +109,37 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def _needs_principal(dependant: Dependant) -> bool:
+    return any(sub.call is get_principal or _needs_principal(sub) for sub in dependant.dependencies)
+
+
+class AuthenticatedRoute(APIRoute):
+    """A route whose caller is told first that they are not authenticated (401), whatever
+    else is wrong with the request.
+
+    FastAPI reads a JSON body before it solves a route's dependencies, so a body that is not
+    JSON would answer 422 to anyone, token or none (any other fault of the request is found
+    after `get_principal` has run). On a validation error, a route that takes a principal
+    authenticates the request the same way, then answers the error if that passes."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _needs_principal(self.dependant):
+            return handler
+
+        async def authenticate_first(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError:
+                runtime = await get_runtime(request)
+                credentials = await bearer_scheme(request)
+                async with runtime.sessionmaker() as session:
+                    await get_principal(session, credentials)  # 401 unless authenticated
+                raise
+
+        return authenticate_first
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the error statuses a route can answer."""
     described = {
@@ -122,6 +157,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 __all__ = [
+    "AuthenticatedRoute",
     "PrincipalDep",
     "bearer_scheme",
     "error_body",

@@ -10,6 +10,7 @@ what happened, and who acted by role ("居民" for a resident, never a name).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +20,8 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi import Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from storage.rules import Category, State, clean_text, format_yuan
@@ -28,6 +29,7 @@ from storage.services import public
 from storage.services.suggestions import PublicFilter
 from webhook import i18n_web
 from webhook.deps import SessionDep, SettingsDep
+from webhook.routing import GetHeadRouter
 
 PAGE_SIZE = 50
 # A suggestion's page lists at most this many steps (a real one has a few dozen); the open
@@ -157,6 +159,18 @@ def _local_time(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+def _community_id(communities: list[public.PublicCommunity], value: str) -> int | None:
+    """The community a filter names: by id (the board's own links), or by its exact name, as a
+    person writes it into the address; where two streets have a community of that name, the
+    first in the board's order (the filter shows which). None when none is so named."""
+    with contextlib.suppress(ValueError):
+        wanted = int(value)
+        if any(c.id == wanted for c in communities):
+            return wanted
+    name = value.strip()
+    return next((c.id for c in communities if c.name == name), None)
+
+
 def suggestion_path(number: str) -> str:
     """The address of a suggestion's page (its number percent-encoded, every character that
     is not plainly safe in a path included)."""
@@ -172,10 +186,32 @@ def _headers(locale: str) -> dict[str, str]:
     return {**SECURITY_HEADERS, "Content-Language": "zh-Hans" if locale == "zh" else "en"}
 
 
-def create_board_router() -> APIRouter:
-    """`GET /board` and `GET /board/suggestions/{number}`. Include it as is: its paths are
-    complete."""
-    router = APIRouter(tags=["public"])
+# Any text, a language tag as long as a browser's (zh-Hans-CN-u-ca-chinese): its language is
+# what counts (i18n_web.normalise_locale), and one we do not ship is the default, never a 422.
+LangQuery = Annotated[str | None, Query()]
+
+
+def _not_found(locale: str, path: str, number: str | None) -> HTMLResponse:
+    """The polite page for an address under /board that leads nowhere: a suggestion number we
+    do not know (named on it), or no suggestion's address at all."""
+    html = (
+        environment(locale)
+        .get_template("not_found.html")
+        .render(
+            locale=locale,
+            other_locale="en" if locale == "zh" else "zh",
+            page_url=lambda to: f"{path}?lang={to}",
+            board_url=f"/board?lang={locale}",
+            number=number,
+        )
+    )
+    return HTMLResponse(html, status_code=404, headers=_headers(locale))
+
+
+def create_board_router() -> GetHeadRouter:
+    """`GET /board`, `GET /board/suggestions/{number}`, and the polite 404 page for any other
+    address under /board. Include it as is: its paths are complete."""
+    router = GetHeadRouter(tags=["public"])
     # Compile the catalogues at start-up rather than on the first visitor's request.
     for locale in i18n_web.LOCALES:
         environment(locale)
@@ -184,7 +220,7 @@ def create_board_router() -> APIRouter:
     async def board(
         session: SessionDep,
         settings: SettingsDep,
-        lang: Annotated[str | None, Query(max_length=16)] = None,
+        lang: LangQuery = None,
         community: Annotated[str | None, Query()] = None,
         status: Annotated[str | None, Query()] = None,
         category: Annotated[str | None, Query()] = None,
@@ -195,17 +231,11 @@ def create_board_router() -> APIRouter:
         locale = i18n_web.normalise_locale(lang, settings.default_locale)
         notes: list[Note] = []
         communities = await public.list_communities(session)
-        by_id = {c.id: c for c in communities}
-
         community_id: int | None = None
         if community:
-            try:
-                community_id = int(community)
-            except ValueError:
-                community_id = None
-            if community_id not in by_id:
+            community_id = _community_id(communities, community)
+            if community_id is None:
                 notes.append(Note("community", _echo(community)))
-                community_id = None
         state = _member(State, status, "status", notes)
         chosen_category = _member(Category, category, "category", notes)
         filters = PublicFilter(community_id, state, chosen_category)
@@ -248,6 +278,8 @@ def create_board_router() -> APIRouter:
                 locale=locale,
                 other_locale="en" if locale == "zh" else "zh",
                 url=url,
+                # This page in the other language: the same filters, and the same page.
+                page_url=lambda to: url(lang=to, page=page_number if page_number > 1 else None),
                 notes=notes,
                 streets=streets,
                 states=list(State),
@@ -278,22 +310,15 @@ def create_board_router() -> APIRouter:
         number: str,
         session: SessionDep,
         settings: SettingsDep,
-        lang: Annotated[str | None, Query(max_length=16)] = None,
+        lang: LangQuery = None,
     ) -> HTMLResponse:
         locale = i18n_web.normalise_locale(lang, settings.default_locale)
         other = "en" if locale == "zh" else "zh"
         timeline = await public.suggestion_timeline(session, number, limit=EVENT_LIMIT)
-        env = environment(locale)
         if timeline is None:
-            html = env.get_template("not_found.html").render(
-                locale=locale,
-                other_locale=other,
-                page_url=lambda to: f"{suggestion_path(number)}?lang={to}",
-                board_url=f"/board?lang={locale}",
-                number=_echo(clean_text(number)),
-            )
-            return HTMLResponse(html, status_code=404, headers=_headers(locale))
+            return _not_found(locale, suggestion_path(number), _echo(clean_text(number)))
         found = timeline.suggestion
+        env = environment(locale)
         html = env.get_template("suggestion.html").render(
             locale=locale,
             other_locale=other,
@@ -309,5 +334,19 @@ def create_board_router() -> APIRouter:
             timezone=settings.timezone,
         )
         return HTMLResponse(html, headers=_headers(locale))
+
+    @router.get("/board/{path:path}", response_class=HTMLResponse, include_in_schema=False)
+    async def elsewhere(
+        path: str, request: Request, settings: SettingsDep, lang: LangQuery = None
+    ) -> Response:
+        # Registered last, so it answers only what no route above does: a mistyped or cut
+        # address (/board/suggestions/ with no number, a number holding an encoded slash)
+        # reads like the page of an unknown number rather than FastAPI's bare JSON 404.
+        if not path:
+            # "/board/" is the board: where the router would have sent it without this route.
+            query = request.url.query
+            return RedirectResponse(f"/board?{query}" if query else "/board")
+        locale = i18n_web.normalise_locale(lang, settings.default_locale)
+        return _not_found(locale, quote(request.url.path), None)
 
     return router

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from webhook.deps import RuntimeDep
+from webhook.routing import GetHeadRouter
 
 PROBE_TIMEOUT = 2.0
 
 
-def create_health_router() -> APIRouter:
-    router = APIRouter(tags=["health"])
+def create_health_router() -> GetHeadRouter:
+    router = GetHeadRouter(tags=["health"])
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -351,6 +351,14 @@ async def _redeemed_before(
     return held
 
 
+class Granted(NamedTuple):
+    """What an official's grant came to: the grant, and whether it was made now (else the
+    person held the role already, and nothing changed)."""
+
+    grant: RoleGrant
+    created: bool
+
+
 async def grant_by_official(
     session: AsyncSession,
     principal: Principal,
@@ -359,10 +367,11 @@ async def grant_by_official(
     *,
     telegram_id: int | None = None,
     person_id: int | None = None,
-) -> RoleGrant:
+) -> Granted:
     """An official grants a role in a scope strictly inside their own (a street official makes
     community staff and council members in the street's communities, a district admin street
-    officials in the district; a city admin grants anything). Idempotent. Commits.
+    officials in the district; a city admin grants anything). Idempotent: a role the person
+    holds already is that grant, not created. Commits.
 
     The person is named by Telegram id or person id and must have talked to the bot already
     (`unknown_person` otherwise: an invite link is the way to reach someone new)."""
@@ -387,12 +396,12 @@ async def grant_by_official(
     await access.lock_person(session, person.id)  # a second official at once waits here
     existing = await access.active_grant(session, person.id, role, scope)
     if existing is not None:
-        return existing
+        return Granted(existing, created=False)
     actor = Actor(principal.role, principal.person_id)
     grant = await _grant(session, actor, person.id, role, scope, "official")
     await _tell_holder(session, person, grant, "role_granted")
     await session.commit()
-    return grant
+    return Granted(grant, created=True)
 
 
 async def _tell_holder(session: AsyncSession, person: Person, grant: RoleGrant, kind: str) -> None:
@@ -507,6 +516,7 @@ __all__ = [
     "GRANTING_ROLES",
     "INVITE_PREFIX",
     "GrantHolder",
+    "Granted",
     "check_scope_exists",
     "create_invite",
     "deep_link",

@@ -45,6 +45,7 @@ from storage.rules import (
     SourceType,
     State,
     VoteOutcome,
+    reached_from,
 )
 from storage.services.suggestions import PublicFilter
 
@@ -112,10 +113,14 @@ class PublicProject:
     started_at: datetime | None
     completed_at: datetime | None
     maintenance_unit: str | None
-    spent_fen: int | None
+    spent_fen: int | None  # once its accounts are published (ACCOUNTS_PUBLIC_STATES)
     created_at: datetime
     suggestion_numbers: tuple[str, ...]
 
+
+# What a project has spent is published with its audit and final accounts (审计决算), not
+# while the work is under way: from accounts_published on (evaluated), the only way there.
+ACCOUNTS_PUBLIC_STATES = reached_from(State.ACCOUNTS_PUBLISHED)
 
 _COMMUNITY_COLUMNS = (Community.id, Community.name, Street.name, District.name)
 # District › street › community, the order officials read the tree in.
@@ -324,7 +329,7 @@ async def list_projects(
                 started_at=project.started_at,
                 completed_at=project.completed_at,
                 maintenance_unit=project.maintenance_unit,
-                spent_fen=project.spent_fen,
+                spent_fen=project.spent_fen if project.status in ACCOUNTS_PUBLIC_STATES else None,
                 created_at=project.created_at,
                 suggestion_numbers=tuple(numbers.get(project.id, ())),
             )
@@ -561,6 +566,7 @@ async def list_events(
 
 
 __all__ = [
+    "ACCOUNTS_PUBLIC_STATES",
     "MERGED_IN",
     "NUMBER_MAX",
     "UNKNOWN_ACTOR",

@@ -149,7 +149,7 @@ async def test_an_officials_grant_and_revocation_are_told_and_change_the_menu(
     official = Principal(Role.STREET_OFFICIAL, Scope(ScopeLevel.STREET, org.street_id))
     council = Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
     async with sessionmaker() as session:
-        grant = await invites.grant_by_official(
+        grant, _ = await invites.grant_by_official(
             session, official, Role.COUNCIL_MEMBER, council, telegram_id=LI.telegram_id
         )
     assert await rig.sender.run_once() == 2

@@ -361,15 +361,16 @@ async def test_grant_by_official(
             assert caught.value.code == expected
             assert (await session.scalars(select(RoleGrant))).first() is None
             return
-        grant = await invites.grant_by_official(
+        grant, created = await invites.grant_by_official(
             session, principal, role, world.scope(*target), telegram_id=ALICE.telegram_id
         )
     assert (grant.person_id, grant.role, grant.scope_level) == (person.id, role, target[0])
+    assert created
     async with sessionmaker() as session:
         again = await invites.grant_by_official(
             session, principal, role, world.scope(*target), person_id=person.id
         )
-        assert again.id == grant.id
+        assert again.grant.id == grant.id and not again.created
         event = (await session.scalars(select(AuditEvent))).one()
     assert (event.entity_type, event.entity_id, event.public) == ("person", person.id, False)
     assert event.actor_role is by and event.details["via"] == "official"
@@ -400,7 +401,7 @@ async def test_two_officials_granting_one_role_at_once_make_one_grant(
     try:
         made = await access.grant_role(first, person.id, Role.COUNCIL_MEMBER, scope)
 
-        async def second() -> RoleGrant:
+        async def second() -> invites.Granted:
             async with sessionmaker() as session:
                 return await invites.grant_by_official(
                     session, official, Role.COUNCIL_MEMBER, scope, person_id=person.id
@@ -410,7 +411,8 @@ async def test_two_officials_granting_one_role_at_once_make_one_grant(
         await asyncio.sleep(0.3)
         assert not waiting.done(), "the second grant waits for the first's transaction"
         await first.commit()
-        assert (await asyncio.wait_for(waiting, 10)).id == made.id
+        found, created = await asyncio.wait_for(waiting, 10)
+        assert found.id == made.id and not created
     finally:
         await first.close()
     async with sessionmaker() as session:

@@ -8,7 +8,9 @@ would shadow the root one that other tests import (`from conftest import ORG_ROW
 
 - `public_app(sessionmaker)`: an app with the board and the open-data API;
   `public_client(sessionmaker)`: an HTTP client on it, in process; the fixture `client`
-  gives one to a test module that names this module in its `pytest_plugins`.
+  gives one to a test module that names this module in its `pytest_plugins`, and the fixture
+  `statements` the SQL statements run on `sessionmaker`'s engine during the test (clear it to
+  count from a point on).
 - `seed_org(sessionmaker)`: the tree of ORG_CSV; the communities' ids by name.
 - `add_suggestion(sessionmaker, draft, **changes)`: the secret resident submits `draft`, then
   the columns in `changes` are set as if it had moved on.
@@ -23,16 +25,17 @@ would shadow the root one that other tests import (`from conftest import ORG_ROW
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import (
@@ -119,6 +122,21 @@ async def client(
     """public_client for the test (a module that imports this as a plugin)."""
     async with public_client(sessionmaker) as http:
         yield http
+
+
+@pytest.fixture
+def statements(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    engine = sessionmaker.kw["bind"]
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 async def seed_org(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:

@@ -85,6 +85,29 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]
     return ids
 
 
+async def seed_numbered(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
+    """`count` suggestions numbered P-2025-0001 onwards, an hour apart, in 新沙社区 (odd) and
+    上沙社区 (even)."""
+    ids = await seed_org(sessionmaker)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    async with sessionmaker() as session:
+        for i in range(1, count + 1):
+            community = ids["新沙社区"] if i % 2 else ids["上沙社区"]
+            session.add(
+                Suggestion(
+                    number=f"P-2025-{i:04d}",
+                    community_id=community,
+                    year=2025,
+                    seq=i,
+                    category=Category.ENVIRONMENT,
+                    title=f"第{i}号建议",
+                    description="说明",
+                    created_at=start + timedelta(hours=i),
+                )
+            )
+        await session.commit()
+
+
 def items(html: str) -> int:
     return html.count('<li class="item">')
 
@@ -134,6 +157,51 @@ async def test_board_in_english(
     assert "民生微实事 公示栏" in (await client.get("/board?lang=fr")).text
 
 
+@pytest.mark.parametrize("path", ["/board", "/board/suggestions/P-2025-0001"])
+@pytest.mark.parametrize(
+    ("lang", "html_lang"),
+    [
+        ("zh-Hans-CN-u-ca-chinese", "zh-Hans"),  # a browser's tag, longer than most
+        ("en-GB-oxendict-u-ca-gregory", "en"),
+        ("x" * 300, "zh-Hans"),  # not a language: the default, as for any we do not ship
+    ],
+)
+async def test_a_language_tag_of_any_length_is_read(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    path: str,
+    lang: str,
+    html_lang: str,
+) -> None:
+    """`lang` is read for its language whatever its length: the page, never a 422."""
+    await seed_numbered(sessionmaker, 1)
+    response = await client.get(path, params={"lang": lang})
+    assert response.status_code == 200, response.text[:200]
+    assert f'<html lang="{html_lang}">' in response.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/board",
+        "/board?lang=en&page=2&category=environment",
+        "/board/suggestions/P-2025-0001",
+        "/board/suggestions/P-2025-9999",  # the polite 404
+        "/board/no-such-page",
+    ],
+)
+async def test_head_is_answered_like_get(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, path: str
+) -> None:
+    """HEAD (uptime probes, link checkers): GET's status and headers, and no body."""
+    await seed_numbered(sessionmaker, 60)
+    get = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == get.status_code
+    assert head.headers == get.headers
+    assert head.content == b"" and get.content
+
+
 async def test_filters(
     sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
 ) -> None:
@@ -158,6 +226,35 @@ async def test_filters(
     assert items(html) == 0
     assert "没有符合筛选条件的建议。" in html
     assert "清除筛选" in html
+
+
+async def test_a_community_is_found_by_its_name(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    statements: list[str],
+) -> None:
+    """Someone who writes the community into the address writes its name: the board filters
+    by it as by its id, with the same statements."""
+    ids = await seed(sessionmaker)
+
+    async def load(community: object) -> tuple[str, int]:
+        statements.clear()
+        response = await client.get("/board", params={"community": community})
+        assert response.status_code == 200
+        return response.text, len(statements)
+
+    by_id, by_id_statements = await load(ids["新沙社区"])
+    for name in ("新沙社区", " 新沙社区 "):
+        html, count = await load(name)
+        assert "没有找到社区" not in html
+        assert items(html) == 2 and "楼道灯坏了需要维修" in html and "社区篮球场翻新" not in html
+        assert f'<option value="{ids["新沙社区"]}" selected>' in html
+        assert count == by_id_statements
+        assert html == by_id
+    # A name that is not a community's, nor a part of one, is still named and ignored.
+    for name in ("新沙", "新沙社区新沙社区"):
+        html, _ = await load(name)
+        assert items(html) == 4 and f"没有找到社区“{name}”" in html
 
 
 async def test_bad_filters_are_ignored_politely(
@@ -226,24 +323,7 @@ async def test_empty_board(
 async def test_pagination(
     sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
 ) -> None:
-    ids = await seed_org(sessionmaker)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    async with sessionmaker() as session:
-        for i in range(1, 61):
-            community = ids["新沙社区"] if i % 2 else ids["上沙社区"]
-            session.add(
-                Suggestion(
-                    number=f"P-2025-{i:04d}",
-                    community_id=community,
-                    year=2025,
-                    seq=i,
-                    category=Category.ENVIRONMENT,
-                    title=f"第{i}号建议",
-                    description="说明",
-                    created_at=start + timedelta(hours=i),
-                )
-            )
-        await session.commit()
+    await seed_numbered(sessionmaker, 60)
 
     first = (await client.get("/board")).text
     assert items(first) == 50
@@ -265,6 +345,22 @@ async def test_pagination(
     # Paging keeps the filters.
     filtered = (await client.get("/board", params={"category": "environment", "lang": "en"})).text
     assert "page=2" in filtered and "category=environment" in filtered
+
+
+async def test_switching_language_keeps_the_page(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    """The 中文 / English switch leads to the same page of the same filters."""
+    await seed_numbered(sessionmaker, 60)
+    html = (await client.get("/board", params={"page": 2, "category": "environment"})).text
+    assert "第 2 / 2 页" in html
+    assert '<a class="lang" href="/board?lang=en&amp;category=environment&amp;page=2"' in html
+    english = (await client.get("/board?lang=en&category=environment&page=2")).text
+    assert "Page 2 of 2" in english
+    assert '<a class="lang" href="/board?lang=zh&amp;category=environment&amp;page=2"' in english
+    # Page 1 is the board's own address, without a page.
+    first = (await client.get("/board", params={"page": 1})).text
+    assert '<a class="lang" href="/board?lang=en"' in first
 
 
 async def test_labels_cover_every_value() -> None:
@@ -403,7 +499,9 @@ async def test_council_results_show_counts_and_outcome_only(
     assert "同意" not in html
 
     html = (await client.get("/board", params={"lang": "en"})).text
-    assert "Agree 3 · Against 1 · Abstain 1" in html and "Resolved" in html
+    assert "Agree 3 · Against 1 · Abstain 1" in html
+    # One word for one outcome: the badge says the council passed it, and so does the vote.
+    assert "Passed by the council" in html and "Resolved" not in html
     assert "Agree 1 · Against 2 · Abstain 0" in html and "Not approved" in html
     assert "Voting, closes 2026-03-25 18:00" in html and "closed on 2026-03-15" in html
     assert "Merged into" in html

@@ -248,6 +248,35 @@ async def test_unauthenticated_is_401_with_a_challenge(
     assert detail["code"] in {"not_authenticated", "invalid_token"} and detail["message"]
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/v1/suggestions/{id}/screen", "/api/v1/roles", "/api/v1/council-votes"]
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer ms_00000000_" + "a" * 43])
+async def test_unauthenticated_is_401_whatever_the_body(
+    client: httpx.AsyncClient,
+    world: World,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    path: str,
+    authorization: str | None,
+) -> None:
+    """A body that is not even JSON is not looked at before the token: whoever has none (or
+    a bad one) hears that; a caller with a good one hears about the body."""
+    suggestion = await submit_in(sessionmaker, world.communities["新沙社区"])
+    url = path.format(id=suggestion)
+    headers = {"content-type": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    for body in (b"{not json", b'{"unexpected": 1}', b""):
+        response = await client.post(url, content=body, headers=headers)
+        assert response.status_code == 401, (body, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["detail"]["code"] in {"not_authenticated", "invalid_token"}
+    headers |= world.auth(STREET)
+    response = await client.post(url, content=b"{not json", headers=headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
 async def test_a_revoked_token_stops_working(
     client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -700,7 +729,7 @@ async def test_grant_a_role(
         world.communities["天安社区"],
     )
     again = await client.post("/api/v1/roles", json=body, headers=world.auth(STREET))
-    assert again.json()["id"] == granted["id"]
+    assert again.status_code == 200 and again.json()["id"] == granted["id"]
     async with sessionmaker() as session:
         members = await access.council_members(session, world.communities["天安社区"])
         assert [m.id for m in members] == [person.id]
@@ -721,6 +750,38 @@ async def test_grant_a_role(
             assert response.json()["detail"]["code"] == code
     async with sessionmaker() as session:
         assert len((await session.scalars(select(RoleGrant))).all()) == 1
+
+
+async def test_granting_a_role_held_already_is_200(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """201 Created only when a grant was made: a role the person holds already is their grant
+    as it was, with 200."""
+    xinsha = world.communities["新沙社区"]
+    person = await council_member_in(sessionmaker, xinsha, 7_654_321)
+    body = {
+        "telegram_id": 7_654_321,
+        "role": "council_member",
+        "scope_level": "community",
+        "scope_id": xinsha,
+    }
+    response = await client.post("/api/v1/roles", json=body, headers=world.auth(STREET))
+    assert response.status_code == 200, response.text
+    held = response.json()
+    assert (held["person_id"], held["role"], held["revoked_at"]) == (
+        person,
+        "council_member",
+        None,
+    )
+    async with sessionmaker() as session:
+        [grant] = (await session.scalars(select(RoleGrant))).all()
+    assert held["id"] == grant.id
+    # Once revoked, granting it again makes a new grant.
+    await client.delete(f"/api/v1/roles/{grant.id}", headers=world.auth(STREET))
+    again = await client.post("/api/v1/roles", json=body, headers=world.auth(STREET))
+    assert again.status_code == 201 and again.json()["id"] != grant.id
+    schema = (await client.get("/openapi.json")).json()
+    assert {"200", "201"} <= set(schema["paths"]["/api/v1/roles"]["post"]["responses"])
 
 
 async def test_list_and_revoke_roles(

@@ -4,6 +4,7 @@ validation, and no personal data of residents. SQLite and PostgreSQL via `sessio
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -330,6 +331,69 @@ async def test_projects(
     assert await count(community=ids["上沙社区"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("status", "published"),
+    [
+        (State.STARTED, False),
+        (State.COMPLETED, False),
+        (State.CANCELLED, False),
+        (State.ACCOUNTS_PUBLISHED, True),
+        (State.EVALUATED, True),
+    ],
+)
+async def test_spending_is_published_with_the_accounts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    status: State,
+    published: bool,
+) -> None:
+    """What a project has spent is open data once its audit and final accounts are published
+    (审计决算), not while the work is under way."""
+    ids = await seed_org(sessionmaker)
+    async with sessionmaker() as session:
+        session.add(
+            Project(
+                community_id=ids["新沙社区"],
+                title="楼道灯更换",
+                category=Category.SAFETY,
+                kind=Kind.PHYSICAL,
+                status=status,
+                budget_fen=1_000_000,
+                spent_fen=432_100,
+            )
+        )
+        await session.commit()
+    [item] = (await client.get("/api/v1/public/projects")).json()["items"]
+    assert item["status"] == status.value
+    assert item["spent_fen"] == (432_100 if published else None)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/public/suggestions",
+        "/api/v1/public/suggestions?status=bogus",  # a 422
+        "/api/v1/public/projects",
+        "/api/v1/public/suggestions/{number}/events",
+        "/api/v1/public/suggestions/P-2025-9999/events",  # a 404
+    ],
+)
+async def test_head_is_answered_like_get(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, path: str
+) -> None:
+    """HEAD (uptime probes, link checkers): GET's status and headers, and no body."""
+    await seed(sessionmaker)
+    async with sessionmaker() as session:
+        number = await session.scalar(select(Suggestion.number).order_by(Suggestion.id))
+    assert number is not None
+    path = path.format(number=quote(number, safe=""))
+    get = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == get.status_code
+    assert head.headers == get.headers
+    assert head.content == b"" and get.content
+
+
 async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     for path in ("/api/v1/public/suggestions", "/api/v1/public/projects"):
@@ -341,3 +405,5 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     assert set(components["SuggestionOut"]["properties"]) == SUGGESTION_FIELDS
     assert "proposer" not in str(components).lower()
     assert "/board" not in schema["paths"] or "get" in schema["paths"]["/board"]
+    # HEAD is answered wherever GET is, without a second operation of the same name.
+    assert all("head" not in operations for operations in schema["paths"].values())

@@ -6,9 +6,7 @@ never by name; non-public events never shown. SQLite and PostgreSQL via `session
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -22,7 +20,7 @@ from public_data import (
     seed_history,
     seed_org,
 )
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import AuditEvent, Suggestion
@@ -204,6 +202,49 @@ async def test_unknown_number_is_a_polite_404(
         assert said is not None and len(said.group(1)) <= board.ECHO_MAX, nonsense
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/board/suggestions/",  # no number
+        "/board/suggestions/a%2Fb",  # a slash in the number
+        "/board/suggestions/新沙-2026-0001/",
+        "/board/suggestion/新沙-2026-0001",
+        "/board/%3Cscript%3E",
+    ],
+)
+async def test_other_addresses_under_the_board_are_the_polite_404(
+    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, path: str
+) -> None:
+    """An address under /board that no page has (cut short, mistyped) is the polite page of
+    an unknown number, without a number, in the language asked for."""
+    await seed_org(sessionmaker)
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert '<html lang="zh-Hans">' in response.text
+    assert "请核对编号" in response.text and "没有找到编号为" not in response.text
+    assert 'href="/board?lang=zh"' in response.text
+    assert "<script>" not in response.text
+
+    response = await client.get(path, params={"lang": "en"})
+    assert response.status_code == 404
+    assert '<html lang="en">' in response.text and "Back to the board" in response.text
+
+
+async def test_the_board_with_a_trailing_slash_is_the_board(client: httpx.AsyncClient) -> None:
+    response = await client.get("/board/?lang=en")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/board?lang=en"
+
+
+async def test_unknown_open_data_addresses_stay_json(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/public/", "/api/v1/public/suggestions/a%2Fb/events", "/api/v1/x"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not Found"}
+
+
 async def test_non_public_events_never_appear(
     history: History, sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
 ) -> None:
@@ -283,21 +324,6 @@ async def test_a_unit_proposer_is_named_by_its_kind(
     body = (await client.get(events_of(number))).json()
     assert body["items"][0]["actor"] == "unit"
     assert_no_secrets(html + str(body))
-
-
-@pytest.fixture
-def statements(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
-    engine = sessionmaker.kw["bind"]
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_the_page_reads_its_events_in_one_query(

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Body, Path, Query, Request, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from storage import rules
@@ -48,8 +48,9 @@ from webhook.api.listing import (
     PageSizeQuery,
 )
 from webhook.api.public import CommunityOut
-from webhook.auth import PrincipalDep, error_responses, http_error
+from webhook.auth import AuthenticatedRoute, PrincipalDep, error_responses, http_error
 from webhook.deps import SessionDep
+from webhook.routing import GetHeadRouter
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class MeOut(BaseModel):
 
 def create_officials_router() -> APIRouter:
     """The officials' routes; the paths are complete (`/api/v1/...`)."""
-    router = APIRouter(prefix=PREFIX, tags=["officials"])
+    router = GetHeadRouter(prefix=PREFIX, tags=["officials"], route_class=AuthenticatedRoute)
 
     @router.get(
         "/me",
@@ -344,17 +345,24 @@ def create_officials_router() -> APIRouter:
         summary="Grant a role to someone who has talked to the bot",
         description="Only inside the token's scope and narrower than it: a street official "
         "makes community staff and council members of the street's communities, a district "
-        "admin street officials of its district (and below), a city admin anything. Granting "
-        "a role the person holds already returns that grant. Someone the bot has not met yet "
-        "is `unknown_person` (404): send them an invite link instead. The person is told in "
-        "a private message, and their command menu gains the role's commands.",
-        responses=error_responses(401, 403, 404, 422),
+        "admin street officials of its district (and below), a city admin anything. A new "
+        "grant is 201; granting a role the person holds already changes nothing and returns "
+        "that grant with 200. Someone the bot has not met yet is `unknown_person` (404): send "
+        "them an invite link instead. The person is told in a private message, and their "
+        "command menu gains the role's commands.",
+        responses={
+            status.HTTP_200_OK: {
+                "model": RoleGrantOut,
+                "description": "The person holds the role already: their grant, unchanged.",
+            },
+            **error_responses(401, 403, 404, 422),
+        },
     )
     async def grant_role(
-        session: SessionDep, principal: PrincipalDep, body: RoleGrantRequest
+        session: SessionDep, principal: PrincipalDep, body: RoleGrantRequest, response: Response
     ) -> RoleGrantOut:
         try:
-            grant = await invites.grant_by_official(
+            grant, created = await invites.grant_by_official(
                 session,
                 principal,
                 Role(body.role),
@@ -364,6 +372,8 @@ def create_officials_router() -> APIRouter:
         except RuleViolation as exc:
             await session.rollback()
             raise http_error(exc) from exc
+        if not created:
+            response.status_code = status.HTTP_200_OK
         return RoleGrantOut.of(grant)
 
     @router.get(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import Depends, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import VoteStatus
@@ -26,6 +26,7 @@ from webhook.api.listing import (
     PageSizeQuery,
 )
 from webhook.deps import SessionDep
+from webhook.routing import GetHeadRouter
 
 PREFIX = "/api/v1/public"
 
@@ -100,7 +101,10 @@ class ProjectOut(BaseModel):
     kind: Kind
     status: State
     budget_fen: int = Field(description="integer fen (分)")
-    spent_fen: int | None = Field(description="integer fen (分), once accounts are published")
+    spent_fen: int | None = Field(
+        description="integer fen (分), once the audit and final accounts are published "
+        "(status `accounts_published` or `evaluated`); null before"
+    )
     batch: str | None
     expected_benefit: str | None
     implementer: str | None = Field(description="the implementing organisation (实施主体)")
@@ -210,9 +214,9 @@ async def _public_query(session: SessionDep, query: ListQueryDep) -> ListQuery:
 PublicQueryDep = Annotated[ListQuery, Depends(_public_query)]
 
 
-def create_public_api_router() -> APIRouter:
+def create_public_api_router() -> GetHeadRouter:
     """The open-data routes. Include as is: the paths are complete (`/api/v1/public/...`)."""
-    router = APIRouter(prefix=PREFIX, tags=["open data"])
+    router = GetHeadRouter(prefix=PREFIX, tags=["open data"])
     responses: dict[int | str, dict[str, Any]] = {
         status.HTTP_422_UNPROCESSABLE_CONTENT: {
             "description": "A filter or paging value is not valid (an unknown status, "
