@@ -1,15 +1,16 @@
 """Cheap router-level filters: one check that turns an update away from a whole router (or
 lets it in), instead of checking it against each of the router's handlers.
 
-Both are coroutines, so aiogram calls them inline rather than in a worker thread (see
+They are coroutines, so aiogram calls them inline rather than in a worker thread (see
 bot.performance).
 """
 
 from __future__ import annotations
 
 from aiogram.filters import Filter
+from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import StatesGroup
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 
 class InForm(Filter):
@@ -39,3 +40,23 @@ class IsCommand(Filter):
         text = message.text or message.caption
         # str.split() and str.lstrip() agree on what whitespace is.
         return text is not None and text.lstrip().startswith("/")
+
+
+class PressOf(Filter):
+    """The button pressed carries the callback data of one of `kinds` (by their prefixes), in
+    a private chat: for a router whose button handlers all take such data, so that presses of
+    other buttons (most of them: the dialogs') are turned away with one check."""
+
+    __slots__ = ("prefixes",)
+
+    def __init__(self, *kinds: type[CallbackData]) -> None:
+        self.prefixes = tuple(f"{kind.__prefix__}{kind.__separator__}" for kind in kinds)
+
+    async def __call__(self, callback: CallbackQuery) -> bool:
+        message = callback.message
+        return (
+            callback.data is not None
+            and callback.data.startswith(self.prefixes)
+            and message is not None
+            and message.chat.type == "private"
+        )

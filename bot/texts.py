@@ -8,6 +8,7 @@ The msgids are English; the Chinese catalogue carries the programme's official t
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote as quote_url
@@ -161,6 +162,15 @@ def board_suggestion_url(base: str, number: str) -> str:
     (settings.public_url). The number is one path segment, percent-encoded as the board's own
     links have it (新沙-2026-0007 → %E6%96%B0%E6%B2%99-2026-0007)."""
     return f"{base.rstrip('/')}/board/suggestions/{quote_url(number, safe='')}"
+
+
+def linked_number(board_base: str | None, number: str) -> str:
+    """A suggestion's number as HTML, linking its page on the board when the board's address
+    is known (settings.board_base)."""
+    if not board_base:
+        return quote(number)
+    href = html.escape(board_suggestion_url(board_base, number), quote=True)
+    return f'<a href="{href}">{quote(number)}</a>'
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> str:

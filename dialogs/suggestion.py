@@ -785,27 +785,27 @@ async def on_confirm(
         return await go(bot, chat_id, state, session, step, note)
     await state.clear()
     await settle(callback, answer=_("Submitted. Thank you!"))
-    return send(bot, chat_id, submitted_text(suggestion.number, settings.public_url))
+    return send(bot, chat_id, submitted_text(suggestion.number, settings.board_base))
 
 
-def submitted_text(number: str, public_url: str | None) -> str:
+def submitted_text(number: str, board_base: str | None) -> str:
     """The thanks for a suggestion just submitted, with a link to its page on the board when
-    the service has a public address (`public_url`, None when it has none)."""
+    the service knows the board's address (`settings.board_base`)."""
     text = _(
         "✅ Thank you! Your suggestion has been submitted as number <b>{number}</b>.\n\n"
         "The community will look at it first; then the residents' council discusses the "
         "candidates and the street office decides. I will tell you about every step. "
         "See your suggestions with /my."
     ).format(number=quote(number))
-    link = board_link(public_url, number)
+    link = board_link(board_base, number)
     return f"{text}\n\n{link}" if link else text
 
 
-def board_link(public_url: str | None, number: str) -> str | None:
-    """An HTML link to suggestion `number`'s public page, or None without a public address."""
-    if not public_url:
+def board_link(board_base: str | None, number: str) -> str | None:
+    """An HTML link to suggestion `number`'s public page, or None without the board's address."""
+    if not board_base:
         return None
-    href = html.escape(board_suggestion_url(public_url, number), quote=True)
+    href = html.escape(board_suggestion_url(board_base, number), quote=True)
     return f'🔗 <a href="{href}">' + quote(_("See it on the public board")) + "</a>"
 
 

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     telegram_api_base: str = TELEGRAM_PUBLIC_API
     webhook_secret: SecretStr | None = None
     public_url: str | None = None
+    # Where people open the board, for links in the bot's messages, if not PUBLIC_URL (the
+    # board on a host of its own); the sandbox sets it to its own address.
+    site_url: str | None = None
     database_url: str = "sqlite+aiosqlite:///./minsheng.db"
     redis_url: str | None = None
     timezone: str = "Asia/Shanghai"
@@ -60,11 +63,23 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_URL must be an https:// URL (Telegram requires it)")
         return value.rstrip("/") if value else value
 
+    @field_validator("site_url")
+    @classmethod
+    def _site(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("SITE_URL must be an http(s):// URL")
+        return value.rstrip("/") if value else value
+
     @model_validator(mode="after")
     def _secret_with_public_url(self) -> Settings:
         if self.public_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is required when PUBLIC_URL is set")
         return self
+
+    @property
+    def board_base(self) -> str | None:
+        """The address the board's links in the bot's messages start with, if any."""
+        return self.site_url or self.public_url
 
     @property
     def sandbox(self) -> bool:

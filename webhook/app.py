@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -186,12 +187,28 @@ async def running_jobs(runtime: Runtime) -> AsyncIterator[None]:
         await stop_senders(runtime)
 
 
+def with_own_site(settings: Settings, listen: tuple[str, int]) -> Settings:
+    """The sandbox's board is this process: unless SITE_URL says otherwise, the bot's links to
+    the board point where it listens (on every interface: at this machine)."""
+    if settings.site_url is not None:
+        return settings
+    host, port = listen
+    try:
+        unspecified = not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name
+        unspecified = False
+    shown = "127.0.0.1" if unspecified else host
+    return settings.model_copy(update={"site_url": f"http://{shown}:{port}"})
+
+
 def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 8000)) -> FastAPI:
     """The whole service. `listen` is where this process serves, which the sandbox's bot
     needs in order to reach the built-in Bot API emulator."""
     emulator = _make_emulator(settings) if settings.sandbox else None
     host, port = listen
     api_base = f"http://{host}:{port}/sandbox/telegram" if emulator is not None else None
+    if emulator is not None:
+        settings = with_own_site(settings, listen)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

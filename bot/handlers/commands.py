@@ -19,7 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LangCb, WithdrawCb, WithdrawStep
-from bot.filters import IsCommand
+from bot.filters import IsCommand, PressOf
 from bot.gate import Passage
 from bot.handlers.invites import person_roles, redeem_invite, roles_overview
 from bot.keyboards import (
@@ -28,7 +28,7 @@ from bot.keyboards import (
     withdraw_confirm_keyboard,
     withdraw_keyboard,
 )
-from bot.texts import listing, local_date, quote, status_label
+from bot.texts import linked_number, listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
 from dialogs.common import Reply, chat_of, identity, send, settle, stale
 from dialogs.org_picker import get_community_names
@@ -214,7 +214,7 @@ async def cmd_my(
         return await suggestion.answer_then_continue(message, text, state, session, bot, raw_state)
     lines = [
         _("<b>{number}</b> · {status} · {date}\n{title}").format(
-            number=quote(item.number),
+            number=linked_number(settings.board_base, item.number),
             status=status_label(item.status),
             date=local_date(item.created_at, settings.tz),
             title=quote(item.title),
@@ -342,10 +342,12 @@ async def on_language(
 
 def create_router() -> Router:
     """Private chats only. Every message handler needs a `Command` (or `CommandStart`) with the
-    "/" prefix, so the router turns away any other message with one `IsCommand` check."""
+    "/" prefix, so the router turns away any other message with one `IsCommand` check; and
+    every button handler takes a language or a withdrawal, so one `PressOf` check turns away
+    other presses (the dialogs')."""
     router = Router(name="private-commands")
     router.message.filter(F.chat.type == "private", IsCommand())
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.callback_query.filter(PressOf(LangCb, WithdrawCb))
     router.message.register(cmd_start, CommandStart())
     router.message.register(cmd_help, Command("help"))
     router.message.register(cmd_suggest, Command("suggest"))

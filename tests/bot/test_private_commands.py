@@ -23,6 +23,8 @@ from telegram_fakes import (
     alerts,
     button_texts,
     last_text,
+    make_harness,
+    make_settings,
     parse_html,
     sent,
     texts,
@@ -236,6 +238,17 @@ async def test_my_lists_number_status_and_local_date(
     assert "<b>新沙-2025-0001</b> · 审核中 · 2026-01-01\n修路灯 &lt;b&gt;" in text
     assert "<b>新沙-2025-0002</b> · 已提交 · 2026-01-01\n加装扶手" in text
     assert "别人的建议" not in text
+
+
+async def test_my_links_each_number_to_its_page_on_the_board(
+    org: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    h = make_harness(make_settings(site_url="http://127.0.0.1:8000/"), sessionmaker)
+    when = datetime(2026, 3, 1, 8, tzinfo=UTC)
+    await add_suggestions(sessionmaker, org, RESIDENT.id, ["修路灯"], when)
+    text = last_text(await h.say(RESIDENT, "/my"))
+    href = "http://127.0.0.1:8000/board/suggestions/%E6%96%B0%E6%B2%99-2026-0001"
+    assert f'<b><a href="{href}">新沙-2026-0001</a></b> · 审核中' in text
 
 
 async def test_my_stays_within_one_message(

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -124,12 +125,19 @@ async def _resident_flow(page: Page, base: str, zone: ZoneInfo) -> None:
     found = NUMBER.search(await acknowledgement.inner_text())
     assert found is not None
     number = found.group(0)
+    # The thanks and /my link the suggestion's page on the sandbox's own board.
+    page_url = f"{base}/board/suggestions/{quote(number, safe='')}"
+    link = acknowledgement.locator("a", has_text="在公示栏查看")
+    assert await link.get_attribute("href") == page_url
 
     await send(page, "/my")
     listing = bot_said(page, "我的建议")
     await expect(listing).to_contain_text(number)
     await expect(listing).to_contain_text(TITLE)
+    assert await listing.locator("a", has_text=number).get_attribute("href") == page_url
 
+    await page.goto(page_url)
+    await expect(page.locator("body")).to_contain_text(TITLE)
     await page.goto(f"{base}/board")
     await expect(page.locator("body")).to_contain_text(number)
     await expect(page.locator("body")).to_contain_text(TITLE)

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from storage.settings import Settings
+from webhook.app import with_own_site
 
 
 def test_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +67,30 @@ def test_sandbox_secret_is_made_once_per_process() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.effective_webhook_secret == settings.effective_webhook_secret
     assert len(settings.effective_webhook_secret) >= 32
+
+
+def test_the_boards_address_for_the_bots_links() -> None:
+    assert Settings(_env_file=None).board_base is None  # type: ignore[call-arg]
+    public = Settings(
+        public_url="https://bot.example.org",
+        webhook_secret="abc",  # type: ignore[arg-type]
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert public.board_base == "https://bot.example.org"
+    own = public.model_copy(update={"site_url": "https://minsheng.example.org"})
+    assert own.board_base == "https://minsheng.example.org"
+    assert Settings(site_url="http://127.0.0.1:8000/", _env_file=None).board_base == (  # type: ignore[call-arg]
+        "http://127.0.0.1:8000"
+    )
+    with pytest.raises(ValidationError, match="SITE_URL"):
+        Settings(site_url="minsheng.example.org", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"), [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("192.0.2.7", "192.0.2.7")]
+)
+def test_the_sandbox_links_its_own_board(host: str, shown: str) -> None:
+    sandbox = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert with_own_site(sandbox, (host, 8123)).board_base == f"http://{shown}:8123"
+    chosen = sandbox.model_copy(update={"site_url": "https://board.example.org"})
+    assert with_own_site(chosen, (host, 8123)).board_base == "https://board.example.org"
