@@ -27,15 +27,29 @@ from storage.settings import TELEGRAM_PUBLIC_API, Settings
 FSM_STATE_TTL = 7 * 24 * 3600
 
 
+def bot_defaults() -> DefaultBotProperties:
+    """What every call the bot makes leaves unsaid: HTML text, and replies that fall back to a
+    plain message when the message replied to is gone.
+
+    In groups the bot answers a command with `message.reply(...)`; many groups run anti-spam
+    bots (or admins) that delete commands at once, and Telegram refuses a reply to a deleted
+    message (400 "message to be replied not found") unless `allow_sending_without_reply` is
+    set. aiogram fills it in from here: `Message.reply` builds its `ReplyParameters` with
+    `Default("allow_sending_without_reply")`, resolved against these defaults when sent.
+    """
+    return DefaultBotProperties(parse_mode=ParseMode.HTML, allow_sending_without_reply=True)
+
+
 def create_bot(token: str, api_base: str | None = None) -> Bot:
-    """Calls go as JSON (multipart only for uploads), through bot.sender's middlewares."""
+    """Calls go as JSON (multipart only for uploads), through bot.sender's middlewares, with
+    `bot_defaults()`."""
     session: AiohttpSession
     if api_base and api_base.rstrip("/") != TELEGRAM_PUBLIC_API:
         session = JsonAiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     else:
         session = JsonAiohttpSession()
     install_request_middlewares(session)
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    return Bot(token, session=session, default=bot_defaults())
 
 
 def create_storage(redis: Redis | None) -> BaseStorage:

@@ -4,7 +4,8 @@ The pattern of aiogram's own tests/mocked_bot.py: the bot is a real `aiogram.Bot
 session, instead of talking HTTP, records every method and answers with a plausible result.
 It is strict where Telegram is strict, so tests catch what Telegram would refuse: HTML that
 does not parse (an unescaped `<` from a resident's text), a message over 4,096 characters,
-callback data over 64 bytes, an edit that changes nothing ("message is not modified").
+callback data over 64 bytes, an edit that changes nothing ("message is not modified"), a
+reply to a message that is gone ("message to be replied not found").
 
 `Harness` drives the real Dispatcher from `bot.factory.create_dispatcher` with
 `dp.feed_update`, and finds buttons on the messages the bot has sent, as a person would.
@@ -25,12 +26,13 @@ from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
+from aiogram.client.default import Default
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import (
     AnswerCallbackQuery,
+    DeleteMessage,
     EditMessageReplyMarkup,
     EditMessageText,
     GetChat,
@@ -57,7 +59,7 @@ from aiogram.types import (
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.factory import create_dispatcher
+from bot.factory import bot_defaults, create_dispatcher
 from storage.settings import Settings
 
 BOT_ID = 424242
@@ -195,6 +197,9 @@ class RecordingSession(BaseSession):
         self.messages: dict[tuple[int, int], SentMessage] = {}
         self.member_status: dict[tuple[int, int], str] = {}
         self.pinned: dict[int, int] = {}  # chat id -> the message pinned last
+        # (chat id, message id) of messages that are gone: deleted by the bot, or by someone
+        # else before the bot answered (an admin, an anti-spam bot); a test adds those.
+        self.deleted: set[tuple[int, int]] = set()
         self.errors: dict[type[TelegramMethod[Any]], list[Exception]] = {}
         self._message_ids = itertools.count(5000)
         self.me = User(
@@ -267,6 +272,9 @@ class RecordingSession(BaseSession):
             and utf16_length(method.text) > ALERT_MAX
         ):
             raise self._bad(method, "MESSAGE_TOO_LONG")
+        replied = _replied_to(bot, method)
+        if replied is not None and replied in self.deleted:
+            raise self._bad(method, "message to be replied not found")
         if isinstance(method, SetMyCommands):
             for command in method.commands:
                 if not re.fullmatch(r"[a-z0-9_]{1,32}", command.command):
@@ -303,6 +311,9 @@ class RecordingSession(BaseSession):
             return self._message(bot, key[0], key[1])
         if isinstance(method, PinChatMessage):
             self.pinned[int(method.chat_id)] = method.message_id
+            return True
+        if isinstance(method, DeleteMessage):
+            self.deleted.add((int(method.chat_id), method.message_id))
             return True
         if isinstance(method, GetChat):
             chat_id = int(method.chat_id)
@@ -344,6 +355,27 @@ class RecordingSession(BaseSession):
         )
 
 
+def _replied_to(bot: Bot, method: TelegramMethod[Any]) -> tuple[int, int] | None:
+    """(chat id, message id) of the message `method` must reply to: None when it replies to
+    nothing, or may be sent without its reply (`allow_sending_without_reply`, in its
+    `reply_parameters` or, without those, the legacy top-level field; a `Default` is the bot's).
+    """
+    parameters = getattr(method, "reply_parameters", None)
+    if parameters is not None:
+        message_id = parameters.message_id
+        chat_id = parameters.chat_id or getattr(method, "chat_id", None)
+        allow = parameters.allow_sending_without_reply
+    else:
+        message_id = getattr(method, "reply_to_message_id", None)
+        chat_id = getattr(method, "chat_id", None)
+        allow = getattr(method, "allow_sending_without_reply", None)
+    if isinstance(allow, Default):
+        allow = bot.default[allow.name]
+    if message_id is None or allow or not isinstance(chat_id, int):
+        return None
+    return chat_id, message_id
+
+
 def _same_markup(a: Any, b: Any) -> bool:
     def dump(markup: Any) -> Any:
         return markup.model_dump(exclude_none=True) if markup is not None else None
@@ -359,11 +391,7 @@ def _chat_json(chat_id: int) -> dict[str, Any]:
 
 def make_bot(session: RecordingSession | None = None) -> Bot:
     """A real Bot on the recording session, with the defaults of bot.factory.create_bot."""
-    return Bot(
-        BOT_TOKEN,
-        session=session or RecordingSession(),
-        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
-    )
+    return Bot(BOT_TOKEN, session=session or RecordingSession(), default=bot_defaults())
 
 
 # --- updates --------------------------------------------------------------------------------

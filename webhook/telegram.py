@@ -17,6 +17,7 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import ValidationError
+from pydantic_core import from_json
 from redis import exceptions as redis_errors
 from sqlalchemy import exc as sa_errors
 from starlette.requests import ClientDisconnect
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_BODY_BYTES = 1024 * 1024  # Telegram's updates are far smaller; refuse to buffer more
+# The update ids the store can hold (a 64-bit signed column: ProcessedUpdate, DeadLetter).
+# Telegram's are positive and far below the top; one beyond it is not an Update this service
+# can handle, so it is a poison body, not a handler's failure (which would dead-letter it
+# under the very id the column refuses).
+UPDATE_ID_MIN, UPDATE_ID_MAX = -(2**63), 2**63 - 1
 
 # Failures of what the update depends on, not of the update: Telegram should retry it.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -64,18 +70,40 @@ def _unavailable(what: str) -> Response:
     )
 
 
+def _storable_update_id(update_id: int) -> bool:
+    return UPDATE_ID_MIN <= update_id <= UPDATE_ID_MAX
+
+
 def _update_id_of(body: bytes) -> int | None:
+    """The `update_id` of a body that is not an Update, to file its dead letter under, if it
+    has one the store can hold.
+
+    Parsed by pydantic-core (as the Update itself was), never `json.loads`: whoever holds the
+    secret chooses the body, its nesting depth included, and pydantic-core counts depth
+    (refusing past 200 levels with a ValueError) where `json.loads` recurses on the
+    interpreter's stack and raises RecursionError, which escaped the route as a 500. A body
+    nested too deep therefore goes without its update_id, even one given at its top level.
+    """
     try:
-        value = json.loads(body).get("update_id")
-    except (ValueError, AttributeError):
+        parsed = from_json(body)
+    except ValueError:
         return None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    value = parsed.get("update_id") if isinstance(parsed, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and _storable_update_id(value):
+        return value
+    return None
 
 
-async def _dead_letter(runtime: Runtime, body: bytes, reason: str) -> Response:
+async def _dead_letter(
+    runtime: Runtime, body: bytes, reason: str, update_id: int | None = None
+) -> Response:
+    """Keep `body` with `reason`, filed under `update_id` (by default, the body's own if it
+    has one), and answer 200 so that Telegram stops redelivering it."""
+    if update_id is None:
+        update_id = _update_id_of(body)
     try:
         async with runtime.sessionmaker() as session:
-            await dead_letter(session, body, reason, _update_id_of(body))
+            await dead_letter(session, body, reason, update_id)
     except Exception as error:
         if is_transient(error):
             return _unavailable("storage")
@@ -124,6 +152,8 @@ def create_telegram_router() -> APIRouter:
         except ValidationError as error:
             # A poison body would be retried by Telegram for a day: keep it and say 200.
             return await _dead_letter(runtime, body, f"unparseable update: {error}")
+        if not _storable_update_id(update.update_id):
+            return await _dead_letter(runtime, body, "unparseable update: update_id out of range")
         try:
             result = await runtime.dispatcher.feed_update(runtime.bot, update)
         except Exception as error:
@@ -131,7 +161,7 @@ def create_telegram_router() -> APIRouter:
                 log.warning("update %s deferred: %r", update.update_id, error)
                 return _unavailable(type(error).__name__)
             log.exception("update %s failed; dead-lettered", update.update_id)
-            return await _dead_letter(runtime, body, f"handler error: {error!r}")
+            return await _dead_letter(runtime, body, f"handler error: {error!r}", update.update_id)
         if isinstance(result, TelegramMethod):
             return await _reply(runtime, update.update_id, result)
         return Response(status_code=status.HTTP_200_OK)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageText,
@@ -13,6 +14,7 @@ from aiogram.methods import (
     PinChatMessage,
     SendMessage,
 )
+from aiogram.types import ReplyParameters
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import (
@@ -324,6 +326,34 @@ async def test_group_chatter_and_other_bots_commands_are_ignored(h: Harness, org
         assert sent(calls) == [], text
     calls = await h.say(MEMBER, f"/frobnicate@{BOT_USERNAME}", chat=GROUP)
     assert "抱歉，我不认识这个命令" in last_text(calls)
+
+
+@pytest.mark.parametrize(
+    "command", ["/help", "/suggest", "/my", "/bind", "/bind council", f"/what@{BOT_USERNAME}"]
+)
+async def test_a_command_deleted_before_the_answer_still_gets_one(
+    h: Harness, org: Any, command: str
+) -> None:
+    """Many groups run an anti-spam bot that deletes commands at once (or an admin does):
+    the bot's reply to a command that is gone goes as a plain message, where Telegram would
+    refuse the reply ("message to be replied not found") and the member would get nothing."""
+    update = h.updates.text(MEMBER, command, GROUP)
+    assert update.message is not None
+    gone = update.message.message_id
+    h.session.deleted.add((GROUP.id, gone))
+    calls = await h.feed(update)
+    [answer] = sent(calls)
+    assert answer.result is not None and answer.method.chat_id == GROUP.id
+    assert isinstance(answer.method, SendMessage) and answer.method.reply_parameters is not None
+    assert answer.method.reply_parameters.message_id == gone  # a reply while it can be one
+    # What saves it is the bot's default, not the handler: without it the reply is refused.
+    refused = answer.method.model_copy(
+        update={
+            "reply_parameters": ReplyParameters(message_id=gone, allow_sending_without_reply=False)
+        }
+    )
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await h.bot(refused)
 
 
 async def test_removed_from_the_group(

@@ -49,6 +49,7 @@ from aiogram.types import (
     InputMediaPhoto,
     InputPollOption,
     LinkPreviewOptions,
+    Message,
     MessageEntity,
     ReplyKeyboardRemove,
     ReplyParameters,
@@ -59,7 +60,7 @@ from servers import free_port, png, serve
 
 from bot.factory import create_bot
 from bot.session import JsonAiohttpSession, method_payload
-from webhook.sandbox.demo import ZHANG_WEI
+from webhook.sandbox.demo import XINSHA_GROUP, ZHANG_WEI
 from webhook.sandbox.emulator import Emulator
 
 TOKEN = "42:TEST-token"
@@ -499,3 +500,21 @@ async def test_the_emulator_reads_json_calls(emulator_bot: tuple[Emulator, Bot])
     emulator.users[ZHANG_WEI].blocked = True
     with pytest.raises(TelegramForbiddenError):
         await bot.send_message(ZHANG_WEI, "x")
+
+
+async def test_create_bot_s_replies_outlive_the_message_replied_to(
+    emulator_bot: tuple[Emulator, Bot],
+) -> None:
+    """Groups whose anti-spam bot deletes commands at once: `message.reply` still answers, as a
+    plain message, where Telegram (and the emulator) refuse a reply to a message that is gone
+    (create_bot's `allow_sending_without_reply` default)."""
+    emulator, bot = emulator_bot
+    assert bot.default.allow_sending_without_reply is True
+    typed = await emulator.user_send_text(ZHANG_WEI, XINSHA_GROUP, "/help")
+    command = Message.model_validate(typed["message"], context={"bot": bot})
+    answer = await command.reply("<b>帮助</b>")
+    assert answer.reply_to_message is not None  # a reply while the command is there
+    assert answer.reply_to_message.message_id == command.message_id
+    assert await bot.delete_message(XINSHA_GROUP, command.message_id)  # the bot is an admin
+    late = await command.reply("<b>帮助</b>")
+    assert late.text == "帮助" and late.reply_to_message is None

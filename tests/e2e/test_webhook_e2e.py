@@ -6,6 +6,7 @@ use a minimal one)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,66 @@ async def test_replayed_update_through_the_full_app_has_no_effect(service: Any) 
         assert poison.status_code == 200
     async with runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(DeadLetter)) == 1
+
+
+async def test_poison_bodies_through_the_full_app_are_dead_lettered(service: Any) -> None:
+    """Bodies that authenticate but are no Update this service can handle: 200 and a dead
+    letter each, never a 500 (Telegram would retry it for a day)."""
+    base, runtime, _ = service
+    beyond_64_bits = {
+        "update_id": 2**63,
+        "message": {
+            "message_id": 1,
+            "date": 1_780_000_000,
+            "chat": {"id": ZHANG_WEI, "type": "private", "first_name": "张伟"},
+            "from": {"id": ZHANG_WEI, "is_bot": False, "first_name": "张伟"},
+            "text": "/start",
+        },
+    }
+    deeply_nested = b"[" * 100_000 + b"]" * 100_000
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers = {SECRET_HEADER: runtime.webhook_secret}
+        for body in (json.dumps(beyond_64_bits).encode(), deeply_nested):
+            response = await client.post("/telegram/webhook", content=body, headers=headers)
+            assert response.status_code == 200
+    async with runtime.sessionmaker() as session:
+        letters = (await session.scalars(select(DeadLetter).order_by(DeadLetter.id))).all()
+    assert [letter.update_id for letter in letters] == [None, None]
+    assert letters[0].reason == "unparseable update: update_id out of range"
+    assert letters[1].reason.startswith("unparseable update:")
+
+
+async def test_a_group_command_deleted_before_the_answer_still_gets_one(service: Any) -> None:
+    """An anti-spam bot deletes each command in the group as it arrives, before this bot
+    answers it: the answer comes all the same, as a plain message, through the JSON session
+    and the emulator (which refuses a reply to a deleted message, as Telegram does)."""
+    _, runtime, _ = service
+    emulator = runtime.emulator
+    forward = emulator._deliver
+    assert forward is not None
+
+    async def anti_spam(update: dict[str, Any]) -> int:
+        message = update.get("message") or {}
+        if message.get("chat", {}).get("id") == XINSHA_GROUP:
+            # (The deletion is the bot's own call: it is an admin of the group, as the
+            # anti-spam bot would be.)
+            await emulator.call(
+                "deleteMessage", {"chat_id": XINSHA_GROUP, "message_id": message["message_id"]}
+            )
+        status: int = await forward(update)
+        return status
+
+    emulator.set_deliver(anti_spam)
+    before = emulator.view(ZHANG_WEI, XINSHA_GROUP)["rev"]
+    await emulator.user_send_text(ZHANG_WEI, XINSHA_GROUP, "/help")
+    new = emulator.view(ZHANG_WEI, XINSHA_GROUP, since=before)["messages"]
+    command = [m for m in new if m["deleted"]]
+    answers = [m for m in new if not m["deleted"] and m["from"]["is_bot"]]
+    assert len(command) == 1 and len(answers) == 1
+    assert "/suggest" in answers[0]["html"] and "reply_to" not in answers[0]
+    assert not emulator.delivery_errors
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(DeadLetter)) == 0
 
 
 async def test_the_resident_flow_through_the_emulator_stores_a_suggestion(service: Any) -> None:

@@ -30,6 +30,7 @@ from aiogram.types import (
     KeyboardButton,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    ReplyParameters,
     Update,
 )
 from fastapi import FastAPI
@@ -42,6 +43,7 @@ from webhook.sandbox.demo import (
     LI_NA,
     LIU_MIN,
     QIAN_DUODUO,
+    SEEDED_PROPOSERS,
     SUN_LI,
     TIANAN_GROUP,
     WANG_FANG,
@@ -149,6 +151,14 @@ async def test_world_gives_the_programme_time_zone(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
         response = await client.get("/sandbox/api/world")
     assert response.json()["timezone"] == "Europe/Berlin"
+
+
+async def test_the_seeded_proposers_have_started_the_bot(sandbox: Sandbox) -> None:
+    """They suggested through its private chat: the news of their suggestions reaches them
+    (the outbox would otherwise find them refusing, as people who never started the bot)."""
+    for proposer in SEEDED_PROPOSERS:
+        await sandbox.bot.send_message(proposer, "您的建议已被接受为社区备选项目。")
+    assert LI_NA in SEEDED_PROPOSERS and ZHANG_WEI not in SEEDED_PROPOSERS
 
 
 async def test_start_and_message_length_in_utf16(sandbox: Sandbox) -> None:
@@ -315,6 +325,52 @@ async def test_edits_deletes_and_not_modified(sandbox: Sandbox) -> None:
     assert {"id": sent.message_id, "rev": view["messages"][-1]["rev"], "deleted": True} in view[
         "messages"
     ]
+
+
+async def test_a_reply_to_a_message_that_is_gone_is_refused_unless_allowed(
+    sandbox: Sandbox,
+) -> None:
+    """Telegram's rule, met where anti-spam bots delete commands in groups at once: a reply to
+    a message not in the chat (deleted, or never there) is 400 unless
+    allow_sending_without_reply is true, in reply_parameters or, without those, beside the
+    legacy reply_to_message_id; then the message goes as a plain one."""
+    await sandbox.ui(
+        "POST", f"/chats/{XINSHA_GROUP}/messages", json={"persona": ZHANG_WEI, "text": "/help"}
+    )
+    command = sandbox.parsed()[-1].message
+    assert command is not None
+    there = await sandbox.bot.send_message(
+        XINSHA_GROUP, "好", reply_parameters=ReplyParameters(message_id=command.message_id)
+    )
+    assert there.reply_to_message is not None
+    assert there.reply_to_message.message_id == command.message_id
+    assert await sandbox.bot.delete_message(XINSHA_GROUP, command.message_id)  # an admin here
+    for gone in (command.message_id, 999_999):
+        with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+            await sandbox.bot.send_message(
+                XINSHA_GROUP, "好", reply_parameters=ReplyParameters(message_id=gone)
+            )
+        with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+            await sandbox.bot.send_photo(
+                XINSHA_GROUP,
+                BufferedInputFile(png(2, 2), "p.png"),
+                reply_parameters=ReplyParameters(message_id=gone),
+            )
+        plain = await sandbox.bot.send_message(
+            XINSHA_GROUP,
+            "好",
+            reply_parameters=ReplyParameters(message_id=gone, allow_sending_without_reply=True),
+        )
+        assert plain.text == "好" and plain.reply_to_message is None
+        # The legacy fields, as a client of Bot API 6 sends them.
+        legacy = {"chat_id": str(XINSHA_GROUP), "text": "好", "reply_to_message_id": str(gone)}
+        with pytest.raises(BotAPIError, match="message to be replied not found") as caught:
+            await sandbox.emulator.call("sendMessage", legacy)
+        assert caught.value.code == 400
+        sent = await sandbox.emulator.call(
+            "sendMessage", {**legacy, "allow_sending_without_reply": "true"}
+        )
+        assert "reply_to_message" not in sent
 
 
 async def test_deep_link_button_starts_the_private_chat(sandbox: Sandbox) -> None:

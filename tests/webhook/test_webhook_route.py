@@ -152,6 +152,64 @@ async def test_unparseable_authenticated_body_is_dead_lettered_with_200(
     assert holder["calls"] == []
 
 
+@pytest.mark.parametrize("update_id", [2**63, 2**64 + 5, -(2**63) - 1, 10**40])
+async def test_an_update_id_beyond_64_bits_is_dead_lettered_without_it(
+    client: Any, update_id: int
+) -> None:
+    """No Update of Telegram's: the store's columns cannot hold the id, so it is a poison body
+    (200 and a dead letter with no update_id), not a handler error that fails again when the
+    dead letter is filed under it (a 500, retried by Telegram for a day)."""
+    http, runtime, holder = client
+    response = await post(http, message_update(update_id=update_id))
+    assert response.status_code == 200
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.update_id is None
+    assert letter.reason == "unparseable update: update_id out of range"
+    assert holder["calls"] == []
+    assert await count(runtime, ProcessedUpdate) == 0
+
+
+@pytest.mark.parametrize("update_id", [0, -1, 2**63 - 1, -(2**63)])
+async def test_update_ids_at_the_edges_of_64_bits_are_handled(client: Any, update_id: int) -> None:
+    http, runtime, holder = client
+    update = message_update(update_id=update_id)
+    for _ in range(2):  # and de-duplicated
+        assert (await post(http, update)).status_code == 200
+    assert holder["calls"] == [1]
+    assert await count(runtime, DeadLetter) == 0
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * DEEP + b"]" * DEEP, id="arrays"),
+        pytest.param(b'{"a":' * DEEP + b"1" + b"}" * DEEP, id="objects"),
+        pytest.param(
+            b'{"update_id": 7, "message": ' + b"[" * DEEP + b"]" * DEEP + b"}", id="inside"
+        ),
+        pytest.param(b"[" * DEEP, id="unclosed"),
+        pytest.param(b'{"update_id": ' + b"9" * 5000 + b"}", id="long-number"),
+    ],
+)
+async def test_deeply_nested_or_huge_json_is_dead_lettered_with_200(
+    client: Any, body: bytes
+) -> None:
+    """Only the secret's holder can post, but what it posts is read without recursion: JSON
+    nested 100,000 deep is refused by depth-counting parsers, not by a RecursionError (a 500)."""
+    http, runtime, holder = client
+    response = await post(http, body)
+    assert response.status_code == 200
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.reason.startswith("unparseable update:")
+    assert letter.update_id is None  # past the parser's depth, its id is not looked for
+    assert holder["calls"] == []
+
+
 async def test_unauthenticated_garbage_is_not_kept(client: Any) -> None:
     http, runtime, _ = client
     assert (await post(http, b"garbage", secret="nope")).status_code == 401

@@ -32,6 +32,7 @@ __all__ = [
     "PERSONAS",
     "PERSONA_GROUPS",
     "ROLES",
+    "SEEDED_PROPOSERS",
     "STREET",
     "SUGGESTIONS",
     "DemoChat",
@@ -224,6 +225,9 @@ SUGGESTIONS: tuple[DemoSuggestion, ...] = (
         estimated_cost_fen=3_600_000,
     ),
 )
+# Who suggested those went through the bot's private chat: the bot may write to them (their
+# suggestions' news), as it may to anyone who has started it.
+SEEDED_PROPOSERS: frozenset[int] = frozenset(s.proposer for s in SUGGESTIONS)
 DEMO_TZ = ZoneInfo("Asia/Shanghai")
 
 

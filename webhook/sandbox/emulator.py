@@ -3,10 +3,11 @@
 The real aiogram `Bot` talks to it over HTTP (`TelegramAPIServer.from_base`); what a person does
 on /sandbox becomes real `Update` objects, handed to `deliver` (the webhook route, secret
 included). It answers like Telegram, refusals included (400 for a message over 4,096 UTF-16
-units, callback data over 64 bytes, malformed HTML; 403 when the user blocked the bot), so the
-sandbox catches the bugs Telegram would. A method in the webhook's answer (`{"method": ...}`,
-Telegram's webhook reply) is run as the bot's call after the 200; a refusal of it, which
-Telegram drops silently, shows in the log and the delivery errors.
+units, callback data over 64 bytes, malformed HTML, a reply to a message that is gone unless
+`allow_sending_without_reply`; 403 when the user blocked the bot), so the sandbox catches the
+bugs Telegram would. A method in the webhook's answer (`{"method": ...}`, Telegram's webhook
+reply) is run as the bot's call after the 200; a refusal of it, which Telegram drops silently,
+shows in the log and the delivery errors.
 
 All state is in memory: one process holds the sandbox. State changes are synchronous (no await
 between reading and writing), so they are atomic on the event loop; the one lock keeps update
@@ -244,6 +245,17 @@ class PollState:
         return poll
 
 
+def _flag(value: Any, default: bool = False) -> bool:
+    """A boolean parameter as Telegram reads it: JSON true, or its spelling in a form."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value)
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
 class Params:
     """A method's parameters, from JSON (typed) or a form (every value a string, objects JSON)."""
 
@@ -289,14 +301,7 @@ class Params:
             raise _bad(f"invalid {name} specified") from None
 
     def flag(self, name: str, default: bool = False) -> bool:
-        value = self.raw.get(name)
-        if value is None or value == "":
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int | float):
-            return bool(value)
-        return str(value).strip().lower() in ("true", "1", "yes", "on")
+        return _flag(self.raw.get(name), default)
 
     def obj(self, name: str, what: str | None = None) -> Any:
         value = self.raw.get(name)
@@ -483,6 +488,7 @@ class Emulator:
         personas: Iterable[demo.Persona] = demo.PERSONAS,
         chats: Iterable[demo.DemoChat] = demo.CHATS,
         privacy_mode: bool = True,
+        started: Iterable[int] = demo.SEEDED_PROPOSERS,
     ) -> None:
         if not re.match(r"^\d+:[\w-]+$", token):
             raise ValueError("a bot token looks like 123456:secret")
@@ -515,6 +521,7 @@ class Emulator:
         self.log: deque[JSON] = deque(maxlen=300)
         self.delivery_errors: deque[JSON] = deque(maxlen=50)
         self._method_table = self._methods()
+        started = frozenset(started)
         for who in personas:
             self.users[who.user_id] = UserState(
                 id=who.user_id,
@@ -525,6 +532,7 @@ class Emulator:
                 role_zh=who.role_zh,
                 role_en=who.role_en,
                 group=who.group,
+                started=who.user_id in started,
             )
             self.chats[who.user_id] = ChatState(
                 id=who.user_id,
@@ -1125,6 +1133,13 @@ class Emulator:
         return keyboard
 
     def _reply_to(self, chat: ChatState, p: Params) -> JSON | None:
+        """The message replied to, as the new message carries it (None for no reply).
+
+        Telegram's rule: a reply to a message that is not in the chat (never was, or deleted,
+        as anti-spam bots delete commands in groups) is refused with 400 "message to be
+        replied not found", unless `allow_sending_without_reply` is true, when the message is
+        sent as a plain one. The flag is read from `reply_parameters` when those are given,
+        else from the legacy top-level field beside `reply_to_message_id`."""
         parameters = p.obj("reply_parameters", "reply parameters")
         message_id: int | None = None
         allow_without = False
@@ -1133,7 +1148,7 @@ class Emulator:
             if target_chat not in (None, chat.id, str(chat.id)):
                 raise _bad("replies to messages in other chats are not supported in the sandbox")
             message_id = int(parameters["message_id"])
-            allow_without = bool(parameters.get("allow_sending_without_reply"))
+            allow_without = _flag(parameters.get("allow_sending_without_reply"))
         elif p.has("reply_to_message_id"):
             message_id = p.integer("reply_to_message_id")
             allow_without = p.flag("allow_sending_without_reply")
