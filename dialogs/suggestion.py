@@ -20,7 +20,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import SendMessage
-from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKeyboardRemove
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -821,22 +821,30 @@ def cancelled_text() -> str:
     return _("Cancelled; nothing was saved. Send /suggest whenever you want to start again.")
 
 
-async def on_edit_menu(callback: CallbackQuery, state: FSMContext) -> Reply:
+async def on_edit_menu(callback: CallbackQuery, state: FSMContext, bot: Bot) -> Reply:
     data = await state.get_data()
     fields = list(DraftField)
     if not data.get("community_id"):
         fields.remove(DraftField.COMMUNITY)
-    if isinstance(callback.message, Message):
-        # Awaited: an edit that changes nothing is refused, and that refusal is ignored.
-        with contextlib.suppress(TelegramBadRequest):
-            await callback.message.edit_reply_markup(reply_markup=keyboards.edit_keyboard(fields))
-    return callback.answer()
+    return await _summary_buttons(callback, bot, data, keyboards.edit_keyboard(fields))
 
 
-async def on_back_to_summary(callback: CallbackQuery) -> Reply:
-    if isinstance(callback.message, Message):
-        with contextlib.suppress(TelegramBadRequest):
-            await callback.message.edit_reply_markup(reply_markup=keyboards.summary_keyboard())
+async def on_back_to_summary(callback: CallbackQuery, state: FSMContext, bot: Bot) -> Reply:
+    data = await state.get_data()
+    return await _summary_buttons(callback, bot, data, keyboards.summary_keyboard())
+
+
+async def _summary_buttons(
+    callback: CallbackQuery, bot: Bot, data: dict[str, Any], markup: InlineKeyboardMarkup
+) -> Reply:
+    """The summary's buttons become `markup` (the field menu, or back). A summary older than
+    48 hours comes as an inaccessible message, which cannot be edited: it is sent again."""
+    if not isinstance(callback.message, Message):
+        await callback.answer()
+        return send(bot, chat_of(callback), summary_text(data), markup)
+    # Awaited: an edit that changes nothing is refused, and that refusal is ignored.
+    with contextlib.suppress(TelegramBadRequest):
+        await callback.message.edit_reply_markup(reply_markup=markup)
     return callback.answer()
 
 

@@ -321,6 +321,7 @@ def check_estimate(kind: Kind, cost_fen: int) -> None:
 _AMOUNT_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 # The question asks for a rough estimate, so "about" (约5000元, 大约1.5万) is what people write.
 _ABOUT_PREFIXES = ("差不多", "大约", "大概", "约")
+_ABOUT_SUFFIXES = ("左右", "上下")
 # 块 (块钱) is how most people say yuan; ¥ and the codes may come either side of the number.
 # 块钱 before 块: each is taken off once, in this order.
 _CURRENCY_AFFIXES = ("块钱", "块", "元", "rmb", "cny", "¥")
@@ -329,16 +330,15 @@ _MULTIPLIERS = {"万": Decimal(10_000), "千": Decimal(1_000), "k": Decimal(1_00
 
 def parse_yuan(text: str) -> int:
     """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50', '１．５万',
-    '5000块', '5千元', '约5000元') into fen.
+    '5000块', '5千元', '约5000元', '1.5万左右') into fen.
 
     Decimal arithmetic only; more than two decimal places of a yuan, negatives, anything that
     is not a number and anything above MAX_AMOUNT_FEN raise ValueError.
     """
     cleaned = unicodedata.normalize("NFKC", text).strip().lower().replace(" ", "")
-    for about in _ABOUT_PREFIXES:
-        if cleaned.startswith(about):
-            cleaned = cleaned.removeprefix(about)
-            break  # one "about" only: 约约5000 is a slip
+    # One "about" at each end at most (约5000元左右 is said; 约约5000 is a slip).
+    cleaned = cleaned.removeprefix(next((w for w in _ABOUT_PREFIXES if cleaned.startswith(w)), ""))
+    cleaned = cleaned.removesuffix(next((w for w in _ABOUT_SUFFIXES if cleaned.endswith(w)), ""))
     for affix in _CURRENCY_AFFIXES:
         cleaned = cleaned.removesuffix(affix).removeprefix(affix)
     multiplier = Decimal(1)

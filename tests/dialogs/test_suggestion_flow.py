@@ -441,6 +441,29 @@ async def test_cancel_under_a_summary_too_old_to_see_still_says_so(
     assert await fsm(bot_harness, RESIDENT) == (None, {})
 
 
+async def test_editing_under_a_summary_too_old_to_see_sends_it_again(
+    dialog_driver: Driver, bot_harness: Harness
+) -> None:
+    """The summary's edit and back buttons change its keyboard in place; a summary older than
+    48 hours cannot be edited (it comes as an inaccessible message), so it is sent again with
+    the buttons asked for, and editing goes on from there."""
+    await dialog_driver.summary(RESIDENT)
+    calls = await bot_harness.feed(
+        inaccessible(bot_harness, bot_harness.button_update(RESIDENT, EDIT, exact=True))
+    )
+    [menu] = sent(calls)
+    assert "请核对您的建议" in last_text(calls)
+    assert "标题" in button_texts(menu.markup)
+    calls = await bot_harness.feed(
+        inaccessible(bot_harness, bot_harness.button_update(RESIDENT, "‹ 返回确认页", exact=True))
+    )
+    [summary] = sent(calls)
+    assert SUBMIT in button_texts(summary.markup)
+    await bot_harness.press(RESIDENT, EDIT, exact=True)
+    calls = await bot_harness.press(RESIDENT, "标题", exact=True)
+    assert "请给建议起个简短的标题" in last_text(calls)
+
+
 @pytest.mark.parametrize("step", ["category", "title", "description", "location", "kind"])
 async def test_cancel_works_at_every_step(
     dialog_driver: Driver, bot_harness: Harness, step: str

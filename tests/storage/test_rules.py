@@ -227,6 +227,10 @@ def test_more_than_two_places_rejected(amount: Decimal) -> None:
         ("大概 3,000 块", 300_000),
         ("差不多２千", 200_000),
         ("约¥800", 80_000),
+        ("5000元左右", 500_000),
+        ("1.5万左右", 1_500_000),
+        ("3千块上下", 300_000),
+        ("约5000元左右", 500_000),
     ],
 )
 def test_parse_yuan(text: str, fen: int) -> None:
@@ -245,7 +249,8 @@ def test_parse_yuan(text: str, fen: int) -> None:
      "99999999999999999999", "9e30万",
      # The everyday words around a number, still around a number in the strict format.
      "块", "千", "约", "约元", "一千块", "5块5", "约约5000", "5000约", "约-5",
-     "约1e3", "1_000块", "2,5千", "大约1,00,0元"],
+     "约1e3", "1_000块", "2,5千", "大约1,00,0元",
+     "左右", "5000左右左右", "约约5000左右"],
 )  # fmt: skip
 def test_parse_yuan_rejects(text: str) -> None:
     with pytest.raises(ValueError):
