@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     # Programme settings beyond the contract's names.
     max_suggestions_per_day: int = Field(default=5, ge=1, le=1000)
     processed_update_retention_days: int = Field(default=7, ge=1)
+    notification_retention_days: int = Field(default=90, ge=1)
     sandbox_bot_username: str = "minsheng_sandbox_bot"
 
     @field_validator("webhook_secret")

@@ -32,7 +32,7 @@ from bot.polls import (
 )
 from bot.ratelimit import create_limiter
 from storage.models import utcnow
-from storage.services import council
+from storage.services import council, notifications
 from storage.services.updates import prune_processed
 from webhook.runtime import Runtime
 
@@ -127,18 +127,27 @@ async def send_outbox(runtime: Runtime) -> int:
 
 async def prune_processed_updates(runtime: Runtime, *, now: datetime | None = None) -> None:
     """Nightly: forget update ids older than Telegram could ever redeliver (24 h) plus a
-    margin, and answers to polls never recognised, long past any vote (council.prune_strays)."""
+    margin, answers to polls never recognised, long past any vote (council.prune_strays), and
+    the outbox's settled messages (notifications.prune_settled)."""
+    moment = now or utcnow()
+    settings = runtime.settings
     try:
         async with runtime.sessionmaker() as session:
-            removed = await prune_processed(
-                session, runtime.settings.processed_update_retention_days
+            removed = await prune_processed(session, settings.processed_update_retention_days)
+            strays = await council.prune_strays(session, moment)
+            settled = await notifications.prune_settled(
+                session, settings.notification_retention_days, moment
             )
-            strays = await council.prune_strays(session, now or utcnow())
     except Exception as error:
-        log.warning("pruning update ids and stray polls: %r; next time", error)
+        log.warning("pruning update ids, stray polls and sent messages: %r; next time", error)
         return
-    if removed or strays:
-        log.info("pruned %d processed update ids and %d stray polls", removed, strays)
+    if removed or strays or settled:
+        log.info(
+            "pruned %d processed update ids, %d stray polls and %d settled messages",
+            removed,
+            strays,
+            settled,
+        )
 
 
 class _QuietOverlap(logging.Filter):

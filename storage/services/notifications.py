@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import upsert
@@ -318,6 +318,22 @@ async def mark_blocked(session: AsyncSession, notification_id: int) -> None:
     if telegram_id is not None:
         await people.mark_blocked(session, telegram_id)  # commits when it changes the person
     await session.commit()
+
+
+async def prune_settled(session: AsyncSession, older_than_days: int, now: datetime) -> int:
+    """Forget messages owed more than `older_than_days` ago that are settled: sent, refused
+    for good, or not sent because the person blocked the bot. They are the outbox's working
+    rows, not the programme's record (the audit trail is), and they would otherwise grow
+    without end, vote charts and every command menu included. A dedupe key goes with its row;
+    what owed it happened once, that long ago. Pending rows stay, however old. Commits."""
+    cutoff = now - timedelta(days=older_than_days)
+    result: Any = await session.execute(
+        delete(Notification).where(
+            Notification.status != NotificationStatus.PENDING, Notification.created_at < cutoff
+        )
+    )
+    await session.commit()
+    return int(result.rowcount or 0)
 
 
 async def pending_for(session: AsyncSession, chat_id: int) -> list[Notification]:

@@ -258,3 +258,33 @@ async def test_claim_skips_rows_locked_by_another_replica(postgres_url: str) -> 
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_settled_messages_are_pruned_after_the_retention(sessionmaker: Sessions) -> None:
+    """What was sent, refused for good or kept from someone who blocked the bot goes once it
+    is older than the retention; what is still owed stays, however old."""
+    old, recent = NOW - timedelta(days=91), NOW - timedelta(days=89)
+    fates = [
+        (NotificationStatus.SENT, old),
+        (NotificationStatus.FAILED, old),
+        (NotificationStatus.BLOCKED, old),
+        (NotificationStatus.PENDING, old),
+        (NotificationStatus.SENT, recent),
+    ]
+    async with sessionmaker() as session:
+        for i, (status, created) in enumerate(fates):
+            session.add(
+                Notification(
+                    chat_id=7000 + i,
+                    kind="vote_result",
+                    params={},
+                    image=b"\x89PNG" * 1000,
+                    dedupe_key=f"vote:{i}",
+                    status=status,
+                    created_at=created,
+                )
+            )
+        await session.commit()
+        assert await notifications.prune_settled(session, 90, NOW) == 3
+        left = [(n.status, n.dedupe_key) for n in await rows(session)]
+    assert left == [(NotificationStatus.PENDING, "vote:3"), (NotificationStatus.SENT, "vote:4")]

@@ -37,7 +37,14 @@ from bot.outbox import OutboxSender
 from bot.polls import send_vote_polls, wait_background
 from bot.ratelimit import Limits, MemorySendLimiter, RedisSendLimiter
 from storage.db import create_engine, create_sessionmaker
-from storage.models import AuditEvent, CouncilVote, Notification, NotificationStatus, VoteStatus
+from storage.models import (
+    AuditEvent,
+    CouncilVote,
+    Notification,
+    NotificationStatus,
+    ProcessedUpdate,
+    VoteStatus,
+)
 from storage.services import council
 from storage.services.org import find_community, import_rows
 from webhook.app import running_jobs
@@ -277,3 +284,22 @@ async def test_polls_left_unsent_by_a_dead_replica_are_sent_once_its_lease_runs_
         assert not await council.claim_poll_sending(session, vote.id, now=T0 + timedelta(days=1))
         stored = await session.get(CouncilVote, vote.id)
         assert stored is not None and stored.polls_sent_at is not None
+
+
+async def test_the_nightly_prune_forgets_old_ids_and_settled_messages(
+    engine: AsyncEngine, double: TelegramDouble
+) -> None:
+    runtime = bare_runtime(engine, double)
+    long_ago = T0 - timedelta(days=runtime.settings.notification_retention_days + 1)
+    async with runtime.sessionmaker() as session:
+        session.add(ProcessedUpdate(update_id=1, processed_at=long_ago))
+        for status in (NotificationStatus.SENT, NotificationStatus.PENDING):
+            session.add(
+                Notification(chat_id=1, kind="test", params={}, status=status, created_at=long_ago)
+            )
+        await session.commit()
+    await prune_processed_updates(runtime, now=T0)
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 0
+        left = (await session.scalars(select(Notification.status))).all()
+        assert left == [NotificationStatus.PENDING]
