@@ -58,6 +58,7 @@ class KindCb(CallbackData, prefix="kd"):
 
 class Step(StrEnum):
     PHOTOS_DONE = "pd"  # "Done" or "Skip" under the photos step: go on, keeping any sent
+    PHOTOS_KEEP = "pk"  # editing the photos: go on with the ones sent before
     COST_SKIP = "cs"
     CONFIRM = "ok"
     EDIT = "ed"  # show the field menu

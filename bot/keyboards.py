@@ -180,9 +180,10 @@ def photos_keyboard(have_photos: bool, *, keep: bool = False) -> InlineKeyboardM
     """The photo step's one button, which goes on: "done" once photos are sent, "skip" before;
     `keep` when editing the photos, where going on keeps the ones sent earlier."""
     if keep:
-        label = "✅ " + keep_photos_label()
-    else:
-        label = "✅ " + done_label() if have_photos else "⏭ " + skip_label()
+        return inline(
+            [[_button("✅ " + keep_photos_label(), StepCb(step=Step.PHOTOS_KEEP).pack())]]
+        )
+    label = "✅ " + done_label() if have_photos else "⏭ " + skip_label()
     return inline([[_button(label, StepCb(step=Step.PHOTOS_DONE).pack())]])
 
 

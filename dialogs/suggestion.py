@@ -49,6 +49,7 @@ from dialogs.common import (
     identity,
     send,
     settle,
+    stale,
     type_text_note,
 )
 from dialogs.org_picker import get_community_names, label_of, render_level
@@ -192,8 +193,8 @@ def _prompt(step: State, data: dict[str, Any]) -> tuple[str, Markup]:
         count = len(data.get("photos") or [])
         if count and data.get("replacing_photos"):
             text = _(
-                "You have already sent {count} photos. New photos you send now replace them "
-                "(at most {max}); to keep them, tap “{keep}”."
+                "Photos sent before: {count}. New photos you send now replace them "
+                "(at most {max}); to keep the ones sent before, tap “{keep}”."
             ).format(count=count, max=rules.MAX_PHOTOS, keep=keyboards.keep_photos_label())
             return text, keyboards.photos_keyboard(True, keep=True)
         if count:
@@ -637,10 +638,21 @@ async def photo_expected(
 async def on_photos_done(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
-    """Done, skip, or (editing the photos) keep the ones sent earlier: all go on as they are."""
+    """Done or skip: go on with the photos as they are."""
     await state.update_data(replacing_photos=False)
     await settle(callback)
     return await advance(bot, chat_of(callback), state, session, SuggestionForm.photos)
+
+
+async def on_photos_keep(
+    callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
+) -> Reply:
+    """Editing the photos: keep the ones sent before, unless a new one has replaced them
+    since (the press is then on an old question: the newer one's button goes on)."""
+    if not (await state.get_data()).get("replacing_photos"):
+        await stale(callback)
+        return None
+    return await on_photos_done(callback, state, session, bot)
 
 
 async def on_kind(
@@ -907,6 +919,9 @@ def create_router() -> Router:
     router.message.register(on_photo, form.photos, F.photo)
     router.callback_query.register(
         on_photos_done, form.photos, StepCb.filter(F.step == Step.PHOTOS_DONE)
+    )
+    router.callback_query.register(
+        on_photos_keep, form.photos, StepCb.filter(F.step == Step.PHOTOS_KEEP)
     )
     router.message.register(photo_expected, form.photos, NOT_COMMAND)
 

@@ -322,9 +322,10 @@ _AMOUNT_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 # The question asks for a rough estimate, so "about" (约5000元, 大约1.5万) is what people write.
 _ABOUT_PREFIXES = ("差不多", "大约", "大概", "约")
 _ABOUT_SUFFIXES = ("左右", "上下")
-# 块 (块钱) is how most people say yuan; ¥ and the codes may come either side of the number.
-# 块钱 before 块: each is taken off once, in this order.
-_CURRENCY_AFFIXES = ("块钱", "块", "元", "rmb", "cny", "¥")
+# 块 (块钱) is how most people say yuan; ¥, 人民币 and the codes may come either side of the
+# number (人民币5000元, 3万元人民币, 5000 yuan). Longer words first (块钱 before 块, 人民币 before
+# 元): each is taken off once, in this order.
+_CURRENCY_AFFIXES = ("人民币", "块钱", "块", "元", "yuan", "rmb", "cny", "¥")
 _MULTIPLIERS = {"万": Decimal(10_000), "千": Decimal(1_000), "k": Decimal(1_000)}
 
 

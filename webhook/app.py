@@ -197,8 +197,13 @@ def with_own_site(settings: Settings, listen: tuple[str, int]) -> Settings:
         unspecified = not host or ipaddress.ip_address(host).is_unspecified
     except ValueError:  # a name
         unspecified = False
-    shown = "127.0.0.1" if unspecified else host
+    shown = "127.0.0.1" if unspecified else _authority(host)
     return settings.model_copy(update={"site_url": f"http://{shown}:{port}"})
+
+
+def _authority(host: str) -> str:
+    """`host` as it stands before ":port" in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 8000)) -> FastAPI:
@@ -206,7 +211,9 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
     needs in order to reach the built-in Bot API emulator."""
     emulator = _make_emulator(settings) if settings.sandbox else None
     host, port = listen
-    api_base = f"http://{host}:{port}/sandbox/telegram" if emulator is not None else None
+    api_base = None
+    if emulator is not None:
+        api_base = f"http://{_authority(host)}:{port}/sandbox/telegram"
     if emulator is not None:
         settings = with_own_site(settings, listen)
 

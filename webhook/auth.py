@@ -117,10 +117,11 @@ class AuthenticatedRoute(APIRoute):
     """A route whose caller is told first that they are not authenticated (401), whatever
     else is wrong with the request.
 
-    FastAPI reads a JSON body before it solves a route's dependencies, so a body that is not
-    JSON would answer 422 to anyone, token or none (any other fault of the request is found
-    after `get_principal` has run). On a validation error, a route that takes a principal
-    authenticates the request the same way, then answers the error if that passes."""
+    FastAPI decodes a JSON body before it solves a route's dependencies, so a body that is
+    not JSON would answer 422 to anyone, token or none. Every other fault of the request is
+    found after `get_principal` has run (and answered 401 if it had to). So on that one
+    error, a route that takes a principal authenticates the request the same way, then
+    answers the error if that passes."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -130,7 +131,9 @@ class AuthenticatedRoute(APIRoute):
         async def authenticate_first(request: Request) -> Response:
             try:
                 return await handler(request)
-            except RequestValidationError:
+            except RequestValidationError as error:
+                if not any(e.get("type") == "json_invalid" for e in error.errors()):
+                    raise  # found after the principal: the caller is authenticated
                 runtime = await get_runtime(request)
                 credentials = await bearer_scheme(request)
                 async with runtime.sessionmaker() as session:

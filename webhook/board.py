@@ -342,10 +342,13 @@ def create_board_router() -> GetHeadRouter:
         # Registered last, so it answers only what no route above does: a mistyped or cut
         # address (/board/suggestions/ with no number, a number holding an encoded slash)
         # reads like the page of an unknown number rather than FastAPI's bare JSON 404.
-        if not path:
-            # "/board/" is the board: where the router would have sent it without this route.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        if raw_path.endswith(b"/"):
+            # "/board/", a page's address with a slash after it: where the router would have
+            # sent it without this route, the same address without the slash (still encoded).
+            target = raw_path.decode("latin-1").rstrip("/")
             query = request.url.query
-            return RedirectResponse(f"/board?{query}" if query else "/board")
+            return RedirectResponse(f"{target}?{query}" if query else target)
         locale = i18n_web.normalise_locale(lang, settings.default_locale)
         return _not_found(locale, quote(request.url.path), None)
 

@@ -257,6 +257,9 @@ async def on_withdraw(
         if item is None:
             await callback.answer(_("This button is out of date."))
             return None
+        if item.status is State.WITHDRAWN:  # an old list's button, pressed again
+            await callback.answer(_("Suggestion {number} is withdrawn.").format(number=item.number))
+            return None
         if item.status is not State.SUBMITTED:
             await callback.answer(not_withdrawable_text(item.number, item.status), show_alert=True)
             return None
@@ -268,19 +271,24 @@ async def on_withdraw(
         return send(bot, chat_of(callback), question, withdraw_confirm_keyboard(item.id))
     try:
         done = await withdraw(session, telegram_id, callback_data.id)
+        number, title = done.number, done.title
     except RuleViolation as exc:
         item = await proposer_item(session, telegram_id, callback_data.id)
-        if exc.code != "transition_not_allowed" or item is None:
+        if exc.code not in ("transition_not_allowed", "has_merged_duplicates") or item is None:
             await stale(callback)
             return None
-        await settle(callback, quote(not_withdrawable_text(item.number, item.status)))
-        return None
+        if item.status is not State.WITHDRAWN:
+            await settle(callback, quote(not_withdrawable_text(item.number, item.status)))
+            return None
+        # Withdrawn already: this confirmation pressed twice, or delivered again after the
+        # withdrawal committed and its answer failed. Say what was done.
+        number, title = item.number, item.title
     await settle(
         callback,
         _(
             "Suggestion <b>{number}</b> “{title}” has been withdrawn. You are welcome to "
             "suggest another project with /suggest."
-        ).format(number=quote(done.number), title=quote(done.title)),
+        ).format(number=quote(number), title=quote(title)),
         answer=_("Withdrawn."),
     )
     return None

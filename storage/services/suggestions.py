@@ -337,6 +337,11 @@ async def withdraw(session: AsyncSession, telegram_id: int, suggestion_id: int) 
         proposer = await session.scalar(select(Person).where(Person.telegram_id == telegram_id))
         if suggestion is None or proposer is None or suggestion.proposer_id != proposer.id:
             raise RuleViolation("not_proposer", "only its proposer may withdraw a suggestion")
+        # Merging begins the target's review, so this holds for every merge since; it keeps
+        # the residents' duplicates standing in it from going with it all the same.
+        merged_in = select(Suggestion.id).where(Suggestion.merged_into_id == suggestion.id)
+        if await session.scalar(merged_in.limit(1)) is not None:
+            raise RuleViolation("has_merged_duplicates", "others' suggestions stand in it")
         await apply(session, suggestion, Action.WITHDRAW, Actor(Role.PROPOSER, proposer.id))
         await notifications.notify_followers(
             session,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from aiogram.methods import SendMessage
+import pytest
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import EditMessageText, SendMessage
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Driver, Harness, Person, alerts, button_texts, last_text, sent
@@ -110,6 +112,76 @@ async def test_confirming_after_review_began_says_why(
     calls = await bot_harness.press(RESIDENT, "确认撤回", exact=True)
     assert last_text(calls).startswith(f"建议 {stored.number} 已不能撤回")
     assert (await only_suggestion(sessionmaker)).status is State.UNDER_REVIEW
+
+
+async def test_pressed_again_once_withdrawn_it_says_so(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: Sessions
+) -> None:
+    """The list's button and the confirmation pressed again after the withdrawal (a double
+    tap, an old list) say it is withdrawn, never that the community has begun with it."""
+    await dialog_driver.submitted(RESIDENT)
+    stored = await only_suggestion(sessionmaker)
+    await bot_harness.say(RESIDENT, "/my")
+    listing, _ = bot_harness.find_button(RESIDENT.id, f"撤回 {stored.number}", exact=True)
+    await bot_harness.press(RESIDENT, f"撤回 {stored.number}", exact=True)
+    confirmation, _ = bot_harness.find_button(RESIDENT.id, "确认撤回", exact=True)
+    await bot_harness.press(RESIDENT, "确认撤回", exact=True)
+    yes = WithdrawCb(step=WithdrawStep.YES, id=stored.id).pack()
+    calls = await bot_harness.press_data(RESIDENT, yes, confirmation.message_id)
+    assert alerts(calls) == ["已撤回。"]
+    assert last_text(calls).startswith(f"建议 <b>{stored.number}</b>“修复3栋楼梯间照明灯”已撤回。")
+    ask = WithdrawCb(step=WithdrawStep.ASK, id=stored.id).pack()
+    calls = await bot_harness.press_data(RESIDENT, ask, listing.message_id)
+    assert alerts(calls) == [f"建议 {stored.number} 已撤回。"]
+    assert not sent(calls)
+
+
+async def test_a_confirmation_delivered_again_after_a_failure_says_it_is_done(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: Sessions
+) -> None:
+    """The withdrawal commits, then editing the confirmation fails for now: the route answers
+    503 and Telegram delivers the press again, which tells what was done."""
+    await dialog_driver.submitted(RESIDENT)
+    stored = await only_suggestion(sessionmaker)
+    await bot_harness.say(RESIDENT, "/my")
+    await bot_harness.press(RESIDENT, f"撤回 {stored.number}", exact=True)
+    press = bot_harness.button_update(RESIDENT, "确认撤回", exact=True)
+    timeout = TelegramNetworkError(method=EditMessageText(text="x"), message="timeout")
+    bot_harness.session.fail_next(EditMessageText, timeout)
+    with pytest.raises(TelegramNetworkError):
+        await bot_harness.feed(press)
+    assert (await only_suggestion(sessionmaker)).status is State.WITHDRAWN
+    calls = await bot_harness.feed(press)
+    assert "已撤回。欢迎随时用 /suggest" in last_text(calls)
+
+
+async def test_a_suggestion_others_were_merged_into_stays(
+    dialog_driver: Driver, bot_harness: Harness, sessionmaker: Sessions
+) -> None:
+    """Merging begins the target's review; a target merged into while still submitted (as
+    before that rule) keeps the residents' duplicates standing in it all the same."""
+    await dialog_driver.submitted(RESIDENT)
+    stored = await only_suggestion(sessionmaker)
+    async with sessionmaker() as session:
+        duplicate = Suggestion(
+            number="新沙-2026-0999",
+            community_id=stored.community_id,
+            year=2026,
+            seq=999,
+            category=stored.category,
+            title="同一件事",
+            description="…",
+            status=State.MERGED,
+            merged_into_id=stored.id,
+        )
+        session.add(duplicate)
+        await session.commit()
+    await bot_harness.say(RESIDENT, "/my")
+    await bot_harness.press(RESIDENT, f"撤回 {stored.number}", exact=True)
+    calls = await bot_harness.press(RESIDENT, "确认撤回", exact=True)
+    assert f"建议 {stored.number} 已不能撤回" in last_text(calls)
+    async with sessionmaker() as session:
+        assert (await session.get_one(Suggestion, stored.id)).status is State.SUBMITTED
 
 
 async def test_a_button_for_someone_elses_suggestion_is_stale(

@@ -379,10 +379,10 @@ async def test_editing_the_photos_keeps_them_unless_new_ones_are_sent(
 
     await h.press(RESIDENT, EDIT, exact=True)
     calls = await h.press(RESIDENT, "照片", exact=True)
-    assert "您之前已发送 3 张照片。现在发送新照片将替换这 3 张" in last_text(calls)
+    assert "之前已发送的照片：3 张。现在发送新照片将替换它们" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [KEEP]
     calls = await h.say(RESIDENT, "照片不用换")  # not a photo: asked again, nothing lost
-    assert "您之前已发送 3 张照片" in last_text(calls)
+    assert "之前已发送的照片：3 张" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [KEEP]
     calls = await h.press(RESIDENT, KEEP, exact=True)
     assert "照片：3 张" in last_text(calls)
@@ -397,6 +397,9 @@ async def test_editing_the_photos_keeps_them_unless_new_ones_are_sent(
     assert button_texts(sent(calls)[-1].markup) == [DONE]
     calls = await h.feed(h.updates.photo(RESIDENT, "photo-e"))
     assert "已收到第 2 张照片" in last_text(calls)
+    # The keep button above them is out of date: the photos it would keep are replaced.
+    calls = await h.press(RESIDENT, KEEP, exact=True)
+    assert alerts(calls) == ["这个按钮已过期，请使用最新消息中的按钮。"]
     calls = await h.press(RESIDENT, DONE, exact=True)
     assert "照片：2 张" in last_text(calls)
     await h.press(RESIDENT, SUBMIT, exact=True)

@@ -231,6 +231,10 @@ def test_more_than_two_places_rejected(amount: Decimal) -> None:
         ("1.5万左右", 1_500_000),
         ("3千块上下", 300_000),
         ("约5000元左右", 500_000),
+        ("5000 yuan", 500_000),
+        ("5,000 Yuan", 500_000),
+        ("人民币5000元", 500_000),
+        ("3万元人民币", 3_000_000),
     ],
 )
 def test_parse_yuan(text: str, fen: int) -> None:

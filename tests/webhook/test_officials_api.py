@@ -277,6 +277,42 @@ async def test_unauthenticated_is_401_whatever_the_body(
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize("case", ["not json", "query", "body"])
+async def test_an_authenticated_422_looks_the_token_up_once(
+    client: httpx.AsyncClient,
+    world: World,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """Only a body that is not JSON is found before the principal (which is then looked up
+    once, to answer 401 first); any other 422 comes after the token was checked, and must not
+    check it again."""
+    suggestion = await submit_in(sessionmaker, world.communities["新沙社区"])
+    looked_up: list[str] = []
+    authenticate = tokens.authenticate_token
+
+    async def counting(session: AsyncSession, plaintext: str, **kw: Any) -> Any:
+        looked_up.append(plaintext)
+        return await authenticate(session, plaintext, **kw)
+
+    monkeypatch.setattr(tokens, "authenticate_token", counting)
+    headers = world.auth(STREET)
+    if case == "query":
+        response = await client.get(
+            "/api/v1/suggestions", params={"page_size": "lots"}, headers=headers
+        )
+    else:
+        body = b"{not json" if case == "not json" else b'{"unexpected": 1}'
+        response = await client.post(
+            f"/api/v1/suggestions/{suggestion}/screen",
+            content=body,
+            headers=headers | {"content-type": "application/json"},
+        )
+    assert response.status_code == 422, response.text
+    assert len(looked_up) == 1
+
+
 async def test_a_revoked_token_stops_working(
     client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -87,7 +87,14 @@ def test_the_boards_address_for_the_bots_links() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "shown"), [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("192.0.2.7", "192.0.2.7")]
+    ("host", "shown"),
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "127.0.0.1"),
+        ("192.0.2.7", "192.0.2.7"),
+        ("::1", "[::1]"),
+        ("minsheng.local", "minsheng.local"),
+    ],
 )
 def test_the_sandbox_links_its_own_board(host: str, shown: str) -> None:
     sandbox = Settings(_env_file=None)  # type: ignore[call-arg]

@@ -205,9 +205,8 @@ async def test_unknown_number_is_a_polite_404(
 @pytest.mark.parametrize(
     "path",
     [
-        "/board/suggestions/",  # no number
+        "/board/suggestions",  # no number
         "/board/suggestions/a%2Fb",  # a slash in the number
-        "/board/suggestions/新沙-2026-0001/",
         "/board/suggestion/新沙-2026-0001",
         "/board/%3Cscript%3E",
     ],
@@ -236,6 +235,22 @@ async def test_the_board_with_a_trailing_slash_is_the_board(client: httpx.AsyncC
     response = await client.get("/board/?lang=en")
     assert response.status_code == 307
     assert response.headers["location"] == "/board?lang=en"
+
+
+async def test_a_page_with_a_trailing_slash_is_the_page(
+    history: History, client: httpx.AsyncClient
+) -> None:
+    """A link written with a slash after the number leads to the page, as Starlette's own
+    redirect did before the polite 404 caught every other address under /board."""
+    number = history.numbers[history.passed]
+    page = f"/board/suggestions/{quote(number, safe='')}"
+    response = await client.get(page + "/", params={"lang": "en"})
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{page}?lang=en"
+    response = await client.get(page + "//", follow_redirects=True)
+    assert response.status_code == 200 and number in response.text
+    response = await client.get("/board/suggestions/", follow_redirects=True)
+    assert response.status_code == 404 and "请核对编号" in response.text
 
 
 async def test_unknown_open_data_addresses_stay_json(client: httpx.AsyncClient) -> None:
