@@ -7,6 +7,7 @@ handler that writes to the store, so the route's guarantees are tested apart fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
-from webhook_fakes import message_update, post_update, route_client
+from webhook_fakes import ROUTE, message_update, post_update, route_client
 
 from bot.factory import create_base_dispatcher
 from storage.db import create_engine, create_sessionmaker
@@ -27,6 +28,7 @@ from storage.models import DeadLetter, ProcessedUpdate
 from storage.services.chats import note_membership
 from storage.settings import Settings
 from webhook.runtime import Runtime
+from webhook.telegram import SECRET_HEADER
 
 SECRET = "s3cret_token-for-tests"
 
@@ -111,6 +113,21 @@ async def test_missing_or_wrong_secret_is_401_and_has_no_effect(client: Any) -> 
     assert await count(runtime, ProcessedUpdate) == 0
 
 
+async def test_a_secret_header_that_is_not_exactly_the_secret_is_401(client: Any) -> None:
+    """Raw header bytes the route cannot take for the secret: not UTF-8 text (no 500 from
+    decoding them), and the secret given twice with a wrong one first."""
+    http, runtime, holder = client
+    for headers in (
+        [(SECRET_HEADER, "秘密".encode())],
+        [(SECRET_HEADER, b"\xff" + SECRET.encode())],
+        [(SECRET_HEADER, "wrong"), (SECRET_HEADER, SECRET)],
+    ):
+        response = await http.post(ROUTE, json=message_update(), headers=headers)
+        assert response.status_code == 401, headers
+    assert holder["calls"] == []
+    assert await count(runtime, ProcessedUpdate) == 0
+
+
 async def test_update_handled_once_and_committed_before_200(client: Any) -> None:
     http, runtime, holder = client
     update = message_update("新沙")
@@ -137,6 +154,14 @@ async def test_update_handled_once_and_committed_before_200(client: Any) -> None
         b'{"update_id": 5, "message": {"text": 42}}',
         b"[1, 2, 3]",
         '{"update_id": 9, "message": "\u0000"}'.encode(),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b'"x"', id="string"),
+        pytest.param(b"5", id="number"),
+        pytest.param(b'{"update_id": NaN}', id="nan"),
+        pytest.param(b'{"update_id": 1, "message": "\xff\xfe"}', id="not-utf8"),
+        pytest.param(b'\xef\xbb\xbf{"update_id": 1}', id="bom"),
+        pytest.param(b'{"update_id": 8, "message": {"text": "\\ud800"}}', id="lone-surrogate"),
     ],
 )
 async def test_unparseable_authenticated_body_is_dead_lettered_with_200(
@@ -178,6 +203,34 @@ async def test_update_ids_at_the_edges_of_64_bits_are_handled(client: Any, updat
         assert (await post(http, update)).status_code == 200
     assert holder["calls"] == [1]
     assert await count(runtime, DeadLetter) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "handled"),
+    [
+        pytest.param(b'{"update_id": 11.0, "message": MESSAGE}', True, id="float-id"),
+        pytest.param(b'{"update_id": 12, "update_id": 13, "message": MESSAGE}', True, id="twice"),
+        pytest.param(
+            b'{"update_id": true}',
+            False,
+            id="bool-id",
+            marks=pytest.mark.filterwarnings("ignore:Detected unknown update type"),
+        ),
+    ],
+)
+async def test_json_that_reads_as_an_update_is_handled_not_dead_lettered(
+    client: Any, body: bytes, handled: bool
+) -> None:
+    """JSON Telegram never sends but that pydantic reads as an Update (an id of 11.0 or true,
+    a key given twice): an update like any other, answered 200 and handled once."""
+    http, runtime, holder = client
+    message = json.dumps(message_update()["message"]).encode()
+    body = body.replace(b"MESSAGE", message)
+    for _ in range(2):
+        assert (await post(http, body)).status_code == 200
+    assert holder["calls"] == ([1] if handled else [])
+    assert await count(runtime, DeadLetter) == 0
+    assert await count(runtime, ProcessedUpdate) == 1
 
 
 DEEP = 100_000
