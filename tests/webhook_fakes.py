@@ -10,6 +10,8 @@ for conftest):
 - `message_update(...)`: a private text message as Telegram posts it (JSON); update ids
   increase across the test session (`next_update_id()`).
 - `post_update(client, body, secret)`: post a body to the route as Telegram does.
+- `harness_runtime(h, database_url, sessionmaker, secret)`: a Runtime on a telegram_fakes
+  Harness's bot and dispatcher, for the route.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from aiogram import Dispatcher, F, Router
 from aiogram.methods import TelegramMethod
 from aiogram.types import CallbackQuery, Message
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from telegram_fakes import Harness, make_settings
 
 from webhook.runtime import Runtime
 from webhook.telegram import SECRET_HEADER, create_telegram_router
@@ -95,3 +99,22 @@ async def post_update(client: httpx.AsyncClient, body: Any, secret: str | None) 
     if isinstance(body, (bytes, str)):
         return await client.post(ROUTE, content=body, headers=headers)
     return await client.post(ROUTE, json=body, headers=headers)
+
+
+def harness_runtime(
+    h: Harness,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    secret: str,
+    engine: AsyncEngine | None = None,
+) -> Runtime:
+    """The route's runtime on `h`'s bot and dispatcher: the real dispatcher behind the real
+    route, the bot's calls recorded by `h`'s session."""
+    return Runtime(
+        settings=make_settings(database_url=database_url, webhook_secret=secret),
+        engine=engine,
+        sessionmaker=sessionmaker,
+        bot=h.bot,
+        dispatcher=h.dispatcher,
+        webhook_secret=secret,
+    )

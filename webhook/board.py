@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -191,21 +192,38 @@ def _headers(locale: str) -> dict[str, str]:
 LangQuery = Annotated[str | None, Query()]
 
 
-def _not_found(locale: str, path: str, number: str | None) -> HTMLResponse:
-    """The polite page for an address under /board that leads nowhere: a suggestion number we
-    do not know (named on it), or no suggestion's address at all."""
+def _page(
+    template: str,
+    locale: str,
+    page_url: Callable[[str], str],
+    status_code: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    """A page of the board in `locale`, whose language switch leads to `page_url(other)`."""
     html = (
         environment(locale)
-        .get_template("not_found.html")
+        .get_template(template)
         .render(
             locale=locale,
             other_locale="en" if locale == "zh" else "zh",
-            page_url=lambda to: f"{path}?lang={to}",
-            board_url=f"/board?lang={locale}",
-            number=number,
+            page_url=page_url,
+            **values,
         )
     )
-    return HTMLResponse(html, status_code=404, headers=_headers(locale))
+    return HTMLResponse(html, status_code=status_code, headers=_headers(locale))
+
+
+def _not_found(locale: str, path: str, number: str | None) -> HTMLResponse:
+    """The polite page for an address under /board that leads nowhere: a suggestion number we
+    do not know (named on it), or no suggestion's address at all."""
+    return _page(
+        "not_found.html",
+        locale,
+        lambda to: f"{path}?lang={to}",
+        status_code=404,
+        board_url=f"/board?lang={locale}",
+        number=number,
+    )
 
 
 def create_board_router() -> GetHeadRouter:
@@ -271,32 +289,27 @@ def create_board_router() -> GetHeadRouter:
         for c in communities:
             streets.setdefault((c.district, c.street), []).append(c)
 
-        html = (
-            environment(locale)
-            .get_template("board.html")
-            .render(
-                locale=locale,
-                other_locale="en" if locale == "zh" else "zh",
-                url=url,
-                # This page in the other language: the same filters, and the same page.
-                page_url=lambda to: url(lang=to, page=page_number if page_number > 1 else None),
-                notes=notes,
-                streets=streets,
-                states=list(State),
-                categories=list(Category),
-                selected=query,
-                groups=_group(items),
-                total=total,
-                page=page_number,
-                pages=pages,
-                filtered=any(v is not None for v in query.values()),
-                local_date=lambda moment: _local_date(moment, settings.tz),
-                local_time=lambda moment: _local_time(moment, settings.tz),
-                suggestion_url=lambda number: f"{suggestion_path(number)}?lang={locale}",
-                timezone=settings.timezone,
-            )
+        return _page(
+            "board.html",
+            locale,
+            # This page in the other language: the same filters, and the same page.
+            lambda to: url(lang=to, page=page_number if page_number > 1 else None),
+            url=url,
+            notes=notes,
+            streets=streets,
+            states=list(State),
+            categories=list(Category),
+            selected=query,
+            groups=_group(items),
+            total=total,
+            page=page_number,
+            pages=pages,
+            filtered=any(v is not None for v in query.values()),
+            local_date=lambda moment: _local_date(moment, settings.tz),
+            local_time=lambda moment: _local_time(moment, settings.tz),
+            suggestion_url=lambda number: f"{suggestion_path(number)}?lang={locale}",
+            timezone=settings.timezone,
         )
-        return HTMLResponse(html, headers=_headers(locale))
 
     @router.get(
         "/board/suggestions/{number}",
@@ -313,16 +326,14 @@ def create_board_router() -> GetHeadRouter:
         lang: LangQuery = None,
     ) -> HTMLResponse:
         locale = i18n_web.normalise_locale(lang, settings.default_locale)
-        other = "en" if locale == "zh" else "zh"
         timeline = await public.suggestion_timeline(session, number, limit=EVENT_LIMIT)
         if timeline is None:
             return _not_found(locale, suggestion_path(number), _echo(clean_text(number)))
         found = timeline.suggestion
-        env = environment(locale)
-        html = env.get_template("suggestion.html").render(
-            locale=locale,
-            other_locale=other,
-            page_url=lambda to: f"{suggestion_path(found.number)}?lang={to}",
+        return _page(
+            "suggestion.html",
+            locale,
+            lambda to: f"{suggestion_path(found.number)}?lang={to}",
             board_url=f"/board?lang={locale}",
             events_url=events_path(found.number),
             s=found,
@@ -333,7 +344,6 @@ def create_board_router() -> GetHeadRouter:
             suggestion_url=lambda other_number: f"{suggestion_path(other_number)}?lang={locale}",
             timezone=settings.timezone,
         )
-        return HTMLResponse(html, headers=_headers(locale))
 
     @router.get("/board/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     async def elsewhere(

@@ -35,14 +35,12 @@ from telegram_fakes import (
     Harness,
     Person,
     make_harness,
-    make_settings,
 )
-from webhook_fakes import post_update, route_client
+from webhook_fakes import harness_runtime, post_update, route_client
 
 from bot.sender import install_request_middlewares
 from storage.models import Chat, DeadLetter, ProcessedUpdate, Suggestion
 from storage.settings import Settings
-from webhook.runtime import Runtime
 
 pytest_plugins = ["telegram_fakes"]
 
@@ -68,17 +66,6 @@ async def harness(
         await redis.aclose()
 
 
-def runtime(h: Harness, database_url: str, sessionmaker: Sessions) -> Runtime:
-    return Runtime(
-        settings=make_settings(database_url=database_url, webhook_secret=SECRET),
-        engine=None,
-        sessionmaker=sessionmaker,
-        bot=h.bot,
-        dispatcher=h.dispatcher,
-        webhook_secret=SECRET,
-    )
-
-
 def too_many(method: TelegramMethod[Any]) -> TelegramRetryAfter:
     return TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=30)
 
@@ -89,7 +76,7 @@ async def twice(
     """Deliver `update`, which fails with a 503, then again: where the second delivery's calls
     start in the session's record, and its webhook reply (the call Telegram would make)."""
     body = update.model_dump_json(exclude_none=True, by_alias=True)
-    async with route_client(runtime(h, database_url, sessionmaker)) as client:
+    async with route_client(harness_runtime(h, database_url, sessionmaker, SECRET)) as client:
         assert (await post_update(client, body, SECRET)).status_code == 503
         first = len(h.session.calls)
         again = await post_update(client, body, SECRET)
@@ -130,7 +117,9 @@ async def test_a_failed_update_leaves_no_mark_in_the_store(
         AnswerCallbackQuery, too_many(AnswerCallbackQuery(callback_query_id="x"))
     )
     body = press.model_dump_json(exclude_none=True, by_alias=True)
-    async with route_client(runtime(bot_harness, database_url, sessionmaker)) as client:
+    async with route_client(
+        harness_runtime(bot_harness, database_url, sessionmaker, SECRET)
+    ) as client:
         assert (await post_update(client, body, SECRET)).status_code == 503
     async with sessionmaker() as session:
         assert await session.get(ProcessedUpdate, press.update_id) is None

@@ -47,12 +47,11 @@ from telegram_fakes import (
     private_chat,
     utf16_length,
 )
-from webhook_fakes import next_update_id, post_update, route_client
+from webhook_fakes import harness_runtime, next_update_id, post_update, route_client
 
 from bot.sender import install_request_middlewares
 from bot.session import method_payload
 from storage.models import DeadLetter
-from webhook.runtime import Runtime
 
 pytest_plugins = ["telegram_fakes"]
 
@@ -242,17 +241,6 @@ CASES = [
 # --- the service -----------------------------------------------------------------------------
 
 
-def runtime(h: Harness, database_url: str, engine: AsyncEngine, sessionmaker: Sessions) -> Runtime:
-    return Runtime(
-        settings=make_settings(database_url=database_url, webhook_secret=SECRET),
-        engine=engine,
-        sessionmaker=sessionmaker,
-        bot=h.bot,
-        dispatcher=h.dispatcher,
-        webhook_secret=SECRET,
-    )
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def gated(request: pytest.FixtureRequest, sessionmaker: Sessions) -> AsyncIterator[Harness]:
     """The bot without Redis (de-duplication in the store) and with it (the gate's claim)."""
@@ -271,7 +259,7 @@ async def client(
     bot_harness: Harness, database_url: str, engine: AsyncEngine, sessionmaker: Sessions
 ) -> AsyncIterator[httpx.AsyncClient]:
     install_request_middlewares(bot_harness.session)
-    service = runtime(bot_harness, database_url, engine, sessionmaker)
+    service = harness_runtime(bot_harness, database_url, sessionmaker, SECRET, engine)
     async with route_client(service) as client:
         yield client
 
@@ -344,7 +332,9 @@ async def test_the_same_update_four_times_at_once_is_handled_once(
     first delivery is still being handled (by this replica or another)."""
     update: Update = gated.updates.text(ZHANG, text, chat)
     body = update.model_dump_json(exclude_none=True, by_alias=True)
-    async with route_client(runtime(gated, database_url, engine, sessionmaker)) as client:
+    async with route_client(
+        harness_runtime(gated, database_url, sessionmaker, SECRET, engine)
+    ) as client:
         responses = await asyncio.gather(*(post_update(client, body, SECRET) for _ in range(4)))
         codes = sorted(r.status_code for r in responses)
         # Those refused as "in progress" come again; by then the update is done.
