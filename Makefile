@@ -28,7 +28,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q -n auto --maxprocesses 8
+	$(BIN)/pytest -q
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.webhook

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -53,20 +52,7 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-
-
-def _worker_redis_url(url: str) -> str:
-    """TEST_REDIS_URL for this pytest-xdist worker: gw0 keeps its database, gw1 takes the one
-    below, and so on, since each test flushes the database it uses."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    parts = urlsplit(url)
-    database = int(parts.path.lstrip("/") or 0) - (int(worker) if worker.isdigit() else 0)
-    if database < 0:
-        raise RuntimeError(f"too many test workers for the Redis databases below {url}")
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-REDIS_URL = _worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CHROMIUM = "/usr/bin/chromium"
 
 _T = TypeVar("_T")
