@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Table, TextClause, bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +15,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
@@ -86,3 +90,22 @@ def insert_on_conflict(
         + (f" RETURNING {', '.join(returning)}" if returning else "")
     )
     return text(sql).bindparams(*(bindparam(name, type_=known[name].type) for name in columns))
+
+
+def operation(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """A service operation that commits at its end rolls back when it fails (a RuleViolation
+    found after rows were locked, a database error), so its locks go at once, not when the
+    front end gets round to closing the session. The session is its `session` argument, or
+    its first."""
+
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception:
+            session = kwargs.get("session", args[0] if args else None)
+            if isinstance(session, AsyncSession):
+                await session.rollback()
+            raise
+
+    return run

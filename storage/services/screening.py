@@ -14,15 +14,14 @@ proposer only; an acceptance note goes to the followers and to a non-public audi
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage import rules
+from storage.db import operation
 from storage.models import Community, Street, Suggestion
 from storage.rules import (
     ACTIVE_STATES,
@@ -42,27 +41,6 @@ from storage.services.suggestions import add_follower, apply, lock_suggestions
 # action checks its own transition's roles; this is for the queue and for front ends).
 SCREENING_ROLES = rules.roles_for(Action.ACCEPT, State.UNDER_REVIEW)
 QUEUE_STATES = (State.SUBMITTED, State.UNDER_REVIEW)
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def operation(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """An operation that commits at its end rolls back when it fails (a RuleViolation found
-    after rows were locked, a database error), so its locks go at once, not when the front
-    end gets round to closing the session."""
-
-    @functools.wraps(fn)
-    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return await fn(*args, **kwargs)
-        except Exception:
-            session = kwargs.get("session", args[0] if args else None)
-            if isinstance(session, AsyncSession):
-                await session.rollback()
-            raise
-
-    return run
 
 
 def actor_of(principal: access.Principal) -> Actor:

@@ -14,12 +14,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import Null
 
 from storage import rules
-from storage.db import insert_on_conflict
+from storage.db import insert_on_conflict, operation
 from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services import notifications
 from storage.services.audit import Actor, record
-from storage.services.people import TelegramIdentity, refresh_person
+from storage.services.people import TelegramIdentity, find_person, refresh_person
 
 
 @dataclass(slots=True)
@@ -327,34 +327,31 @@ async def lock_suggestions(session: AsyncSession, ids: Iterable[int]) -> dict[in
     return {s.id: s for s in (await session.scalars(query)).all()}
 
 
+@operation
 async def withdraw(session: AsyncSession, telegram_id: int, suggestion_id: int) -> Suggestion:
     """The proposer takes back a suggestion the community has not begun to look at
     (SUBMITTED → WITHDRAWN, a public event). Locked first, so that a withdrawal and a staff
     member's review at the same moment serialise and the second is refused by the table.
     Anyone else following it hears. Commits; rolls back what it locked when refused."""
-    try:
-        suggestion = (await lock_suggestions(session, [suggestion_id])).get(suggestion_id)
-        proposer = await session.scalar(select(Person).where(Person.telegram_id == telegram_id))
-        if suggestion is None or proposer is None or suggestion.proposer_id != proposer.id:
-            raise RuleViolation("not_proposer", "only its proposer may withdraw a suggestion")
-        # Merging begins the target's review, so this holds for every merge since; it keeps
-        # the residents' duplicates standing in it from going with it all the same.
-        merged_in = select(Suggestion.id).where(Suggestion.merged_into_id == suggestion.id)
-        if await session.scalar(merged_in.limit(1)) is not None:
-            raise RuleViolation("has_merged_duplicates", "others' suggestions stand in it")
-        await apply(session, suggestion, Action.WITHDRAW, Actor(Role.PROPOSER, proposer.id))
-        await notifications.notify_followers(
-            session,
-            suggestion,
-            "suggestion_status",
-            notifications.about(suggestion) | {"status": State.WITHDRAWN.value},
-            dedupe_prefix=f"withdrawn:{suggestion.id}",
-            exclude={proposer.id},
-        )
-        await session.commit()
-    except Exception:
-        await session.rollback()
-        raise
+    suggestion = (await lock_suggestions(session, [suggestion_id])).get(suggestion_id)
+    proposer = await find_person(session, telegram_id)
+    if suggestion is None or proposer is None or suggestion.proposer_id != proposer.id:
+        raise RuleViolation("not_proposer", "only its proposer may withdraw a suggestion")
+    # Merging begins the target's review, so this holds for every merge since; it keeps the
+    # residents' duplicates standing in it from going with it all the same.
+    merged_in = select(Suggestion.id).where(Suggestion.merged_into_id == suggestion.id)
+    if await session.scalar(merged_in.limit(1)) is not None:
+        raise RuleViolation("has_merged_duplicates", "others' suggestions stand in it")
+    await apply(session, suggestion, Action.WITHDRAW, Actor(Role.PROPOSER, proposer.id))
+    await notifications.notify_followers(
+        session,
+        suggestion,
+        "suggestion_status",
+        notifications.about(suggestion) | {"status": State.WITHDRAWN.value},
+        dedupe_prefix=f"withdrawn:{suggestion.id}",
+        exclude={proposer.id},
+    )
+    await session.commit()
     return suggestion
 
 

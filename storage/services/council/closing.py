@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import rules
+from storage.db import operation
 from storage.models import (
     Ballot,
     ChatPurpose,
@@ -33,7 +34,6 @@ from storage.services.council.common import (
     get_vote,
 )
 from storage.services.council.counting import everyone_voted
-from storage.services.screening import operation
 from storage.services.suggestions import apply
 
 

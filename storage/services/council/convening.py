@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import rules
+from storage.db import operation
 from storage.models import (
     ChatPurpose,
     Community,
@@ -27,7 +28,7 @@ from storage.services.council.common import (
     _tell_followers,
     get_vote,
 )
-from storage.services.screening import actor_of, operation
+from storage.services.screening import actor_of
 from storage.services.suggestions import apply, lock_suggestions
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage import rules
-from storage.db import upsert
+from storage.db import operation, upsert
 from storage.models import (
     CouncilPoll,
     CouncilPollSend,
@@ -29,7 +29,6 @@ from storage.models import (
 from storage.rules import RuleViolation
 from storage.services import notifications
 from storage.services.council.common import _record_vote_event
-from storage.services.screening import operation
 
 log = logging.getLogger(__name__)
 

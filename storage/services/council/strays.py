@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.db import upsert
+from storage.db import operation, upsert
 from storage.models import (
     CouncilPoll,
     CouncilStrayAnswer,
@@ -38,7 +38,6 @@ from storage.services.council.sending import (
     _settle_send_error,
     unsettled_poll_sends,
 )
-from storage.services.screening import operation
 
 log = logging.getLogger(__name__)
 
