@@ -164,13 +164,16 @@ def board_suggestion_url(base: str, number: str) -> str:
     return f"{base.rstrip('/')}/board/suggestions/{quote_url(number, safe='')}"
 
 
+def board_anchor(board_base: str, number: str, label: str) -> str:
+    """`label` (HTML) linking suggestion `number`'s page on the board."""
+    href = html.escape(board_suggestion_url(board_base, number), quote=True)
+    return f'<a href="{href}">{label}</a>'
+
+
 def linked_number(board_base: str | None, number: str) -> str:
     """A suggestion's number as HTML, linking its page on the board when the board's address
     is known (settings.board_base)."""
-    if not board_base:
-        return quote(number)
-    href = html.escape(board_suggestion_url(board_base, number), quote=True)
-    return f'<a href="{href}">{quote(number)}</a>'
+    return board_anchor(board_base, number, quote(number)) if board_base else quote(number)
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> str:

@@ -11,7 +11,6 @@ restart of the service. Bad input never loses what was entered: the same step is
 from __future__ import annotations
 
 import contextlib
-import html
 import secrets
 from typing import Any
 
@@ -38,7 +37,7 @@ from bot.callbacks import (
     StepCb,
 )
 from bot.filters import InForm
-from bot.texts import board_suggestion_url, cap_yuan, category_label, kind_label, quote, yuan
+from bot.texts import board_anchor, cap_yuan, category_label, kind_label, quote, yuan
 from dialogs.common import (
     NOT_COMMAND,
     Markup,
@@ -817,8 +816,7 @@ def board_link(board_base: str | None, number: str) -> str | None:
     """An HTML link to suggestion `number`'s public page, or None without the board's address."""
     if not board_base:
         return None
-    href = html.escape(board_suggestion_url(board_base, number), quote=True)
-    return f'🔗 <a href="{href}">' + quote(_("See it on the public board")) + "</a>"
+    return "🔗 " + board_anchor(board_base, number, quote(_("See it on the public board")))
 
 
 async def on_cancel(callback: CallbackQuery, state: FSMContext, bot: Bot) -> Reply:
