@@ -214,7 +214,6 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
     api_base = None
     if emulator is not None:
         api_base = f"http://{_authority(host)}:{port}/sandbox/telegram"
-    if emulator is not None:
         settings = with_own_site(settings, listen)
 
     @contextlib.asynccontextmanager
