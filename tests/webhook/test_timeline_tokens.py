@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from public_data import public_client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_officials_api import (
@@ -32,6 +31,9 @@ from storage.services.audit import TOKEN_DETAIL
 from webhook import board
 from webhook.api.officials import POLL_SENDER_KEY
 
+# The public side's `client` fixture.
+pytest_plugins = ["public_data"]
+
 
 @pytest.fixture
 async def world(sessionmaker: async_sessionmaker[AsyncSession]) -> World:
@@ -43,14 +45,6 @@ async def officials(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(sessionmaker, {POLL_SENDER_KEY: Sent()}) as http:
-        yield http
-
-
-@pytest.fixture
-async def anyone(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with public_client(sessionmaker) as http:
         yield http
 
 
@@ -99,7 +93,7 @@ async def test_screening_through_the_api_names_the_token(
     world: World,
     sessionmaker: async_sessionmaker[AsyncSession],
     officials: httpx.AsyncClient,
-    anyone: httpx.AsyncClient,
+    client: httpx.AsyncClient,
 ) -> None:
     xinsha = world.communities["新沙社区"]
     accepted = await submit_in(sessionmaker, xinsha, "楼道灯坏了")
@@ -151,14 +145,14 @@ async def test_screening_through_the_api_names_the_token(
     for suggestion_id in (accepted, rejected, duplicate):
         number = await number_of(sessionmaker, suggestion_id)
         for lang in ("zh", "en"):
-            page = await anyone.get(f"{board.suggestion_path(number)}?lang={lang}")
+            page = await client.get(f"{board.suggestion_path(number)}?lang={lang}")
             assert page.status_code == 200
             assert_never_public(page.text, world)
-        data = await anyone.get(board.events_path(number))
+        data = await client.get(board.events_path(number))
         assert data.status_code == 200 and data.json()["total"] >= 3
         assert_never_public(data.text, world)
     for path in ("/board", "/api/v1/public/suggestions"):
-        assert_never_public((await anyone.get(path)).text, world)
+        assert_never_public((await client.get(path)).text, world)
 
 
 async def test_convening_and_granting_through_the_api_name_the_token(
