@@ -48,7 +48,7 @@ from dialogs.common import (
 from dialogs.org_picker import get_community
 from dialogs.staff import failed_text, reasking, staff_principals
 from storage import rules
-from storage.models import Chat, ChatPurpose, Community, Suggestion, utcnow
+from storage.models import Community, Suggestion, utcnow
 from storage.rules import RuleViolation
 from storage.rules import State as Status
 from storage.services import access, chats, council, officials
@@ -115,13 +115,6 @@ async def candidates_of(
         limit=CANDIDATES_FETCH,
     )
     return sorted(page, key=lambda s: (s.created_at, s.id))
-
-
-async def council_chat(session: AsyncSession, community_id: int) -> Chat | None:
-    """The council's group the polls will go to (the one bound last), if there is one."""
-    bound = await chats.bound_chats(session, community_id, ChatPurpose.COUNCIL)
-    bound.sort(key=lambda c: (c.bound_at or c.created_at, c.id))
-    return bound[-1] if bound else None
 
 
 def not_staff_text() -> str:
@@ -236,7 +229,7 @@ async def summary_view(
     chosen = [items[i] for i in (int(x) for x in data.get("selected") or []) if i in items]
     closes_at = datetime.fromisoformat(str(data["closes_at"]))
     members = len(await access.council_members(session, community.id))
-    group = await council_chat(session, community.id)
+    group = await chats.council_chat(session, community.id)
     if group is not None:
         where = _("to the council's group “{title}”").format(title=quote(group.title or "—"))
     else:

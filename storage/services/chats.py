@@ -118,6 +118,12 @@ async def bound_chats(
     return list((await session.scalars(query)).all())
 
 
+async def council_chat(session: AsyncSession, community_id: int) -> Chat | None:
+    """The council's group a vote of `community_id` goes to: the one bound last, if any."""
+    bound = await bound_chats(session, community_id, ChatPurpose.COUNCIL)
+    return max(bound, key=lambda c: (c.bound_at or c.created_at, c.id), default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """What migrate_chat moved (nothing, on a repeat)."""

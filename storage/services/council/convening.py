@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import rules
 from storage.db import operation
 from storage.models import (
-    ChatPurpose,
     Community,
     CouncilVote,
     CouncilVoteItem,
@@ -21,7 +20,7 @@ from storage.models import (
 )
 from storage.rules import Action, RuleViolation, State
 from storage.services import access
-from storage.services.chats import bound_chats
+from storage.services.chats import council_chat
 from storage.services.council.common import (
     CONVENE_ROLES,
     _record_vote_event,
@@ -97,10 +96,7 @@ async def convene(
             raise RuleViolation(
                 "not_a_candidate", f"{suggestion.number} is {suggestion.status.value}"
             )
-    council_chats = sorted(
-        await bound_chats(session, community.id, ChatPurpose.COUNCIL),
-        key=lambda c: (c.bound_at or c.created_at, c.id),
-    )
+    group = await council_chat(session, community.id)
     vote = CouncilVote(
         community_id=community.id,
         convened_by_id=principal.person_id,
@@ -109,7 +105,7 @@ async def convene(
         quorum_pct=quorum,
         threshold_pct=threshold,
         council_size=len(members),
-        council_chat_id=council_chats[-1].id if council_chats else None,
+        council_chat_id=group.id if group is not None else None,
         status=VoteStatus.OPEN,
     )
     session.add(vote)
