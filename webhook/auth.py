@@ -114,7 +114,8 @@ def _needs_principal(dependant: Dependant) -> bool:
 
 
 class AuthenticatedRoute(APIRoute):
-    """A route whose caller is told first that they are not authenticated (401), whatever
+    """The officials' routes: a rule the request breaks answers its HTTP error
+    (`http_error`), and a caller who is not authenticated is told so first (401), whatever
     else is wrong with the request.
 
     FastAPI decodes a JSON body before it solves a route's dependencies, so a body that is
@@ -125,14 +126,17 @@ class AuthenticatedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if not _needs_principal(self.dependant):
-            return handler
+        needs_principal = _needs_principal(self.dependant)
 
-        async def authenticate_first(request: Request) -> Response:
+        async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RuleViolation as violation:
+                raise http_error(violation) from violation
             except RequestValidationError as error:
-                if not any(e.get("type") == "json_invalid" for e in error.errors()):
+                if not needs_principal or not any(
+                    e.get("type") == "json_invalid" for e in error.errors()
+                ):
                     raise  # found after the principal: the caller is authenticated
                 runtime = await get_runtime(request)
                 credentials = await bearer_scheme(request)
@@ -140,7 +144,7 @@ class AuthenticatedRoute(APIRoute):
                     await get_principal(session, credentials)  # 401 unless authenticated
                 raise
 
-        return authenticate_first
+        return handle
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

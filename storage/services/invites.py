@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, tr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import operation
 from storage.models import (
     Community,
     District,
@@ -264,6 +265,7 @@ def _check_usable(invite: Invite, now: datetime) -> None:
         raise RuleViolation("invite_used_up", "this invite has been used up")
 
 
+@operation
 async def redeem(
     session: AsyncSession, code: str, who: TelegramIdentity, *, now: datetime | None = None
 ) -> RoleGrant:
@@ -359,6 +361,7 @@ class Granted(NamedTuple):
     created: bool
 
 
+@operation
 async def grant_by_official(
     session: AsyncSession,
     principal: Principal,
@@ -476,6 +479,7 @@ async def list_grants(
     return [GrantHolder(*row) for row in await session.execute(query)], int(total or 0)
 
 
+@operation
 async def revoke_by_official(
     session: AsyncSession, principal: Principal, grant_id: int, *, now: datetime | None = None
 ) -> RoleGrant:

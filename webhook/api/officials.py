@@ -48,7 +48,7 @@ from webhook.api.listing import (
     PageSizeQuery,
 )
 from webhook.api.public import CommunityOut
-from webhook.auth import AuthenticatedRoute, PrincipalDep, error_responses, http_error
+from webhook.auth import AuthenticatedRoute, PrincipalDep, error_responses
 from webhook.deps import SessionDep
 from webhook.routing import GetHeadRouter
 
@@ -277,12 +277,9 @@ def create_officials_router() -> APIRouter:
     async def list_suggestions(
         session: SessionDep, principal: PrincipalDep, query: ListQueryDep
     ) -> OfficialSuggestionPage:
-        try:
-            items, total = await officials.list_suggestions(
-                session, principal, query.filters, limit=query.page_size, offset=query.offset
-            )
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        items, total = await officials.list_suggestions(
+            session, principal, query.filters, limit=query.page_size, offset=query.offset
+        )
         return OfficialSuggestionPage.of(
             [OfficialSuggestionOut.of(item, principal) for item in items], total, query
         )
@@ -296,10 +293,7 @@ def create_officials_router() -> APIRouter:
     async def get_suggestion(
         session: SessionDep, principal: PrincipalDep, suggestion_id: Id
     ) -> OfficialSuggestionOut:
-        try:
-            suggestion = await officials.get_suggestion(session, principal, suggestion_id)
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        suggestion = await officials.get_suggestion(session, principal, suggestion_id)
         return OfficialSuggestionOut.of(suggestion, principal)
 
     @router.post(
@@ -318,24 +312,20 @@ def create_officials_router() -> APIRouter:
         suggestion_id: Id,
         body: Annotated[ScreenRequest, Body()],
     ) -> OfficialSuggestionOut:
-        try:
-            if isinstance(body, AcceptRequest):
-                await screening.accept(
-                    session,
-                    principal,
-                    suggestion_id,
-                    category=body.category,
-                    kind=body.kind,
-                    note=body.note,
-                )
-            elif isinstance(body, RejectRequest):
-                await screening.reject(session, principal, suggestion_id, body.reason, body.note)
-            else:
-                await screening.merge(session, principal, suggestion_id, body.into_id)
-            suggestion = await officials.get_suggestion(session, principal, suggestion_id)
-        except RuleViolation as exc:
-            await session.rollback()
-            raise http_error(exc) from exc
+        if isinstance(body, AcceptRequest):
+            await screening.accept(
+                session,
+                principal,
+                suggestion_id,
+                category=body.category,
+                kind=body.kind,
+                note=body.note,
+            )
+        elif isinstance(body, RejectRequest):
+            await screening.reject(session, principal, suggestion_id, body.reason, body.note)
+        else:
+            await screening.merge(session, principal, suggestion_id, body.into_id)
+        suggestion = await officials.get_suggestion(session, principal, suggestion_id)
         return OfficialSuggestionOut.of(suggestion, principal)
 
     @router.post(
@@ -361,17 +351,13 @@ def create_officials_router() -> APIRouter:
     async def grant_role(
         session: SessionDep, principal: PrincipalDep, body: RoleGrantRequest, response: Response
     ) -> RoleGrantOut:
-        try:
-            grant, created = await invites.grant_by_official(
-                session,
-                principal,
-                Role(body.role),
-                Scope(body.scope_level, body.scope_id),
-                telegram_id=body.telegram_id,
-            )
-        except RuleViolation as exc:
-            await session.rollback()
-            raise http_error(exc) from exc
+        grant, created = await invites.grant_by_official(
+            session,
+            principal,
+            Role(body.role),
+            Scope(body.scope_level, body.scope_id),
+            telegram_id=body.telegram_id,
+        )
         if not created:
             response.status_code = status.HTTP_200_OK
         return RoleGrantOut.of(grant)
@@ -391,16 +377,13 @@ def create_officials_router() -> APIRouter:
         page: PageQuery = 1,
         page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
     ) -> RoleHolderPage:
-        try:
-            holders, total = await invites.list_grants(
-                session,
-                principal,
-                role=Role(role) if role else None,
-                limit=page_size,
-                offset=(page - 1) * page_size,
-            )
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        holders, total = await invites.list_grants(
+            session,
+            principal,
+            role=Role(role) if role else None,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+        )
         items = [RoleHolderOut.of_holder(h) for h in holders]
         return RoleHolderPage(items=items, total=total, page=page, page_size=page_size)
 
@@ -417,11 +400,7 @@ def create_officials_router() -> APIRouter:
     async def revoke_role(
         session: SessionDep, principal: PrincipalDep, grant_id: Id
     ) -> RoleGrantOut:
-        try:
-            grant = await invites.revoke_by_official(session, principal, grant_id)
-        except RuleViolation as exc:
-            await session.rollback()
-            raise http_error(exc) from exc
+        grant = await invites.revoke_by_official(session, principal, grant_id)
         return RoleGrantOut.of(grant)
 
     _add_council_routes(router)
@@ -585,21 +564,17 @@ def _add_council_routes(router: APIRouter) -> None:
     async def convene(
         request: Request, session: SessionDep, principal: PrincipalDep, body: ConveneBody
     ) -> CouncilVoteOut:
-        try:
-            vote = await council.convene(
-                session,
-                principal,
-                council.ConveneRequest(
-                    community_id=body.community_id,
-                    suggestion_ids=list(body.candidate_ids),
-                    closes_at=body.closes_at,
-                    quorum_pct=body.quorum_pct,
-                    threshold_pct=body.threshold_pct,
-                ),
-            )
-        except RuleViolation as exc:
-            await session.rollback()
-            raise http_error(exc) from exc
+        vote = await council.convene(
+            session,
+            principal,
+            council.ConveneRequest(
+                community_id=body.community_id,
+                suggestion_ids=list(body.candidate_ids),
+                closes_at=body.closes_at,
+                quorum_pct=body.quorum_pct,
+                threshold_pct=body.threshold_pct,
+            ),
+        )
         sender = _poll_sender(request)
         if sender is not None:
             try:
@@ -609,10 +584,7 @@ def _add_council_routes(router: APIRouter) -> None:
                 log.exception("sending the polls of council vote %s failed", vote.id)
         else:
             log.warning("no council poll sender in this process: vote %s not sent", vote.id)
-        try:
-            return CouncilVoteOut.of(await _detail(session, principal, vote.id))
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        return CouncilVoteOut.of(await _detail(session, principal, vote.id))
 
     @router.get(
         "/council-votes",
@@ -627,13 +599,10 @@ def _add_council_routes(router: APIRouter) -> None:
         status: Annotated[VoteStatus | None, Query()] = None,
         limit: PageSizeQuery = DEFAULT_PAGE_SIZE,
     ) -> list[CouncilVoteOut]:
-        try:
-            votes = await council.list_votes(
-                session, principal, community_id=community, status=status, limit=limit
-            )
-            return [CouncilVoteOut.of(d) for d in await council.vote_details(session, votes)]
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        votes = await council.list_votes(
+            session, principal, community_id=community, status=status, limit=limit
+        )
+        return [CouncilVoteOut.of(d) for d in await council.vote_details(session, votes)]
 
     @router.get(
         "/council-votes/{vote_id}",
@@ -642,7 +611,4 @@ def _add_council_routes(router: APIRouter) -> None:
         responses=error_responses(401, 403, 404, 422),
     )
     async def get_vote(session: SessionDep, principal: PrincipalDep, vote_id: Id) -> CouncilVoteOut:
-        try:
-            return CouncilVoteOut.of(await _detail(session, principal, vote_id))
-        except RuleViolation as exc:
-            raise http_error(exc) from exc
+        return CouncilVoteOut.of(await _detail(session, principal, vote_id))
