@@ -45,7 +45,7 @@ async def test_the_suggest_button_posted_in_a_council_group_opens_its_communitys
     calls = await h.say(MEMBER, "/start " + button.url.split("?start=")[1])
     text = last_text(calls)
     assert "这个群目前没有绑定社区" not in text, text
-    assert "我们来一起填写您给<b>新沙社区</b>的建议" in text, text
+    assert "我们一起来填写您为<b>新沙社区</b>提的建议" in text, text
 
 
 async def test_a_council_groups_old_buttons_following_a_change_are_announced(
@@ -79,6 +79,6 @@ async def test_a_council_groups_old_buttons_following_a_change_are_announced(
     calls = await h.say(MEMBER, "/start " + old_button.url.split("?start=")[1])
     assert "天安社区" in last_text(calls)
     # ... and the group was told, as a residents' group is after a change.
-    assert "之前发出的“我要提建议”按钮现在改为打开天安社区的建议表单" in settled, (
+    assert "之前发出的“我要提建议”按钮，现在点击将为天安社区提建议" in settled, (
         f"the council group's old Suggest buttons silently follow to another community: {settled}"
     )

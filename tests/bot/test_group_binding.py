@@ -124,7 +124,7 @@ async def test_the_deep_link_opens_the_dialog_for_that_community(h: Harness, org
     assert url is not None
     payload = url.split("?start=")[1]
     calls = await h.say(MEMBER, f"/start {payload}")
-    assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
+    assert "我们一起来填写您为<b>新沙社区</b>提的建议" in last_text(calls)
 
 
 async def test_a_groups_button_follows_the_group_to_the_council_and_to_no_community(
@@ -142,7 +142,7 @@ async def test_a_groups_button_follows_the_group_to_the_council_and_to_no_commun
         chat.purpose = ChatPurpose.COUNCIL
         await session.commit()
     calls = await h.say(MEMBER, f"/start {payload}")
-    assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
+    assert "我们一起来填写您为<b>新沙社区</b>提的建议" in last_text(calls)
     await h.say(MEMBER, "/cancel")
     async with sessionmaker() as session:
         chat = await session.get(Chat, GROUP.id)
@@ -474,7 +474,7 @@ async def test_a_group_upgraded_to_a_supergroup_stays_bound(
     assert sent(calls)[-1].buttons()[0].text == SUGGEST_BUTTON
     # The button posted in the basic group still opens the community's form.
     calls = await h.say(MEMBER, f"/start g_{BASIC.id}")
-    assert "我们来一起填写您给<b>新沙社区</b>的建议" in last_text(calls)
+    assert "我们一起来填写您为<b>新沙社区</b>提的建议" in last_text(calls)
     async with sessionmaker() as session:
         events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "migrate_chat"))
@@ -503,7 +503,7 @@ async def test_english_admin_sees_english(h: Harness, org: Any) -> None:
     admin = Person(504, "Ann", language_code="en")
     h.session.member_status[(GROUP.id, admin.id)] = "administrator"
     calls = await add_bot(h, by=admin)
-    assert "A group admin, please link this group to its community." in last_text(calls)
+    assert "Group admins: please link this group to its community." in last_text(calls)
     await h.press(admin, DISTRICT, GROUP, exact=True)
     await h.press(admin, STREET, GROUP, exact=True)
     calls = await h.press(admin, COMMUNITY, GROUP, exact=True)

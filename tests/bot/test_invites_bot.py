@@ -170,7 +170,7 @@ async def test_start_and_help_show_the_roles_commands(
     await bot_harness.say(ALICE, f"/start {invite.code}")
     for command in ("/start", "/help"):
         text = last_text(await bot_harness.say(ALICE, command))
-        assert "<b>社区工作人员和街道、区工作人员</b>" in text
+        assert "<b>社区及街道、区工作人员使用</b>" in text
         assert "/review" in text and "/convene" in text
         assert "/votes" not in text
 

@@ -113,7 +113,7 @@ def test_status_in_chinese_and_english(renderer: NotificationRenderer) -> None:
     en = renderer.render("suggestion_status", status_params(), "en")
     assert "最新状态" in shown(zh) and "议事会表决中" in shown(zh)
     assert "2026-05-04 10:00" in shown(zh)  # the deadline in the programme's time zone
-    assert "has moved on: Council voting" in shown(en) and "2026-05-04 10:00" in shown(en)
+    assert "is now: Council voting" in shown(en) and "2026-05-04 10:00" in shown(en)
     for rendered in (zh, en):
         assert NASTY in shown(rendered)  # shown exactly as typed…
         assert "<script>" not in rendered.text  # …because it was escaped
@@ -379,7 +379,7 @@ async def test_sends_each_in_its_language(rig: Rig) -> None:
     assert [r.status for r in await rig.rows()] == [NotificationStatus.SENT] * 3
     assert all(r.sent_at is not None and r.error is None for r in await rig.rows())
     assert "最新状态" in rig.double.texts_in(ZH_PERSON)[0]
-    assert "has moved on: Council voting" in rig.double.texts_in(EN_PERSON)[0]
+    assert "is now: Council voting" in rig.double.texts_in(EN_PERSON)[0]
     (photo,) = rig.double.delivered(GROUP)
     assert isinstance(photo.method, SendPhoto)
     assert "居民议事会表决结果" in (photo.method.caption or "")

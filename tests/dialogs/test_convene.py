@@ -36,7 +36,7 @@ pytest_plugins = ["telegram_fakes", "dialog_helpers"]
 RESIDENT = Person(1001, "小明")
 MEMBERS = (Person(4001, "赵委员"), Person(4002, "钱委员"))
 COUNCIL_GROUP = -100_777
-SELECT_ALL, SELECT_NONE, NEXT_STEP, CANCEL = "全选", "全不选", "下一步：截止时间 ›", "✖️ 取消"
+SELECT_ALL, SELECT_NONE, NEXT_STEP, CANCEL = "全选", "取消全选", "下一步：截止时间 ›", "✖️ 取消"
 DEADLINES = ["1 小时", "24 小时", "3 天", "7 天"]
 BACK = "‹ 返回"
 CONFIRM = "✅ 确认发起表决"
@@ -188,7 +188,7 @@ async def test_convene_to_the_council_group(
     text = last_text(calls)
     assert (
         "表决到什么时候截止？" in text
-        and "按 YYYY-MM-DD HH:MM 格式输入日期和时间（Asia/Shanghai 时间），最长 30 天" in text
+        and "按 YYYY-MM-DD HH:MM 格式输入日期和时间（Asia/Shanghai 时间），最晚为 30 天后" in text
     )
     assert button_texts(sent(calls)[-1].markup) == [*DEADLINES, BACK]
 
@@ -207,7 +207,7 @@ async def test_convene_to_the_council_group(
         "投票将发到议事会群“新沙社区居民议事会”。",
     ):
         assert expected in summary, expected
-    assert button_texts(sent(calls)[-1].markup) == [CONFIRM, "✏️ 候选项目", "✏️ 截止时间", CANCEL]
+    assert button_texts(sent(calls)[-1].markup) == [CONFIRM, "✏️ 备选项目", "✏️ 截止时间", CANCEL]
     assert await votes(sessionmaker) == [], "nothing yet"
 
     calls = await h.press(STAFF, CONFIRM, exact=True)

@@ -49,15 +49,15 @@ RESIDENT = Person(1001, "小明")
 STALE = "这个按钮已过期，请使用最新消息中的按钮。"
 
 ACCEPT, CORRECT, REJECT, MERGE, NEXT = (
-    "✅ 接受为备选",
-    "✏️ 修改类别/类型后接受",
+    "✅ 列为备选项目",
+    "✏️ 修改类别或类型后列为备选",
     "❌ 不予采纳",
     "🔗 合并",
     "⏭ 下一条",
 )
 CARD_BUTTONS = [ACCEPT, CORRECT, REJECT, MERGE, NEXT]
 BACK = "‹ 返回"
-REASONS = ["物业等其他主体职责范围内", "与政府投资项目重复", "不属于四类实施内容", "其他"]
+REASONS = ["属于物业等其他主体职责范围", "与政府投资项目重复", "不属于民生微实事四类实施内容", "其他原因"]
 CONFIRM_REJECT, CONFIRM_MERGE = "✅ 确认不予采纳", "✅ 确认合并"
 EMPTY = "🎉 目前没有待审核的建议。辛苦了！"
 
@@ -251,7 +251,7 @@ async def test_accept(
     await bot_harness.say(STAFF, "/review")
     calls = await bot_harness.press(STAFF, ACCEPT, exact=True)
     assert alerts(calls) == ["已接受。"]
-    assert f"✅ <b>{item.number}</b>“3栋楼下路灯不亮” 已接受为社区备选项目" in all_text(calls)
+    assert f"✅ <b>{item.number}</b>“3栋楼下路灯不亮” 已列为社区备选项目" in all_text(calls)
     assert last_text(calls) == EMPTY
     assert (await reload(sessionmaker, item.id)).status is State.CANDIDATE
     told = await outbox(sessionmaker, "suggestion_accepted")
@@ -292,7 +292,7 @@ async def test_correct_category_and_kind_then_accept(
     # The choice stays on the message pressed; the next question does not repeat it.
     assert texts(calls) == [
         "类别：文化体育娱乐",
-        f"项目类型是？选择后即把 <b>{item.number}</b>“3栋楼下路灯不亮” 接受为社区备选项目。",
+        f"请选择项目类型，选择后即把 <b>{item.number}</b>“3栋楼下路灯不亮” 列为社区备选项目。",
     ]
     # The resident gave no kind: there is none to keep, and a candidate needs one.
     assert button_texts(sent(calls)[-1].markup) == ["服务项目", "实物项目", BACK]
@@ -363,7 +363,7 @@ async def test_reject_with_a_reason_and_a_note(
     assert "不予采纳的理由是？" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [*REASONS, BACK]
     calls = await bot_harness.press(STAFF, REASONS[0], exact=True)
-    assert "理由：物业等其他主体职责范围内" in all_text(calls)
+    assert "原因：属于物业等其他主体职责范围" in all_text(calls)
     assert "可以给建议人补充一句说明（最多 500 个字），或点击“跳过”" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == ["⏭ 跳过", BACK]
     calls = await bot_harness.say(STAFF, "路灯属于物业维修范围，已转物业<处理>。")
@@ -375,7 +375,7 @@ async def test_reject_with_a_reason_and_a_note(
     assert (await reload(sessionmaker, item.id)).status is State.SUBMITTED, "not yet"
     calls = await bot_harness.press(STAFF, CONFIRM_REJECT, exact=True)
     assert alerts(calls) == ["已完成。"]
-    assert "：不予采纳（物业等其他主体职责范围内）。建议人会收到通知。" in all_text(calls)
+    assert "：不予采纳（属于物业等其他主体职责范围）。建议人会收到通知。" in all_text(calls)
     assert last_text(calls) == EMPTY
     stored = await reload(sessionmaker, item.id)
     assert stored.status is State.REJECTED
@@ -406,13 +406,13 @@ async def test_other_needs_a_note(
     item = await suggest(sessionmaker, org.xinsha_id)
     await bot_harness.say(STAFF, "/review")
     await bot_harness.press(STAFF, REJECT, exact=True)
-    calls = await bot_harness.press(STAFF, "其他", exact=True)
+    calls = await bot_harness.press(STAFF, "其他原因", exact=True)
     assert "请给建议人写一句说明理由（最多 500 个字）" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [BACK], "no skipping"
     # A forged (or very old) "skip" press is refused all the same.
     forged = ReviewCb(action=ReviewAction.SKIP_NOTE, id=item.id).pack()
     calls = await bot_harness.press_data(STAFF, forged, sent(calls)[-1].result.message_id)
-    assert last_text(calls).startswith("选择“其他”时，需要写明理由。")
+    assert last_text(calls).startswith("选择“其他原因”时，需要写明理由。")
     assert (await fsm(bot_harness, STAFF))[0] == ReviewForm.note.state
     calls = await bot_harness.say(STAFF, "长" * 501)
     assert "这段说明有 501 个字，最多只能 500 个字" in last_text(calls)

@@ -222,7 +222,7 @@ async def test_deep_link_skips_the_community_step(
 ) -> None:
     calls = await bot_harness.say(RESIDENT, f"/start s_{org.tianan_id}")
     text = last_text(calls)
-    assert "我们来一起填写您给<b>天安社区</b>的建议" in text
+    assert "我们一起来填写您为<b>天安社区</b>提的建议" in text
     assert "您的建议属于哪一类" in text
     state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.category.state
@@ -253,7 +253,7 @@ async def test_a_link_answers_the_community_question_still_open(
     calls = await bot_harness.say(RESIDENT, f"/start s_{org.tianan_id}")
     assert "您有一条建议还没填完" not in all_text(calls)
     text = last_text(calls)
-    assert "我们来一起填写您给<b>天安社区</b>的建议" in text
+    assert "我们一起来填写您为<b>天安社区</b>提的建议" in text
     assert "您的建议属于哪一类" in text
     state, data = await fsm(bot_harness, RESIDENT)
     assert state == SuggestionForm.category.state
@@ -319,7 +319,7 @@ async def test_edit_a_field_returns_to_the_summary(
         "描述",
         "地点",
         "照片",
-        "项目类型和费用",
+        "项目类型和估算费用",
         "‹ 返回确认页",
     ]
     calls = await h.press(RESIDENT, "标题", exact=True)
@@ -330,7 +330,7 @@ async def test_edit_a_field_returns_to_the_summary(
 
     # Editing the kind goes through the cost too, then back.
     await h.press(RESIDENT, EDIT, exact=True)
-    await h.press(RESIDENT, "项目类型和费用", exact=True)
+    await h.press(RESIDENT, "项目类型和估算费用", exact=True)
     calls = await h.press(RESIDENT, SERVICE, exact=True)
     assert "大概需要多少钱" in last_text(calls)
     calls = await h.say(RESIDENT, "30万")

@@ -122,7 +122,7 @@ async def test_board_is_chinese_by_default(
     assert "default-src 'none'" in response.headers["content-security-policy"]
     html = response.text
     assert '<html lang="zh-Hans">' in html
-    assert "民生微实事 公示栏" in html
+    assert "民生微实事公示栏" in html
     assert items(html) == 4
     for expected in ("新沙社区", "上沙社区", "香岭社区", "沙头街道", "福田区"):
         assert expected in html
@@ -132,7 +132,7 @@ async def test_board_is_chinese_by_default(
     assert "2026-03-02" in html  # the date in the programme's time zone, not UTC's
     assert "居民" in html and "驻社区单位" in html  # the unit is named by its kind only
     assert "12,345 元" in html and "服务项目" in html
-    assert "物业等其他主体职责范围内" in html
+    assert "属于物业等其他主体职责范围" in html
     assert 'href="/board?lang=en"' in html
     assert "科技园社区" in html  # offered in the filter, though it has nothing yet
     assert_no_secrets(html)
@@ -154,7 +154,7 @@ async def test_board_in_english(
     assert_no_secrets(html)
     # Regional tags fall back to their language; anything else to the default.
     assert "Livelihood micro-projects" in (await client.get("/board?lang=en-US")).text
-    assert "民生微实事 公示栏" in (await client.get("/board?lang=fr")).text
+    assert "民生微实事公示栏" in (await client.get("/board?lang=fr")).text
 
 
 @pytest.mark.parametrize("path", ["/board", "/board/suggestions/P-2025-0001"])
@@ -502,7 +502,7 @@ async def test_council_results_show_counts_and_outcome_only(
     assert "Agree 3 · Against 1 · Abstain 1" in html
     # One word for one outcome: the badge says the council passed it, and so does the vote.
     assert "Passed by the council" in html and "Resolved" not in html
-    assert "Agree 1 · Against 2 · Abstain 0" in html and "Not approved" in html
+    assert "Agree 1 · Against 2 · Abstain 0" in html and "Not passed" in html
     assert "Voting, closes 2026-03-25 18:00" in html and "closed on 2026-03-15" in html
     assert "Merged into" in html
     assert "never who voted how" in html

@@ -123,7 +123,7 @@ async def test_rejection_and_merge_show_their_public_details(
 ) -> None:
     rejected = (await client.get(page(history.numbers[history.rejected]))).text
     assert steps(rejected) == ["提出建议", "开始审核", "不予采纳"]
-    assert "<dt>原因</dt><dd>物业等其他主体职责范围内</dd>" in rejected
+    assert "<dt>原因</dt><dd>属于物业等其他主体职责范围</dd>" in rejected
     assert SECRET_NOTE not in rejected
     assert_no_secrets(rejected)
 
