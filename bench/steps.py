@@ -95,9 +95,9 @@ async def run_backend(backend: str, opts: argparse.Namespace) -> dict[str, list[
         engine = create_engine(run.database_url)
         redis = None
         if run.redis_url:
-            from redis.asyncio import Redis
+            from bot.factory import create_redis
 
-            redis = Redis.from_url(run.redis_url)
+            redis = create_redis(run.redis_url)
         bot = Bot("7000000002:bench", session=StubSession())
         dispatcher = create_dispatcher(settings, create_sessionmaker(engine), redis)
         steps = dialog_steps(BENCH_GROUP_ID)

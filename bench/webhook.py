@@ -240,9 +240,9 @@ async def prepare_store(run: BackendRun, pg_admin_url: str) -> int:
         finally:
             await admin.close()
     if run.redis_url:
-        from redis.asyncio import Redis
+        from bot.factory import create_redis
 
-        redis = Redis.from_url(run.redis_url)
+        redis = create_redis(run.redis_url)
         try:
             await redis.flushdb()
         finally:

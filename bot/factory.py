@@ -25,6 +25,12 @@ from storage.settings import TELEGRAM_PUBLIC_API, Settings
 
 # Conversation state outlives a restart, but not forever: an abandoned draft expires.
 FSM_STATE_TTL = 7 * 24 * 3600
+# A Redis that stops answering (a partition, a frozen host) must fail a call in seconds, as
+# the database does (storage.db), so the webhook answers 503 and the senders fall back;
+# without these a call waits for the kernel to give up on the connection, minutes.
+REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_CONNECT_TIMEOUT = 3.0
+REDIS_HEALTH_CHECK_INTERVAL = 30  # seconds idle before a connection is pinged on reuse
 
 
 def bot_defaults() -> DefaultBotProperties:
@@ -50,6 +56,17 @@ def create_bot(token: str, api_base: str | None = None) -> Bot:
         session = JsonAiohttpSession()
     install_request_middlewares(session)
     return Bot(token, session=session, default=bot_defaults())
+
+
+def create_redis(url: str) -> Redis:
+    """The process's Redis client: one pool, every call bounded in time."""
+    client: Redis = Redis.from_url(
+        url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL,
+    )
+    return client
 
 
 def create_storage(redis: Redis | None) -> BaseStorage:

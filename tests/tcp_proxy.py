@@ -1,6 +1,7 @@
 """A TCP proxy the tests can cut, to stop PostgreSQL or Redis "mid-run" without touching the
 real servers other tests use: `cut()` drops every connection and refuses new ones until
-`restore()`."""
+`restore()`; `silence()` keeps them open and passes nothing, like a server behind a network
+partition or on a frozen host, which never refuses and never answers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.up = True
+        self.silent = False
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -26,6 +28,12 @@ class TcpProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up:
             writer.close()
+            return
+        if self.silent:
+            self._writers.add(writer)
+            with contextlib.suppress(ConnectionError, OSError):
+                while await reader.read(65536):
+                    pass  # heard, never answered
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
@@ -41,6 +49,8 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while self.up and (chunk := await source.read(65536)):
+                if self.silent:
+                    continue
                 sink.write(chunk)
                 await sink.drain()
         except (ConnectionError, OSError):
@@ -55,8 +65,12 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def silence(self) -> None:
+        self.silent = True
+
     def restore(self) -> None:
         self.up = True
+        self.silent = False
 
     async def stop(self) -> None:
         self.cut()

@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from bot.commands_menu import set_bot_commands
-from bot.factory import create_bot, create_dispatcher
+from bot.factory import create_bot, create_dispatcher, create_redis
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
 from webhook.api.officials import create_officials_router
@@ -135,7 +134,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Engine, Redis, bot and dispatcher for one process; closed in reverse on exit."""
     engine = create_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = create_redis(settings.redis_url) if settings.redis_url else None
     sessionmaker = create_sessionmaker(engine)
     if emulator is not None:
         token: str = emulator.token

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from sending_fakes import VirtualClock, max_in_window, min_gap
+from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
 
+from bot.factory import create_redis
 from bot.ratelimit import Limits, MemorySendLimiter, RedisSendLimiter, SendLimiter, create_limiter
 
 GROUP = -100_500
@@ -196,3 +199,25 @@ async def test_redis_unreachable_keeps_the_limits_in_process(
     finally:
         await client.aclose()
     assert caplog.text.count("Redis unreachable") == 1  # said once, not on every message
+
+
+@pytest.mark.redis
+async def test_a_silent_redis_falls_back_in_seconds(redis_url: str) -> None:
+    """Redis that stops answering without refusing (a partition): the process's client
+    (bot.factory.create_redis) gives up in seconds and the limiter goes on in process,
+    rather than holding the outbox round, and its claimed rows, for minutes."""
+    target = make_url(redis_url.replace("redis://", "postgresql://"))  # reuse the URL parser
+    proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
+    client = create_redis(f"redis://127.0.0.1:{proxy.port}/{target.database or 0}")
+    try:
+        limiter = RedisSendLimiter(client)
+        assert await limiter.try_acquire(501) == 0.0
+        proxy.silence()
+        try:
+            wait = await asyncio.wait_for(limiter.try_acquire(502), 15)
+        except TimeoutError:
+            pytest.fail("the limiter waited on a silent Redis for over 15 s")
+        assert wait == 0.0
+    finally:
+        await client.aclose()
+        await proxy.stop()

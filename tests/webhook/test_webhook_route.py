@@ -7,6 +7,7 @@ handler that writes to the store, so the route's guarantees are tested apart fro
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
 from webhook_fakes import ROUTE, message_update, post_update, route_client
 
-from bot.factory import create_base_dispatcher
+from bot.factory import create_base_dispatcher, create_redis
 from storage.db import create_engine, create_sessionmaker
 from storage.models import DeadLetter, ProcessedUpdate
 from storage.services.chats import note_membership
@@ -68,9 +69,7 @@ async def make_client(
     settings = Settings(database_url=database_url, redis_url=redis_url, webhook_secret=SECRET)
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
-    redis = (
-        Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
-    )
+    redis = create_redis(redis_url) if redis_url else None
     holder: dict[str, Any] = {"sessionmaker": sessionmaker}
     runtime = Runtime(
         settings=settings,
@@ -325,6 +324,37 @@ async def test_redis_down_mid_run_gives_503_then_recovers(sqlite_url: str, redis
         assert len(holder["calls"]) == 2
         # With Redis configured, de-duplication lives there, not in the store.
         assert await count(runtime, ProcessedUpdate) == 0
+    finally:
+        await http.aclose()
+        assert runtime.redis is not None
+        await runtime.redis.aclose()
+        await runtime.engine.dispose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_redis_silent_mid_run_gives_503_in_seconds_then_recovers(
+    sqlite_url: str, redis_url: str
+) -> None:
+    """A Redis that stops answering without refusing (a partition, a frozen host) must not
+    hold Telegram's request for minutes: the client's timeouts (bot.factory.create_redis)
+    turn it into a 503 in seconds, as a refused connection is."""
+    target = make_url(redis_url.replace("redis://", "postgresql://"))
+    proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
+    proxied = f"redis://127.0.0.1:{proxy.port}/{target.database or 0}"
+    http, runtime, holder = await make_client(sqlite_url, proxied)
+    try:
+        assert (await post(http, message_update("before"))).status_code == 200
+        proxy.silence()
+        down = message_update("during")
+        try:
+            answer = await asyncio.wait_for(post(http, down), 15)
+        except TimeoutError:
+            pytest.fail("no answer within 15 s while Redis was silent")
+        assert answer.status_code == 503
+        proxy.restore()
+        assert (await post(http, down)).status_code == 200
+        assert len(holder["calls"]) == 2
     finally:
         await http.aclose()
         assert runtime.redis is not None
