@@ -116,8 +116,11 @@ class Passage:
     conversation: Conversation | None
     # The person's /lang choice as cached (NO_CHOICE: none); None when the cache cannot tell.
     locale_choice: str | None = None
-    # Set by a handler or middleware: the choice to cache once the update succeeded.
+    # Set by a handler or middleware: the choice to cache once the update succeeded, ...
     remember_locale: str | None = None
+    # ... as made now (/lang), or as read from the store. What was read only fills a cache
+    # that has no choice yet: a /lang press handled meanwhile, elsewhere, must not be undone.
+    locale_chosen: bool = False
     # False when the update was handled but its conversation could not be written back.
     saved: bool = True
 
@@ -185,7 +188,8 @@ class LocalGate:
             if user_id is not None and passage.remember_locale is not None:
                 if len(self._locales) >= self.LOCALES_KEPT:
                     self._locales.clear()  # rare; they are looked up again one by one
-                self._locales[user_id] = passage.remember_locale
+                if passage.locale_chosen or self._locales.get(user_id, NOT_STORED) == NOT_STORED:
+                    self._locales[user_id] = passage.remember_locale
             if conversation is not None and conversation.state_changed:
                 await self.storage.set_state(conversation.key, conversation.state)
             if conversation is not None and conversation.data_changed:
@@ -219,8 +223,8 @@ return {1, state, data, locale}
 
 # KEYS as for _ENTER. ARGV: outcome ("done" or "abort"), done TTL s, lock token,
 # state op ("" keep, "set", "del"), state, state TTL s (0: none), data op, data, data TTL s,
-# locale op ("" keep, "set"), locale, locale TTL s.
-_LEAVE = """
+# locale op ("" keep, "set", "fill": set unless a choice is cached), locale, locale TTL s.
+_LEAVE = f"""
 local function put(key, value, ttl)
   if ttl == '0' then redis.call('SET', key, value)
   else redis.call('SET', key, value, 'EX', ttl) end
@@ -231,7 +235,13 @@ if ARGV[1] == 'done' then
   elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
   if ARGV[7] == 'set' then put(KEYS[4], ARGV[8], ARGV[9])
   elseif ARGV[7] == 'del' then redis.call('DEL', KEYS[4]) end
-  if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12]) end
+  if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
+  elseif ARGV[10] == 'fill' then
+    local cached = redis.call('GET', KEYS[5])
+    if not cached or cached == '{NOT_STORED}' then
+      redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
+    end
+  end
 else
   redis.call('DEL', KEYS[1])
 end
@@ -370,7 +380,9 @@ class RedisGate:
                 data_op, data = (
                     ("set", conversation.data_json) if conversation.data_json else ("del", "")
                 )
-        locale_op = "set" if can_cache_locale and passage.remember_locale is not None else ""
+        locale_op = ""
+        if can_cache_locale and passage.remember_locale is not None:
+            locale_op = "set" if passage.locale_chosen else "fill"
         return [
             "done", self.DONE_TTL, token,
             state_op, state or "", _seconds(self.storage.state_ttl),

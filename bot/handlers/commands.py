@@ -327,7 +327,8 @@ async def on_language(
         return None
     # The choice and the menu it calls for commit with the update (the session middleware).
     await set_locale(session, identity(callback.from_user), locale)
-    passage.remember_locale = locale  # the gate caches the choice once this has committed
+    # The gate caches the choice once this has committed.
+    passage.remember_locale, passage.locale_chosen = locale, True
     # The rest of this update is already in the old language: answer in the new one.
     with i18n.use_locale(locale):
         done = _("From now on I will speak {language} with you.").format(

@@ -21,7 +21,14 @@ from webhook_fakes import message_update
 
 from bot.dedup import UpdateInProgress
 from bot.factory import create_base_dispatcher, create_gate, create_storage
-from bot.gate import NO_CHOICE, LocalGate, RedisGate, UpdateGateMiddleware, UpdateStorage
+from bot.gate import (
+    NO_CHOICE,
+    NOT_STORED,
+    LocalGate,
+    RedisGate,
+    UpdateGateMiddleware,
+    UpdateStorage,
+)
 from storage.db import create_engine, create_sessionmaker
 
 pytest_plugins = ["telegram_fakes"]
@@ -227,7 +234,7 @@ async def test_the_locale_choice_is_cached_with_the_update(storage: BaseStorage)
         passage.remember_locale = NO_CHOICE
     async with gate.passage(51, KEY, 1001, exclusive=True) as passage:
         assert passage.locale_choice == NO_CHOICE
-        passage.remember_locale = "en"
+        passage.remember_locale, passage.locale_chosen = "en", True  # /lang
     async with gate.passage(52, KEY, 1001, exclusive=True) as passage:
         assert passage.locale_choice == "en"
     with pytest.raises(Boom):
@@ -238,6 +245,28 @@ async def test_the_locale_choice_is_cached_with_the_update(storage: BaseStorage)
         assert passage.locale_choice == "en"
     async with gate.passage(55, KEY, 2002, exclusive=True) as passage:
         assert passage.locale_choice is None  # someone else
+
+
+async def test_a_locale_read_before_a_choice_does_not_undo_it(storage: BaseStorage) -> None:
+    """A group message (no lock) reads "no choice" from the store; meanwhile the person picks
+    English with /lang in their private chat (on another replica, say), which leaves first.
+    The group message, leaving last, must not put its stale reading over the choice."""
+    gate = create_gate(storage)
+    async with gate.passage(60, OTHER, 1001, exclusive=False) as stale:
+        assert stale.locale_choice is None  # not cached: read from the store
+        stale.remember_locale = NO_CHOICE
+        async with gate.passage(61, KEY, 1001, exclusive=True) as chosen:
+            chosen.remember_locale, chosen.locale_chosen = "en", True
+    async with gate.passage(62, KEY, 1001, exclusive=True) as passage:
+        assert passage.locale_choice == "en"
+    # A reading still fills a cache that says only "not stored yet".
+    async with gate.passage(63, KEY, 3003, exclusive=True) as passage:
+        passage.remember_locale = NOT_STORED
+    async with gate.passage(64, KEY, 3003, exclusive=True) as passage:
+        assert passage.locale_choice == NOT_STORED
+        passage.remember_locale = NO_CHOICE
+    async with gate.passage(65, KEY, 3003, exclusive=True) as passage:
+        assert passage.locale_choice == NO_CHOICE
 
 
 def test_without_redis_the_gate_is_local() -> None:
