@@ -67,7 +67,7 @@ def backoff(attempts: int) -> float:
 class _Outcome:
     """What happened to one notification, for the tally and the tests."""
 
-    status: str  # sent | retry | failed | blocked | deferred
+    status: str  # sent | retry | failed | blocked | deferred | taken
     detail: str = ""
 
 
@@ -108,6 +108,8 @@ class OutboxSender:
         self.lease_seconds = lease_seconds
         self.wait_budget = wait_budget
         self.max_concurrent_chats = max_concurrent_chats
+        # A send begins under a freshly renewed lease (_renew) and must end inside it.
+        self.request_timeout = max(1, int(lease_seconds // 2))
         self._now = now
         self._monotonic = monotonic
         self._sleep = sleep
@@ -195,6 +197,8 @@ class OutboxSender:
         migrated = False
         while index < len(steps):
             await self._take_turn(row, deadline, done=index)
+            if not await self._renew(row):
+                return False
             try:
                 await steps[index]()
             except TelegramRetryAfter as error:
@@ -226,6 +230,24 @@ class OutboxSender:
                 raise _ChatHalted(delay, "a network error earlier in this run") from error
             index += 1
         await self._mark(row, "sent")
+        return True
+
+    async def _renew(self, row: _Claimed) -> bool:
+        """Renew the claim on `row` for a send about to be made; False (and nothing sent)
+        when its lease ran out and another replica has taken it over."""
+        async with self.sessionmaker() as session:
+            until = await notifications.renew_claim(
+                session,
+                row.id,
+                row.held_until,
+                now=self._now(),
+                lease_seconds=self.lease_seconds,
+            )
+        if until is None:
+            log.info("outbox: notification %s was taken over by another sender", row.id)
+            self.outcomes[row.id] = _Outcome("taken", "its lease ran out; claimed elsewhere")
+            return False
+        row.held_until = until
         return True
 
     async def _follow_migration(self, row: _Claimed, new_chat_id: int) -> None:
@@ -275,11 +297,15 @@ class OutboxSender:
                 row.chat_id,
                 BufferedInputFile(part.image, filename=f"result-{row.id}.png"),
                 caption=part.text or None,
+                request_timeout=self.request_timeout,
             )
         else:
             # Later parts of one notification arrive without a second buzz.
             await self.bot.send_message(
-                row.chat_id, part.text, disable_notification=index > 0 or None
+                row.chat_id,
+                part.text,
+                disable_notification=index > 0 or None,
+                request_timeout=self.request_timeout,
             )
 
     async def _sync_menu(self, row: _Claimed, deadline: float) -> None:
@@ -298,7 +324,7 @@ class OutboxSender:
                 if not first:  # deferred, the menu is set again from the start: idempotent
                     await self._take_turn(row, deadline)
                 first = False
-                await self.bot(call)
+                await self.bot(call, request_timeout=self.request_timeout)
             now = await self._menu_basis(row.chat_id)
             basis = None if now == basis else now
 
@@ -340,6 +366,7 @@ class OutboxSender:
                     now=self._now(),
                     error=note,
                     attempted=status == "retry",  # "deferred": held back by our own pacing
+                    held_until=row.held_until,
                 )
             elif status == "blocked":
                 await notifications.mark_blocked(session, row.id)
@@ -371,12 +398,13 @@ class _Claimed:
     params: dict[str, Any]
     attempts: int
     error: str | None
+    held_until: datetime  # the end of this claimer's lease on it
     parts: int = 0
 
     @classmethod
     def of(cls, n: Notification) -> _Claimed:
         params = n.params if isinstance(n.params, dict) else {}
-        return cls(n.id, n.chat_id, n.kind, params, n.attempts, n.error)
+        return cls(n.id, n.chat_id, n.kind, params, n.attempts, n.error, n.not_before)
 
 
 __all__ = ["LEASE_SECONDS", "OutboxSender", "backoff"]

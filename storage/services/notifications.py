@@ -237,6 +237,35 @@ async def claim_due(
     return rows
 
 
+async def renew_claim(
+    session: AsyncSession,
+    notification_id: int,
+    held_until: datetime,
+    *,
+    now: datetime,
+    lease_seconds: float,
+) -> datetime | None:
+    """Extend a claim still held, right before its message is sent: the row must be pending
+    and due when this claimer's lease (`held_until`, what claim_due or the last renewal set)
+    says. Returns the lease's new end, or None when the row is no longer this claimer's: a
+    slow run let its lease run out and another replica claimed it (and may be sending it),
+    or it was settled. So a message is never sent by two replicas at once. Commits."""
+    until = now + timedelta(seconds=lease_seconds)
+    table = Notification
+    renewed = await session.execute(
+        update(table)
+        .where(
+            table.id == notification_id,
+            table.status == NotificationStatus.PENDING,
+            table.not_before == held_until,
+        )
+        .values(not_before=until)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return until if getattr(renewed, "rowcount", 0) == 1 else None
+
+
 async def _get(session: AsyncSession, notification_id: int) -> Notification | None:
     return await session.get(Notification, notification_id, populate_existing=True)
 
@@ -261,13 +290,17 @@ async def mark_retry(
     now: datetime | None = None,
     error: str | None = None,
     attempted: bool = True,
+    held_until: datetime | None = None,
 ) -> None:
     """Not now (429 with retry_after, a network error, Telegram's 5xx): due again after
     `retry_after_seconds`; given up after MAX_ATTEMPTS claims. With `attempted=False` the
     sender's own pacing held the message back before anything reached Telegram: the claim is
-    given back and does not count. Commits."""
+    given back and does not count. With `held_until`, only while the caller's claim holds
+    (renew_claim): a sender whose lease ran out must not reschedule a message another
+    sender has claimed since. Commits."""
     row = await _get(session, notification_id)
-    if row is not None and row.status is NotificationStatus.PENDING:
+    ours = held_until is None or (row is not None and row.not_before == held_until)
+    if row is not None and row.status is NotificationStatus.PENDING and ours:
         if error is not None:
             row.error = error[:ERROR_MAX]
         if not attempted:

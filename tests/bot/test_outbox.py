@@ -635,3 +635,92 @@ async def test_a_migration_is_followed_once_per_message(rig: Rig, org: Any) -> N
     (row,) = await rig.rows()
     assert row.status is NotificationStatus.FAILED and "supergroup" in (row.error or "")
     assert len(rig.double.requests) == 2
+
+
+class HeldLimiter(MemorySendLimiter):
+    """A limiter whose first turn is held until `release` is set: a slow run, its claim's
+    lease running out while it waits."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock.jump, sleep=clock.jump.sleep)
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def try_acquire(self, chat_id: int) -> float:
+        if not self.release.is_set():
+            self.waiting.set()
+            await self.release.wait()
+        return await super().try_acquire(chat_id)
+
+
+async def test_a_run_whose_lease_ran_out_sends_nothing_another_took_over(
+    sessionmaker: Sessions, renderer: NotificationRenderer
+) -> None:
+    """Replica A claims three messages and stalls before sending; its lease runs out, B
+    claims them and sends them. When A goes on, each of its sends first renews its claim,
+    finds the message taken over, and leaves it: every message reaches the chat once."""
+    async with sessionmaker() as session:
+        for n in range(3):
+            await notifications.enqueue(
+                session,
+                chat_id=ZH_PERSON,
+                kind="suggestion_status",
+                params=status_params(suggestion_id=n),
+                dedupe_key=f"status:{n}",
+                not_before=NOW - timedelta(seconds=1),
+            )
+        await session.commit()
+    clock = Clock()
+    held = HeldLimiter(clock)
+    slow, quick = Rig(sessionmaker, renderer, held, clock), Rig(sessionmaker, renderer, None, clock)
+    stalled = asyncio.create_task(slow.sender.run_once(50))
+    await held.waiting.wait()
+    clock.advance(slow.sender.lease_seconds + 1)  # A's lease is over
+    sent_by_quick = 0
+    for _ in range(3):
+        sent_by_quick += await quick.sender.run_once(50)
+        clock.advance(1.0)  # the chat's pace: one a second
+    held.release.set()
+    assert await stalled == 0
+    assert sent_by_quick == 3 and slow.double.delivered() == []
+    rows = await quick.rows()
+    assert all(row.status is NotificationStatus.SENT for row in rows)
+    # Nor did A reschedule (or give back the claim of) what B had claimed.
+    assert [row.attempts for row in rows] == [2, 2, 2]
+
+
+async def test_a_claim_is_renewed_only_by_its_holder(sessionmaker: Sessions) -> None:
+    async with sessionmaker() as session:
+        await notifications.enqueue(
+            session,
+            chat_id=ZH_PERSON,
+            kind="suggestion_status",
+            params=status_params(),
+            not_before=NOW,
+        )
+        await session.commit()
+        (claimed,) = await notifications.claim_due(
+            session, limit=5, now=NOW + timedelta(minutes=1), lease_seconds=60
+        )
+        held = claimed.not_before
+        later = NOW + timedelta(minutes=1, seconds=30)
+        renewed = await notifications.renew_claim(
+            session, claimed.id, held, now=later, lease_seconds=60
+        )
+        assert renewed == later + timedelta(seconds=60)
+        # The old end of the lease no longer names the holder.
+        assert (
+            await notifications.renew_claim(session, claimed.id, held, now=later, lease_seconds=60)
+            is None
+        )
+        # Another claimer, once the lease is over, takes it; the first cannot renew it then.
+        (again,) = await notifications.claim_due(
+            session, limit=5, now=renewed + timedelta(seconds=1), lease_seconds=60
+        )
+        assert again.id == claimed.id
+        assert (
+            await notifications.renew_claim(
+                session, claimed.id, renewed, now=renewed, lease_seconds=60
+            )
+            is None
+        )
