@@ -186,6 +186,28 @@ def local_datetime(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+def photos_line(count: int) -> str:
+    """How many photos a suggestion has, for the resident's summary and the staff's card."""
+    return _("Photos: {count}").format(count=count) if count else _("Photos: none")
+
+
+# TIMEZONE values that are China Standard Time, which people know as Beijing time.
+CHINA_TIME = frozenset({"Asia/Shanghai", "Asia/Chongqing", "Asia/Chungking", "Asia/Harbin", "PRC"})
+
+
+def zone_name(timezone: str) -> str:
+    """The programme's time zone as people name it: 北京时间 / Beijing time for China's,
+    else its tz database name."""
+    return _("Beijing time") if timezone in CHINA_TIME else timezone
+
+
+def local_deadline(moment: datetime, tz: ZoneInfo, timezone: str) -> str:
+    """A deadline as people read it, with its zone: 2026-11-30 18:03（北京时间）."""
+    return _("{time} ({zone})").format(
+        time=local_datetime(moment, tz), zone=quote(zone_name(timezone))
+    )
+
+
 # Of a message's 4,096 characters: leaves room for the "…and N more." line.
 LISTING_BUDGET = 3800
 

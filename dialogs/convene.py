@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
-from bot.texts import local_datetime, over_cap, quote, short
+from bot.texts import local_deadline, over_cap, quote, short, zone_name
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import (
     NOT_COMMAND,
@@ -211,9 +211,9 @@ def deadline_prompt(settings: Settings) -> str:
         + "</b>\n\n"
         + _(
             "Until when may the council vote? Choose below, or type a date and time as "
-            "YYYY-MM-DD HH:MM ({zone} time), at most {days} days from now. The vote also "
+            "YYYY-MM-DD HH:MM ({zone}), at most {days} days from now. The vote also "
             "closes as soon as every member has voted."
-        ).format(zone=quote(settings.timezone), days=rules.MAX_VOTE_DAYS)
+        ).format(zone=quote(zone_name(settings.timezone)), days=rules.MAX_VOTE_DAYS)
     )
 
 
@@ -241,7 +241,7 @@ async def summary_view(
         _("Candidates ({count}):").format(count=len(chosen)),
         *(f"· <b>{quote(item.number)}</b> {quote(short(item.title, 60))}" for item in chosen),
         _("Deadline: {value}").format(
-            value=f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
+            value=local_deadline(closes_at, settings.tz, settings.timezone)
         ),
         _("Council members: {count}").format(count=members),
         _(
@@ -394,7 +394,10 @@ async def cmd_convene(
     for community_id, candidates in grouped.items():
         community = await get_community(session, community_id)
         if community is not None:
-            items.append((community_id, f"{community.name} ({len(candidates)})"))
+            label = _("{community} ({count})").format(
+                community=community.name, count=len(candidates)
+            )
+            items.append((community_id, label))
     items.sort(key=lambda item: item[1])
     await state.set_data({})
     await state.set_state(ConveneForm.community)
@@ -521,7 +524,7 @@ async def on_hours(
         await stale(callback)
         return None
     closes_at = utcnow() + timedelta(hours=callback_data.id)
-    deadline = f"{local_datetime(closes_at, settings.tz)} ({quote(settings.timezone)})"
+    deadline = local_deadline(closes_at, settings.tz, settings.timezone)
     await settle(callback, _("Deadline: {value}").format(value=deadline))
     return await _deadline_chosen(
         bot, chat_of(callback), callback.from_user.id, state, session, settings, closes_at
@@ -631,7 +634,7 @@ async def on_confirm(
     text = (
         _("✅ The council vote is convened: {count} candidates, open until {deadline}.").format(
             count=len(vote.items),
-            deadline=f"{local_datetime(vote.closes_at, settings.tz)} ({quote(settings.timezone)})",
+            deadline=local_deadline(vote.closes_at, settings.tz, settings.timezone),
         )
         + "\n"
         + where

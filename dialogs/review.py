@@ -43,6 +43,7 @@ from bot.texts import (
     local_date,
     map_url,
     over_cap,
+    photos_line,
     quote,
     short,
     status_label,
@@ -204,7 +205,7 @@ async def card_text(
         _("Rough cost: {value}").format(value=cost),
         *([cap_warning(item.kind)] if over_cap(item.kind, item.estimated_cost_fen) else []),
         _("Submitted on: {date}").format(date=local_date(item.created_at, settings.tz)),
-        _("Photos: {count}").format(count=len(item.photo_file_ids or [])),
+        photos_line(len(item.photo_file_ids or [])),
     ]
     return "\n".join(lines)
 

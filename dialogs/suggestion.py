@@ -37,7 +37,7 @@ from bot.callbacks import (
     StepCb,
 )
 from bot.filters import InForm
-from bot.texts import board_anchor, cap_yuan, category_label, kind_label, quote, yuan
+from bot.texts import board_anchor, cap_yuan, category_label, kind_label, photos_line, quote, yuan
 from dialogs.common import (
     NOT_COMMAND,
     Markup,
@@ -246,8 +246,7 @@ def summary_text(data: dict[str, Any]) -> str:
 
 
 def photos_text(data: dict[str, Any]) -> str:
-    count = len(data.get("photos") or [])
-    return _("Photos: {count}").format(count=count) if count else _("Photos: none")
+    return photos_line(len(data.get("photos") or []))
 
 
 def location_text(data: dict[str, Any]) -> str:

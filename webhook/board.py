@@ -308,7 +308,7 @@ def create_board_router() -> GetHeadRouter:
             local_date=lambda moment: _local_date(moment, settings.tz),
             local_time=lambda moment: _local_time(moment, settings.tz),
             suggestion_url=lambda number: f"{suggestion_path(number)}?lang={locale}",
-            timezone=settings.timezone,
+            timezone=i18n_web.zone_label(settings.timezone, locale),
         )
 
     @router.get(
@@ -342,7 +342,7 @@ def create_board_router() -> GetHeadRouter:
             local_date=lambda moment: _local_date(moment, settings.tz),
             local_time=lambda moment: _local_time(moment, settings.tz),
             suggestion_url=lambda other_number: f"{suggestion_path(other_number)}?lang={locale}",
-            timezone=settings.timezone,
+            timezone=i18n_web.zone_label(settings.timezone, locale),
         )
 
     @router.get("/board/{path:path}", response_class=HTMLResponse, include_in_schema=False)

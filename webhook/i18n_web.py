@@ -96,6 +96,14 @@ def _labels(table: str, locale: str) -> dict[str, str]:
         return {str(term): label(term) for term in terms}
 
 
+@lru_cache(maxsize=16)
+def zone_label(timezone: str, locale: str) -> str:
+    """The programme's time zone as the bot names it (bot.texts.zone_name): 北京时间."""
+    i18n = _vocabulary()
+    with i18n.context(), i18n.use_locale(normalise_locale(locale)):
+        return texts.zone_name(timezone)
+
+
 def _label(table: str, value: str, locale: str) -> str:
     # An unknown value (a state added to rules.py before its label) shows as itself.
     return _labels(table, locale).get(str(value), str(value))
@@ -199,7 +207,8 @@ def event_label(action: str, locale: str) -> str:
     found = _event_labels(normalise_locale(locale)).get(str(action))
     if found is not None:
         return found
-    return _pgettext(locale)("event", "Status changed")
+    pgettext = _pgettext(locale)  # a name Babel's extractor sees as a call of pgettext
+    return pgettext("event", "Status changed")
 
 
 # Babel tooling: what the code and templates ask to be translated.

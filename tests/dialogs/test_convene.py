@@ -40,7 +40,7 @@ SELECT_ALL, SELECT_NONE, NEXT_STEP, CANCEL = "全选", "取消全选", "下一�
 DEADLINES = ["1 小时", "24 小时", "3 天", "7 天"]
 BACK = "‹ 返回"
 CONFIRM = "✅ 确认发起表决"
-TZ_NOTE = "(Asia/Shanghai)"
+TZ_NOTE = "（北京时间）"
 
 
 class PollSender:
@@ -188,7 +188,7 @@ async def test_convene_to_the_council_group(
     text = last_text(calls)
     assert (
         "表决到什么时候截止？" in text
-        and "按 YYYY-MM-DD HH:MM 格式输入日期和时间（Asia/Shanghai 时间），最晚为 30 天后" in text
+        and "按 YYYY-MM-DD HH:MM 格式输入日期和时间（北京时间），最晚为 30 天后" in text
     )
     assert button_texts(sent(calls)[-1].markup) == [*DEADLINES, BACK]
 
@@ -237,7 +237,7 @@ async def test_private_delivery_and_a_typed_deadline(
     )
     calls = await h.say(STAFF, local.strftime("%Y-%m-%d %H:%M"))
     summary = last_text(calls)
-    assert f"截止时间：{local.strftime('%Y-%m-%d')} 18:30 {TZ_NOTE}" in summary
+    assert f"截止时间：{local.strftime('%Y-%m-%d')} 18:30{TZ_NOTE}" in summary
     assert "投票将发到每位成员与我的私聊（尚未绑定议事会群）。" in summary
     calls = await h.press(STAFF, CONFIRM, exact=True)
     assert "投票正在通过私聊发给 2 位议事会成员。" in last_text(calls)
@@ -396,11 +396,11 @@ async def test_a_street_official_chooses_the_community(
     await candidate(sessionmaker, official, org.tianan_id, "天安的项目", proposer=2)
     calls = await h.say(RESIDENT, "/convene")
     assert last_text(calls) == "请选择由哪个社区的议事会表决："
-    assert button_texts(sent(calls)[-1].markup) == ["天安社区 (1)", "新沙社区 (1)", CANCEL]
-    calls = await h.press(RESIDENT, "天安社区 (1)", exact=True)
+    assert button_texts(sent(calls)[-1].markup) == ["天安社区（1）", "新沙社区（1）", CANCEL]
+    calls = await h.press(RESIDENT, "天安社区（1）", exact=True)
     assert last_text(calls).startswith("天安社区的居民议事会还没有成员")
     await h.say(RESIDENT, "/convene")
-    calls = await h.press(RESIDENT, "新沙社区 (1)", exact=True)
+    calls = await h.press(RESIDENT, "新沙社区（1）", exact=True)
     assert "<b>议事会表决 · 新沙社区</b>" in last_text(calls)
 
 

@@ -111,7 +111,7 @@ async def test_page_in_english(history: History, client: httpx.AsyncClient) -> N
     assert '<div class="who">System (automatic)</div>' in html
     assert "Remove safety hazards" in html and "Physical project" in html
     assert "Agree 1 · Against 0 · Abstain 0" in html and "council of 1 member" in html
-    assert "Times are in Asia/Shanghai time." in html
+    assert "Times are in Beijing time." in html
     assert "公示栏" not in html and "居民" not in html
     assert f'href="{page(number, "zh")}"' in html
     assert SECRET_NOTE not in html
