@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from aiogram import Bot
 
-__all__ = ["JsonAiohttpSession", "dump_payload", "method_payload"]
+__all__ = ["JsonAiohttpSession", "dump_payload", "method_payload", "redact_token"]
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
@@ -112,6 +113,14 @@ def reply_body(bot: Bot, method: TelegramMethod[Any]) -> bytes | None:
     return dump_payload({"method": method.__api_method__, **payload})
 
 
+_TOKEN_SHAPE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{10,}")
+
+
+def redact_token(text: str, token: str) -> str:
+    """`text` without the bot's token (nor anything shaped like a bot token)."""
+    return _TOKEN_SHAPE.sub("<token>", text.replace(token, "<token>"))
+
+
 class JsonAiohttpSession(AiohttpSession):
     """`AiohttpSession` that posts `application/json` unless the method uploads a file.
 
@@ -126,6 +135,23 @@ class JsonAiohttpSession(AiohttpSession):
         return self.json_dumps(payload).encode()  # a custom encoder given to the session
 
     async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,
+    ) -> TelegramType:
+        try:
+            return await self._request(bot, method, timeout)
+        except TelegramNetworkError as error:
+            # aiohttp names the URL in some errors ("Can not write request body for
+            # https://api.telegram.org/bot<token>/sendPoll"), and these texts go on to the
+            # log, the audit trail and officials' messages: the token never goes with them.
+            cleaned = redact_token(error.message, bot.token)
+            if cleaned == error.message:
+                raise
+            raise TelegramNetworkError(method=method, message=cleaned) from None
+
+    async def _request(
         self,
         bot: Bot,
         method: TelegramMethod[TelegramType],

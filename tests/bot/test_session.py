@@ -54,12 +54,12 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     ReplyParameters,
 )
-from aiohttp import web
+from aiohttp import ClientOSError, ClientSession, web
 from fastapi import FastAPI
 from servers import free_port, png, serve
 
 from bot.factory import create_bot
-from bot.session import JsonAiohttpSession, method_payload
+from bot.session import JsonAiohttpSession, method_payload, redact_token
 from webhook.sandbox.demo import XINSHA_GROUP, ZHANG_WEI
 from webhook.sandbox.emulator import Emulator
 
@@ -419,6 +419,40 @@ async def test_network_failures_are_telegram_network_errors(telegram: FakeTelegr
             await bot(Hang(chat_id=1, text="x"))
     finally:
         await bot.session.close()
+
+
+async def test_a_network_error_naming_the_url_does_not_carry_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp names the URL in some errors ("Can not write request body for …/bot<token>/
+    sendPoll"); the text goes on to logs, the audit trail and officials' messages, so the
+    session takes the token out, for JSON calls and uploads alike."""
+
+    def post(_session: Any, url: Any, **_kwargs: Any) -> Any:
+        raise ClientOSError(None, f"Can not write request body for {url}")
+
+    monkeypatch.setattr(ClientSession, "post", post)
+    bot = _bot_for("https://api.telegram.org")
+    try:
+        calls = (
+            lambda: bot.send_message(1, "x"),
+            lambda: bot.send_photo(1, BufferedInputFile(b"\x89PNG", filename="chart.png")),
+        )
+        for call in calls:
+            with pytest.raises(TelegramNetworkError) as raised:
+                await call()
+            assert TOKEN not in str(raised.value) and "<token>" in str(raised.value)
+            assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    finally:
+        await bot.session.close()
+
+
+def test_anything_shaped_like_a_token_is_redacted() -> None:
+    text = "for http://127.0.0.1:8000/sandbox/telegram/bot7000000001:sandbox-LVxOiNI6NA4y/x"
+    assert redact_token(text, "other:token") == (
+        "for http://127.0.0.1:8000/sandbox/telegram/bot<token>/x"
+    )
+    assert redact_token("port 127.0.0.1:8000 refused", "1:x") == "port 127.0.0.1:8000 refused"
 
 
 async def test_create_bot_keeps_the_retry_after_middleware(
