@@ -12,6 +12,7 @@ and a press about another one than the card in hand is stale.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -210,15 +211,21 @@ async def card_text(
     return "\n".join(lines)
 
 
-def violation_text(exc: RuleViolation, number: str) -> str:
+def handled_text(number: str, status: rules.State | None) -> str:
+    """Why a suggestion is no longer waiting for screening; `number` is HTML already."""
+    if status is rules.State.WITHDRAWN:
+        return _("{number} was withdrawn by its proposer.").format(number=number)
+    return _("{number} has already been handled, perhaps by a colleague.").format(number=number)
+
+
+def violation_text(exc: RuleViolation, number: str, status: rules.State | None = None) -> str:
     """What to say when the store refused; `number` is plain (a failed operation has rolled
-    the session back, so the suggestion's attributes are not to be read afterwards)."""
+    the session back, so the suggestion's attributes are not to be read afterwards), and
+    `status` what the suggestion is now, when known."""
     number = quote(number)
     match exc.code:
         case "transition_not_allowed":
-            return _("{number} has already been handled, perhaps by a colleague.").format(
-                number=number
-            )
+            return handled_text(number, status)
         case "unknown_suggestion":
             return _("That suggestion no longer exists.")
         case "out_of_scope" | "role_not_allowed" | "scope_mismatch":
@@ -297,9 +304,7 @@ async def go(
     found = await load(session, telegram_id, int(data.get("id") or 0))
     if found is None or found[1].status not in screening.QUEUE_STATES:
         gone = (
-            _("{number} has already been handled, perhaps by a colleague.").format(
-                number=quote(found[1].number)
-            )
+            handled_text(quote(found[1].number), found[1].status)
             if found is not None
             else gone_text()
         )
@@ -586,14 +591,16 @@ async def _accept(
     except RuleViolation as exc:
         await settle(callback)
         if exc.code == "kind_required":  # the resident gave none: staff choose it first
-            if category is not None:
-                await state.update_data(category=category.value)
+            # The category goes with the kind: a correction's, or none (as the resident
+            # chose); never one left over from a correction abandoned with ‹ Back.
+            await state.update_data(category=category.value if category is not None else None)
             note = _(
                 "First choose the kind of project: service and physical projects have "
                 "different caps, and the street office applies them to every candidate."
             )
             return await ask(callback, state, session, bot, settings, ReviewForm.kind, note)
-        return await ask_next(callback, state, session, bot, settings, violation_text(exc, number))
+        problem = await refusal_text(session, principal, exc, suggestion_id, number)
+        return await ask_next(callback, state, session, bot, settings, problem)
     result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
         suggestion=named(done),
         category=category_label(done.category),
@@ -699,7 +706,7 @@ async def on_confirm_reject(
         await screening.reject(session, principal, item.id, reason, data.get("note"))
     except RuleViolation as exc:
         await settle(callback)
-        problem = violation_text(exc, number)
+        problem = await refusal_text(session, principal, exc, callback_data.id, number)
         if exc.code in {"note_required", "note_too_long"}:
             return await ask(callback, state, session, bot, settings, ReviewForm.note, problem)
         return await ask_next(callback, state, session, bot, settings, problem)
@@ -794,7 +801,7 @@ async def on_confirm_merge(
         await screening.merge(session, principal, item.id, into_id)
     except RuleViolation as exc:
         await settle(callback)
-        problem = violation_text(exc, number)
+        problem = await refusal_text(session, principal, exc, callback_data.id, number)
         if exc.code in {"merge_into_self", "merge_other_community", "merge_target_inactive"}:
             step = ReviewForm.merge_target
             return await ask(callback, state, session, bot, settings, step, problem)
@@ -825,6 +832,21 @@ async def on_next(
     return await ask_next(callback, state, session, bot, settings)
 
 
+async def refusal_text(
+    session: AsyncSession,
+    principal: access.Principal,
+    exc: RuleViolation,
+    suggestion_id: int,
+    number: str,
+) -> str:
+    """violation_text, knowing what became of the suggestion when it had moved on."""
+    status = None
+    if exc.code == "transition_not_allowed":
+        with contextlib.suppress(RuleViolation):
+            status = (await officials.get_suggestion(session, principal, suggestion_id)).status
+    return violation_text(exc, number, status)
+
+
 def _opening(step: State, **forget: None) -> Callable[..., Awaitable[Reply]]:
     """The handler of a button of the card in hand that opens `step`, forgetting the answers
     named in `forget` (from an earlier visit)."""
@@ -850,7 +872,7 @@ def _opening(step: State, **forget: None) -> Callable[..., Awaitable[Reply]]:
 on_correct = _opening(ReviewForm.category, category=None)
 on_reject = _opening(ReviewForm.reason, reason=None, note=None)
 on_merge = _opening(ReviewForm.merge_target, into=None)
-on_back = _opening(ReviewForm.card)
+on_back = _opening(ReviewForm.card, category=None)  # an unfinished correction is dropped
 use_the_buttons = reasking(reask, choose_with_buttons_note)
 text_expected = reasking(reask, type_text_note)
 

@@ -40,7 +40,7 @@ from storage.rules import Category, ExclusionReason, Kind, Role, ScopeLevel, Sta
 from storage.services import screening
 from storage.services.access import Principal, Scope
 from storage.services.people import TelegramIdentity, find_person
-from storage.services.suggestions import Draft, submit
+from storage.services.suggestions import Draft, submit, withdraw
 
 pytest_plugins = ["telegram_fakes", "dialog_helpers"]
 
@@ -587,6 +587,38 @@ async def test_a_colleague_was_quicker(
     assert f"{first.number} 已经处理过了，可能是同事处理的。" in text
     assert second.number in last_text(calls), "on to the next"
     assert (await reload(sessionmaker, first.id)).status is State.CANDIDATE
+
+
+async def test_a_suggestion_its_proposer_withdrew_meanwhile_is_said_so(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    """Staff have the card open; the resident withdraws it from /my; staff accept: the bot
+    says the proposer withdrew it, rather than blaming a colleague."""
+    first = await suggest(sessionmaker, org.xinsha_id, "第一条", proposer=1)
+    await bot_harness.say(STAFF, "/review")
+    async with sessionmaker() as session:
+        await withdraw(session, 10_001, first.id)
+    text = all_text(await bot_harness.press(STAFF, ACCEPT, exact=True))
+    assert f"{first.number} 已由建议人撤回。" in text and "同事" not in text
+    assert (await reload(sessionmaker, first.id)).status is State.WITHDRAWN
+
+
+async def test_a_correction_abandoned_with_back_is_not_applied(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    """Staff start correcting, pick another category, go back to the card and accept it as
+    it is; the resident gave no kind, so the bot asks for it first. The category stays the
+    resident's: the abandoned correction is neither applied nor published."""
+    item = await suggest(sessionmaker, org.xinsha_id, category=Category.CULTURE_SPORTS, kind=None)
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, CORRECT, exact=True)
+    await bot_harness.press(STAFF, "消除安全隐患", exact=True)
+    await bot_harness.press(STAFF, BACK, exact=True)
+    await bot_harness.press(STAFF, ACCEPT, exact=True)
+    await bot_harness.press(STAFF, "服务项目", exact=True)
+    done = await reload(sessionmaker, item.id)
+    assert done.status is State.CANDIDATE and done.kind is Kind.SERVICE
+    assert done.category is Category.CULTURE_SPORTS
 
 
 async def test_a_suggestion_in_progress_is_continued_first(
