@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
-from bot.texts import local_deadline, over_cap, quote, short, zone_name
+from bot.texts import LISTING_BUDGET, local_deadline, over_cap, quote, short, zone_name
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import (
     NOT_COMMAND,
@@ -69,6 +69,7 @@ class ConveneForm(StatesGroup):
 
 CANDIDATES_FETCH = 500
 BUTTON_TITLE_MAX = 22
+NUMBER_LENGTH = 18  # a long suggestion number: 香蜜湖景田北-2026-0001
 _DEADLINE_RE = re.compile(
     r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s+(\d{1,2})\s*[:：]\s*(\d{2})$"
 )
@@ -234,12 +235,13 @@ async def summary_view(
         where = _("to the council's group “{title}”").format(title=quote(group.title or "—"))
     else:
         where = _("to each member in a private chat with me (no council group is linked)")
-    lines = [
+    head = [
         "<b>" + _("Please check the council vote") + "</b>",
         "",
         _("Community: {value}").format(value=quote(community.name)),
         _("Candidates ({count}):").format(count=len(chosen)),
-        *(f"· <b>{quote(item.number)}</b> {quote(short(item.title, 60))}" for item in chosen),
+    ]
+    tail = [
         _("Deadline: {value}").format(
             value=local_deadline(closes_at, settings.tz, settings.timezone)
         ),
@@ -250,7 +252,20 @@ async def summary_view(
         ).format(quorum=community.council_quorum_pct, threshold=community.council_threshold_pct),
         _("The polls go {where}.").format(where=where),
     ]
-    return "\n".join(lines)
+    # Every candidate on its line, in one message: titles are cut to what leaves room for
+    # all of them (50 with long numbers would not fit Telegram's 4,096 characters whole).
+    room = LISTING_BUDGET - sum(len(line) + 1 for line in head + tail)
+    title_max = min(60, room // max(1, len(chosen)) - len("· <b></b> \n") - NUMBER_LENGTH)
+    while True:
+        listed = [
+            f"· <b>{quote(item.number)}</b> {quote(short(item.title, title_max))}"
+            for item in chosen
+        ]
+        text = "\n".join(head + listed + tail)
+        # Telegram counts UTF-16 units (an emoji is two); the markup's tags are not counted.
+        if len(text.encode("utf-16-le")) // 2 <= LISTING_BUDGET or title_max <= 4:
+            return text
+        title_max -= 4
 
 
 async def go(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramBadRequest
 from conftest import OrgTree
 from dialog_helpers import STAFF, Sessions, fsm, fsm_key, grant
 from sqlalchemy import select
@@ -19,15 +20,19 @@ from telegram_fakes import (
     alerts,
     button_texts,
     last_text,
+    parse_html,
     sent,
+    texts,
+    utf16_length,
 )
 
 from bot.callbacks import ConveneAction, ConveneCb
 from dialogs.convene import ConveneForm
 from storage.models import ChatPurpose, Community, CouncilVote, Suggestion, utcnow
-from storage.rules import Category, Kind, Role, ScopeLevel, State
+from storage.rules import MAX_VOTE_CANDIDATES, Category, Kind, Role, ScopeLevel, State
 from storage.services import chats, council, screening
 from storage.services.access import Principal, Scope
+from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity
 from storage.services.suggestions import Draft, submit
 
@@ -36,6 +41,7 @@ pytest_plugins = ["telegram_fakes", "dialog_helpers"]
 RESIDENT = Person(1001, "小明")
 MEMBERS = (Person(4001, "赵委员"), Person(4002, "钱委员"))
 COUNCIL_GROUP = -100_777
+MESSAGE_MAX = 4096  # Telegram's limit, in UTF-16 units of the text once parsed
 SELECT_ALL, SELECT_NONE, NEXT_STEP, CANCEL = "全选", "取消全选", "下一步：截止时间 ›", "✖️ 取消"
 DEADLINES = ["1 小时", "24 小时", "3 天", "7 天"]
 BACK = "‹ 返回"
@@ -409,3 +415,54 @@ async def test_a_suggestion_in_progress_is_continued_first(
 ) -> None:
     await h.say(STAFF, "/suggest")
     assert last_text(await h.say(STAFF, "/convene")).startswith("您有一条建议还没填完")
+
+
+async def test_the_summary_of_a_full_vote_with_long_numbers_fits_one_message(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    """50 candidates (the most a vote takes) with 60-character titles, in a community whose
+    name is taken elsewhere and so has long numbers (香蜜湖景田北-2026-0001): the summary
+    still lists every one, in one message within Telegram's 4,096 characters, its titles
+    cut to fit; whole, it would be refused and the vote could not be convened."""
+    async with sessionmaker() as session:
+        # 景田北社区 in two streets: the second's numbers are 香蜜湖景田北-2026-….
+        await import_rows(
+            session,
+            [
+                OrgRow(4, "福田区", "沙头街道", "景田北社区"),
+                OrgRow(5, "福田区", "香蜜湖街道", "景田北社区"),
+            ],
+        )
+        other = (
+            await session.scalars(select(Community).where(Community.number_prefix.like("香蜜湖%")))
+        ).one()
+        community_id, prefix = other.id, other.number_prefix
+    assert len(prefix) >= 4, prefix
+    scope = Scope(ScopeLevel.COMMUNITY, community_id)
+    staff = await grant(sessionmaker, STAFF, Role.COMMUNITY_STAFF, scope)
+    await grant(sessionmaker, Person(4001, "赵委员"), Role.COUNCIL_MEMBER, scope)
+    for n in range(MAX_VOTE_CANDIDATES):
+        title = (f"第{n + 1:02d}号" + "社区长者食堂与儿童之家联合改造提升工程及配套设施完善" * 3)[
+            :60
+        ]
+        async with sessionmaker() as session:
+            item = await submit(
+                session,
+                TelegramIdentity(50_000 + n, "居民"),
+                Draft(community_id, Category.CARE, title, "说明", kind=Kind.SERVICE),
+                tz=UTC,
+                daily_limit=100,
+            )
+            await screening.accept(session, staff, item.id)
+    await bot_harness.say(STAFF, "/convene")
+    await bot_harness.press(STAFF, "全选")
+    await bot_harness.press(STAFF, "下一步")
+    try:
+        calls = await bot_harness.press(STAFF, "7")
+    except TelegramBadRequest as refused:
+        raise AssertionError(f"the summary of a full vote was refused: {refused}") from refused
+    shown = texts(calls)
+    summary = [t for t in shown if "2026-0050" in t]
+    assert summary, f"no summary was sent: {[t[:80] for t in shown]}"
+    for text in summary:
+        assert utf16_length(parse_html(text)) <= MESSAGE_MAX, utf16_length(parse_html(text))
