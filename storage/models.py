@@ -30,7 +30,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from storage.rules import (
     Category,
@@ -76,6 +79,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class db_now(FunctionElement[datetime]):
+    """The database's clock, as an aware UTC datetime: for what replicas must agree on (is a
+    vote due, is an answer late), which each replica's own clock may not (NTP not running,
+    a VM resumed). PostgreSQL: statement_timestamp(), the start of the statement (now() would
+    be the start of the transaction, which for a webhook update began before its answer was
+    looked at). SQLite, whose clock is this host's anyway: the time in the very format the
+    store keeps datetimes in ('YYYY-MM-DD HH:MM:SS.ffffff', which CURRENT_TIMESTAMP is not),
+    so that it compares with stored ones as text and reads back as a datetime. Costs no round
+    trip of its own: put it in a statement that is made anyway (a WHERE, a SET, a RETURNING).
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "db_now"
+
+
+@compiles(db_now)
+def _db_now_default(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"  # other dialects, and str() of a statement
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "statement_timestamp()"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # %f is seconds with milliseconds: padded to the microseconds SQLAlchemy writes.
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
 def str_enum(cls: type[enum.Enum]) -> Enum:
@@ -552,12 +587,18 @@ class CouncilStrayAnswer(Base):
     telegram_id: Mapped[int] = mapped_column(BigInteger)
     option_ids: Mapped[list[int]] = mapped_column(JSON)
     at: Mapped[datetime]
+    # The Telegram update that carried it (see Ballot.update_id); None from before 0008.
+    update_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Ballot(Base):
     """A person's current answer on one item; a change replaces it, a retraction clears it.
 
     Answers of people outside the council, or after the close, are kept but never counted.
+    `update_id` is the Telegram update that carried the answer: updates may arrive out of
+    order (a redelivery, another replica), and an answer from an older update than the one
+    recorded changes nothing (council.record_answer). None: an answer whose update is not
+    known (recorded before revision 0008, or by a caller that has none).
     """
 
     __tablename__ = "ballot"
@@ -571,6 +612,7 @@ class Ballot(Base):
     counted: Mapped[bool] = mapped_column(Boolean)
     ignored_reason: Mapped[str | None] = mapped_column(String(16))  # not_member | late
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    update_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class NotificationStatus(enum.StrEnum):

@@ -3,9 +3,11 @@ private chat, and `/bind council`, by which a community's staff makes a group th
 
 Poll answers are silent, as Telegram's polls are: nothing is said to the voter. The store
 decides what counts (members of the vote's council, before the close; the same answer twice
-changes nothing). When the last member's answer completes the vote, it is closed early by
-`vote_closer` (from the dispatcher's workflow data), run by UpdateSessionMiddleware once this
-update's transaction, the ballot in it, has committed (`after_commit`).
+changes nothing; an answer from an older update than the one counted, handled late because
+updates may arrive out of order, changes nothing either: the update's id goes with it). When
+the last member's answer completes the vote, it is closed early by `vote_closer` (from the
+dispatcher's workflow data), run by UpdateSessionMiddleware once this update's transaction,
+the ballot in it, has committed (`after_commit`).
 
 Telegram also sends a `poll` update at each change of a poll the bot posted. For a poll the
 store knows (nearly always) that is one lookup; a poll it does not know is the orphan of a
@@ -25,7 +27,7 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, Poll, PollAnswer
+from aiogram.types import CallbackQuery, Message, Poll, PollAnswer, Update
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,13 +65,20 @@ POLL_OPTION_TEXTS = [poll_option(option) for option in POLL_OPTIONS]
 async def on_poll_answer(
     poll_answer: PollAnswer,
     session: AsyncSession,
+    event_update: Update | None = None,
     vote_closer: VoteCloser | None = None,
     after_commit: AfterCommit | None = None,
 ) -> None:
+    """A member's answer, ordered by its update (aiogram's `event_update`): a poll_answer has
+    no chat, so nothing serialises one voter's answers before the store does."""
     if poll_answer.user is None:
         return  # an anonymous voter (voter_chat): council polls are never anonymous
     result = await council.record_answer(
-        session, poll_answer.poll_id, poll_answer.user.id, list(poll_answer.option_ids)
+        session,
+        poll_answer.poll_id,
+        poll_answer.user.id,
+        list(poll_answer.option_ids),
+        update_id=event_update.update_id if event_update is not None else None,
     )
     if result is None or not result.everyone_voted:
         return

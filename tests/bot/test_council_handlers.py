@@ -1,6 +1,7 @@
 """The council in Telegram: poll answers counted (members only, a change replaces, an empty
-answer retracts, late ones ignored, the same update twice counted once, nothing said to the
-voter), the early close once everyone has voted, `poll` updates (one lookup for a known poll),
+answer retracts, late ones ignored, the same update twice counted once, an older update
+handled after a newer one ignored, nothing said to the voter), the early close once everyone
+has voted, `poll` updates (one lookup for a known poll),
 /votes, and `/bind council` in a group."""
 
 from __future__ import annotations
@@ -240,6 +241,33 @@ async def test_everyone_voted_closes_early_once(
         assert closed is not None and closed.status.value == "closed"
         assert closed.items[0].suggestion.status is State.RESOLVED_CANDIDATE
         assert (closed.items[0].agree, closed.items[0].abstain) == (2, 0)
+
+
+async def test_an_older_answer_handled_after_a_newer_one_changes_nothing(
+    h: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    """Updates may arrive out of order (Telegram redelivers one after a 503, another replica
+    handles the next one first): a member's ballot holds the answer of their latest update,
+    and an older answer handled late does not complete the vote either."""
+    vote = await open_vote(sessionmaker, org, ("修路灯",))
+    item = vote.items[0].id
+    poll = poll_id(item)
+    # 赵 taps Agree, then changes to Against: the later update is handled first.
+    earlier, later = answer(h, ZHAO, poll, AGREE), answer(h, ZHAO, poll, AGAINST)
+    assert earlier.update_id < later.update_id
+    await h.feed(later)
+    await h.feed(earlier)
+    found = (await ballots(sessionmaker))[(item, ZHAO.id)]
+    assert (found.choice, found.counted) == (Choice.AGAINST, True)
+    # 钱 agrees, then takes it back: with their Agree, everyone would have voted.
+    agreed, retracted = answer(h, QIAN, poll, AGREE), answer(h, QIAN, poll, [])
+    await h.feed(retracted)
+    await h.feed(agreed)
+    assert (await ballots(sessionmaker))[(item, QIAN.id)].choice is None
+    assert closer(h).calls == []
+    async with sessionmaker() as session:
+        found_vote = await council.get_vote(session, vote.id)
+        assert found_vote is not None and found_vote.status.value == "open"
 
 
 async def test_without_a_closer_the_scheduler_closes(

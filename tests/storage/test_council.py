@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -17,7 +19,7 @@ from sending_fakes import COMMUNITY_CHAT, COUNCIL_CHAT, make_council
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import rules
+from storage import models, rules
 from storage.db import create_engine, create_sessionmaker
 from storage.models import (
     COMMAND_MENU,
@@ -308,11 +310,20 @@ async def send_polls(world: World, vote: CouncilVote) -> dict[int, str]:
 
 
 async def answer(
-    world: World, poll_id: str, telegram_id: int, options: list[int], now: datetime = DURING
+    world: World,
+    poll_id: str,
+    telegram_id: int,
+    options: list[int],
+    now: datetime | None = DURING,
+    *,
+    update_id: int | None = None,
 ) -> council.AnswerResult | None:
-    """One poll_answer update, in its own transaction as the webhook handles it."""
+    """One poll_answer update, in its own transaction as the webhook handles it (`now` None:
+    when it is handled, on the database's clock)."""
     async with world.sessionmaker() as session:
-        result = await council.record_answer(session, poll_id, telegram_id, options, now=now)
+        result = await council.record_answer(
+            session, poll_id, telegram_id, options, update_id=update_id, now=now
+        )
         await session.commit()
         return result
 
@@ -574,6 +585,108 @@ async def test_late_answers_do_not_count(sessionmaker: Sessions, org: OrgTree) -
         ]
 
 
+async def test_an_answer_from_an_older_update_changes_nothing(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """Telegram may deliver a member's updates out of order (it redelivers one after a 503,
+    another replica handles the next one first): the ballot holds the answer of their latest
+    update, whichever order the answers were handled in."""
+    world = await make_world(sessionmaker, org, size=3)
+    (suggestion_id,) = await candidates(world, 1)
+    vote = await convene(world, [suggestion_id])
+    (poll,) = (await send_polls(world, vote)).values()
+    a, b, c = world.members
+    # a taps Agree (update 101), then Against (102); 102 is handled first.
+    newer = await answer(world, poll, a, AGAINST, update_id=102)
+    assert newer is not None and newer.counted
+    older = await answer(world, poll, a, AGREE, update_id=101)
+    assert older is not None
+    assert (older.counted, older.ignored_reason, older.everyone_voted) == (
+        False,
+        "superseded",
+        False,
+    )
+    # A retraction is not undone by the answer it took back, handled after it.
+    await answer(world, poll, b, AGREE, update_id=201)
+    await answer(world, poll, b, [], update_id=203)
+    await answer(world, poll, b, AGAINST, update_id=202)
+    # An answer whose update is not known is replaced by one from an update, and never
+    # replaces it; the same update again counts as it did the first time.
+    await answer(world, poll, c, AGREE)
+    for _ in range(2):
+        result = await answer(world, poll, c, ABSTAIN, update_id=301)
+        assert result is not None and result.counted
+    unordered = await answer(world, poll, c, AGAINST)
+    assert unordered is not None and unordered.ignored_reason == "superseded"
+    # Someone not on the council is ordered alike.
+    await answer(world, poll, 99_999, AGAINST, update_id=402)
+    await answer(world, poll, 99_999, AGREE, update_id=401)
+    async with sessionmaker() as session:
+        ballots = {
+            b.telegram_id: (b.choice, b.counted) for b in await session.scalars(select(Ballot))
+        }
+        assert ballots == {
+            a: (Choice.AGAINST, True),
+            b: (None, True),
+            c: (Choice.ABSTAIN, True),
+            99_999: (Choice.AGAINST, False),
+        }
+        result = await council.close_vote(session, vote.id, now=CLOSES)
+        assert result is not None
+        assert [(i.agree, i.against, i.abstain) for i in result.vote.items] == [(0, 1, 1)]
+
+
+async def test_an_older_answer_does_not_complete_the_vote(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """The last member agreed, then took it back: their Agree, handled after the retraction,
+    neither counts nor closes the vote early, and leaves no trace in the vote's trail."""
+    world = await make_world(sessionmaker, org, size=2)
+    (suggestion_id,) = await candidates(world, 1)
+    vote = await convene(world, [suggestion_id])
+    (poll,) = (await send_polls(world, vote)).values()
+    first, last = world.members
+    await answer(world, poll, first, AGREE, update_id=10)
+    retracted = await answer(world, poll, last, [], update_id=21)
+    assert retracted is not None and not retracted.everyone_voted
+    async with sessionmaker() as session:
+        events = await count_rows(session, AuditEvent)
+    older = await answer(world, poll, last, AGREE, update_id=20)
+    assert older is not None and not older.counted and not older.everyone_voted
+    async with sessionmaker() as session:
+        assert not await council.everyone_voted(session, vote.id)
+        with pytest.raises(RuleViolation) as raised:
+            await council.close_vote(session, vote.id, now=DURING)
+        assert raised.value.code == "vote_not_due"
+        assert await count_rows(session, AuditEvent) == events
+
+
+async def test_after_telegram_renumbers_its_updates_a_lower_update_counts(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """After a week without updates Telegram numbers them afresh from a random id, which may
+    be lower than the ballot's: an answer given that much later is not an older one (an
+    older update comes within a day, while Telegram redelivers it)."""
+    world = await make_world(sessionmaker, org, size=3)
+    (suggestion_id,) = await candidates(world, 1)
+    vote = await convene(world, [suggestion_id], closes_at=T0 + timedelta(days=20))
+    (poll,) = (await send_polls(world, vote)).values()
+    member = world.members[0]
+    await answer(world, poll, member, AGREE, update_id=5_000)
+    redelivered = await answer(
+        world, poll, member, ABSTAIN, DURING + timedelta(hours=23), update_id=4_999
+    )
+    assert redelivered is not None and redelivered.ignored_reason == "superseded"
+    renumbered = await answer(
+        world, poll, member, AGAINST, DURING + timedelta(days=8), update_id=17
+    )
+    assert renumbered is not None and renumbered.counted
+    async with sessionmaker() as session:
+        assert await council.my_choices(session, member, [vote.id]) == {
+            vote.items[0].id: Choice.AGAINST
+        }
+
+
 async def test_early_close_when_everyone_voted(sessionmaker: Sessions, org: OrgTree) -> None:
     world = await make_world(sessionmaker, org, size=3)
     ids = await candidates(world, 2)
@@ -714,6 +827,84 @@ async def test_due_after_downtime(sessionmaker: Sessions, org: OrgTree) -> None:
         assert await council.due_vote_ids(session, back) == []
         assert await council.close_vote(session, soon.id, now=back) is None  # already closed
         assert await council.close_vote(session, 999, now=back) is None
+
+
+# --- Deadlines on the database's clock -----------------------------------------------------
+
+
+@pytest.fixture
+def process_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], None]:
+    """Sets how far this process's clock is off the database's, as on a replica whose NTP is
+    not running: every `utcnow` the code reads, under whatever name, is moved by it."""
+    real = models.utcnow
+
+    def skew(by: timedelta) -> None:
+        def skewed() -> datetime:
+            return real() + by
+
+        for module in list(sys.modules.values()):
+            if not getattr(module, "__name__", "").startswith(("storage", "bot", "webhook")):
+                continue
+            for name, value in list(vars(module).items()):
+                if value is real:
+                    monkeypatch.setattr(module, name, skewed)
+
+    return skew
+
+
+async def test_a_replica_whose_clock_runs_ahead_keeps_the_deadline(
+    sessionmaker: Sessions, org: OrgTree, process_clock: Callable[[timedelta], None]
+) -> None:
+    """A minute before the deadline, on a replica two minutes fast: the vote is not due,
+    cannot be closed, and the answers given now count, a kept one too."""
+    world = await make_world(sessionmaker, org, size=2)
+    ids = await candidates(world, 2)
+    async with sessionmaker() as session:
+        closes_at = datetime.now(UTC) + timedelta(minutes=1)
+        request = ConveneRequest(org.xinsha_id, ids, closes_at)
+        vote = await council.convene(session, world.staff, request)
+    first, second = vote.items
+    async with sessionmaker() as session:
+        await council.record_poll(session, first.id, "poll-first", COUNCIL_CHAT, 501)
+    process_clock(timedelta(minutes=2))
+    member = world.members[0]
+    counted = await answer(world, "poll-first", member, AGREE, now=None)
+    assert counted is not None and counted.counted
+    assert await answer(world, "poll-second", member, AGAINST, now=None) is None  # kept
+    async with sessionmaker() as session:
+        assert await council.due_vote_ids(session) == []
+        with pytest.raises(RuleViolation) as raised:
+            await council.close_vote(session, vote.id)
+        assert raised.value.code == "vote_not_due"
+    async with sessionmaker() as session:
+        await council.record_poll(session, second.id, "poll-second", COUNCIL_CHAT, 502)
+        assert await council.my_choices(session, member, [vote.id]) == {
+            first.id: Choice.AGREE,
+            second.id: Choice.AGAINST,
+        }
+
+
+async def test_a_replica_whose_clock_runs_behind_closes_at_the_deadline(
+    sessionmaker: Sessions, org: OrgTree, process_clock: Callable[[timedelta], None]
+) -> None:
+    """Just after the deadline, on a replica two minutes slow: the vote is due and closes,
+    at the database's time, and an answer given now is late."""
+    world = await make_world(sessionmaker, org, size=2)
+    (suggestion_id,) = await candidates(world, 1)
+    real = datetime.now(UTC)
+    async with sessionmaker() as session:
+        request = ConveneRequest(org.xinsha_id, [suggestion_id], real - timedelta(seconds=1))
+        vote = await council.convene(session, world.staff, request, now=real - timedelta(hours=1))
+    (poll,) = (await send_polls(world, vote)).values()
+    process_clock(-timedelta(minutes=2))
+    late = await answer(world, poll, world.members[0], AGREE, now=None)
+    assert late is not None and late.ignored_reason == "late"
+    async with sessionmaker() as session:
+        assert await council.due_vote_ids(session) == [vote.id]
+        closed = await council.close_vote(session, vote.id)
+    assert closed is not None and closed.vote.closed_at is not None
+    assert abs(closed.vote.closed_at - datetime.now(UTC)) < timedelta(seconds=30)
+    assert list(closed.outcomes.values()) == [Q]
 
 
 # --- Delivery ---------------------------------------------------------------------------------

@@ -57,11 +57,19 @@ async def setup(
 
 
 async def answer(
-    sessionmaker: Sessions, poll_id: str, telegram_id: int, options: list[int], now: datetime
+    sessionmaker: Sessions,
+    poll_id: str,
+    telegram_id: int,
+    options: list[int],
+    now: datetime,
+    *,
+    update_id: int | None = None,
 ) -> council.AnswerResult | None:
     """One poll_answer update in its own transaction, as the webhook handles it."""
     async with sessionmaker() as session:
-        result = await council.record_answer(session, poll_id, telegram_id, options, now=now)
+        result = await council.record_answer(
+            session, poll_id, telegram_id, options, update_id=update_id, now=now
+        )
         await session.commit()
         return result
 
@@ -148,6 +156,29 @@ async def test_a_kept_answer_counts_as_of_when_it_was_given(
     found = await ballots(sessionmaker)
     assert found[(item.id, made.members[0])].counted is True
     assert found[(item.id, made.members[1])].ignored_reason == "late"
+
+
+async def test_kept_answers_count_in_the_order_of_their_updates(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """Answers kept while their poll was unknown count in the order Telegram numbered their
+    updates, not the order they were handled in; so does an older answer that comes once
+    the poll is known."""
+    made, vote = await setup(sessionmaker, org, items=1)
+    (item,) = vote.items
+    a, b, _ = made.members
+    # a: Agree (update 51), then Against (52); 52 is handled first, both before record_poll.
+    assert await answer(sessionmaker, "p", a, AGAINST, DURING, update_id=52) is None
+    assert await answer(sessionmaker, "p", a, AGREE, DURING, update_id=51) is None
+    # b: Against (61), then Agree (62): 62 is kept, 61 comes after the poll is known.
+    assert await answer(sessionmaker, "p", b, AGREE, DURING, update_id=62) is None
+    async with sessionmaker() as session:
+        await council.record_poll(session, item.id, "p", COUNCIL_CHAT, 700)
+    older = await answer(sessionmaker, "p", b, AGAINST, DURING, update_id=61)
+    assert older is not None and not older.counted
+    found = await ballots(sessionmaker)
+    assert (found[(item.id, a)].choice, found[(item.id, a)].counted) == (Choice.AGAINST, True)
+    assert (found[(item.id, b)].choice, found[(item.id, b)].counted) == (Choice.AGREE, True)
 
 
 async def test_answers_to_a_poll_never_known_are_kept_not_counted(

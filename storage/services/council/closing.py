@@ -1,6 +1,11 @@
 """Closing a vote exactly once (close_vote): the tally, rules.decide, each suggestion moved
 and the results announced through the outbox in the same transaction. Also what the
-scheduler asks: the votes due, and the lease under which one replica sends a vote's polls."""
+scheduler asks: the votes due, and the lease under which one replica sends a vote's polls.
+
+Whether a vote is due is decided on the database's clock (models.db_now) unless the caller
+says what time it is, as counting decides whether an answer is late: with several replicas,
+one whose clock runs ahead would otherwise close a vote before its deadline, and count as
+late the answers given before it."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from storage.models import (
     CouncilVote,
     CouncilVoteItem,
     VoteStatus,
-    utcnow,
+    db_now,
 )
 from storage.rules import Choice, RuleViolation, State, VoteOutcome
 from storage.services import notifications
@@ -44,12 +49,16 @@ class CloseResult:
     polls_to_stop: list[tuple[int, int]]  # (chat_id, message_id), stop after the commit
 
 
-async def due_vote_ids(session: AsyncSession, now: datetime) -> list[int]:
-    """Open votes whose deadline has passed (also those that fell due while the service was
-    down), the longest overdue first. The scheduler calls close_vote for each."""
+async def due_vote_ids(session: AsyncSession, now: datetime | None = None) -> list[int]:
+    """Open votes whose deadline has passed at `now` (None: the database's time), also those
+    that fell due while the service was down, the longest overdue first. The scheduler calls
+    close_vote for each."""
     query = (
         select(CouncilVote.id)
-        .where(CouncilVote.status == VoteStatus.OPEN, CouncilVote.closes_at <= now)
+        .where(
+            CouncilVote.status == VoteStatus.OPEN,
+            CouncilVote.closes_at <= (now if now is not None else db_now()),
+        )
         .order_by(CouncilVote.closes_at, CouncilVote.id)
     )
     return list((await session.scalars(query)).all())
@@ -166,7 +175,8 @@ def result_params(vote: CouncilVote, not_counted: int = 0) -> dict[str, Any]:
 async def close_vote(
     session: AsyncSession, vote_id: int, *, now: datetime | None = None
 ) -> CloseResult | None:
-    """Close a vote once: at its deadline, or earlier when every member has voted.
+    """Close a vote once: at its deadline, or earlier when every member has voted. `now`
+    None: the database's time (the one every replica agrees on), read in the claim itself.
 
     Claimed by UPDATE … SET status='closed' WHERE id=:id AND status='open' RETURNING id: on
     PostgreSQL a concurrent closer waits on the row lock, then matches nothing; on SQLite
@@ -179,17 +189,20 @@ async def close_vote(
     privately) and to the community's groups, `suggestion_status` to followers. Commits.
     The caller stops `polls_to_stop` after the commit, best effort.
     """
-    now = now or utcnow()
-    claimed = await session.scalar(
-        update(CouncilVote)
-        .where(CouncilVote.id == vote_id, CouncilVote.status == VoteStatus.OPEN)
-        .values(status=VoteStatus.CLOSED, closed_at=now)
-        .returning(CouncilVote.id)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = (
+        await session.execute(
+            update(CouncilVote)
+            .where(CouncilVote.id == vote_id, CouncilVote.status == VoteStatus.OPEN)
+            .values(status=VoteStatus.CLOSED, closed_at=now if now is not None else db_now())
+            .returning(CouncilVote.closed_at)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     if claimed is None:
         await session.rollback()
         return None
+    now = claimed[0]
+    assert now is not None
     vote = await get_vote(session, vote_id)
     assert vote is not None
     if now < vote.closes_at and not await everyone_voted(session, vote_id):

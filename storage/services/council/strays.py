@@ -4,7 +4,11 @@ An answer to an unknown poll (an orphan of a send in doubt, or one whose record_
 committed yet) is kept by record_answer (CouncilStrayAnswer), not dropped, and counted once the
 poll is known: by record_poll when the bot's sendPoll is answered, or by recognise_poll when a
 `poll` update names its candidate. Unknown poll ids and their answers go after STRAY_RETENTION
-(prune_strays)."""
+(prune_strays).
+
+A kept answer keeps the Telegram update that carried it and when it was given (on the
+database's clock unless the caller says), and is counted as such: in update order, each as of
+when it was given, an older one changing nothing that a newer one set (see counting)."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from storage.models import (
     PollSendState,
     Suggestion,
     VoteStatus,
+    db_now,
     utcnow,
 )
 from storage.rules import RuleViolation
@@ -54,25 +59,28 @@ class RecognisedPoll:
 
 async def _hold_stray(
     session: AsyncSession, poll_id: str, item_id: int | None = None
-) -> int | None:
+) -> tuple[int | None, datetime]:
     """Take the poll id's CouncilStrayPoll row (creating it), naming its candidate `item_id`
     if given: a row lock until the commit (SQLite: the writer lock), which serialises keeping
-    an answer to the poll with recording it. Returns the candidate a `poll` update named."""
+    an answer to the poll with recording it. Returns the candidate a `poll` update named, and
+    the database's time (when an answer being kept was given)."""
     stmt = upsert(session, CouncilStrayPoll).values(
         poll_id=poll_id, item_id=item_id, first_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["poll_id"],
         set_={"item_id": func.coalesce(stmt.excluded.item_id, CouncilStrayPoll.item_id)},
-    ).returning(CouncilStrayPoll.item_id)
-    found = await session.scalar(stmt)
-    return int(found) if found is not None else None
+    ).returning(CouncilStrayPoll.item_id, db_now())
+    found, at = (await session.execute(stmt)).one()
+    return (int(found) if found is not None else None), at
 
 
 async def _count_strays(session: AsyncSession, poll_id: str) -> None:
-    """The poll is known now: record the answers kept for it, in the order they came, each
-    as of when it was given (so one given before the deadline counts), and forget it as a
-    stray. Under _hold_stray."""
+    """The poll is known now: record the answers kept for it, in the order of their updates
+    (those whose update is not known first, as they came), each as of when it was given (so
+    one given before the deadline counts), and forget it as a stray. Under _hold_stray.
+    The ballot's upsert orders them too; going in order makes each count as it was meant
+    (a member's older answer given in time, their newer one late: the older one stands)."""
     kept = (
         await session.execute(
             delete(CouncilStrayAnswer)
@@ -82,12 +90,18 @@ async def _count_strays(session: AsyncSession, poll_id: str) -> None:
                 CouncilStrayAnswer.telegram_id,
                 CouncilStrayAnswer.option_ids,
                 CouncilStrayAnswer.at,
+                CouncilStrayAnswer.update_id,
             )
             .execution_options(synchronize_session=False)
         )
     ).all()
-    for _, telegram_id, option_ids, at in sorted(kept, key=lambda row: int(row[0])):
-        await _answer_known(session, poll_id, int(telegram_id), [int(o) for o in option_ids], at)
+
+    def order(row: Any) -> tuple[bool, int, int]:
+        return row.update_id is not None, int(row.update_id or 0), int(row.id)
+
+    for row in sorted(kept, key=order):
+        options = [int(o) for o in row.option_ids]
+        await _answer_known(session, poll_id, int(row.telegram_id), options, row.at, row.update_id)
     await _drop_stray(session, poll_id)
 
 
@@ -248,41 +262,55 @@ async def record_answer(
     telegram_id: int,
     option_ids: list[int],
     *,
+    update_id: int | None = None,
     now: datetime | None = None,
 ) -> AnswerResult | None:
-    """Record a poll_answer. None if the poll is not (yet) known as a council poll: then the
-    answer is kept (CouncilStrayAnswer), never dropped, and counted as of `now` once the poll
-    is known (record_poll, recognise_poll).
+    """Record a poll_answer, carried by Telegram update `update_id`, given at `now` (None:
+    the database's time, so that replicas' clocks need not agree on the deadline). None if
+    the poll is not (yet) known as a council poll: then the answer is kept
+    (CouncilStrayAnswer), never dropped, and counted as of when it was given once the poll is
+    known (record_poll, recognise_poll).
 
     A council member's answer while the vote is open and before closes_at counts, replacing
     their earlier one; [] retracts it. Anyone else's answer is kept but never counted
     ("not_member"); an answer after the deadline is ignored ("late") and leaves the member's
-    earlier answer as it was. The same answer twice changes nothing. Flushes only: the
-    webhook's per-update transaction commits it.
+    earlier answer as it was. The same answer twice changes nothing.
+
+    Answers count in the order of their updates, not of their handling: one from an older
+    update than the ballot's changes nothing ("superseded"; see counting._PUT_BALLOT).
+    Without `update_id` (a caller that has no update, such as tests and tools replaying
+    answers) the answer is unordered: it replaces an unordered ballot, as every answer did
+    before update ids were kept, and never one an update recorded (unless that one is older
+    than counting.REORDER_WINDOW). Flushes only: the webhook's per-update transaction
+    commits it.
     """
-    now = now or utcnow()
-    result = await _answer_known(session, poll_id, telegram_id, option_ids, now)
+    result = await _answer_known(session, poll_id, telegram_id, option_ids, now, update_id)
     if result is not None:
         return result
-    seen_item = await _hold_stray(session, poll_id)
-    result = await _answer_known(session, poll_id, telegram_id, option_ids, now)
+    seen_item, held_at = await _hold_stray(session, poll_id)
+    at = now if now is not None else held_at
+    result = await _answer_known(session, poll_id, telegram_id, option_ids, at, update_id)
     if result is not None:  # recorded while this waited
         await _drop_stray(session, poll_id)
         return result
     session.add(
         CouncilStrayAnswer(
-            poll_id=poll_id, telegram_id=telegram_id, option_ids=list(option_ids), at=now
+            poll_id=poll_id,
+            telegram_id=telegram_id,
+            option_ids=list(option_ids),
+            at=at,
+            update_id=update_id,
         )
     )
     await session.flush()
     # A `poll` update named its candidate already: this answer may tell its chat.
     if seen_item is not None and await _recognise(session, poll_id, seen_item) is not None:
-        return await _answer_known(session, poll_id, telegram_id, option_ids, now)
+        return await _answer_known(session, poll_id, telegram_id, option_ids, at, update_id)
     log.warning(
         "answer of %s %r to unknown poll %s at %s kept",
         telegram_id,
         option_ids,
         poll_id,
-        now.isoformat(),
+        at.isoformat(),
     )
     return None
