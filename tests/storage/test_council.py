@@ -477,14 +477,24 @@ async def test_results_are_told(sessionmaker: Sessions, org: OrgTree) -> None:
 async def test_custom_rules_and_the_communitys_own(sessionmaker: Sessions, org: OrgTree) -> None:
     world = await make_world(sessionmaker, org, size=10)
     ids = await candidates(world, 3)
-    # A low quorum asked for this vote: 2 of 10 voters are more than 10 %.
-    vote = await convene(world, ids[:1], quorum_pct=10, threshold_pct=0)
-    assert (vote.quorum_pct, vote.threshold_pct) == (10, 0)
+    # A stricter quorum asked for this vote: 6 of 10 voters would do under the council's
+    # 50 %, not under 70 %.
+    vote = await convene(world, ids[:1], quorum_pct=70)
+    assert (vote.quorum_pct, vote.threshold_pct) == (70, 50)
     polls = await send_polls(world, vote)
-    await cast(world, polls[vote.items[0].id], agree=1, against=1)
+    await cast(world, polls[vote.items[0].id], agree=4, against=2)
     async with sessionmaker() as session:
         result = await council.close_vote(session, vote.id, now=CLOSES)
-        assert result is not None and list(result.outcomes.values()) == [R]
+        assert result is not None and list(result.outcomes.values()) == [Q]
+    # Never a looser one: the convener may not lower the council's rules for one vote.
+    for quorum, threshold, code in (
+        (10, None, "quorum_below_rules"),
+        (None, 0, "threshold_below_rules"),
+    ):
+        with pytest.raises(RuleViolation) as raised:
+            await convene(world, ids[1:2], quorum_pct=quorum, threshold_pct=threshold)
+        assert raised.value.code == code
+    async with sessionmaker() as session:
         community = await session.get(Community, org.xinsha_id)
         assert community is not None
         community.council_quorum_pct, community.council_threshold_pct = 60, 66

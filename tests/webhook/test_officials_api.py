@@ -731,6 +731,9 @@ async def test_convene_errors(
     assert await convene(candidate_ids=[submitted]) == (409, "not_a_candidate")
     assert await convene(candidate_ids=[99999]) == (404, "unknown_suggestion")
     assert await convene(quorum_pct=100) == (422, None)
+    # The council's own rules (50 % / 50 %) may be made stricter for a vote, not looser.
+    assert await convene(quorum_pct=0, threshold_pct=0) == (422, "quorum_below_rules")
+    assert await convene(threshold_pct=49) == (422, "threshold_below_rules")
     assert await convene(community_id=99999) == (404, "unknown_community")
     assert await convene(extra=1) == (422, None)
     assert sender.vote_ids == []

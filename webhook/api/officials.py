@@ -429,15 +429,15 @@ class ConveneBody(BaseModel):
         default=None,
         ge=0,
         le=99,
-        description="strictly more than this % of the council "
-        "must vote; default: the community's rules",
+        description="strictly more than this % of the council must vote; default: the "
+        "community's rules, which a vote may make stricter but not looser",
     )
     threshold_pct: int | None = Field(
         default=None,
         ge=0,
         le=99,
-        description="strictly more than this % of the votes cast "
-        "must agree; default: the community's rules",
+        description="strictly more than this % of the votes cast must agree; default: the "
+        "community's rules, which a vote may make stricter but not looser",
     )
 
 

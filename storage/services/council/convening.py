@@ -40,11 +40,21 @@ class ConveneRequest:
     threshold_pct: int | None = None  # None: the community's council_threshold_pct
 
 
-def _percentage(value: int | None, default: int, code: str) -> int:
-    chosen = default if value is None else value
+def _percentage(value: int | None, rule: int, name: str) -> int:
+    """This vote's quorum or threshold: the council's own `rule`, or a stricter one asked for
+    it (a large project may call for two thirds). Never a looser one: the council decides
+    under its rules (按照议事制度进行决议), which its convener may not lower for one vote."""
+    chosen = rule if value is None else value
     # Strictly more than 100 % can never be reached: such a vote would be decided in advance.
     if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen <= 99:
-        raise RuleViolation(code, "a percentage from 0 to 99 (strictly more than it is needed)")
+        raise RuleViolation(
+            f"bad_{name}", "a percentage from 0 to 99 (strictly more than it is needed)"
+        )
+    if chosen < rule:
+        raise RuleViolation(
+            f"{name}_below_rules",
+            f"the council's rules ask for more than {rule}%: a vote may be stricter, not looser",
+        )
     return chosen
 
 
@@ -80,8 +90,8 @@ async def convene(
         raise RuleViolation("closes_at_too_far", f"a vote lasts at most {rules.MAX_VOTE_DAYS} days")
     community = await session.get(Community, request.community_id)
     assert community is not None  # access.require found its place
-    quorum = _percentage(request.quorum_pct, community.council_quorum_pct, "bad_quorum")
-    threshold = _percentage(request.threshold_pct, community.council_threshold_pct, "bad_threshold")
+    quorum = _percentage(request.quorum_pct, community.council_quorum_pct, "quorum")
+    threshold = _percentage(request.threshold_pct, community.council_threshold_pct, "threshold")
     members = await access.council_members(session, community.id)
     if not members:
         raise RuleViolation("council_empty", "the community's council has no members")
