@@ -14,6 +14,14 @@ uncertain (council.record_send_uncertain), never made again (nor by a later run:
 sendPoll is claimed before it is made, council.record_poll_attempt), and the convener is told
 what to check. Answers in such a poll are kept by the store, and counted once the `poll`
 updates Telegram sends for the bot's polls show it (bot.handlers.council.on_poll).
+
+A sender spends most of its life waiting for its turn (a group takes a message a second, 20
+a minute), and a shutdown cancels it there. So a send is claimed only once its turn has come,
+the request following at once, and a claim whose request was not made (cancelled or failed
+before it, or answered 429) is let go: another run sends that poll, rather than take it for
+possibly posted. A run that stops lets go of its lease on the vote too (sending, and stopping
+the polls after the close), so another replica carries on at its next tick
+(webhook.jobs.resume_poll_sending, stop_left_polls).
 """
 
 from __future__ import annotations
@@ -278,6 +286,77 @@ def _describe(error: BaseException) -> str:
     return getattr(error, "message", None) or repr(error)
 
 
+async def _let_go(work: Callable[[], Awaitable[Any]], what: str) -> bool:
+    """Run `work` (letting go of a claim or a lease) to its end even while the caller is being
+    cancelled, since that is when it matters (a shutdown stopping a sender). A failure is
+    logged, not raised: what is not let go runs out, or is taken for in doubt, as before.
+    Whether it was done."""
+    task = asyncio.ensure_future(work())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        raise  # cancelled once more while at it: the task still runs to its end
+    except Exception as error:
+        log.warning("%s: %r", what, error)
+        return False
+    return True
+
+
+class _NotClaimed(Exception):
+    """The send may not be made: council.record_poll_attempt found it sent, in doubt or in
+    flight (another run), or the vote closed."""
+
+
+class _ClaimFailed(Exception):
+    """The store could not claim a send: nothing was requested, and the run stops as it does
+    when the store fails."""
+
+
+@dataclass
+class _SendClaim:
+    """An item's sendPoll to one chat, claimed (council.record_poll_attempt) only once its
+    turn has come, the request following at once, and let go
+    (council.release_poll_attempt) when the request was not made after all."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    item_id: int
+    chat_id: int
+    attempted_at: datetime | None = None  # the claim's mark, while it is held
+
+    async def take(self) -> None:
+        """Claim the send, or raise _NotClaimed. Cancelled or failing with the claim perhaps
+        written (its commit in flight), it lets the claim go before it raises."""
+        self.attempted_at = mark = utcnow()
+        try:
+            async with self.sessionmaker() as session:
+                claimed = await council.record_poll_attempt(
+                    session, self.item_id, self.chat_id, now=mark
+                )
+        except asyncio.CancelledError:
+            await self.release()
+            raise
+        except Exception as error:
+            await self.release()
+            raise _ClaimFailed(_describe(error)) from error
+        if not claimed:
+            self.attempted_at = None
+            raise _NotClaimed
+
+    async def release(self) -> None:
+        """Let the claim go, if it is held: the request was not made."""
+        mark, self.attempted_at = self.attempted_at, None
+        if mark is None:
+            return
+
+        async def release() -> None:
+            async with self.sessionmaker() as session:
+                await council.release_poll_attempt(
+                    session, self.item_id, self.chat_id, attempted_at=mark
+                )
+
+        await _let_go(release, f"letting go of the send of item {self.item_id} in {self.chat_id}")
+
+
 async def _call(
     limiter: SendLimiter,
     chat_id: int,
@@ -285,17 +364,27 @@ async def _call(
     sleep: Sleep,
     *,
     idempotent: bool = True,
+    claim: _SendClaim | None = None,
 ) -> Any:
     """One request to `chat_id` within the limits: 429s and network errors are waited out
     and retried (MAX_RETRIES times); 400s and 403s are the caller's. A request that is not
     `idempotent` (sendPoll: a second one is a second poll) is retried only when Telegram
     certainly did not carry it out (a 429, a connection never made); when it may have,
-    _Unsure is raised, and a refusal is raised as it is."""
+    _Unsure is raised, and a refusal is raised as it is.
+
+    With a `claim`, it is taken once the limiter grants the turn (not while waiting for it,
+    nor through a 429's wait: a sender stopped there has not made the request) and nothing
+    is awaited between it and the request. Where Telegram certainly did not carry the
+    request out, the claim is let go; it is taken again on the next turn."""
     for attempt in range(1, MAX_RETRIES + 1):
         await limiter.acquire(chat_id)
+        if claim is not None:
+            await claim.take()
         try:
             return await request()
         except TelegramRetryAfter as error:
+            if claim is not None:
+                await claim.release()
             if attempt == MAX_RETRIES:
                 raise
             await limiter.pause(chat_id, error.retry_after)
@@ -310,6 +399,8 @@ async def _call(
                     raise
                 if not _never_sent(error):
                     raise _Unsure(_describe(error)) from error
+            if claim is not None:
+                await claim.release()
             if attempt == MAX_RETRIES:
                 raise
             await sleep(NETWORK_BACKOFF * attempt)
@@ -400,10 +491,8 @@ async def send_vote_polls(
 
     async def _send_poll(item: _Item, chat_id: int) -> None:
         question = rules.poll_question(item.number, item.title)
-        async with sessionmaker() as session:
-            if not await council.record_poll_attempt(session, item.id, chat_id):
-                report.skipped += 1  # sent, in doubt or being sent by another run; or closed
-                return
+        # Claimed when its turn comes (see _call), not before waiting for it.
+        claim = _SendClaim(sessionmaker, item.id, chat_id)
 
         def request() -> Coroutine[Any, Any, Any]:
             return bot.send_poll(
@@ -417,8 +506,11 @@ async def send_vote_polls(
             )
 
         try:
-            message = await _call(limiter, chat_id, request, sleep, idempotent=False)
-        except _ChatGone:
+            message = await _call(limiter, chat_id, request, sleep, idempotent=False, claim=claim)
+        except _NotClaimed:
+            report.skipped += 1  # sent, in doubt or being sent by another run; or closed
+            return
+        except (_ChatGone, _ClaimFailed):
             raise
         except _Unsure as unsure:
             await record_uncertain(item, chat_id, str(unsure))
@@ -567,25 +659,47 @@ async def cancel_background(runtime: PollRuntime, grace: float = 5.0) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+async def _release_lease(runtime: PollRuntime, vote_id: int, until: datetime | None) -> bool:
+    """Let go of the vote's polls lease this run took (`until`, as read after taking it),
+    even while being cancelled."""
+    if until is None:
+        return False
+
+    async def release() -> None:
+        async with runtime.sessionmaker() as session:
+            await council.release_poll_lease(session, vote_id, until=until)
+
+    return await _let_go(release, f"letting go of the polls lease of vote {vote_id}")
+
+
 async def send_claimed_vote_polls(
     runtime: PollRuntime, vote_id: int, *, now: Callable[[], datetime] = utcnow
 ) -> SendReport | None:
     """send_vote_polls under the vote's sending lease (council.claim_poll_sending): None if
-    another replica holds it or the polls were all sent already."""
+    another replica holds it or the polls were all sent already. A run that stops before its
+    end (a shutdown cancels it) lets go of the lease, so another replica's
+    resume_poll_sending sends the rest at its next tick, not once the lease has run out; it
+    does not count the polls as sent (finish_poll_sending), as a send it was making when
+    stopped is for the next run to record as in doubt."""
     async with runtime.sessionmaker() as session:
         if not await council.claim_poll_sending(session, vote_id, now=now()):
             return None
+        until = await council.held_poll_lease(session, vote_id)
     settings = runtime.settings
-    report = await send_vote_polls(
-        runtime.bot,
-        runtime.sessionmaker,
-        vote_id,
-        limiter_of(runtime),
-        i18n=i18n_of(runtime),
-        tz=settings.tz,
-        default_locale=settings.default_locale,
-        now=now,
-    )
+    try:
+        report = await send_vote_polls(
+            runtime.bot,
+            runtime.sessionmaker,
+            vote_id,
+            limiter_of(runtime),
+            i18n=i18n_of(runtime),
+            tz=settings.tz,
+            default_locale=settings.default_locale,
+            now=now,
+        )
+    except BaseException:
+        await _release_lease(runtime, vote_id, until)
+        raise
     async with runtime.sessionmaker() as session:
         await council.finish_poll_sending(session, vote_id, now=now())
     return report
@@ -602,6 +716,41 @@ def schedule_vote_polls(
     )
 
 
+async def stop_claimed_vote_polls(
+    runtime: PollRuntime, vote_id: int, *, now: datetime | None = None
+) -> int | None:
+    """Stop a closed vote's running polls under its stopping lease
+    (council.claim_poll_stopping); how many were stopped (or found closed or gone), None if
+    another replica holds the lease or none is left. The lease is let go once every poll is
+    stopped, and when the run stops before its end (a shutdown cancels it), so that another
+    replica's stop_left_polls carries on at its next tick; polls it could not stop keep it,
+    and are tried again when it runs out."""
+    moment = now or utcnow()
+    async with runtime.sessionmaker() as session:
+        polls = await council.claim_poll_stopping(session, vote_id, now=moment)
+        if polls is None:
+            return None
+        until = await council.held_poll_lease(session, vote_id)
+    try:
+        stopped = await stop_polls(
+            runtime.bot, polls, limiter_of(runtime), sessionmaker=runtime.sessionmaker
+        )
+    except BaseException:
+        await _release_lease(runtime, vote_id, until)
+        raise
+    if stopped == len(polls):
+        await _release_lease(runtime, vote_id, until)
+    else:
+        log.warning(
+            "vote %s: %d of %d polls not stopped; tried again in %s",
+            vote_id,
+            len(polls) - stopped,
+            len(polls),
+            council.POLL_STOPPING_LEASE,
+        )
+    return stopped
+
+
 async def close_and_stop(
     runtime: PollRuntime,
     vote_id: int,
@@ -612,7 +761,9 @@ async def close_and_stop(
     """Close a vote (council.close_vote: once, whoever races) and then stop its polls.
     For the early close when the last ballot is in, and for the scheduler. None when the
     vote was closed by someone else or is not due (not everyone has voted before the
-    deadline). The polls are stopped in the background unless `wait`."""
+    deadline). The polls are stopped in the background unless `wait`, under the stopping
+    lease (stop_claimed_vote_polls): if this replica stops first, or a run sending the polls
+    still holds the vote's lease, webhook.jobs.stop_left_polls stops them later."""
     try:
         async with runtime.sessionmaker() as session:
             result = await council.close_vote(session, vote_id, now=now)
@@ -625,12 +776,7 @@ async def close_and_stop(
     outcomes = {item_id: outcome.value for item_id, outcome in result.outcomes.items()}
     log.info("council vote %s closed: %s", vote_id, outcomes)
     if result.polls_to_stop:
-        work = stop_polls(
-            runtime.bot,
-            result.polls_to_stop,
-            limiter_of(runtime),
-            sessionmaker=runtime.sessionmaker,
-        )
+        work = stop_claimed_vote_polls(runtime, vote_id, now=now)
         if wait:
             await work
         else:
@@ -682,6 +828,7 @@ __all__ = [
     "schedule_vote_polls",
     "send_vote_polls",
     "spawn",
+    "stop_claimed_vote_polls",
     "stop_polls",
     "vote_closer",
     "wait_background",

@@ -3,6 +3,8 @@ replicas ticking, each piece of work happens once (ARCHITECTURE.md, scaling out)
 
 - closing council votes whose deadline has passed (also those that fell due while the
   service was down), then stopping their polls;
+- sending the polls a replica that stopped left unsent, and stopping the polls of a closed
+  vote that a replica which stopped left running (each under a lease on the vote);
 - sending the outbox within Telegram's limits;
 - forgetting old update ids.
 
@@ -28,6 +30,8 @@ from bot.polls import (
     close_and_stop,
     council_poll_sender,
     schedule_vote_polls,
+    spawn,
+    stop_claimed_vote_polls,
     vote_closer,
 )
 from bot.ratelimit import create_limiter
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 OUTBOX_KEY = "outbox"
 CLOSE_VOTES_EVERY = 20  # seconds
 RESUME_POLLS_EVERY = 60  # seconds
+STOP_POLLS_EVERY = 60  # seconds
 SEND_OUTBOX_EVERY = 2  # seconds
 OUTBOX_BATCH = 50
 
@@ -66,8 +71,10 @@ def install_senders(runtime: Runtime) -> None:
 
 
 async def stop_senders(runtime: Runtime) -> None:
-    """At shutdown: polls still being sent get a few seconds, then are cancelled (what was
-    sent is recorded; a poll not sent is simply missing from the vote's detail)."""
+    """At shutdown: polls still being sent or stopped get a few seconds, then are cancelled.
+    What was done is recorded; a send claimed but not requested yet and the vote's lease are
+    let go (bot.polls), so another replica's resume_poll_sending or stop_left_polls carries
+    on at its next tick."""
     await cancel_background(runtime)
 
 
@@ -76,8 +83,8 @@ async def close_due_votes(
 ) -> list[int]:
     """Close every open vote whose deadline has passed; the ids this replica closed. Another
     replica closing the same vote at the same time makes close_vote return None here.
-    The polls are stopped after each commit, in the background unless `wait`."""
-    now = now or utcnow()
+    The polls are stopped after each commit, in the background unless `wait`. Due on the
+    database's clock unless `now` is given: replicas' clocks need not agree."""
     try:
         async with runtime.sessionmaker() as session:
             due = await council.due_vote_ids(session, now)
@@ -99,8 +106,9 @@ async def close_due_votes(
 
 
 async def resume_poll_sending(runtime: Runtime, now: datetime | None = None) -> list[int]:
-    """Finish sending polls that a replica which died mid-way left unsent (their lease ran
-    out); sending skips the polls already recorded. Returns the votes taken up."""
+    """Finish sending polls that a replica left unsent: one that stopped let go of its lease,
+    one that died left it to run out. Sending skips the polls already recorded. Returns the
+    votes taken up."""
     moment = now or utcnow()
     try:
         async with runtime.sessionmaker() as session:
@@ -110,6 +118,28 @@ async def resume_poll_sending(runtime: Runtime, now: datetime | None = None) -> 
         return []
     for vote_id in vote_ids:
         schedule_vote_polls(runtime, vote_id, now=(lambda: moment) if now else utcnow)
+    return vote_ids
+
+
+async def stop_left_polls(runtime: Runtime, now: datetime | None = None) -> list[int]:
+    """Stop the polls of closed votes still running: left by a replica that closed the vote
+    and stopped (or died) before it stopped them all, or recorded after the close (a send in
+    flight at the time). Each vote's stopping is claimed with a lease
+    (bot.polls.stop_claimed_vote_polls), in the background like the sending. Returns the
+    votes found."""
+    moment = now or utcnow()
+    try:
+        async with runtime.sessionmaker() as session:
+            vote_ids = await council.votes_with_running_polls(session, moment)
+    except Exception as error:
+        log.warning("stopping polls: store unavailable (%r); next tick", error)
+        return []
+    for vote_id in vote_ids:
+        spawn(
+            runtime,
+            stop_claimed_vote_polls(runtime, vote_id, now=moment),
+            name=f"council-vote-{vote_id}-stop",
+        )
     return vote_ids
 
 
@@ -200,6 +230,16 @@ def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
         misfire_grace_time=RESUME_POLLS_EVERY,
+    )
+    # Polls of closed votes left running by a replica that stopped (a lease per vote).
+    scheduler.add_job(
+        stop_left_polls,
+        IntervalTrigger(seconds=STOP_POLLS_EVERY, jitter=5),
+        args=[runtime],
+        id="stop_left_polls",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=STOP_POLLS_EVERY,
     )
     # Sending is claimed per message (a lease); one round at a time in this process.
     scheduler.add_job(

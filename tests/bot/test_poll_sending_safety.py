@@ -2,7 +2,9 @@
 (bot.polls): sendPoll is retried only when Telegram certainly did not carry it out; when its
 answer is lost the send is recorded as uncertain, not repeated (nor by a later run, nor after
 a crash mid-request), and the convener is told what to check; Telegram's `poll` update then
-lets the bot recognise the orphan poll, and the answers given in it count."""
+lets the bot recognise the orphan poll, and the answers given in it count. A sender stopped
+before it made the request (waiting for its turn, writing its claim, waiting out a 429)
+leaves the poll for the next run to send, not in doubt."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from sending_fakes import (
     in_days,
     make_council,
     member_tid,
+    retry_after,
 )
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,8 +47,8 @@ from telegram_fakes import make_harness, make_settings
 from bot.handlers.council import on_poll
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
-from bot.polls import SENDER_STOPPED
-from bot.ratelimit import MemorySendLimiter
+from bot.polls import SENDER_STOPPED, send_vote_polls
+from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from storage.models import (
     AuditEvent,
     Ballot,
@@ -398,3 +401,164 @@ async def test_on_poll_ignores_polls_that_are_not_council_polls(
             select(AuditEvent).where(AuditEvent.action == council.POLL_RECOGNISED)
         )
     assert recognised is not None and recognised.details["poll_id"] == orphan["id"]
+
+
+# --- a sender stopped before its request: the poll is the next run's to send ---------------
+
+
+class HeldTurn:
+    """A limiter that never grants the `n`-th turn (from 1): the sender waits there, as it
+    does for most of its life in a group (a message a second), until it is cancelled."""
+
+    def __init__(self, n: int) -> None:
+        self.inner = MemorySendLimiter(Limits(chat_interval=0))
+        self.limits = self.inner.limits
+        self.n = n
+        self.turns = 0
+        self.waiting = asyncio.Event()
+
+    async def try_acquire(self, chat_id: int) -> float:
+        return await self.inner.try_acquire(chat_id)
+
+    async def acquire(self, chat_id: int) -> None:
+        self.turns += 1
+        if self.turns == self.n:
+            self.waiting.set()
+            await asyncio.get_running_loop().create_future()  # never granted
+        await self.inner.acquire(chat_id)
+
+    async def pause(self, chat_id: int, seconds: float) -> None:
+        await self.inner.pause(chat_id, seconds)
+
+
+async def send_directly(
+    rig: Rig, vote_id: int, limiter: SendLimiter, sleep: Callable[[float], Any] = asyncio.sleep
+) -> Any:
+    return await send_vote_polls(
+        rig.bot,
+        rig.sessionmaker,
+        vote_id,
+        limiter,
+        i18n=rig.i18n,
+        tz=make_settings().tz,
+        now=lambda: T0,
+        sleep=sleep,
+    )
+
+
+async def sends_of(sessionmaker: Sessions, vote_id: int) -> dict[tuple[int, int], PollSendState]:
+    async with sessionmaker() as session:
+        return await council.poll_sends(session, vote_id)
+
+
+async def test_a_poll_waiting_for_its_turn_when_the_sender_stops_is_sent_by_the_next_run(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """A shutdown cancels the sender while the second poll waits for its turn: that send was
+    never claimed, so the next run (another replica's resume job) sends it, and nobody is
+    told to look for a poll that does not exist."""
+    _, vote = await a_vote(sessionmaker, org)
+    first = vote.items[0]
+    held = HeldTurn(3)  # the header, the first poll, then the second poll's turn
+    sender = asyncio.ensure_future(send_directly(rig, vote.id, held))
+    await held.waiting.wait()
+    sender.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sender
+    assert len(rig.posted()) == 1
+    assert await sends_of(sessionmaker, vote.id) == {(first.id, COUNCIL_CHAT): PollSendState.SENT}
+
+    report = await rig.send(vote.id)
+    assert report.uncertain == [] and report.failed == [] and report.header_messages == 0
+    assert [p.item_id for p in report.polls] == [i.id for i in vote.items[1:]]
+    assert len(rig.posted()) == 3  # one per candidate
+    assert set((await sends_of(sessionmaker, vote.id)).values()) == {PollSendState.SENT}
+    assert await notices(sessionmaker, council.POLL_SEND_UNCERTAIN) == []
+
+
+async def test_a_sender_stopped_while_writing_its_claim_lets_it_go(
+    rig: Rig, sessionmaker: Sessions, org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancellation reaches the sender as its claim commits: the request was not made,
+    so the claim is let go (shielded from the cancellation) and the next run sends it."""
+    _, vote = await a_vote(sessionmaker, org)
+    second = vote.items[1]
+    claim = council.record_poll_attempt
+
+    async def claimed_then_stopped(
+        session: AsyncSession, item_id: int, chat_id: int, **kwargs: Any
+    ) -> bool:
+        claimed = await claim(session, item_id, chat_id, **kwargs)
+        if item_id == second.id:
+            raise asyncio.CancelledError
+        return claimed
+
+    monkeypatch.setattr(council, "record_poll_attempt", claimed_then_stopped)
+    with pytest.raises(asyncio.CancelledError):
+        await rig.send(vote.id)
+    monkeypatch.undo()
+    assert len(rig.posted()) == 1
+    assert (second.id, COUNCIL_CHAT) not in await sends_of(sessionmaker, vote.id)
+
+    report = await rig.send(vote.id)
+    assert report.uncertain == [] and len(report.polls) == 2 and len(rig.posted()) == 3
+
+
+async def test_a_429_lets_the_claim_go_until_the_next_turn(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """Telegram answered 429, so it posted nothing: the claim is let go for the wait (and
+    taken again after it). A sender stopped during the wait leaves the poll to the next run."""
+    _, vote = await a_vote(sessionmaker, org, items=2)
+    rig.double.fail_in_chat(COUNCIL_CHAT, retry_after(25), SendPoll)
+    during: list[dict[tuple[int, int], PollSendState]] = []
+
+    async def stopped_in_the_wait(seconds: float) -> None:
+        during.append(await sends_of(sessionmaker, vote.id))
+        raise asyncio.CancelledError  # the shutdown comes while the 429 is waited out
+
+    with pytest.raises(asyncio.CancelledError):
+        await send_directly(
+            rig, vote.id, MemorySendLimiter(Limits(chat_interval=0)), stopped_in_the_wait
+        )
+    assert during == [{}] and rig.posted() == []
+
+    report = await rig.send(vote.id)
+    assert report.uncertain == [] and len(report.polls) == 2 and len(rig.posted()) == 2
+
+
+async def test_a_429_then_the_poll_is_sent_once(rig: Rig, sessionmaker: Sessions, org: Any) -> None:
+    _, vote = await a_vote(sessionmaker, org, items=1)
+    rig.double.fail_in_chat(COUNCIL_CHAT, retry_after(5), SendPoll, times=2)
+    report = await rig.send(vote.id)
+    assert len(report.polls) == 1 and report.failed == [] and report.uncertain == []
+    assert len(rig.posted()) == 1
+    assert await sends_of(sessionmaker, vote.id) == {
+        (vote.items[0].id, COUNCIL_CHAT): PollSendState.SENT
+    }
+
+
+async def test_a_claim_is_let_go_only_by_the_run_that_made_it(
+    sessionmaker: Sessions, org: Any
+) -> None:
+    _, vote = await a_vote(sessionmaker, org, items=1)
+    item = vote.items[0]
+    mine, theirs = T0, T0 + timedelta(microseconds=1)
+    async with sessionmaker() as session:
+        assert await council.record_poll_attempt(session, item.id, COUNCIL_CHAT, now=mine)
+        assert not await council.release_poll_attempt(
+            session, item.id, COUNCIL_CHAT, attempted_at=theirs
+        )
+        assert await council.release_poll_attempt(session, item.id, COUNCIL_CHAT, attempted_at=mine)
+    assert await sends_of(sessionmaker, vote.id) == {}  # as if never claimed
+    # Once its outcome is written it is no claim to let go: the poll may exist.
+    async with sessionmaker() as session:
+        assert await council.record_poll_attempt(session, item.id, COUNCIL_CHAT, now=theirs)
+        await council.record_send_uncertain(session, item.id, "Request timeout error")
+    async with sessionmaker() as session:
+        assert not await council.release_poll_attempt(
+            session, item.id, COUNCIL_CHAT, attempted_at=theirs
+        )
+    assert await sends_of(sessionmaker, vote.id) == {
+        (item.id, COUNCIL_CHAT): PollSendState.UNCERTAIN
+    }

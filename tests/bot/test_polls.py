@@ -1,9 +1,12 @@
 """Council votes as native polls (bot.polls): the header and one poll per candidate within
 Telegram's limits, a refused poll surfaced to the convener, private delivery, close_date,
-stopping the polls, and the close-and-stop the poll_answer handler calls."""
+stopping the polls, and the close-and-stop the poll_answer handler calls; a run stopped
+before its end lets go of its lease on the vote, so another carries on at once."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,12 +45,15 @@ from bot.outbox import OutboxSender
 from bot.polls import (
     CLOSE_DATE_MAX,
     POLL_OPTIONS,
+    cancel_background,
     close_and_stop,
     close_date_for,
     council_poll_sender,
     limiter_of,
     poll_options,
     schedule_vote_polls,
+    send_claimed_vote_polls,
+    stop_claimed_vote_polls,
     stop_polls,
     vote_closer,
     wait_background,
@@ -56,6 +62,7 @@ from bot.ratelimit import Limits, MemorySendLimiter
 from storage import rules
 from storage.models import (
     CouncilPoll,
+    CouncilVote,
     CouncilVoteItem,
     Notification,
     Person,
@@ -398,6 +405,7 @@ async def test_close_and_stop_when_everyone_voted(
         assert stored is not None and stored.status is VoteStatus.CLOSED
         kinds = (await session.scalars(select(Notification.kind))).all()
     assert kinds.count("vote_result") == 2  # the council's group and the community's
+    assert stored.polls_lease_until is None  # the stopping's lease, let go once all stopped
     # Closing again (the handler's hook racing the scheduler, another replica): nothing.
     assert await vote_closer(runtime)(vote.id) is None
 
@@ -423,6 +431,92 @@ async def test_scheduled_sending_in_the_background(
     assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 2
     assert len(await polls_of(sessionmaker, first.id)) == 1
     assert len(await polls_of(sessionmaker, second.id)) == 1
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def stored_vote(sessionmaker: Sessions, vote_id: int) -> CouncilVote:
+    async with sessionmaker() as session:
+        stored = await session.get(CouncilVote, vote_id)
+        assert stored is not None
+        return stored
+
+
+async def test_a_sender_stopped_midway_lets_go_of_the_vote(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """A shutdown cancels the run while the second poll waits for its turn (a second, in a
+    group): the sending lease is let go at once, not after ten minutes, and the polls do not
+    count as sent, so the next run (the resume job) sends the rest."""
+    double = TelegramDouble()
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, ["一", "二", "三"])
+    now = datetime.now(UTC)
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    runtime = FakeRuntime(make_settings(), make_bot(double), sessionmaker, {"i18n": pending_i18n})
+    runtime.extras["limiter"] = MemorySendLimiter(Limits())  # Telegram's pace for a group
+    schedule_vote_polls(runtime, vote.id)
+    await until(lambda: bool(double.delivered(COUNCIL_CHAT, "SendPoll")))
+    await cancel_background(runtime, grace=0.1)
+    assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 1
+    stored = await stored_vote(sessionmaker, vote.id)
+    assert stored.polls_lease_until is None and stored.polls_sent_at is None
+
+    report = await send_claimed_vote_polls(runtime, vote.id)
+    assert report is not None and len(report.polls) == 2 and report.uncertain == []
+    assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 3
+    assert (await stored_vote(sessionmaker, vote.id)).polls_sent_at is not None
+
+
+async def test_a_lease_is_let_go_only_by_the_run_that_holds_it(
+    sessionmaker: Sessions, org: Any
+) -> None:
+    """A run that outlived its lease lets go of nothing: the lease another replica took
+    since is that replica's."""
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    vote = await convene(council_, await add_candidates(council_, ["一"]), closes_at=CLOSES)
+    async with sessionmaker() as session:
+        assert await council.claim_poll_sending(session, vote.id, now=T0)
+        stale = await council.held_poll_lease(session, vote.id)
+        later = T0 + council.POLL_SENDING_LEASE + timedelta(minutes=1)
+        assert await council.claim_poll_sending(session, vote.id, now=later)
+        current = await council.held_poll_lease(session, vote.id)
+        assert stale is not None and current is not None and current > stale
+        assert not await council.release_poll_lease(session, vote.id, until=stale)
+        assert await council.held_poll_lease(session, vote.id) == current
+        assert await council.release_poll_lease(session, vote.id, until=current)
+        assert await council.held_poll_lease(session, vote.id) is None
+
+
+async def test_polls_not_stopped_keep_the_stopping_lease(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """A poll Telegram would not stop: the lease is kept until it runs out, so the job tries
+    again then, not on every tick; once all are stopped it is let go."""
+    council_, vote = await voted_vote(rig, sessionmaker, org)
+    await everyone_answers(sessionmaker, council_, vote.id)
+    async with sessionmaker() as session:
+        assert await council.close_vote(session, vote.id, now=T0 + timedelta(hours=2))
+    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, {"limiter": rig.limiter})
+    rig.double.fail_in_chat(COUNCIL_CHAT, bad_request("message can't be edited"), StopPoll)
+    at = T0 + timedelta(hours=2)
+    (stopped,) = await rig.clock.run(stop_claimed_vote_polls(runtime, vote.id, now=at))
+    assert stopped == 1
+    held = (await stored_vote(sessionmaker, vote.id)).polls_lease_until
+    assert held == at + council.POLL_STOPPING_LEASE
+    assert await stop_claimed_vote_polls(runtime, vote.id, now=at + timedelta(minutes=1)) is None
+    after = at + council.POLL_STOPPING_LEASE + timedelta(seconds=1)
+    (stopped,) = await rig.clock.run(stop_claimed_vote_polls(runtime, vote.id, now=after))
+    assert stopped == 1
+    assert (await stored_vote(sessionmaker, vote.id)).polls_lease_until is None
+    assert all(p.stopped_at is not None for p in await polls_of(sessionmaker, vote.id))
+    assert await stop_claimed_vote_polls(runtime, vote.id, now=after) is None  # none left
 
 
 async def test_unknown_or_closed_vote_sends_nothing(rig: Rig, sessionmaker: Sessions) -> None:

@@ -57,7 +57,12 @@ ACCEPT, CORRECT, REJECT, MERGE, NEXT = (
 )
 CARD_BUTTONS = [ACCEPT, CORRECT, REJECT, MERGE, NEXT]
 BACK = "‹ 返回"
-REASONS = ["属于物业等其他主体职责范围", "与政府投资项目重复", "不属于民生微实事四类实施内容", "其他原因"]
+REASONS = [
+    "属于物业等其他主体职责范围",
+    "与政府投资项目重复",
+    "不属于民生微实事四类实施内容",
+    "其他原因",
+]
 CONFIRM_REJECT, CONFIRM_MERGE = "✅ 确认不予采纳", "✅ 确认合并"
 EMPTY = "🎉 目前没有待审核的建议。辛苦了！"
 

@@ -1,7 +1,9 @@
 """The scheduler's jobs (webhook.jobs): a vote that fell due while the service was down is
 closed on the first tick, its polls stopped and its results sent with their chart; two
 replicas close a vote once; a database outage is logged and the next tick carries on; and
-the lifespan wires the limiter, the outbox and the council's senders."""
+the lifespan wires the limiter, the outbox and the council's senders. A replica stopped
+(a rolling deploy) while it sent a vote's polls, or stopped them after the close, leaves the
+rest to another replica's next tick: none of its polls is lost or left running."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiogram import Dispatcher
-from aiogram.methods import SendPhoto
+from aiogram.methods import SendPhoto, StopPoll
 from aiogram.utils.i18n import I18n
 from conftest import ORG_ROWS
 from redis.asyncio import Redis
@@ -23,6 +25,7 @@ from sending_fakes import (
     T0,
     TelegramDouble,
     add_candidates,
+    bad_request,
     convene,
     in_days,
     make_council,
@@ -34,16 +37,27 @@ from tcp_proxy import TcpProxy
 from telegram_fakes import make_bot, make_settings, parse_html
 
 from bot.outbox import OutboxSender
-from bot.polls import send_vote_polls, wait_background
+from bot.polls import (
+    cancel_background,
+    close_and_stop,
+    schedule_vote_polls,
+    send_vote_polls,
+    stop_claimed_vote_polls,
+    wait_background,
+)
 from bot.ratelimit import Limits, MemorySendLimiter, RedisSendLimiter
 from storage.db import create_engine, create_sessionmaker
 from storage.models import (
     AuditEvent,
+    CouncilPoll,
+    CouncilPollSend,
     CouncilVote,
     Notification,
     NotificationStatus,
+    PollSendState,
     ProcessedUpdate,
     VoteStatus,
+    utcnow,
 )
 from storage.services import council
 from storage.services.org import find_community, import_rows
@@ -56,6 +70,7 @@ from webhook.jobs import (
     prune_processed_updates,
     resume_poll_sending,
     send_outbox,
+    stop_left_polls,
 )
 from webhook.runtime import Runtime
 
@@ -223,11 +238,13 @@ async def test_the_scheduler_has_its_jobs(runtime: Runtime) -> None:
         "close_due_votes",
         "send_outbox",
         "resume_poll_sending",
+        "stop_left_polls",
     }
-    for name in ("close_due_votes", "send_outbox"):
+    for name in ("close_due_votes", "send_outbox", "resume_poll_sending", "stop_left_polls"):
         assert jobs[name].max_instances == 1 and jobs[name].coalesce is True
     assert jobs["send_outbox"].trigger.interval == timedelta(seconds=2)
     assert jobs["close_due_votes"].trigger.interval == timedelta(seconds=20)
+    assert jobs["stop_left_polls"].trigger.interval == timedelta(seconds=60)
 
 
 @pytest.fixture
@@ -303,3 +320,221 @@ async def test_the_nightly_prune_forgets_old_ids_and_settled_messages(
         assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 0
         left = (await session.scalars(select(Notification.status))).all()
         assert left == [NotificationStatus.PENDING]
+
+
+# --- a replica that stops mid-way: another carries on at its next tick ---------------------
+
+GRACE = 0.2  # what a shutdown gives background work before cancelling it (5 s in production)
+
+
+def paced_replica(engine: AsyncEngine, double: TelegramDouble, i18n: I18n) -> Runtime:
+    """A replica at Telegram's real pace for a group: a message a second, 20 a minute."""
+    runtime = bare_runtime(engine, double)
+    runtime.extras.update(limiter=MemorySendLimiter(Limits()), i18n=i18n)
+    install_senders(runtime)
+    return runtime
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def a_convened_vote(runtime: Runtime, candidates: int = 3) -> tuple[Any, CouncilVote]:
+    """A vote around the real clock (the paced replicas' jobs run on it)."""
+    org = await seed_org(runtime)
+    council_ = await make_council(runtime.sessionmaker, org.xinsha_id, size=3)
+    ids = await add_candidates(council_, [f"候选{n}" for n in range(candidates)])
+    now = utcnow()
+    return council_, await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+
+
+async def open_polls(runtime: Runtime) -> list[str]:
+    async with runtime.sessionmaker() as session:
+        rows = (await session.scalars(select(CouncilPoll))).all()
+    return sorted(r.poll_id for r in rows if r.stopped_at is None)
+
+
+async def test_a_replica_stopped_while_sending_leaves_the_rest_to_the_next_tick(
+    postgres_url: str, pending_i18n: I18n
+) -> None:
+    """Replica A is shut down while the second poll waits for its turn. That send was never
+    claimed and A lets go of its lease, so replica B's resume job, a minute later rather than
+    once the ten-minute lease has run out, sends the rest: every candidate gets one poll, and
+    none is taken for possibly posted."""
+    engines = [create_engine(postgres_url) for _ in range(2)]
+    doubles = [TelegramDouble(), TelegramDouble()]
+    try:
+        a, b = (paced_replica(e, d, pending_i18n) for e, d in zip(engines, doubles, strict=True))
+        _, vote = await a_convened_vote(a)
+        schedule_vote_polls(a, vote.id)
+        await until(lambda: len(doubles[0].delivered(COUNCIL_CHAT, "SendPoll")) == 1)
+        await asyncio.sleep(0.3)  # the second poll waits for its turn
+        await cancel_background(a, grace=GRACE)  # replica A shuts down
+        assert len(doubles[0].delivered(COUNCIL_CHAT, "SendPoll")) == 1
+        async with a.sessionmaker() as session:
+            stored = await session.get(CouncilVote, vote.id)
+            assert stored is not None
+            assert stored.polls_lease_until is None and stored.polls_sent_at is None
+            states = (await session.scalars(select(CouncilPollSend.state))).all()
+            assert states == [PollSendState.SENT]
+
+        # resume_poll_sending ticks every minute on every replica.
+        assert await resume_poll_sending(b, now=utcnow() + timedelta(seconds=65)) == [vote.id]
+        await wait_background(b)
+        sent = [d.delivered(COUNCIL_CHAT, "SendPoll") for d in doubles]
+        assert (len(sent[0]), len(sent[1])) == (1, 2)
+        assert len(doubles[1].delivered(COUNCIL_CHAT, "SendMessage")) == 0  # no second header
+        async with b.sessionmaker() as session:
+            states = (await session.scalars(select(CouncilPollSend.state))).all()
+            assert states == [PollSendState.SENT] * 3
+            stored = await session.get(CouncilVote, vote.id)
+            assert stored is not None and stored.polls_sent_at is not None
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_polls_left_running_by_a_replica_that_stopped_are_stopped_by_another(
+    postgres_url: str, pending_i18n: I18n
+) -> None:
+    """The last member votes, replica A closes the vote early and stops its polls in the
+    background at the group's pace; A is shut down after the first. Replica B's
+    stop_left_polls, at its next tick, stops the rest (A let go of the lease)."""
+    engines = [create_engine(postgres_url) for _ in range(2)]
+    double = TelegramDouble()  # one Telegram, both replicas' bot
+    try:
+        a = make_runtime(engines[0], double, pending_i18n)  # quick, for the sending
+        council_, vote = await a_convened_vote(a)
+        schedule_vote_polls(a, vote.id)
+        await wait_background(a)
+        a.extras["limiter"] = MemorySendLimiter(Limits())  # the real pace, for the stopping
+        b = paced_replica(engines[1], double, pending_i18n)
+        async with a.sessionmaker() as session:
+            detail = await council.vote_detail(session, vote.id)
+            assert detail is not None and len(detail.polls) == 3
+            polls = [p.poll_id for p in detail.polls]
+        for poll in polls:  # everyone votes on everything
+            for member in council_.members:
+                async with a.sessionmaker() as session:
+                    assert await council.record_answer(session, poll, member, [0])
+                    await session.commit()
+        assert await stop_left_polls(b) == []  # open: nothing to stop
+
+        # The last answer's after-commit hook on replica A; A is shut down meanwhile.
+        assert await close_and_stop(a, vote.id) is not None
+        await until(lambda: len(stop_requests(double)) == 1)
+        await cancel_background(a, grace=GRACE)
+        assert len(await open_polls(a)) == 2
+
+        assert await stop_left_polls(b, now=utcnow() + timedelta(minutes=1)) == [vote.id]
+        await wait_background(b)
+        assert await open_polls(b) == []
+        assert all(p["is_closed"] for p in double.polls.values())
+        assert len(stop_requests(double)) == 3  # each poll once
+        assert await stop_left_polls(b, now=utcnow() + timedelta(minutes=2)) == []
+        async with b.sessionmaker() as session:
+            stored = await session.get(CouncilVote, vote.id)
+            assert stored is not None and stored.polls_lease_until is None
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+def stop_requests(double: TelegramDouble) -> list[Any]:
+    """Every stopPoll made, also those refused (a poll stopped twice is refused)."""
+    return [r for r in double.requests if r.name == "StopPoll"]
+
+
+async def a_closed_vote_with_running_polls(runtime: Runtime, org: Any) -> CouncilVote:
+    """Closed at LATER by a replica that died before it stopped any of its 3 polls."""
+    vote = await a_vote_with_polls(runtime, org)
+    async with runtime.sessionmaker() as session:
+        assert await council.close_vote(session, vote.id, now=LATER) is not None
+    return vote
+
+
+async def test_left_polls_are_stopped_once_whoever_ticks(
+    postgres_url: str, double: TelegramDouble, pending_i18n: I18n
+) -> None:
+    engines = [create_engine(postgres_url) for _ in range(2)]
+    try:
+        first, second = (make_runtime(e, double, pending_i18n) for e in engines)
+        vote = await a_closed_vote_with_running_polls(first, await seed_org(first))
+        for replica in (first, second):  # the group's pace: stopping takes two seconds
+            replica.extras["limiter"] = MemorySendLimiter(Limits())
+        at = LATER + timedelta(minutes=1)
+        # Both replicas' jobs found the vote at the same tick: one claims it.
+        stopped = await asyncio.gather(
+            stop_claimed_vote_polls(first, vote.id, now=at),
+            stop_claimed_vote_polls(second, vote.id, now=at),
+        )
+        assert sorted(stopped, key=str) == [3, None]
+        assert len(stop_requests(double)) == 3  # none stopped twice
+        assert await open_polls(first) == []
+        assert await stop_left_polls(first, now=at) == []
+        assert await stop_left_polls(second, now=at + timedelta(minutes=1)) == []
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_dead_replicas_stopping_lease_runs_out_before_another_stops_the_polls(
+    runtime: Runtime, double: TelegramDouble, org: Any
+) -> None:
+    vote = await a_closed_vote_with_running_polls(runtime, org)
+    async with runtime.sessionmaker() as session:  # a replica took it up and died
+        assert await council.claim_poll_stopping(session, vote.id, now=LATER) is not None
+        assert await council.claim_poll_stopping(session, vote.id, now=LATER) is None  # held
+    assert await stop_left_polls(runtime, now=LATER + timedelta(minutes=1)) == []
+    after = LATER + council.POLL_STOPPING_LEASE + timedelta(seconds=1)
+    assert await stop_left_polls(runtime, now=after) == [vote.id]
+    await wait_background(runtime)
+    assert len(double.delivered(COUNCIL_CHAT, "StopPoll")) == 3
+    assert await open_polls(runtime) == []
+
+
+async def test_polls_that_could_not_be_stopped_are_tried_again_when_the_lease_runs_out(
+    runtime: Runtime, double: TelegramDouble, org: Any
+) -> None:
+    vote = await a_closed_vote_with_running_polls(runtime, org)
+    double.fail_in_chat(COUNCIL_CHAT, bad_request("message can't be edited"), StopPoll)
+    assert await stop_left_polls(runtime, now=LATER) == [vote.id]
+    await wait_background(runtime)
+    assert len(await open_polls(runtime)) == 1
+    # Not on every tick: the lease is kept until it runs out.
+    assert await stop_left_polls(runtime, now=LATER + timedelta(minutes=1)) == []
+    later = LATER + council.POLL_STOPPING_LEASE + timedelta(seconds=1)
+    assert await stop_left_polls(runtime, now=later) == [vote.id]
+    await wait_background(runtime)
+    assert await open_polls(runtime) == []
+
+
+async def test_polls_are_left_alone_long_after_the_close(
+    runtime: Runtime, double: TelegramDouble, org: Any
+) -> None:
+    await a_closed_vote_with_running_polls(runtime, org)
+    long_after = LATER + council.POLL_STOPPING_WINDOW + timedelta(minutes=1)
+    assert await stop_left_polls(runtime, now=long_after) == []
+    assert double.delivered(COUNCIL_CHAT, "StopPoll") == []
+
+
+async def test_a_vote_closed_while_its_polls_are_sent_is_stopped_once_the_sender_lets_go(
+    runtime: Runtime, double: TelegramDouble, org: Any
+) -> None:
+    """The vote's lease serves the sending, then the stopping: polls are not stopped under a
+    run that may still be sending them; once it lets go, the job stops them (also one it
+    recorded after the close)."""
+    vote = await a_vote_with_polls(runtime, org)
+    async with runtime.sessionmaker() as session:
+        assert await council.claim_poll_sending(session, vote.id, now=LATER - timedelta(minutes=1))
+    assert await close_due_votes(runtime, now=LATER, wait=True) == [vote.id]
+    assert double.delivered(COUNCIL_CHAT, "StopPoll") == []  # left to the job
+    async with runtime.sessionmaker() as session:
+        await council.finish_poll_sending(session, vote.id, now=LATER)
+    assert await stop_left_polls(runtime, now=LATER + timedelta(minutes=1)) == [vote.id]
+    await wait_background(runtime)
+    assert len(double.delivered(COUNCIL_CHAT, "StopPoll")) == 3

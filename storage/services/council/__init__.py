@@ -78,6 +78,15 @@ from storage.services.council.sending import (
     record_send_uncertain,
     unsettled_poll_sends,
 )
+from storage.services.council.sending import held_poll_lease as held_poll_lease
+from storage.services.council.sending import release_poll_attempt as release_poll_attempt
+from storage.services.council.sending import release_poll_lease as release_poll_lease
+from storage.services.council.stopping import POLL_STOPPING_LEASE as POLL_STOPPING_LEASE
+from storage.services.council.stopping import POLL_STOPPING_WINDOW as POLL_STOPPING_WINDOW
+from storage.services.council.stopping import claim_poll_stopping as claim_poll_stopping
+from storage.services.council.stopping import (
+    votes_with_running_polls as votes_with_running_polls,
+)
 from storage.services.council.strays import STRAY_RETENTION as STRAY_RETENTION
 from storage.services.council.strays import (
     RecognisedPoll,

@@ -2,7 +2,9 @@
 (record_poll_attempt), and what came of it when no poll is known: refused (record_send_error,
 safe to send again) or unknown (record_send_uncertain, never sent again automatically, the
 convener told what to check). A poll sent is recorded by record_poll (in strays: it counts
-the answers kept for it)."""
+the answers kept for it). A claim whose request was not made after all (its sender stopped
+while waiting for its turn, a 429) is let go (release_poll_attempt), and so is the lease of a
+run that stops before its end (release_poll_lease), so another replica carries on at once."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -280,3 +282,51 @@ async def record_poll_stopped(
         .execution_options(synchronize_session=False)
     )
     await session.commit()
+
+
+async def release_poll_attempt(
+    session: AsyncSession, item_id: int, chat_id: int, *, attempted_at: datetime
+) -> bool:
+    """Let go of a claim (record_poll_attempt, made with `now=attempted_at`) whose sendPoll was
+    not made after all: its sender was cancelled or failed before the request, or Telegram
+    answered 429 (it did nothing). The send is as if never claimed, so the next run makes it
+    rather than take it for possibly posted. Only that claim is let go (still SENDING, with
+    that `attempted_at`): not one another run made since, nor an outcome written meanwhile.
+    Whether it was. Commits."""
+    result: Any = await session.execute(
+        delete(CouncilPollSend)
+        .where(
+            CouncilPollSend.item_id == item_id,
+            CouncilPollSend.chat_id == chat_id,
+            CouncilPollSend.state == PollSendState.SENDING,
+            CouncilPollSend.attempted_at == attempted_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return bool(result.rowcount)
+
+
+async def held_poll_lease(session: AsyncSession, vote_id: int) -> datetime | None:
+    """Until when the vote's polls lease runs (sending them, claim_poll_sending; stopping them,
+    claim_poll_stopping), None when nobody holds it. Read by a run just after taking it, to let
+    go of that lease at its end (release_poll_lease) and of no later one."""
+    until: datetime | None = await session.scalar(
+        select(CouncilVote.polls_lease_until).where(CouncilVote.id == vote_id)
+    )
+    return until
+
+
+async def release_poll_lease(session: AsyncSession, vote_id: int, *, until: datetime) -> bool:
+    """Let go of the vote's polls lease that runs `until` (as held_poll_lease read it), so that
+    another replica's job takes the work up at its next tick instead of when the lease would
+    have run out: for a run that stops before its end (a shutdown cancels it). A lease taken
+    by someone else after this one ran out is left alone. Whether it was let go. Commits."""
+    result: Any = await session.execute(
+        update(CouncilVote)
+        .where(CouncilVote.id == vote_id, CouncilVote.polls_lease_until == until)
+        .values(polls_lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return bool(result.rowcount)
