@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Table, TextClause, bindparam, event, text
+from sqlalchemy import ColumnElement, Table, TextClause, bindparam, event, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -50,8 +51,27 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
+def is_sqlite(bind: AsyncEngine | AsyncSession) -> bool:
+    engine = bind.get_bind() if isinstance(bind, AsyncSession) else bind
     return engine.dialect.name == "sqlite"
+
+
+async def take_write_lock(
+    session: AsyncSession, column: InstrumentedAttribute[Any], where: ColumnElement[bool]
+) -> None:
+    """Before reading rows to change them (SELECT … FOR UPDATE), on SQLite: a no-op UPDATE of
+    them (`column` = itself) takes the single writer lock first. A SQLite transaction that
+    has read cannot turn into a writer once another has committed meanwhile ("database is
+    locked" at once, whatever the busy timeout); one that writes first waits its turn, then
+    reads the latest committed rows, and nobody else commits before it. PostgreSQL's row
+    locks need nothing more."""
+    if is_sqlite(session):
+        await session.execute(
+            update(column.class_)
+            .where(where)
+            .values({column.key: column})
+            .execution_options(synchronize_session=False)
+        )
 
 
 def upsert(session: AsyncSession, model: Any) -> Any:

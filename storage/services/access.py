@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import take_write_lock
 from storage.models import Community, District, Person, RoleGrant, Street, utcnow
 from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
 from storage.services.people import owe_menu
@@ -123,9 +124,10 @@ def check_grantable(role: Role, scope: Scope) -> None:
 
 
 async def lock_person(session: AsyncSession, person_id: int) -> None:
-    """Hold the person's row until this transaction ends (PostgreSQL; SQLite has one writer at
-    a time anyway): of two grants of one role at once, the second waits, then finds the
-    first's grant instead of making another, which a revocation would leave behind."""
+    """Hold the person's row until this transaction ends: of two grants of one role at once,
+    the second waits, then finds the first's grant instead of making another, which a
+    revocation would leave behind. SQLite: the writer lock first (storage.db)."""
+    await take_write_lock(session, Person.telegram_id, Person.id == person_id)
     await session.execute(select(Person.id).where(Person.id == person_id).with_for_update())
 
 

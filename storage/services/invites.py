@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, tr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import operation
+from storage.db import operation, take_write_lock
 from storage.models import (
     Community,
     District,
@@ -488,7 +488,8 @@ async def revoke_by_official(
     the next one does not count them. Idempotent. Commits."""
     _check_granting(principal)
     # Locked: of two officials revoking it at once, one revokes and the other finds it done.
-    grant = await session.get(RoleGrant, grant_id, with_for_update=True)
+    await take_write_lock(session, RoleGrant.revoked_at, RoleGrant.id == grant_id)
+    grant = await session.get(RoleGrant, grant_id, with_for_update=True, populate_existing=True)
     if grant is None:
         raise RuleViolation("unknown_grant", "no such role grant")
     scope = Scope(grant.scope_level, grant.scope_id)

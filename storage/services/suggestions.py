@@ -8,13 +8,13 @@ from datetime import datetime, time
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ScalarSelect, func, null, select, update
+from sqlalchemy import ScalarSelect, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import Null
 
 from storage import rules
-from storage.db import insert_on_conflict, operation
+from storage.db import insert_on_conflict, operation, take_write_lock
 from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services import notifications
@@ -304,19 +304,12 @@ async def lock_suggestions(session: AsyncSession, ids: Iterable[int]) -> dict[in
     second sees the first's result (and is refused by the transition table).
 
     PostgreSQL: SELECT … FOR UPDATE in id order (no deadlock between overlapping sets).
-    SQLite: a no-op UPDATE first takes the single writer lock, so what is read next is the
-    latest committed state and nobody else commits before us.
+    SQLite: the writer lock first (storage.db.take_write_lock).
     """
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            update(Suggestion)
-            .where(Suggestion.id.in_(wanted))
-            .values(updated_at=Suggestion.updated_at)
-            .execution_options(synchronize_session=False)
-        )
+    await take_write_lock(session, Suggestion.updated_at, Suggestion.id.in_(wanted))
     query = (
         select(Suggestion)
         .where(Suggestion.id.in_(wanted))

@@ -385,8 +385,6 @@ async def test_grant_to_someone_the_bot_has_never_met(session: AsyncSession, wor
     assert caught.value.code == "unknown_person"
 
 
-# Two writers at once: PostgreSQL's (SQLite has one writer at a time).
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_officials_granting_one_role_at_once_make_one_grant(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:

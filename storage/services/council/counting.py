@@ -20,11 +20,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import rules
-from storage.db import insert_on_conflict
+from storage.db import insert_on_conflict, take_write_lock
 from storage.models import (
     Ballot,
     CouncilPoll,
@@ -53,15 +53,9 @@ class AnswerResult:
 async def _lock_vote(session: AsyncSession, vote_id: int) -> tuple[CouncilVote, datetime] | None:
     """Read the vote's status under a shared lock, so that an answer and the close serialise:
     the close's UPDATE waits for answers in flight (and counts them), and an answer arriving
-    after it sees CLOSED. SQLite: a no-op UPDATE takes the single writer lock first. With the
+    after it sees CLOSED. SQLite: the writer lock first (storage.db.take_write_lock). With the
     database's time, which costs nothing more here."""
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            update(CouncilVote)
-            .where(CouncilVote.id == vote_id)
-            .values(status=CouncilVote.status)
-            .execution_options(synchronize_session=False)
-        )
+    await take_write_lock(session, CouncilVote.status, CouncilVote.id == vote_id)
     query = (
         select(CouncilVote, db_now())
         .where(CouncilVote.id == vote_id)
