@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import take_write_lock
-from storage.models import Community, District, Person, RoleGrant, Street, utcnow
+from storage.models import Community, Person, RoleGrant, Street, utcnow
 from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
 from storage.services.people import owe_menu
 
@@ -69,30 +69,6 @@ async def place_of(session: AsyncSession, community_id: int) -> Place | None:
         )
     ).first()
     return Place(*row) if row is not None else None
-
-
-async def resolve_scope(session: AsyncSession, role: Role, name: str | None) -> Scope:
-    """The scope a role is granted in, by the name of a community, street or district."""
-    level = ROLE_SCOPE.get(role)
-    if level is None:
-        raise RuleViolation("role_not_grantable", f"{role.value} is not granted")
-    if level is ScopeLevel.CITY:
-        if name:
-            raise RuleViolation("scope_not_expected", "city_admin takes no scope")
-        return Scope.city()
-    if not name:
-        raise RuleViolation("scope_required", f"{role.value} needs a {level.value} name")
-    column = {
-        ScopeLevel.COMMUNITY: (Community.id, Community.name),
-        ScopeLevel.STREET: (Street.id, Street.name),
-        ScopeLevel.DISTRICT: (District.id, District.name),
-    }[level]
-    ids = list((await session.scalars(select(column[0]).where(column[1] == name))).all())
-    if not ids:
-        raise RuleViolation("unknown_scope", f"no {level.value} named {name!r}")
-    if len(ids) > 1:
-        raise RuleViolation("ambiguous_scope", f"{len(ids)} {level.value}s are named {name!r}")
-    return Scope(level, ids[0])
 
 
 async def active_grant(

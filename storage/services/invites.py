@@ -114,8 +114,8 @@ async def resolve_scope_name(session: AsyncSession, role: Role, name: str | None
     """The scope a role is held in, by name: `新沙社区`, or where names repeat a path such as
     `沙头街道/新沙社区` or `福田区/沙头街道/新沙社区` (`/` or `›` between the parts).
 
-    RuleViolation codes as `access.resolve_scope`: role_not_grantable, scope_not_expected,
-    scope_required, unknown_scope, and ambiguous_scope, whose message lists the paths."""
+    RuleViolation codes: role_not_grantable, scope_not_expected, scope_required,
+    unknown_scope, and ambiguous_scope, whose message lists the paths."""
     level = ROLE_SCOPE.get(role)
     if level is None:
         raise RuleViolation("role_not_grantable", f"{role.value} is not granted")

@@ -369,16 +369,6 @@ async def prune_settled(session: AsyncSession, older_than_days: int, now: dateti
     return int(result.rowcount or 0)
 
 
-async def pending_for(session: AsyncSession, chat_id: int) -> list[Notification]:
-    """What is still owed to a chat, oldest first (for tests and officials' diagnostics)."""
-    query = (
-        select(Notification)
-        .where(Notification.chat_id == chat_id, Notification.status == NotificationStatus.PENDING)
-        .order_by(Notification.id)
-    )
-    return list((await session.scalars(query)).all())
-
-
 __all__ = [
     "MAX_ATTEMPTS",
     "claim_due",
@@ -390,5 +380,4 @@ __all__ = [
     "mark_sent",
     "notify_followers",
     "notify_people",
-    "pending_for",
 ]

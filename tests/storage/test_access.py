@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Person
 from storage.rules import ROLE_SCOPE, Role, RuleViolation, ScopeLevel
-from storage.services import access
+from storage.services import access, invites
 from storage.services.access import Place, Principal, Scope
 from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
@@ -131,9 +131,9 @@ async def test_require_unknown_community(session: AsyncSession, org: OrgTree) ->
 async def test_other_district_refused(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         await import_rows(session, MORE_ROWS)
-        futian = await access.resolve_scope(session, Role.DISTRICT_ADMIN, "福田区")
-        nanshan_street = await access.resolve_scope(session, Role.STREET_OFFICIAL, "粤海街道")
-        keji = await access.resolve_scope(session, Role.COUNCIL_MEMBER, "科技园社区")
+        futian = await invites.resolve_scope_name(session, Role.DISTRICT_ADMIN, "福田区")
+        nanshan_street = await invites.resolve_scope_name(session, Role.STREET_OFFICIAL, "粤海街道")
+        keji = await invites.resolve_scope_name(session, Role.COUNCIL_MEMBER, "科技园社区")
         assert keji.id is not None and nanshan_street.id is not None
         admin = Principal(Role.DISTRICT_ADMIN, futian)
         with pytest.raises(RuleViolation) as raised:
@@ -221,8 +221,8 @@ async def test_principal_for_prefers_the_narrowest(session: AsyncSession, org: O
 async def test_resolve_scope(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         await import_rows(session, MORE_ROWS)
-        assert await access.resolve_scope(session, Role.CITY_ADMIN, None) == Scope.city()
-        street = await access.resolve_scope(session, Role.STREET_OFFICIAL, "沙头街道")
+        assert await invites.resolve_scope_name(session, Role.CITY_ADMIN, None) == Scope.city()
+        street = await invites.resolve_scope_name(session, Role.STREET_OFFICIAL, "沙头街道")
         assert street.level is ScopeLevel.STREET and street.id is not None
         cases = [
             (Role.CITY_ADMIN, "福田区", "scope_not_expected"),
@@ -235,7 +235,7 @@ async def test_resolve_scope(sessionmaker: Sessions) -> None:
         ]
         for role, name, code in cases:
             with pytest.raises(RuleViolation) as raised:
-                await access.resolve_scope(session, role, name)
+                await invites.resolve_scope_name(session, role, name)
             assert raised.value.code == code, (role, name)
 
 

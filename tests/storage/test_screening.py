@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage import rules
 from storage.models import COMMAND_MENU, AuditEvent, Follower, Notification, Person, Suggestion
 from storage.rules import Category, ExclusionReason, Kind, Role, RuleViolation, ScopeLevel, State
-from storage.services import access, screening
+from storage.services import access, invites, screening
 from storage.services.access import Principal, Scope
 from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
@@ -387,7 +387,8 @@ async def test_who_may_screen_where(sessionmaker: Sessions) -> None:
             Role.DISTRICT_ADMIN,
         )
         scopes = [
-            await access.resolve_scope(session, r, n) for r, n in zip(roles, names, strict=True)
+            await invites.resolve_scope_name(session, r, n)
+            for r, n in zip(roles, names, strict=True)
         ]
     xinsha, tianan, shatou, futian, nanshan = scopes
     assert xinsha.id is not None
