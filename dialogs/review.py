@@ -94,7 +94,6 @@ QUEUE_FETCH = 200
 SKIPPED_KEPT = 500
 MERGE_BUTTONS = 8
 MERGE_SCAN = 100  # recent suggestions of the community looked at for the merge buttons
-NUMBER_PAGE = 200
 BUTTON_TITLE_MAX = 24
 CARD_DESCRIPTION_MAX = 1500  # a card stays far below Telegram's 4,096 characters
 # What a person may type for a suggestion number: 新沙-2026-0007, with any dash.
@@ -464,27 +463,6 @@ def normalise_number(text: str) -> str:
     return _DASHES.sub("-", rules.clean_text(text)).replace(" ", "")
 
 
-async def find_by_number(
-    session: AsyncSession, principal: access.Principal, community_id: int, number: str
-) -> Suggestion | None:
-    """The community's suggestion with this number, searched page by page, newest first."""
-    offset = 0
-    while True:
-        page, total = await officials.list_suggestions(
-            session,
-            principal,
-            PublicFilter(community_id=community_id),
-            limit=NUMBER_PAGE,
-            offset=offset,
-        )
-        for found in page:
-            if found.number == number:
-                return found
-        offset += len(page)
-        if not page or offset >= total:
-            return None
-
-
 async def _target(
     session: AsyncSession, principal: access.Principal, target_id: int
 ) -> Suggestion | None:
@@ -732,7 +710,7 @@ async def _chose_target(
         return await show_next(bot, chat_id, who, state, session, settings, gone_text())
     principal, item = found
     if number is not None:
-        target = await find_by_number(session, principal, item.community_id, number)
+        target = await officials.find_by_number(session, principal, item.community_id, number)
         if target is None:
             problem = _("{community} has no suggestion numbered {number}.").format(
                 community=quote(item.community.name), number=quote(number)

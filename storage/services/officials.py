@@ -6,6 +6,8 @@ district admin the district's, a city admin all. Changes go through screening an
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -13,8 +15,11 @@ from sqlalchemy.orm import selectinload
 from storage.models import Community, Street, Suggestion
 from storage.rules import Role, RuleViolation
 from storage.services import access
+from storage.services.public import filter_conditions, number_forms
 from storage.services.screening import scope_condition
 from storage.services.suggestions import PublicFilter
+
+SEQUENCE_DIGITS_MAX = 6  # a number's sequence, typed alone (新沙-2026-0007 as 7)
 
 # Every official role reads what is in its scope; council members act in Telegram only.
 READ_ROLES: frozenset[Role] = frozenset(
@@ -38,14 +43,9 @@ async def list_suggestions(
     """One page of the suggestions in the principal's scope, newest first, and the total.
     A community filter outside the scope is refused (`out_of_scope`), not silently empty."""
     _check_role(principal)
-    conditions = [scope_condition(principal.scope)]
     if filters.community_id is not None:
         await access.require(session, principal, filters.community_id, READ_ROLES)
-        conditions.append(Suggestion.community_id == filters.community_id)
-    if filters.status is not None:
-        conditions.append(Suggestion.status == filters.status)
-    if filters.category is not None:
-        conditions.append(Suggestion.category == filters.category)
+    conditions = [scope_condition(principal.scope), *filter_conditions(Suggestion, filters)]
 
     in_scope = (
         select(Suggestion)
@@ -90,4 +90,22 @@ async def get_suggestion(
     return suggestion
 
 
-__all__ = ["READ_ROLES", "get_suggestion", "list_suggestions"]
+async def find_by_number(
+    session: AsyncSession, principal: access.Principal, community_id: int, typed: str
+) -> Suggestion | None:
+    """The community's suggestion with the number someone typed (full-width characters
+    folded), or with its sequence alone ("7", "0007": the newest of that sequence, which is
+    this year's): staff say the short form of their own community's numbers."""
+    _check_role(principal)
+    await access.require(session, principal, community_id, READ_ROLES)
+    sequence = unicodedata.normalize("NFKC", typed).strip()
+    query = select(Suggestion).where(Suggestion.community_id == community_id)
+    if sequence.isascii() and sequence.isdigit() and len(sequence) <= SEQUENCE_DIGITS_MAX:
+        query = query.where(Suggestion.number.endswith(f"-{int(sequence):04d}"))
+    else:
+        query = query.where(Suggestion.number.in_(number_forms(typed) or [""]))
+    query = query.order_by(Suggestion.created_at.desc(), Suggestion.id.desc()).limit(1)
+    return (await session.scalars(query)).first()
+
+
+__all__ = ["READ_ROLES", "find_by_number", "get_suggestion", "list_suggestions"]

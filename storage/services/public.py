@@ -131,7 +131,10 @@ def _community(row: Any) -> PublicCommunity:
     return PublicCommunity(id=row[0], name=row[1], street=row[2], district=row[3])
 
 
-def _conditions(model: type[Suggestion] | type[Project], filters: PublicFilter) -> list[Any]:
+def filter_conditions(
+    model: type[Suggestion] | type[Project], filters: PublicFilter
+) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a filter, for the board, open data and officials alike."""
     conditions: list[ColumnElement[bool]] = []
     if filters.community_id is not None:
         conditions.append(model.community_id == filters.community_id)
@@ -231,7 +234,7 @@ async def list_suggestions(
 ) -> tuple[list[PublicSuggestion], int]:
     """One page of suggestions and the total: newest first, or (for the board, which groups
     them) by district › street › community and newest first within each."""
-    conditions = _conditions(Suggestion, filters)
+    conditions = filter_conditions(Suggestion, filters)
     total = int(await session.scalar(select(func.count(Suggestion.id)).where(*conditions)) or 0)
     newest = (Suggestion.created_at.desc(), Suggestion.id.desc())
     query = (
@@ -287,7 +290,7 @@ async def list_projects(
     session: AsyncSession, filters: PublicFilter, *, limit: int = 50, offset: int = 0
 ) -> tuple[list[PublicProject], int]:
     """One page of projects, newest first, each with the numbers of its suggestions."""
-    conditions = _conditions(Project, filters)
+    conditions = filter_conditions(Project, filters)
     total = int(await session.scalar(select(func.count(Project.id)).where(*conditions)) or 0)
     query = (
         select(*_COMMUNITY_COLUMNS, Project)

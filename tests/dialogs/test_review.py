@@ -490,6 +490,24 @@ async def test_merge_by_typed_number(
     assert (await reload(sessionmaker, duplicate.id)).merged_into_id == original.id
 
 
+async def test_merge_by_the_short_form_of_a_number(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
+) -> None:
+    """Staff say their own community's numbers short: "2" or "0002" for 新沙-2026-0002."""
+    duplicate = await suggest(sessionmaker, org.xinsha_id, "3栋路灯坏了", proposer=1)
+    original = await suggest(sessionmaker, org.xinsha_id, "修好3栋的路灯", proposer=2)
+    await suggest(sessionmaker, org.tianan_id, "天安的路灯", proposer=3)  # 天安's 0001
+    assert original.number.endswith("-0002")
+    await bot_harness.say(STAFF, "/review")
+    await bot_harness.press(STAFF, MERGE, exact=True)
+    calls = await bot_harness.say(STAFF, "0009")
+    assert last_text(calls).startswith("新沙社区没有编号为 0009 的建议。")
+    calls = await bot_harness.say(STAFF, "２")
+    assert "确定把" in last_text(calls) and original.number in last_text(calls)
+    await bot_harness.press(STAFF, CONFIRM_MERGE, exact=True)
+    assert (await reload(sessionmaker, duplicate.id)).merged_into_id == original.id
+
+
 async def test_merge_into_a_closed_one_is_refused(
     bot_harness: Harness, org: OrgTree, sessionmaker: Sessions, staff: Principal
 ) -> None:
