@@ -14,17 +14,16 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from bot.texts import local_date, local_datetime
 from storage.rules import Category, State, clean_text, format_yuan
 from storage.services import public
 from storage.services.suggestions import PublicFilter
@@ -150,14 +149,6 @@ def _page_number(raw: str | None) -> int:
     except ValueError:
         return 1
     return min(max(page, 1), MAX_PAGE)
-
-
-def _local_date(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d")
-
-
-def _local_time(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 def _community_id(communities: list[public.PublicCommunity], value: str) -> int | None:
@@ -305,8 +296,8 @@ def create_board_router() -> GetHeadRouter:
             page=page_number,
             pages=pages,
             filtered=any(v is not None for v in query.values()),
-            local_date=lambda moment: _local_date(moment, settings.tz),
-            local_time=lambda moment: _local_time(moment, settings.tz),
+            local_date=lambda moment: local_date(moment, settings.tz),
+            local_time=lambda moment: local_datetime(moment, settings.tz),
             suggestion_url=lambda number: f"{suggestion_path(number)}?lang={locale}",
             timezone=i18n_web.zone_label(settings.timezone, locale),
         )
@@ -339,8 +330,8 @@ def create_board_router() -> GetHeadRouter:
             s=found,
             events=timeline.events,
             more=timeline.more,
-            local_date=lambda moment: _local_date(moment, settings.tz),
-            local_time=lambda moment: _local_time(moment, settings.tz),
+            local_date=lambda moment: local_date(moment, settings.tz),
+            local_time=lambda moment: local_datetime(moment, settings.tz),
             suggestion_url=lambda other_number: f"{suggestion_path(other_number)}?lang={locale}",
             timezone=i18n_web.zone_label(settings.timezone, locale),
         )

@@ -151,7 +151,9 @@ def _cli_errors(handler: Handler) -> Handler:
 def _local(moment: Any, settings: Settings) -> str:
     if moment is None:
         return "-"
-    return str(moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"))
+    from bot.texts import local_datetime
+
+    return local_datetime(moment, settings.tz)
 
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
