@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bot.texts import local_date, local_datetime
+from storage.models import short_name
 from storage.rules import Category, State, clean_text, format_yuan
 from storage.services import public
 from storage.services.suggestions import PublicFilter
@@ -152,15 +153,19 @@ def _page_number(raw: str | None) -> int:
 
 
 def _community_id(communities: list[public.PublicCommunity], value: str) -> int | None:
-    """The community a filter names: by id (the board's own links), or by its exact name, as a
-    person writes it into the address; where two streets have a community of that name, the
-    first in the board's order (the filter shows which). None when none is so named."""
+    """The community a filter names: by id (the board's own links), or by its name as a
+    person writes it into the address, in full (新沙社区) or as people say it (新沙, what its
+    numbers start with); where two streets have a community of that name, the first in the
+    board's order (the filter shows which). None when none is so named."""
     with contextlib.suppress(ValueError):
         wanted = int(value)
         if any(c.id == wanted for c in communities):
             return wanted
     name = value.strip()
-    return next((c.id for c in communities if c.name == name), None)
+    found = next((c.id for c in communities if c.name == name), None)
+    if found is None:
+        found = next((c.id for c in communities if short_name(c.name) == name), None)
+    return found
 
 
 def suggestion_path(number: str) -> str:
