@@ -374,19 +374,24 @@ async def cmd_suggest(message: Message, bot: Bot, session: AsyncSession) -> None
 
 
 async def cmd_help(message: Message, session: AsyncSession) -> None:
-    community = await bound_community(session, message.chat.id)
-    if community is not None:
-        where = _("This group is linked to {path}.").format(path=await _path(session, community))
+    chat = await bound_chat(session, message.chat.id)
+    if chat is not None and chat.community is not None:
+        path = await _path(session, chat.community)
+        where = _("This group is linked to {path}.").format(path=path)
     else:
         where = _("This group is not linked to a community yet.")
+    lines = [
+        _("/suggest — suggest a project for this community"),
+        _("/bind — (admins) link this group to its community"),
+    ]
+    # Staff bind the council's group; a residents' group is not one, and its members would
+    # only be told the command is not for them.
+    if chat is None or chat.purpose is ChatPurpose.COUNCIL:
+        lines.append(_("/bind council — (in the council's group) make it the council's group"))
     await message.reply(
         where
         + "\n\n"
-        + _("/suggest — suggest a project for this community")
-        + "\n"
-        + _("/bind — (admins) link this group to its community")
-        + "\n"
-        + _("/bind council — (in the council's group) make it the council's group")
+        + "\n".join(lines)
         + "\n\n"
         + _("Everything else happens in a private chat with me.")
     )

@@ -305,10 +305,12 @@ async def test_suggest_in_an_unbound_group_explains_binding(h: Harness, org: Any
 async def test_help_in_a_group(h: Harness, org: Any) -> None:
     calls = await h.say(MEMBER, "/help", chat=GROUP)
     assert "本群还没有绑定社区" in last_text(calls) and "/suggest" in last_text(calls)
+    assert "/bind council" in last_text(calls), "a group not bound yet may be the council's"
     await add_bot(h)
     await bind(h)
     calls = await h.say(MEMBER, "/help", chat=GROUP)
     assert "本群已绑定福田区 › 沙头街道 › 新沙社区" in last_text(calls)
+    assert "/bind council" not in last_text(calls), "a residents' group is not the council's"
 
 
 @pytest.mark.parametrize("command", ["/my", "/cancel", "/lang"])
