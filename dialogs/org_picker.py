@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import BindCb, OrgLevel, PickCb
 from bot.keyboards import org_keyboard
 from bot.texts import quote
-from storage.models import Community, District, Street
+from storage.models import Community
 from storage.services import org, public
 from storage.services.public import PublicCommunity
 
@@ -53,11 +53,12 @@ def community_path(district: str, street: str, community: str | None = None) -> 
 
 
 async def community_names(session: AsyncSession, community: Community) -> tuple[str, str, str]:
-    """(district, street, community) names, plain. Loaded by primary key rather than through
-    the relationships, which may not be loaded on an object already in the session."""
-    street = await session.get(Street, community.street_id)
-    district = await session.get(District, street.district_id) if street else None
-    return (district.name if district else "", street.name if street else "", community.name)
+    """(district, street, community) names, plain, in one query (the relationships may not be
+    loaded on an object already in the session)."""
+    names = await public.get_community(session, community.id)
+    if names is None:
+        return "", "", community.name
+    return names.district, names.street, names.name
 
 
 def names_label(district: str, street: str, community: str) -> str:
@@ -93,7 +94,7 @@ async def render_level(
     if not plausible_id(parent_id):
         return None
     if level is OrgLevel.STREETS:
-        district = await session.get(District, parent_id)
+        district = await org.get_district(session, parent_id)
         if district is None:
             return None
         streets = await org.list_streets(session, district.id)
@@ -106,17 +107,16 @@ async def render_level(
         back = (OrgLevel.DISTRICTS, 0)
         return PickerView(text, org_keyboard(factory, level, district.id, items, page, back))
     if level is OrgLevel.COMMUNITIES:
-        street = await session.get(Street, parent_id)
+        street = await org.get_street(session, parent_id)
         if street is None:
             return None
-        district = await session.get(District, street.district_id)
         communities = await org.list_communities(session, street.id)
         items = [(c.id, c.name) for c in communities]
         text = (
             heading
             + "\n\n"
             + _("Choose the community in {path}:").format(
-                path=community_path(district.name if district else "", street.name)
+                path=community_path(street.district.name, street.name)
             )
         )
         back = (OrgLevel.STREETS, street.district_id)

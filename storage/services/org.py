@@ -150,6 +150,15 @@ async def list_communities(session: AsyncSession, street_id: int | None = None) 
     return list((await session.scalars(query)).all())
 
 
+async def get_district(session: AsyncSession, district_id: int) -> District | None:
+    return await session.get(District, district_id)
+
+
+async def get_street(session: AsyncSession, street_id: int) -> Street | None:
+    """The street, with its district."""
+    return await session.get(Street, street_id, options=[selectinload(Street.district)])
+
+
 async def get_community(session: AsyncSession, community_id: int) -> Community | None:
     return await session.get(
         Community,
