@@ -68,7 +68,6 @@ from dialogs.staff import failed_text, reasking, staff_principals
 from storage import rules
 from storage.models import Suggestion
 from storage.rules import (
-    ACTIVE_STATES,
     Category,
     ExclusionReason,
     Kind,
@@ -452,11 +451,7 @@ async def merge_targets(
     found, _total = await officials.list_suggestions(
         session, principal, PublicFilter(community_id=item.community_id), limit=MERGE_SCAN
     )
-    return [
-        s
-        for s in found
-        if s.id != item.id and s.status in ACTIVE_STATES and s.merged_into_id is None
-    ][:MERGE_BUTTONS]
+    return [s for s in found if s.id != item.id and screening.open_to_merge(s)][:MERGE_BUTTONS]
 
 
 def normalise_number(text: str) -> str:
@@ -480,7 +475,7 @@ def target_problem(item: Suggestion, target: Suggestion | None) -> str | None:
         return _("A suggestion cannot be merged into itself.")
     if target.community_id != item.community_id:
         return _("Only suggestions of the same community can be merged.")
-    if target.status not in ACTIVE_STATES or target.merged_into_id is not None:
+    if not screening.open_to_merge(target):
         return _("{number} is “{status}”; merge only into a suggestion that is still open.").format(
             number=quote(target.number), status=status_label(target.status)
         )

@@ -241,6 +241,11 @@ def allowed_actions(source: State, role: Role) -> list[Action]:
     return [t.action for t in TRANSITIONS if t.source is source and role in t.roles]
 
 
+def withdrawable(state: State) -> bool:
+    """Whether its proposer may still withdraw a suggestion in `state` (the table says)."""
+    return Action.WITHDRAW in allowed_actions(state, Role.PROPOSER)
+
+
 def reached_from(state: State) -> frozenset[State]:
     """`state` and every state the programme's course can go on to from it, by the forward
     transitions. Cancelling, possible from every active state, is no step of the course: a

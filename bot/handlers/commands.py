@@ -32,6 +32,7 @@ from bot.texts import linked_number, listing, local_date, quote, status_label
 from dialogs import convene, review, suggestion
 from dialogs.common import Reply, chat_of, identity, send, settle, stale
 from dialogs.org_picker import get_community_names
+from storage import rules
 from storage.rules import RuleViolation, State
 from storage.services import chats, invites
 from storage.services.people import SUPPORTED_LOCALES, set_locale
@@ -222,7 +223,7 @@ async def cmd_my(
         for item in found
     ]
     text = listing(_("Your suggestions"), lines)
-    withdrawable = [(i.id, i.number) for i in found if i.status is State.SUBMITTED]
+    withdrawable = [(i.id, i.number) for i in found if rules.withdrawable(i.status)]
     markup = None
     if withdrawable:
         text += "\n\n" + _(
@@ -260,7 +261,7 @@ async def on_withdraw(
         if item.status is State.WITHDRAWN:  # an old list's button, pressed again
             await callback.answer(_("Suggestion {number} is withdrawn.").format(number=item.number))
             return None
-        if item.status is not State.SUBMITTED:
+        if not rules.withdrawable(item.status):
             await callback.answer(not_withdrawable_text(item.number, item.status), show_alert=True)
             return None
         await callback.answer()

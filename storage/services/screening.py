@@ -224,6 +224,12 @@ async def reject(
     return suggestion
 
 
+def open_to_merge(target: Suggestion) -> bool:
+    """Whether duplicates may still be merged into `target`: it is active, and not merged
+    into another itself."""
+    return target.status in ACTIVE_STATES and target.merged_into_id is None
+
+
 @operation
 async def merge(
     session: AsyncSession, principal: access.Principal, suggestion_id: int, into_id: int
@@ -244,7 +250,7 @@ async def merge(
     await access.require(session, principal, source.community_id, roles)
     if target.community_id != source.community_id:
         raise RuleViolation("merge_other_community", "only within one community")
-    if target.status not in ACTIVE_STATES or target.merged_into_id is not None:
+    if not open_to_merge(target):
         raise RuleViolation("merge_target_inactive", f"{target.number} is {target.status.value}")
     actor = actor_of(principal)
     await _begin_if_submitted(session, source, actor)
@@ -298,6 +304,7 @@ __all__ = [
     "accept",
     "begin_review",
     "merge",
+    "open_to_merge",
     "reject",
     "review_queue",
     "scope_condition",
