@@ -3,7 +3,8 @@ so a keyboard is always in the language of the person it is shown to."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TypeVar
 
 from aiogram.types import (
     InlineKeyboardButton,
@@ -39,6 +40,8 @@ from bot.callbacks import (
 )
 from bot.texts import category_label, exclusion_reason_label, kind_label
 from storage.rules import Category, ExclusionReason, Kind
+
+_Item = TypeVar("_Item")
 
 ORG_PAGE_SIZE = 8
 
@@ -104,6 +107,22 @@ def withdraw_confirm_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
     )
 
 
+def _page_of(
+    items: Sequence[_Item], size: int, page: int, to_page: Callable[[int], str]
+) -> tuple[Sequence[_Item], list[InlineKeyboardButton]]:
+    """The items on `page` (clamped to the pages there are) and the row of « Previous /
+    Next » buttons to its neighbours (`to_page` packs a page's callback data); no row when
+    everything fits on one page."""
+    pages = max(1, -(-len(items) // size))
+    page = min(max(page, 0), pages - 1)
+    paging: list[InlineKeyboardButton] = []
+    if page > 0:
+        paging.append(_button("« " + _("Previous"), to_page(page - 1)))
+    if page < pages - 1:
+        paging.append(_button(_("Next") + " »", to_page(page + 1)))
+    return items[page * size : (page + 1) * size], paging
+
+
 def org_keyboard(
     factory: type[BindCb] | type[PickCb],
     level: OrgLevel,
@@ -114,9 +133,12 @@ def org_keyboard(
 ) -> InlineKeyboardMarkup:
     """One level of district › street › community: two buttons a row, pages of eight, and a
     way back up. `level` is what the items are; pressing one goes one level down."""
-    pages = max(1, -(-len(items) // ORG_PAGE_SIZE))
-    page = min(max(page, 0), pages - 1)
-    shown = items[page * ORG_PAGE_SIZE : (page + 1) * ORG_PAGE_SIZE]
+    shown, paging = _page_of(
+        items,
+        ORG_PAGE_SIZE,
+        page,
+        lambda to: factory(level=level, id=parent_id, page=to).pack(),
+    )
     below = {
         OrgLevel.DISTRICTS: OrgLevel.STREETS,
         OrgLevel.STREETS: OrgLevel.COMMUNITIES,
@@ -124,15 +146,6 @@ def org_keyboard(
     }[level]
     buttons = [_button(name, factory(level=below, id=item_id).pack()) for item_id, name in shown]
     rows: list[list[InlineKeyboardButton]] = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    paging: list[InlineKeyboardButton] = []
-    if page > 0:
-        paging.append(
-            _button("« " + _("Previous"), factory(level=level, id=parent_id, page=page - 1).pack())
-        )
-    if page < pages - 1:
-        paging.append(
-            _button(_("Next") + " »", factory(level=level, id=parent_id, page=page + 1).pack())
-        )
     if paging:
         rows.append(paging)
     if back is not None:
@@ -420,9 +433,12 @@ def convene_candidates_keyboard(
 ) -> InlineKeyboardMarkup:
     """One toggle (☑/☐) a row for the candidates of `page`, pages of eight, select all or
     none, and on to the deadline."""
-    pages = candidate_pages(len(items))
-    page = min(max(page, 0), pages - 1)
-    shown = items[page * CANDIDATE_PAGE_SIZE : (page + 1) * CANDIDATE_PAGE_SIZE]
+    shown, paging = _page_of(
+        items,
+        CANDIDATE_PAGE_SIZE,
+        page,
+        lambda to: ConveneCb(action=ConveneAction.PAGE, id=to).pack(),
+    )
     rows: list[list[InlineKeyboardButton]] = [
         [
             _button(
@@ -432,15 +448,6 @@ def convene_candidates_keyboard(
         ]
         for item_id, label in shown
     ]
-    paging: list[InlineKeyboardButton] = []
-    if page > 0:
-        paging.append(
-            _button("« " + _("Previous"), ConveneCb(action=ConveneAction.PAGE, id=page - 1).pack())
-        )
-    if page < pages - 1:
-        paging.append(
-            _button(_("Next") + " »", ConveneCb(action=ConveneAction.PAGE, id=page + 1).pack())
-        )
     if paging:
         rows.append(paging)
     everything = all(item_id in selected for item_id, _label in items)
