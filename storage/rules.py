@@ -334,9 +334,51 @@ _CURRENCY_AFFIXES = ("人民币", "块钱", "块", "元", "yuan", "rmb", "cny", 
 _MULTIPLIERS = {"万": Decimal(10_000), "千": Decimal(1_000), "k": Decimal(1_000)}
 
 
+# Chinese numerals as people write an amount (八千, 一万五, 两千五百, 十二万): older residents
+# often do. Integers only, up to 万 of 万 (more than any estimate may be).
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
+              "七": 7, "八": 8, "九": 9}  # fmt: skip
+_CN_UNITS = {"十": 10, "百": 100, "千": 1_000}
+_CN_CHARS = frozenset(_CN_DIGITS) | frozenset(_CN_UNITS) | {"万"}
+
+
+def _chinese_integer(text: str) -> int:
+    """一万五 = 15,000 (a digit after a unit, with nothing between, is of the next unit down:
+    三千五 = 3,500), 一千零五 = 1,005, 十五 = 15. ValueError for what is not written so."""
+    total = section = 0  # 万s done; the part below 万 so far
+    digit: int | None = None
+    last_unit = 0  # the unit just used, for the spoken tail (一万五); 0 after 零
+    tens_start = True  # 十 with no digit before it is 一十 only at the very start of a section
+    seen_wan = False
+    for char in text:
+        if char in _CN_DIGITS:
+            if digit is not None:
+                raise ValueError("two digits in a row")
+            value = _CN_DIGITS[char]
+            if value == 0:
+                last_unit = 0
+                continue
+            digit = value
+        elif char in _CN_UNITS:
+            unit = _CN_UNITS[char]
+            if digit is None and not (unit == 10 and tens_start and section == 0):
+                raise ValueError("a unit without its digit")
+            section += (1 if digit is None else digit) * unit
+            digit, last_unit = None, unit
+        else:  # 万
+            if seen_wan or (section == 0 and digit is None):
+                raise ValueError("万 misplaced")
+            total = (section + (digit or 0)) * 10_000
+            section, digit, last_unit, seen_wan = 0, None, 10_000, True
+        tens_start = False
+    if digit is not None:
+        section += digit * (last_unit // 10 if last_unit >= 100 else 1)
+    return total + section
+
+
 def parse_yuan(text: str) -> int:
     """Parse an amount in yuan typed by a person ('12000', '1.5万', '3,000.50', '１．５万',
-    '5000块', '5千元', '约5000元', '1.5万左右') into fen.
+    '5000块', '5千元', '约5000元', '1.5万左右', '八千块', '一万五') into fen.
 
     Decimal arithmetic only; more than two decimal places of a yuan, negatives, anything that
     is not a number and anything above MAX_AMOUNT_FEN raise ValueError.
@@ -347,6 +389,11 @@ def parse_yuan(text: str) -> int:
     cleaned = cleaned.removesuffix(next((w for w in _ABOUT_SUFFIXES if cleaned.endswith(w)), ""))
     for affix in _CURRENCY_AFFIXES:
         cleaned = cleaned.removesuffix(affix).removeprefix(affix)
+    if cleaned and set(cleaned) <= _CN_CHARS and any(c not in "万千" for c in cleaned):
+        fen = Decimal(_chinese_integer(cleaned)) * FEN_PER_YUAN
+        if fen > MAX_AMOUNT_FEN:
+            raise ValueError("too large")
+        return int(fen)
     multiplier = Decimal(1)
     if cleaned[-1:] in _MULTIPLIERS:
         multiplier, cleaned = _MULTIPLIERS[cleaned[-1]], cleaned[:-1]

@@ -235,6 +235,22 @@ def test_more_than_two_places_rejected(amount: Decimal) -> None:
         ("5,000 Yuan", 500_000),
         ("人民币5000元", 500_000),
         ("3万元人民币", 3_000_000),
+        # Chinese numerals, as many older residents write an amount.
+        ("八千", 800_000),
+        ("大概八千块", 800_000),
+        ("一千", 100_000),
+        ("三万", 3_000_000),
+        ("一万五", 1_500_000),
+        ("三千五", 350_000),
+        ("两百五", 25_000),
+        ("两千五百元", 250_000),
+        ("一千零五", 100_500),
+        ("十五", 1_500),
+        ("十二万", 12_000_000),
+        ("一百二十万", 120_000_000),
+        ("五万零八百", 5_080_000),
+        ("约两万块左右", 2_000_000),
+        ("零", 0),
     ],
 )
 def test_parse_yuan(text: str, fen: int) -> None:
@@ -243,7 +259,7 @@ def test_parse_yuan(text: str, fen: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", " ", "-1", "-0.01", "1.001", "0.005", "1.5.1", "abc", "一千", "NaN", "inf",
+    ["", " ", "-1", "-0.01", "1.001", "0.005", "1.5.1", "abc", "NaN", "inf",
      "Infinity", "1e", "--1", "1/2", "万", "12345678901234567890123",
      # Decimal() would read these; a person typing them made a slip.
      "1e3", "1E5", "0e5", "1_000", "٣٠٠",
@@ -252,7 +268,9 @@ def test_parse_yuan(text: str, fen: int) -> None:
      # More fen than a BIGINT column holds.
      "99999999999999999999", "9e30万",
      # The everyday words around a number, still around a number in the strict format.
-     "块", "千", "约", "约元", "一千块", "5块5", "约约5000", "5000约", "约-5",
+     "块", "千", "约", "约元", "5块5", "约约5000", "5000约", "约-5",
+     # Chinese numerals that are not an amount as written.
+     "万千", "千万", "一二三", "五万万", "百", "一百十", "万五",
      "约1e3", "1_000块", "2,5千", "大约1,00,0元",
      "左右", "5000左右左右", "约约5000左右"],
 )  # fmt: skip
