@@ -16,6 +16,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.gate import NO_CHOICE, NOT_STORED, Passage
+from bot.polls import send_owed_polls
 from dialogs.common import identity
 from storage.services.people import find_person, pick_locale, refresh_person
 from storage.services.updates import claim_update, release_update
@@ -125,7 +126,8 @@ class PersonLocaleMiddleware(I18nMiddleware):
     after a 403, is writing to it again). Someone seen only in groups is cached as NOT_STORED,
     which a private chat takes as a miss; a private /start always takes that way, since
     Telegram says nothing else when someone who had never started the bot (a 403 on record)
-    starts it."""
+    starts it. Someone coming back that way is also owed the council polls Telegram refused
+    them meanwhile (bot.polls.send_owed_polls): that one statement is paid only then."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -150,7 +152,15 @@ class PersonLocaleMiddleware(I18nMiddleware):
             if private:
                 # Added if new; refreshed if known, which clears a mark of having blocked
                 # the bot (they are writing to it). No statement unless something changed.
+                returning = person is not None and person.blocked_bot_at is not None
                 person = refresh_person(session, person, identity(user))
+                if returning:
+                    await send_owed_polls(
+                        session,
+                        user.id,
+                        data.get("council_poll_sender"),
+                        data.get("after_commit"),
+                    )
             if person is not None:
                 chosen, remember = person.locale, person.locale or NO_CHOICE
         if passage is not None:

@@ -197,6 +197,16 @@ def _subject(params: Mapping[str, Any]) -> dict[str, str]:
     return {"number": quote(_str(params, "number")), "title": quote(_str(params, "title", ""))}
 
 
+def rules_line(size: int, quorum_pct: int, threshold_pct: int) -> str:
+    """The council's size and a vote's quorum and threshold, as the council's header
+    (bot.polls) and the result say them: the size as a count ("members: 1"), which reads
+    right in either language whatever the number."""
+    return _(
+        "Council members: {size}. A candidate passes when more than {quorum} of them vote "
+        "and more than {threshold} of the votes cast agree."
+    ).format(size=size, quorum=f"{quorum_pct}%", threshold=f"{threshold_pct}%")
+
+
 # --- the kinds -----------------------------------------------------------------------------
 
 
@@ -312,14 +322,7 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     else:
         lines.append(community)
     lines.append(
-        _(
-            "The council has {size} members. A candidate passes when more than {quorum} of "
-            "them vote and more than {threshold} of the votes cast agree."
-        ).format(
-            size=_int(p, "council_size"),
-            quorum=f"{_int(p, 'quorum_pct')}%",
-            threshold=f"{_int(p, 'threshold_pct')}%",
-        )
+        rules_line(_int(p, "council_size"), _int(p, "quorum_pct"), _int(p, "threshold_pct"))
     )
     lines.append("")
     for item in items:
@@ -421,17 +424,48 @@ def _error_lines(label: str, error: str) -> list[str]:
     return [*lines, label.format(error=quote(error))]
 
 
+# A refusal of a member's private chat as a whole (a 403): the bot may not write to them.
+_UNREACHABLE = re.compile(r"^Forbidden\b", re.I)
+
+
+def _member(p: Mapping[str, Any], chat_id: int) -> str:
+    """The council member a private poll was for, as the store named them (older params
+    name nobody: then their Telegram id)."""
+    return quote(_str(p, "member", str(chat_id)))
+
+
 def _poll_send_failed(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
+    """To the convener. A member's private chat that refuses the bot has one cause and one
+    remedy, said once, with the member's name: they have not started a chat with the bot or
+    have blocked it, and they get the polls once they open it (bot.polls)."""
+    chat_id = p.get("chat_id")
+    error = _str(p, "error")
+    if isinstance(chat_id, int) and chat_id > 0 and _UNREACHABLE.search(error):
+        member = _member(p, chat_id)
+        lines = [
+            _(
+                "⚠️ The council poll for {number} “{title}” could not be delivered to council "
+                "member {member}: Telegram does not let the bot write to someone who has not "
+                "started a private chat with it, or who has blocked it."
+            ).format(member=member, **_subject(p)),
+            _(
+                "Please ask {member} to open a private chat with the bot and send /votes: the "
+                "bot then sends them the polls of this vote that they are missing."
+            ).format(member=member),
+            _("Telegram said: {error}").format(error=quote(error)),
+        ]
+        return Rendered("\n".join(lines))
     lines = [
         _("⚠️ Telegram refused the council poll for {number} “{title}” (vote {vote}).").format(
             vote=quote(_str(p, "vote_id")), **_subject(p)
         ),
-        *_error_lines(_("Telegram said: {error}"), _str(p, "error")),
+        *_error_lines(_("Telegram said: {error}"), error),
     ]
-    chat_id = p.get("chat_id")
     if isinstance(chat_id, int) and chat_id > 0:
         lines.append(
-            _("It was for a council member's private chat; they may have blocked the bot.")
+            _("It was for the private chat of council member {member}.").format(
+                member=_member(p, chat_id)
+            )
         )
     else:
         lines.append(
@@ -456,7 +490,7 @@ def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
             _(
                 "It was for the private chat of council member {member}: please ask them "
                 "whether they received this poll."
-            ).format(member=quote(_str(p, "member", str(chat_id))))
+            ).format(member=_member(p, chat_id))
         )
     else:
         lines.append(_("Please look in the council group for this poll."))
@@ -541,6 +575,7 @@ __all__ = [
     "Rendered",
     "outcome_label",
     "plan_parts",
+    "rules_line",
     "split_text",
     "visible_length",
 ]

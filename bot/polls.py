@@ -22,11 +22,19 @@ before it, or answered 429) is let go: another run sends that poll, rather than 
 possibly posted. A run that stops lets go of its lease on the vote too (sending, and stopping
 the polls after the close), so another replica carries on at its next tick
 (webhook.jobs.resume_poll_sending, stop_left_polls).
+
+A member's private chat that refuses the bot (a 403: they never started it, or blocked it) is
+given up for the run, recorded as unreachable on the candidate whose poll it stopped (the
+convener is told whom to ask), and the person marked as blocking the bot. Runs after that
+leave the chat alone while the mark stands. Once they write to the bot or unblock it, the
+mark goes and their votes' polls count as unsent again (council.reopen_polls_owed_to): the
+next run sends them the header and the polls they miss, each claimed as ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -51,7 +59,7 @@ from aiohttp import ClientConnectorError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
-from bot.notify_texts import split_text
+from bot.notify_texts import rules_line, split_text
 from bot.ratelimit import MemorySendLimiter, SendLimiter
 from bot.texts import (
     cap_warning,
@@ -67,6 +75,7 @@ from storage import rules
 from storage.models import PollSendState, VoteStatus, utcnow
 from storage.rules import Category, Kind, RuleViolation
 from storage.services import council
+from storage.services.council.sending import reopen_for_returned_members, reopen_polls_owed_to
 from storage.services.people import find_person, mark_blocked, pick_locale
 from storage.settings import Settings
 
@@ -147,6 +156,8 @@ class _Plan:
     items: list[_Item]
     chats: dict[int, str]  # chat id → locale of the header
     sends: dict[tuple[int, int], PollSendState]  # (item id, chat id) → as claimed or recorded
+    # Members' private chats whose person is marked as blocking the bot (after a 403).
+    blocked: frozenset[int] = frozenset()
 
 
 def poll_options() -> list[InputPollOption | str]:
@@ -164,7 +175,10 @@ def close_date_for(closes_at: datetime, now: datetime) -> datetime | None:
 
 def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str]:
     """The message before the polls: the candidates, the deadline, how to vote (HTML, cut
-    into messages of at most 4,096 characters)."""
+    into messages of at most 4,096 characters). It says that the vote closes early once every
+    member has voted (council.close_vote), as a member who answered early, meaning to think
+    again, would otherwise find it closed; and gives the council's size as a count
+    ("members: 1"), which reads right in either language whatever the number."""
     with i18n.context(), i18n.use_locale(locale):
         lines = [
             _("<b>Residents' council vote</b> — {community}").format(
@@ -178,17 +192,11 @@ def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str
         lines += [
             "",
             _("Voting closes at {deadline}.").format(deadline=local_datetime(plan.closes_at, tz)),
+            rules_line(plan.council_size, plan.quorum_pct, plan.threshold_pct),
             _(
-                "A candidate passes when more than {quorum} of the council's {size} members "
-                "vote and more than {threshold} of the votes cast agree."
-            ).format(
-                quorum=f"{plan.quorum_pct}%",
-                threshold=f"{plan.threshold_pct}%",
-                size=plan.council_size,
-            ),
-            _(
-                "How to vote: in each poll below, choose Agree, Against or Abstain. You can "
-                "change your answer until the deadline. Only council members' answers count."
+                "How to vote: in each poll below, choose Agree, Against or Abstain; only "
+                "council members' answers count. You can change your answer until the vote "
+                "closes: at the deadline, or earlier, as soon as every council member has voted."
             ),
         ]
     return split_text("\n".join(lines))
@@ -223,12 +231,15 @@ async def _plan(
             return None
         sends = await council.poll_sends(session, vote_id)
         chats: dict[int, str] = {}
+        blocked: set[int] = set()
         for chat_id in council.delivery_chats(vote):
             locale = default_locale
             if chat_id > 0:
                 person = await find_person(session, chat_id)
                 if person is not None:
                     locale = pick_locale(person.locale, person.language_code, default_locale)
+                    if person.blocked_bot_at is not None:
+                        blocked.add(chat_id)
             chats[chat_id] = locale
         return _Plan(
             vote_id=vote.id,
@@ -252,6 +263,7 @@ async def _plan(
             ],
             chats=chats,
             sends=sends,
+            blocked=frozenset(blocked),
         )
 
 
@@ -435,11 +447,17 @@ async def send_vote_polls(
     i18n = i18n or create_i18n(default_locale)
     tz = tz or ZoneInfo("Asia/Shanghai")
 
-    async def record_error(item: _Item, chat_id: int, error: str) -> None:
+    async def record_error(
+        item: _Item, chat_id: int, error: str, *, unreachable: bool = False
+    ) -> None:
         report.failed.append(FailedPoll(item.id, chat_id, error))
         async with sessionmaker() as session:
             await council.record_send_error(
-                session, item.id, error, chat_id=chat_id if chat_id > 0 else None
+                session,
+                item.id,
+                error,
+                chat_id=chat_id if chat_id > 0 else None,
+                unreachable=unreachable,
             )
 
     async def record_uncertain(item: _Item, chat_id: int, error: str) -> None:
@@ -453,6 +471,13 @@ async def send_vote_polls(
             )
 
     async def serve(chat_id: int, locale: str) -> None:
+        if chat_id in plan.blocked and any(
+            plan.sends.get((item.id, chat_id)) is PollSendState.REFUSED for item in plan.items
+        ):
+            # Refused already, and the member has not come back since: another try would be
+            # refused too. Their coming back makes the vote's polls count as unsent again.
+            log.info("vote %s: polls to %s wait until they can be written to", vote_id, chat_id)
+            return
         pending: list[_Item] = []
         for item in plan.items:
             state = plan.sends.get((item.id, chat_id))
@@ -481,7 +506,8 @@ async def send_vote_polls(
                 await _send_poll(current, chat_id)
         except _ChatGone as gone:
             # Recorded once, on the candidate whose poll it stopped: the convener is told.
-            await record_error(current, chat_id, str(gone))
+            # A member's chat is unreachable: the polls go once they can be written to.
+            await record_error(current, chat_id, str(gone), unreachable=chat_id > 0)
             if chat_id > 0:
                 async with sessionmaker() as session:
                     await mark_blocked(session, chat_id)
@@ -702,6 +728,10 @@ async def send_claimed_vote_polls(
         raise
     async with runtime.sessionmaker() as session:
         await council.finish_poll_sending(session, vote_id, now=now())
+        # A member who came back while this run held the lease: their reopening was
+        # overtaken by the finish just above, so it is made again here.
+        if await reopen_for_returned_members(session, vote_id):
+            log.info("vote %s: a member came back meanwhile; theirs go next", vote_id)
     return report
 
 
@@ -802,6 +832,31 @@ def council_poll_sender(runtime: PollRuntime) -> Callable[[int], Awaitable[None]
     return send
 
 
+PollSender = Callable[[int], Awaitable[Any]]
+AfterCommit = list[Callable[[], Awaitable[Any]]]
+
+
+async def send_owed_polls(
+    session: AsyncSession,
+    telegram_id: int,
+    sender: PollSender | None,
+    after_commit: AfterCommit | None,
+) -> list[int]:
+    """A council member can be written to now (they write to the bot): the open votes whose
+    polls Telegram refused them as unreachable are owed again (council.reopen_polls_owed_to,
+    in the caller's transaction, the update's), and `sender` (the process's
+    council_poll_sender, from the dispatcher's workflow data) sends them once it has
+    committed (`after_commit`); without one, the scheduler's resume_poll_sending does at its
+    next tick. The run sends only what they miss, each send claimed, so nothing goes twice
+    however often they write. The ids of those votes."""
+    vote_ids = await reopen_polls_owed_to(session, telegram_id)
+    if vote_ids:
+        log.info("council votes %s owe polls to %s, reachable now", vote_ids, telegram_id)
+        if sender is not None and after_commit is not None:
+            after_commit.extend(functools.partial(sender, vote_id) for vote_id in vote_ids)
+    return vote_ids
+
+
 def vote_closer(runtime: PollRuntime) -> Callable[[int], Awaitable[council.CloseResult | None]]:
     """`runtime.extras["vote_closer"]`: an after-commit hook's early close."""
 
@@ -826,6 +881,7 @@ __all__ = [
     "header_texts",
     "poll_options",
     "schedule_vote_polls",
+    "send_owed_polls",
     "send_vote_polls",
     "spawn",
     "stop_claimed_vote_polls",

@@ -9,6 +9,10 @@ the last member's answer completes the vote, it is closed early by `vote_closer`
 dispatcher's workflow data), run by UpdateSessionMiddleware once this update's transaction,
 the ballot in it, has committed (`after_commit`).
 
+/votes also tells a member whose private polls Telegram refused (they had not started the bot,
+or had blocked it) that they are on their way: asking is writing to the bot, so those polls are
+sent now (bot.polls.send_owed_polls), after this update's commit.
+
 Telegram also sends a `poll` update at each change of a poll the bot posted. For a poll the
 store knows (nearly always) that is one lookup; a poll it does not know is the orphan of a
 sendPoll whose answer was lost (bot.polls), recognised by its question, and the answers kept
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC
 from typing import Any
 
@@ -35,16 +39,17 @@ from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
 from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
-from bot.polls import POLL_OPTIONS
+from bot.polls import POLL_OPTIONS, PollSender, send_owed_polls
 from bot.texts import choice_label, listing, local_datetime, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import Reply, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community
 from dialogs.staff import staff_principals
-from storage.models import ChatPurpose, Community, CouncilVote
+from storage.models import ChatPurpose, Community, CouncilVote, CouncilVoteItem, PollSendState
 from storage.models import utcnow as now_utc
 from storage.rules import Role, ScopeLevel, poll_option
 from storage.services import access, chats, council, org
+from storage.services.council.sending import MemberSend, member_sends
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,16 +124,69 @@ async def on_poll(
 # --- /votes ---------------------------------------------------------------------------------
 
 
-async def _where(session: AsyncSession, vote: CouncilVote) -> str:
+# A private send that put (or may have put) a poll in the member's chat.
+_IN_THE_CHAT = (PollSendState.SENT, PollSendState.UNCERTAIN, PollSendState.SENDING)
+
+
+def _undelivered(
+    vote: CouncilVote, sends: dict[int, MemberSend], choices: dict[int, Any]
+) -> set[int]:
+    """The items of a vote sent to members privately whose poll has not reached this member
+    and will not by itself: refused, or never sent where the sending is over or gave up on
+    their chat (refused there). Items they have answered had their poll."""
+    states = {item.id: sends[item.id].state for item in vote.items if item.id in sends}
+    refused = PollSendState.REFUSED in states.values()
+    if not refused and vote.polls_sent_at is None:
+        return set()  # still being sent
+    return {
+        item.id
+        for item in vote.items
+        if item.id not in choices and states.get(item.id) not in _IN_THE_CHAT
+    }
+
+
+async def _where(
+    session: AsyncSession, vote: CouncilVote, *, undelivered: bool, resending: bool
+) -> str:
     if vote.council_chat_id is not None:
         chat = await chats.get_chat(session, vote.council_chat_id)
         return _("Vote in the polls in the council's group “{title}”.").format(
             title=quote(chat.title if chat is not None and chat.title else "—")
         )
+    if resending:
+        return "⚠️ " + _(
+            "Some of these polls could not be delivered to you before, because you had not "
+            "started a chat with me yet (or had blocked me). I am sending them to you in this "
+            "chat now: please vote in them. If they have not arrived in a few minutes, send "
+            "/votes again."
+        )
+    if undelivered:
+        return "⚠️ " + _(
+            "Some of these polls could not be delivered to you. The community's staff have "
+            "been told; please ask them about it."
+        )
     return _("Vote in the polls I sent you in this chat.")
 
 
-async def votes_text(session: AsyncSession, telegram_id: int, settings: Settings) -> str:
+def _mark(item: CouncilVoteItem, choices: dict[int, Any], undelivered: set[int]) -> str:
+    if item.id in choices and choices[item.id] is not None:
+        return "✅ " + _("voted: {choice}").format(choice=choice_label(choices[item.id]))
+    if item.id in undelivered:
+        return "⚠️ " + _("poll not delivered yet")
+    return "⏳ " + _("not voted yet")
+
+
+async def votes_text(
+    session: AsyncSession,
+    telegram_id: int,
+    settings: Settings,
+    *,
+    resending: Collection[int] = (),
+) -> str:
+    """The open votes of this person, with what they chose on each candidate. Of a vote sent
+    to members privately, the polls that have not reached them are marked, and it says what
+    happens to them: on their way (`resending`: the votes send_owed_polls owed them again),
+    or refused for another reason, which the convener was told."""
     votes = await council.open_votes_for(session, telegram_id, now=now_utc())
     if not votes:
         principals = await access.principals_of_telegram_user(session, telegram_id)
@@ -141,25 +199,23 @@ async def votes_text(session: AsyncSession, telegram_id: int, settings: Settings
             )
         return _("No council vote is open for you at the moment.")
     choices = await council.my_choices(session, telegram_id, [vote.id for vote in votes])
+    private = [vote.id for vote in votes if vote.council_chat_id is None]
+    sends = await member_sends(session, private, telegram_id)
     blocks: list[str] = []
     for vote in votes:
+        missing = _undelivered(vote, sends, choices) if vote.council_chat_id is None else set()
         lines = [
             _("<b>{community}</b> · open until {deadline}").format(
                 community=quote(vote.community.name),
                 deadline=f"{local_datetime(vote.closes_at, settings.tz)} "
                 f"({quote(settings.timezone)})",
             ),
-            await _where(session, vote),
+            await _where(session, vote, undelivered=bool(missing), resending=vote.id in resending),
         ]
         for item in vote.items:
-            choice = choices.get(item.id)
-            if choice is not None:
-                mark = "✅ " + _("voted: {choice}").format(choice=choice_label(choice))
-            else:
-                mark = "⏳ " + _("not voted yet")
             lines.append(
                 f"{item.position}. <b>{quote(item.suggestion.number)}</b> "
-                f"{quote(item.suggestion.title)} — {mark}"
+                f"{quote(item.suggestion.title)} — {_mark(item, choices, missing)}"
             )
         blocks.append("\n".join(lines))
     return listing(_("Council votes open for you"), blocks)
@@ -172,9 +228,15 @@ async def cmd_votes(
     bot: Bot,
     settings: Settings,
     raw_state: str | None,
+    council_poll_sender: PollSender | None = None,
+    after_commit: AfterCommit | None = None,
 ) -> Reply:
+    """A member asking is a member who can be written to: polls Telegram refused them before
+    are sent now (send_owed_polls), and the answer says so."""
     assert message.from_user is not None
-    text = await votes_text(session, message.from_user.id, settings)
+    telegram_id = message.from_user.id
+    resending = await send_owed_polls(session, telegram_id, council_poll_sender, after_commit)
+    text = await votes_text(session, telegram_id, settings, resending=resending)
     return await suggestion_dialog.answer_then_continue(
         message, text, state, session, bot, raw_state
     )

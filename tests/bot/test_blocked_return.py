@@ -2,22 +2,38 @@
 Telegram's update when they unblock or restart the bot clears the mark, so they are among the
 followers told of a change again. The mark is cleared by that update's own statement, also
 when the person's language is cached and the way in needs no SQL (the Redis gate), and by
-the first private message of someone who never started the bot (no such update comes)."""
+the first private message of someone who never started the bot (no such update comes).
+A council member among them is owed the private polls Telegram refused them meanwhile."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiogram import Bot
+from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
-from sending_fakes import add_candidates, make_council
+from sending_fakes import (
+    TelegramDouble,
+    add_candidates,
+    convene,
+    forbidden,
+    make_council,
+    member_tid,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Group, Harness, Person, make_harness, private_chat
 
+from bot.polls import send_claimed_vote_polls, wait_background
+from bot.ratelimit import Limits, MemorySendLimiter
+from storage.models import CouncilVote
 from storage.models import Person as PersonRow
 from storage.services import notifications, people
 from storage.services.people import TelegramIdentity
 from storage.settings import Settings
+from webhook.jobs import resume_poll_sending
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -144,3 +160,57 @@ async def test_mark_reachable(sessionmaker: Sessions) -> None:
         assert person.blocked_bot_at is None  # the loaded person sees it too
         assert await people.mark_reachable(session, 405) is False  # once
     assert await blocked_at(sessionmaker, 405) is None
+
+
+@dataclass
+class PollRuntime:
+    """What bot.polls and the resume job need of webhook.runtime.Runtime."""
+
+    settings: Settings
+    bot: Bot
+    sessionmaker: Sessions
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_meanwhile(
+    bot_settings: Settings, sessionmaker: Sessions, fsm_redis: Redis, org: Any, pending_i18n: I18n
+) -> None:
+    """A member who had chosen English, then blocked the bot: the vote's polls to him were
+    refused. His unblocking comes with his language cached (no SQL on the way in), so the
+    handler's mark_reachable clears his mark, and with it owes him those polls: the
+    scheduler's resume sends them, once, in his language."""
+    double = TelegramDouble()
+    h = make_harness(bot_settings, sessionmaker, fsm_redis, session=double)
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=2, council_chat=False)
+    who = Person(member_tid(1), "议事1")
+    await fsm_redis.delete(f"minsheng:locale:{who.id}")
+    await h.say(who, "/lang")
+    await h.press(who, "English", exact=True)
+    await h.feed(membership(h, who, "member", "kicked"))
+    assert await blocked_at(sessionmaker, who.id) is not None
+
+    runtime = PollRuntime(bot_settings, h.bot, sessionmaker, {"i18n": pending_i18n})
+    runtime.extras["limiter"] = MemorySendLimiter(Limits(chat_interval=0.001))
+    now = datetime.now(UTC)
+    ids = await add_candidates(council_, ["修路灯", "装座椅"])
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    double.fail_in_chat(who.id, forbidden("bot was blocked by the user"), times=None)
+    await send_claimed_vote_polls(runtime, vote.id)
+    assert [r.chat_id for r in double.delivered(name="SendPoll")] == [member_tid(0)] * 2
+    # While he is away, the scheduler leaves the vote alone.
+    assert await resume_poll_sending(runtime) == []  # type: ignore[arg-type]
+
+    double.rules.clear()
+    assert await fsm_redis.get(f"minsheng:locale:{who.id}") == b"en"
+    await h.feed(membership(h, who, "kicked", "member"))
+    assert await blocked_at(sessionmaker, who.id) is None
+    async with sessionmaker() as session:
+        stored = await session.get(CouncilVote, vote.id)
+        assert stored is not None and stored.polls_sent_at is None  # owed again
+    assert await resume_poll_sending(runtime) == [vote.id]  # type: ignore[arg-type]
+    await wait_background(runtime)
+    assert len(double.delivered(who.id, "SendPoll")) == 2
+    headers = [t for t in double.texts_in(who.id) if t.startswith("Residents' council vote")]
+    assert len(headers) == 1  # in English, once
+    assert len(double.delivered(member_tid(0), "SendPoll")) == 2
+    assert await resume_poll_sending(runtime) == []  # type: ignore[arg-type]

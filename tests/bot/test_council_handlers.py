@@ -2,7 +2,8 @@
 answer retracts, late ones ignored, the same update twice counted once, an older update
 handled after a newer one ignored, nothing said to the voter), the early close once everyone
 has voted, `poll` updates (one lookup for a known poll),
-/votes, and `/bind council` in a group."""
+/votes (saying plainly when a private poll could not be delivered, and what happens to it),
+and `/bind council` in a group."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import Update
 from conftest import OrgTree
 from dialog_helpers import STAFF, Sessions, grant
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram_fakes import (
     BOT_USERNAME,
@@ -96,15 +97,21 @@ def closer(h: Harness) -> Closer:
 
 
 async def open_vote(
-    sessionmaker: Sessions, org: OrgTree, titles: tuple[str, ...] = ("修路灯", "加装扶手")
+    sessionmaker: Sessions,
+    org: OrgTree,
+    titles: tuple[str, ...] = ("修路灯", "加装扶手"),
+    *,
+    group: bool = True,
 ) -> CouncilVote:
     """Staff, a council of two (赵, 钱), candidates, a vote to the council's group, and a poll
-    recorded for each candidate (`poll-<item id>`)."""
+    recorded for each candidate (`poll-<item id>`). Without `group`, the polls are to go to
+    each member privately, and none is recorded."""
     scope = Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
     staff = await grant(sessionmaker, STAFF, Role.COMMUNITY_STAFF, scope)
     for member in (ZHAO, QIAN):
         await grant(sessionmaker, member, Role.COUNCIL_MEMBER, scope)
-    await bind_council_group(sessionmaker, org.xinsha_id)
+    if group:
+        await bind_council_group(sessionmaker, org.xinsha_id)
     ids = []
     for n, title in enumerate(titles, start=1):
         async with sessionmaker() as session:
@@ -123,6 +130,9 @@ async def open_vote(
             staff,
             council.ConveneRequest(org.xinsha_id, ids, utcnow() + timedelta(days=1)),
         )
+    if not group:
+        assert vote.council_chat_id is None
+        return vote
     for position, item in enumerate(vote.items):
         async with sessionmaker() as session:
             await council.record_poll(
@@ -326,6 +336,58 @@ async def test_votes_in_english_and_in_a_group(
     assert text.startswith("<b>Council votes open for you</b>") and "not voted yet" in text
     calls = await h.say(ZHAO, "/votes", COUNCIL_GROUP)
     assert last_text(calls) == "这个功能请在与我的私聊中使用。"
+
+
+async def test_votes_says_when_a_private_poll_could_not_be_delivered(
+    h: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    """No council group: the polls go to each member privately. 赵's first poll was refused
+    (for a reason other than his chat being closed to the bot), so the second was never sent
+    to him. /votes used to tell him "请在我发到本对话中的投票里表决" all the same."""
+    vote = await open_vote(sessionmaker, org, group=False)
+    first, second = vote.items
+    async with sessionmaker() as session:
+        for position, item in enumerate(vote.items):
+            await council.record_poll(session, item.id, f"qian-{item.id}", QIAN.id, 500 + position)
+        await council.record_send_error(
+            session, first.id, "Bad Request: chat not found", chat_id=ZHAO.id
+        )
+    text = last_text(await h.say(ZHAO, "/votes"))
+    assert "请在我发到本对话中的投票里表决" not in text
+    assert "⚠️ 下列部分投票没能发给您。社区工作人员已收到通知，请向他们询问。" in text
+    assert f"1. <b>{first.suggestion.number}</b> 修路灯 — ⚠️ 投票尚未送达" in text
+    assert f"2. <b>{second.suggestion.number}</b> 加装扶手 — ⚠️ 投票尚未送达" in text
+    # 钱 had both: nothing is said to her of it.
+    text = last_text(await h.say(QIAN, "/votes"))
+    assert "请在我发到本对话中的投票里表决。" in text and "尚未送达" not in text
+
+
+async def test_votes_owes_a_member_the_polls_his_closed_chat_refused(
+    h: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    """赵 had never started the bot, so Telegram refused his polls. His /votes is him writing
+    to the bot: the vote owes him those polls again (the scheduler's resume sends them when
+    the process's sender is not at hand, as here), and he is told they are on their way."""
+    vote = await open_vote(sessionmaker, org, group=False)
+    async with sessionmaker() as session:
+        await council.record_send_error(
+            session,
+            vote.items[0].id,
+            "Forbidden: bot can't initiate conversation with a user",
+            chat_id=ZHAO.id,
+            unreachable=True,
+        )
+        await session.execute(
+            update(CouncilVote).where(CouncilVote.id == vote.id).values(polls_sent_at=utcnow())
+        )
+        await session.commit()
+    text = last_text(await h.say(ZHAO, "/votes"))
+    assert "请在我发到本对话中的投票里表决" not in text
+    assert "由于您此前还没有和我开始私聊（或屏蔽了我），下列部分投票当时没能发给您。" in text
+    assert "我现在把它们发到本对话中" in text and "请再次发送 /votes" in text
+    assert text.count("⚠️ 投票尚未送达") == 2
+    async with sessionmaker() as session:
+        assert await council.votes_with_unsent_polls(session, utcnow()) == [vote.id]
 
 
 # --- /bind council ---------------------------------------------------------------------------

@@ -214,7 +214,51 @@ def test_poll_send_failed(renderer: NotificationRenderer) -> None:
     zh = shown(renderer.render("poll_send_failed", params, "zh"))
     en = shown(renderer.render("poll_send_failed", params | {"chat_id": 30_001}, "en"))
     assert "拒绝" in zh and "议事会群" in zh and "can't parse <entities>" in zh and NASTY in zh
-    assert "private chat" in en
+    assert "It was for the private chat of council member 30001." in en
+    named = params | {"chat_id": 30_001, "member": "赵磊"}
+    assert "该投票发往议事会成员 赵磊 的私聊。" in shown(
+        renderer.render("poll_send_failed", named, "zh")
+    )
+
+
+def test_a_poll_a_members_closed_chat_refused_names_them_with_one_cause_and_remedy(
+    renderer: NotificationRenderer,
+) -> None:
+    """The convener used to read "这位议事会成员还没有和机器人开始私聊" and then "对方可能已屏蔽
+    机器人", of nobody in particular. Now: who, why (one cause), and what to ask of them."""
+    params = {
+        "vote_id": 7,
+        "item_id": 10,
+        "number": "新沙-2026-0026",
+        "title": "公园长椅维修01",
+        "chat_id": 30_001,
+        "member": "赵磊 @zhaolei",
+        "error": "Forbidden: bot can't initiate conversation with a user",
+    }
+    zh = shown(renderer.render("poll_send_failed", params, "zh"))
+    assert zh.splitlines() == [
+        "⚠️ 新沙-2026-0026“公园长椅维修01”的议事会投票没能发给议事会成员 赵磊 @zhaolei："
+        "对方还没有和机器人开始私聊，或已屏蔽机器人，Telegram 不允许机器人给这样的用户发消息。",
+        "请让 赵磊 @zhaolei 打开与机器人的私聊并发送 /votes，机器人随后会把这次表决中对方还没收到"
+        "的投票发过去。",
+        "Telegram 返回：Forbidden: bot can't initiate conversation with a user",
+    ]
+    blocked = params | {"error": "Forbidden: bot was blocked by the user"}
+    en = shown(renderer.render("poll_send_failed", blocked, "en"))
+    assert "could not be delivered to council member 赵磊 @zhaolei" in en
+    assert "Please ask 赵磊 @zhaolei to open a private chat with the bot and send /votes" in en
+    assert "may have blocked" not in en and "has blocked the bot, or left" not in en
+    # A notice enqueued before members were named: their Telegram id, rather than nobody.
+    older = {k: v for k, v in params.items() if k != "member"}
+    assert "议事会成员 30001：" in shown(renderer.render("poll_send_failed", older, "zh"))
+
+
+def test_results_of_a_council_of_one_in_english(renderer: NotificationRenderer) -> None:
+    en = shown(renderer.render("vote_result", result_params(1, council_size=1), "en"))
+    assert "1 members" not in en
+    assert "Council members: 1. A candidate passes when more than 50% of them vote" in en
+    zh = shown(renderer.render("vote_result", result_params(1, council_size=1), "zh"))
+    assert "议事会共有 1 名成员。" in zh
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,13 @@ answer is lost the send is recorded as uncertain, not repeated (nor by a later r
 a crash mid-request), and the convener is told what to check; Telegram's `poll` update then
 lets the bot recognise the orphan poll, and the answers given in it count. A sender stopped
 before it made the request (waiting for its turn, writing its claim, waiting out a 429)
-leaves the poll for the next run to send, not in doubt."""
+leaves the poll for the next run to send, not in doubt. A member whose chat refused the bot
+is sent what they miss once they come back: once, whatever races, and never a poll in doubt."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from sending_fakes import (
     TelegramDouble,
     add_candidates,
     convene,
+    forbidden,
     in_days,
     make_council,
     member_tid,
@@ -42,12 +45,12 @@ from sending_fakes import (
 )
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import make_harness, make_settings
+from telegram_fakes import make_bot, make_harness, make_settings
 
 from bot.handlers.council import on_poll
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
-from bot.polls import SENDER_STOPPED, send_vote_polls
+from bot.polls import SENDER_STOPPED, send_claimed_vote_polls, send_vote_polls
 from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from storage.models import (
     AuditEvent,
@@ -61,7 +64,8 @@ from storage.models import (
     PollSendState,
 )
 from storage.rules import VoteOutcome
-from storage.services import council
+from storage.services import council, people
+from storage.services.council.sending import reopen_polls_owed_to
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -562,3 +566,106 @@ async def test_a_claim_is_let_go_only_by_the_run_that_made_it(
     assert await sends_of(sessionmaker, vote.id) == {
         (item.id, COUNCIL_CHAT): PollSendState.UNCERTAIN
     }
+
+
+# --- a member who could not be written to, back ------------------------------------------------
+
+
+def real_time_runtime(double: TelegramDouble, sessionmaker: Sessions, i18n: I18n) -> Any:
+    """What bot.polls needs of the process, on the wall clock (sending checks the deadline
+    against it), with a limiter that does not make the test wait."""
+    return SimpleNamespace(
+        settings=make_settings(),
+        bot=make_bot(double),
+        sessionmaker=sessionmaker,
+        extras={"i18n": i18n, "limiter": MemorySendLimiter(Limits(chat_interval=0.001))},
+    )
+
+
+async def private_vote_now(sessionmaker: Sessions, org: Any, items: int) -> tuple[int, int]:
+    """A private vote open for two days from now: (its id, the member who will come back)."""
+    now = datetime.now(UTC)
+    members, vote = await a_vote(
+        sessionmaker, org, items=items, group=False, closes_at=now + timedelta(days=2), now=now
+    )
+    return vote.id, members[1]
+
+
+def never_started(method: TelegramMethod[Any]) -> BaseException:
+    return forbidden("bot can't initiate conversation with a user")(method)
+
+
+async def test_polls_owed_to_a_member_who_came_back_go_once_however_many_runs_race(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """He comes back (his unblocking, his /start and his /votes each owe him the polls, and
+    the scheduler's resume ticks too): of the runs that race, one sends, and each of his polls
+    and his header goes once; nobody else is sent anything again."""
+    double = TelegramDouble()
+    runtime = real_time_runtime(double, sessionmaker, pending_i18n)
+    vote_id, back = await private_vote_now(sessionmaker, org, items=3)
+    double.fail_in_chat(back, never_started, times=None)
+    await send_claimed_vote_polls(runtime, vote_id)
+    before = len(double.delivered())
+    double.rules.clear()
+
+    async with sessionmaker() as session:
+        assert await people.mark_reachable(session, back)  # also owes him the polls
+    async with sessionmaker() as session:
+        assert await reopen_polls_owed_to(session, back) == [vote_id]  # his /votes, say
+        await session.commit()
+    runs = await asyncio.gather(*(send_claimed_vote_polls(runtime, vote_id) for _ in range(4)))
+    assert sum(run is not None for run in runs) == 1
+    to_him = double.delivered(back)
+    assert [r.name for r in to_him] == ["SendMessage"] + ["SendPoll"] * 3
+    assert len(double.delivered()) == before + 4  # only his
+    async with sessionmaker() as session:
+        assert await reopen_polls_owed_to(session, back) == []  # nothing owed any more
+    assert set((await sends_of(sessionmaker, vote_id)).values()) == {PollSendState.SENT}
+
+
+async def test_a_poll_in_doubt_is_not_sent_again_when_its_member_comes_back(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """His first poll's answer was lost (it may exist), then his chat refused the bot. Once
+    he can be written to, the refused one and the one never sent go to him; the one in doubt
+    does not (the convener was told to ask him about it), nor does the header again."""
+    double = LosingTelegram(clock=time.time)
+    runtime = real_time_runtime(double, sessionmaker, pending_i18n)
+    vote_id, back = await private_vote_now(sessionmaker, org, items=3)
+    to_him = [0]
+
+    def nth_to_him(method: TelegramMethod[Any]) -> bool:
+        if isinstance(method, SendPoll) and int(method.chat_id) == back:
+            to_him[0] += 1
+            return to_him[0] == 1
+        return False
+
+    double.lose_answer(nth_to_him, timeout)
+    double.fail_when(
+        lambda m: isinstance(m, SendPoll) and int(m.chat_id) == back and to_him[0] >= 1,
+        never_started,
+        times=None,
+    )
+    await send_claimed_vote_polls(runtime, vote_id)
+    sends = await sends_of(sessionmaker, vote_id)
+    assert [state for (_, chat), state in sorted(sends.items()) if chat == back] == [
+        PollSendState.UNCERTAIN,
+        PollSendState.REFUSED,
+    ]
+    double.rules.clear()
+
+    async with sessionmaker() as session:
+        assert await people.mark_reachable(session, back)
+    report = await send_claimed_vote_polls(runtime, vote_id)
+    assert report is not None and report.uncertain == [] and report.header_messages == 0
+    posted = [
+        poll["question"].split()[0] for (chat, _), poll in double.polls.items() if chat == back
+    ]
+    assert posted == [f"新沙-2026-{n:04d}" for n in (1, 2, 3)]  # each once
+    sends = await sends_of(sessionmaker, vote_id)
+    assert [state for (_, chat), state in sorted(sends.items()) if chat == back] == [
+        PollSendState.UNCERTAIN,
+        PollSendState.SENT,
+        PollSendState.SENT,
+    ]

@@ -1,7 +1,10 @@
 """Council votes as native polls (bot.polls): the header and one poll per candidate within
 Telegram's limits, a refused poll surfaced to the convener, private delivery, close_date,
 stopping the polls, and the close-and-stop the poll_answer handler calls; a run stopped
-before its end lets go of its lease on the vote, so another carries on at once."""
+before its end lets go of its lease on the vote, so another carries on at once. The header
+says the vote closes early once everyone has voted. A member Telegram would not let the bot
+write to (never started it, or blocked it) is named to the convener and sent the polls once
+he writes to the bot, once, also when he comes back while they are still being sent."""
 
 from __future__ import annotations
 
@@ -38,17 +41,21 @@ from sending_fakes import (
 )
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram_fakes import make_bot, make_settings, parse_html
+from telegram_fakes import Harness, last_text, make_bot, make_harness, make_settings, parse_html
+from telegram_fakes import Person as TelegramPerson
 
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
 from bot.polls import (
     CLOSE_DATE_MAX,
     POLL_OPTIONS,
+    _Item,
+    _Plan,
     cancel_background,
     close_and_stop,
     close_date_for,
     council_poll_sender,
+    header_texts,
     limiter_of,
     poll_options,
     schedule_vote_polls,
@@ -70,9 +77,10 @@ from storage.models import (
     Suggestion,
     VoteStatus,
 )
-from storage.rules import Kind, VoteOutcome
+from storage.rules import Category, Kind, VoteOutcome
 from storage.services import council
 from storage.settings import Settings
+from webhook.jobs import resume_poll_sending
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
 
@@ -531,3 +539,305 @@ def test_stop_poll_and_send_poll_are_what_we_call() -> None:
         "sendPoll",
         "stopPoll",
     }
+
+
+# --- the header: when the vote closes, and the council's size ---------------------------------
+
+
+def one_candidate_plan(council_size: int = 5) -> _Plan:
+    return _Plan(
+        vote_id=1,
+        community="新沙社区",
+        closes_at=datetime(2026, 12, 2, 10, 3, tzinfo=UTC),
+        council_size=council_size,
+        quorum_pct=50,
+        threshold_pct=50,
+        items=[
+            _Item(
+                id=1,
+                position=1,
+                number="新沙-2026-0002",
+                title="小广场增设一组健身器材",
+                category=Category.CULTURE_SPORTS,
+                kind=Kind.PHYSICAL,
+                cost_fen=6_000_000,
+                description="新沙小广场只有两件健身器材。",
+            )
+        ],
+        chats={-100: "zh"},
+        sends={},
+    )
+
+
+def header_of(plan: _Plan, locale: str, i18n: I18n) -> str:
+    return parse_html("\n".join(header_texts(plan, locale, i18n, make_settings().tz)))
+
+
+def test_the_council_is_told_the_vote_closes_once_everyone_has_voted(
+    pending_i18n: I18n,
+) -> None:
+    """The vote closes, and its polls stop, as soon as the last member has answered: a member
+    who answered early, meaning to think again before the deadline, is told so beforehand."""
+    zh = header_of(one_candidate_plan(), "zh", pending_i18n)
+    en = header_of(one_candidate_plan(), "en", pending_i18n)
+    assert "截止前可以修改选择" not in zh and "until the deadline" not in en
+    assert "表决结束前可以修改选择" in zh
+    assert "如果所有议事会成员都已投票，则提前结束" in zh
+    assert "You can change your answer until the vote closes" in en
+    assert "or earlier, as soon as every council member has voted" in en
+
+
+def test_a_council_of_one_reads_right_in_english(pending_i18n: I18n) -> None:
+    en = header_of(one_candidate_plan(council_size=1), "en", pending_i18n)
+    assert "1 members" not in en
+    assert "Council members: 1. A candidate passes when more than 50% of them vote" in en
+    zh = header_of(one_candidate_plan(council_size=1), "zh", pending_i18n)
+    assert "议事会共有 1 名成员。参与表决的成员超过 50%" in zh
+
+
+# --- a member the bot could not write to --------------------------------------------------------
+
+NEWCOMER = 2  # the member (member_tid) who had never started the bot
+
+
+def newcomer() -> TelegramPerson:
+    return TelegramPerson(member_tid(NEWCOMER), f"议事{NEWCOMER}")
+
+
+@dataclass
+class PrivateVote:
+    """A council of three voting privately on two candidates, its polls sent by the process's
+    sender, Telegram refusing every message to `newcomer` (they never started the bot) until
+    the rule is cleared; a bot harness on the same Telegram, with the process's poll sender and
+    closer in its workflow data."""
+
+    h: Harness
+    double: TelegramDouble
+    runtime: FakeRuntime
+    council: Council
+    vote: CouncilVote
+
+    def polls_to(self, chat_id: int) -> list[SendPoll]:
+        return poll_requests(self.double, chat_id)
+
+    def headers_to(self, chat_id: int) -> list[str]:
+        return [t for t in self.double.texts_in(chat_id) if "居民议事会表决" in t]
+
+
+@pytest.fixture
+async def private_vote(sessionmaker: Sessions, org: Any, pending_i18n: I18n) -> PrivateVote:
+    double = TelegramDouble()
+    h = make_harness(make_settings(), sessionmaker, session=double)
+    runtime = FakeRuntime(
+        make_settings(),
+        h.bot,
+        sessionmaker,
+        {"i18n": pending_i18n, "limiter": MemorySendLimiter(Limits(chat_interval=0.001))},
+    )
+    h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
+    h.dispatcher["vote_closer"] = vote_closer(runtime)
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    ids = await add_candidates(council_, ["修路灯", "装座椅"])
+    now = datetime.now(UTC)
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    double.fail_in_chat(
+        member_tid(NEWCOMER), forbidden("bot can't initiate conversation with a user"), times=None
+    )
+    assert await send_claimed_vote_polls(runtime, vote.id) is not None
+    return PrivateVote(h, double, runtime, council_, vote)
+
+
+async def sends_to(sessionmaker: Sessions, vote_id: int, chat_id: int) -> list[PollSendState]:
+    async with sessionmaker() as session:
+        sends = await council.poll_sends(session, vote_id)
+    return [state for (_, chat), state in sorted(sends.items()) if chat == chat_id]
+
+
+async def test_a_member_who_never_started_the_bot_gets_the_polls_once_he_writes_to_it(
+    private_vote: PrivateVote, sessionmaker: Sessions
+) -> None:
+    """Telegram refuses a poll to someone who never opened the bot. Before, it was never sent
+    again (not on /start, not on /votes, not by the scheduler): he could not vote, and the
+    vote could not close early. Now his /start sends him the header and both polls, once."""
+    v = private_vote
+    me = newcomer()
+    assert v.polls_to(me.id) == [] and all(len(v.polls_to(m)) == 2 for m in v.council.members[:2])
+    # Refused as unreachable (only the candidate whose poll stopped the chat), marked blocked.
+    assert await sends_to(sessionmaker, v.vote.id, me.id) == [PollSendState.REFUSED]
+    assert (await stored_vote(sessionmaker, v.vote.id)).polls_sent_at is not None
+    # Nothing sends it by itself while he cannot be written to.
+    assert await send_claimed_vote_polls(v.runtime, v.vote.id) is None
+
+    v.double.rules.clear()  # he opens the bot
+    await v.h.say(me, "/start")
+    await wait_background(v.runtime)
+    assert len(v.headers_to(me.id)) == 1
+    assert [p.question.split()[0] for p in v.polls_to(me.id)] == [
+        item.suggestion.number for item in v.vote.items
+    ]
+    assert await sends_to(sessionmaker, v.vote.id, me.id) == [PollSendState.SENT] * 2
+    assert all(len(v.polls_to(m)) == 2 for m in v.council.members[:2])  # nobody else again
+
+    # Asking again, or starting the bot again, sends nothing twice.
+    text = parse_html(last_text(await v.h.say(me, "/votes")))
+    await v.h.say(me, "/start")
+    await wait_background(v.runtime)
+    assert "请在我发到本对话中的投票里表决。" in text and text.count("尚未投票") == 2
+    assert len(v.polls_to(me.id)) == 2 and len(v.headers_to(me.id)) == 1
+
+    # Everyone can vote now, and the last answer closes the vote early.
+    for poll in await polls_of(sessionmaker, v.vote.id):
+        await v.h.feed(
+            v.h.updates._update(
+                poll_answer={
+                    "poll_id": poll.poll_id,
+                    "option_ids": [0],
+                    "option_persistent_ids": ["0"],
+                    "user": TelegramPerson(poll.chat_id, "议事").json(),
+                }
+            )
+        )
+    await wait_background(v.runtime)
+    assert (await stored_vote(sessionmaker, v.vote.id)).status is VoteStatus.CLOSED
+
+
+async def test_votes_sends_the_polls_and_says_they_are_on_their_way(
+    private_vote: PrivateVote, sessionmaker: Sessions
+) -> None:
+    """His mark of having blocked the bot is already gone (he wrote to the bot another way):
+    asking with /votes is enough to be sent what he misses, and he is told so."""
+    v = private_vote
+    me = newcomer()
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Person).where(Person.telegram_id == me.id).values(blocked_bot_at=None)
+        )
+        await session.commit()
+    v.double.rules.clear()
+    text = parse_html(last_text(await v.h.say(me, "/votes")))
+    assert "请在我发到本对话中的投票里表决" not in text
+    assert "没能发给您" in text and "我现在把它们发到本对话中" in text and "/votes" in text
+    assert text.count("投票尚未送达") == 2
+    await wait_background(v.runtime)
+    assert len(v.polls_to(me.id)) == 2 and len(v.headers_to(me.id)) == 1
+
+
+async def test_a_member_still_unreachable_is_not_tried_again_when_another_comes_back(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """Two members had never opened the bot; one does. The run that sends him his polls leaves
+    the other alone (another try would be refused too) until she comes back in turn."""
+    double = TelegramDouble()
+    h = make_harness(make_settings(), sessionmaker, session=double)
+    quick = MemorySendLimiter(Limits(chat_interval=0.001))
+    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, {"i18n": pending_i18n})
+    runtime.extras["limiter"] = quick
+    h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    now = datetime.now(UTC)
+    ids = await add_candidates(council_, ["修路灯"])
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    first, second = TelegramPerson(member_tid(1), "议事1"), TelegramPerson(member_tid(2), "议事2")
+    for who in (first, second):
+        double.fail_in_chat(who.id, forbidden("bot can't initiate conversation with a user"))
+    await send_claimed_vote_polls(runtime, vote.id)
+    assert [r.chat_id for r in double.requests if r.refused] == [first.id, second.id]
+
+    await h.say(first, "/start")
+    await wait_background(runtime)
+    assert len(poll_requests(double, first.id)) == 1
+    assert [r.chat_id for r in double.requests if r.chat_id == second.id] == [second.id]
+
+    await h.say(second, "/start")
+    await wait_background(runtime)
+    assert len(poll_requests(double, second.id)) == 1
+    assert len(poll_requests(double, first.id)) == 1
+
+
+class HeldLimiter(MemorySendLimiter):
+    """Lets nothing go to `held` until `release` is set: a run that is still sending."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(Limits(chat_interval=0.001))
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def acquire(self, chat_id: int) -> None:
+        if chat_id == self.held:
+            await self.release.wait()
+        await super().acquire(chat_id)
+
+
+async def test_a_member_back_while_the_polls_are_still_being_sent_gets_them_next(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """He opens the bot while the run that was refused his polls still sends the others'
+    (it holds the vote's lease, so his own send waits): the run's end would count the polls
+    as all sent, so it looks once more, and the scheduler's resume sends his."""
+    double = TelegramDouble()
+    h = make_harness(make_settings(), sessionmaker, session=double)
+    slow = HeldLimiter(held=member_tid(0))
+    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, {"i18n": pending_i18n})
+    runtime.extras["limiter"] = slow
+    h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    now = datetime.now(UTC)
+    ids = await add_candidates(council_, ["修路灯"])
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    me = newcomer()
+    double.fail_in_chat(me.id, forbidden("bot can't initiate conversation with a user"))
+    running = asyncio.ensure_future(send_claimed_vote_polls(runtime, vote.id))
+    await until(lambda: any(r.refused for r in double.requests))
+    async with sessionmaker() as session:
+        await until_blocked(session, me.id)
+
+    await h.say(me, "/start")  # his send is scheduled, but the run holds the lease
+    await wait_background(runtime)
+    assert poll_requests(double, me.id) == []
+    slow.release.set()
+    await running
+    assert (await stored_vote(sessionmaker, vote.id)).polls_sent_at is None  # looked again
+    assert await resume_poll_sending(runtime) == [vote.id]  # type: ignore[arg-type]
+    await wait_background(runtime)
+    assert len(poll_requests(double, me.id)) == 1
+    assert len(poll_requests(double, member_tid(0))) == 1
+
+
+async def until_blocked(session: AsyncSession, telegram_id: int, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        blocked = await session.scalar(
+            select(Person.blocked_bot_at).where(Person.telegram_id == telegram_id)
+        )
+        await session.rollback()
+        if blocked is not None:
+            return
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_refused_private_poll_names_the_member(
+    rig: Rig, sessionmaker: Sessions, org: Any, pending_i18n: I18n
+) -> None:
+    """The convener was told "这位议事会成员还没有和机器人开始私聊 … 对方可能已屏蔽机器人",
+    without saying which member (one notice per member, all alike) and with two causes. It
+    names the member now, with one cause and the one remedy: open the bot and send /votes."""
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    vote = await convene(
+        council_, await add_candidates(council_, ["公园长椅维修"]), closes_at=CLOSES
+    )
+    rig.double.fail_in_chat(member_tid(2), forbidden("bot can't initiate conversation with a user"))
+    await rig.send(vote.id)
+    async with sessionmaker() as session:
+        (told,) = (
+            await session.scalars(
+                select(Notification).where(Notification.kind == "poll_send_failed")
+            )
+        ).all()
+    assert told.chat_id == STAFF_TID and told.params["member"] == "议事2"
+    renderer = NotificationRenderer(pending_i18n, make_settings().tz)
+    zh = parse_html(renderer.render("poll_send_failed", told.params, "zh").text)
+    assert "公园长椅维修" in zh and "议事会成员 议事2" in zh
+    assert "请让 议事2 打开与机器人的私聊并发送 /votes" in zh
+    assert "可能已屏蔽机器人" not in zh and "还没有和机器人开始私聊。" not in zh

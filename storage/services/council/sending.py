@@ -4,15 +4,22 @@ safe to send again) or unknown (record_send_uncertain, never sent again automati
 convener told what to check). A poll sent is recorded by record_poll (in strays: it counts
 the answers kept for it). A claim whose request was not made after all (its sender stopped
 while waiting for its turn, a 429) is let go (release_poll_attempt), and so is the lease of a
-run that stops before its end (release_poll_lease), so another replica carries on at once."""
+run that stops before its end (release_poll_lease), so another replica carries on at once.
+
+A poll to a member's private chat that Telegram refused because the bot may not write to them
+(a 403: they never started the bot, or blocked it) is marked so (UNREACHABLE_PREFIX). Once
+they can be written to (they write to the bot, or unblock it), the votes that owe them polls
+count as not fully sent again (reopen_polls_owed_to, reopen_for_returned_members), and the
+usual sending run, under the vote's lease and each send's claim, sends them what they miss."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +33,7 @@ from storage.models import (
     Person,
     PollSendState,
     VoteStatus,
+    db_now,
     utcnow,
 )
 from storage.rules import RuleViolation
@@ -45,6 +53,9 @@ POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found
 UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
 # An item's send_error when its poll may or may not exist (the officials' API shows it).
 UNCERTAIN_PREFIX = "Not known whether Telegram posted this poll (not sent again): "
+# The error of a private send refused because the member cannot be written to (a 403), as
+# kept on the send: it is made again once they can be (reopen_polls_owed_to).
+UNREACHABLE_PREFIX = "Member not reachable: "
 
 
 def delivery_chats(vote: CouncilVote) -> list[int]:
@@ -158,10 +169,12 @@ async def _record_send_problem(
     send_error: str,
     state: PollSendState,
     unless: tuple[PollSendState, ...],
+    row_error: str | None = None,
 ) -> None:
     """record_send_error and record_send_uncertain: the send put in `state` (nothing is done
-    when it is in a state of `unless`), the item's send_error, the private audit event
-    `action` and the convener's notification of the same kind. Commits."""
+    when it is in a state of `unless`) with `row_error` (else `error`), the item's
+    send_error, the private audit event `action` and the convener's notification of the same
+    kind, which names the member when the poll was for a private chat. Commits."""
     item = await session.get(
         CouncilVoteItem,
         item_id,
@@ -172,7 +185,7 @@ async def _record_send_problem(
     vote = item.vote
     target = chat_id if chat_id is not None else vote.council_chat_id
     if target is not None and not await _set_send(
-        session, item.id, target, state, error=error, unless=unless
+        session, item.id, target, state, error=row_error or error, unless=unless
     ):
         log.info("poll of item %s in %s: %s, but it is %s", item.id, target, action, unless)
         await session.rollback()
@@ -197,7 +210,7 @@ async def _record_send_problem(
             "chat_id": target,
             "error": error,
         }
-        if action == POLL_SEND_UNCERTAIN and target is not None and target > 0:
+        if target is not None and target > 0:
             # Private delivery: whom the convener should ask (told to staff only).
             member = await session.scalar(select(Person).where(Person.telegram_id == target))
             if member is not None:
@@ -216,14 +229,23 @@ async def _record_send_problem(
 
 @operation
 async def record_send_error(
-    session: AsyncSession, item_id: int, error: str, *, chat_id: int | None = None
+    session: AsyncSession,
+    item_id: int,
+    error: str,
+    *,
+    chat_id: int | None = None,
+    unreachable: bool = False,
 ) -> None:
     """Telegram refused an item's poll: the send is REFUSED (it may be made again), the reason
     kept on the item (officials see it in vote_detail) and told to the convener in their
-    private chat (`poll_send_failed`), so it is surfaced rather than lost. `chat_id`: where it
-    was being sent (private delivery; else the council's group). A convener known only by an
-    API token (no person) sees it through the API. Commits."""
+    private chat (`poll_send_failed`, naming the member for a private chat), so it is
+    surfaced rather than lost. `chat_id`: where it was being sent (private delivery; else the
+    council's group). `unreachable`: refused because the bot may not write to that private
+    chat (a 403), which the send keeps (UNREACHABLE_PREFIX) so that it is made again once the
+    member can be written to (reopen_polls_owed_to). A convener known only by an API token
+    (no person) sees it through the API. Commits."""
     error = (rules.clean_text(error) or "unknown error")[:SEND_ERROR_MAX]
+    private = chat_id is not None and chat_id > 0
     await _record_send_problem(
         session,
         item_id,
@@ -233,6 +255,9 @@ async def record_send_error(
         send_error=error,
         state=PollSendState.REFUSED,
         unless=(PollSendState.SENT, PollSendState.UNCERTAIN),  # a poll that may exist
+        row_error=(UNREACHABLE_PREFIX + error)[:SEND_ERROR_MAX]
+        if unreachable and private
+        else None,
     )
 
 
@@ -256,6 +281,112 @@ async def record_send_uncertain(
         state=PollSendState.UNCERTAIN,
         unless=(PollSendState.SENT,),  # recognised meanwhile: not in doubt
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSend:
+    """An item's send to one member's private chat, as /votes tells them of it."""
+
+    state: PollSendState
+    unreachable: bool  # refused because the bot could not write to them (a 403)
+
+
+def _refused_as_unreachable() -> Any:
+    return and_(
+        CouncilPollSend.state == PollSendState.REFUSED,
+        CouncilPollSend.error.startswith(UNREACHABLE_PREFIX, autoescape=True),
+    )
+
+
+def _owes_polls(*where: Any) -> Any:
+    """EXISTS, for the vote of the enclosing statement: a send of one of its items refused as
+    unreachable, with `where` on the send (and whatever it joins)."""
+    return (
+        select(CouncilPollSend.item_id)
+        .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
+        .where(CouncilVoteItem.vote_id == CouncilVote.id, _refused_as_unreachable(), *where)
+        .exists()
+    )
+
+
+_OPEN_PRIVATE = and_(CouncilVote.status == VoteStatus.OPEN, CouncilVote.council_chat_id.is_(None))
+
+
+async def member_sends(
+    session: AsyncSession, vote_ids: list[int], telegram_id: int
+) -> dict[int, MemberSend]:
+    """The sends of these votes' items to this member's private chat (item id → send); an
+    item not there was never attempted there. One query, for /votes."""
+    if not vote_ids:
+        return {}
+    rows = await session.execute(
+        select(CouncilPollSend.item_id, CouncilPollSend.state, CouncilPollSend.error)
+        .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
+        .where(CouncilVoteItem.vote_id.in_(vote_ids), CouncilPollSend.chat_id == telegram_id)
+    )
+    found: dict[int, MemberSend] = {}
+    for item_id, raw_state, error in rows.all():
+        state = PollSendState(raw_state)
+        unreachable = state is PollSendState.REFUSED and (error or "").startswith(
+            UNREACHABLE_PREFIX
+        )
+        found[int(item_id)] = MemberSend(state, unreachable)
+    return found
+
+
+async def reopen_polls_owed_to(
+    session: AsyncSession, telegram_id: int, *, now: datetime | None = None
+) -> list[int]:
+    """`telegram_id` can be written to now (they wrote to the bot, or unblocked it): each open
+    vote whose poll to their private chat Telegram refused as unreachable (record_send_error)
+    counts as not fully sent again, so that a sending run sends them what they miss: at once
+    when the caller can start one after its commit (bot.polls.council_poll_sender), else the
+    scheduler's resume_poll_sending at its next tick. That run makes only the sends never
+    made or refused, each claimed (record_poll_attempt), so no poll goes twice. Open at `now`
+    (None: the database's time). The ids of those votes. One statement, which changes
+    nothing when nothing is owed; does not commit: the caller's transaction (the update in
+    which they came back) makes it durable with the rest."""
+    result = await session.execute(
+        update(CouncilVote)
+        .where(
+            _OPEN_PRIVATE,
+            CouncilVote.closes_at > (now if now is not None else db_now()),
+            _owes_polls(CouncilPollSend.chat_id == telegram_id),
+        )
+        .values(polls_sent_at=None)
+        .returning(CouncilVote.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(int(vote_id) for vote_id in result.scalars().all())
+
+
+async def reopen_for_returned_members(session: AsyncSession, vote_id: int) -> bool:
+    """After a sending run of an open vote delivered privately: if a member whose poll was
+    refused as unreachable is no longer marked as blocking the bot (they came back while the
+    run held the lease, so their own reopen_polls_owed_to was overtaken by its end), the
+    vote's polls count as not fully sent again, and the scheduler's resume sends theirs.
+    Whether it did. Commits."""
+    result: Any = await session.execute(
+        update(CouncilVote)
+        .where(
+            CouncilVote.id == vote_id,
+            _OPEN_PRIVATE,
+            CouncilVote.polls_sent_at.is_not(None),
+            select(Person.id)
+            .join(CouncilPollSend, CouncilPollSend.chat_id == Person.telegram_id)
+            .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
+            .where(
+                CouncilVoteItem.vote_id == vote_id,
+                _refused_as_unreachable(),
+                Person.blocked_bot_at.is_(None),
+            )
+            .exists(),
+        )
+        .values(polls_sent_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return bool(result.rowcount)
 
 
 async def _settle_send_error(session: AsyncSession, item: CouncilVoteItem) -> None:
