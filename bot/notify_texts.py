@@ -33,6 +33,7 @@ from bot.texts import (
     quote,
     status_label,
 )
+from storage.models import NotificationKind
 from storage.rules import Choice, ExclusionReason, Role, State, VoteOutcome, utf16_len
 
 MESSAGE_MAX = 4096
@@ -533,15 +534,15 @@ def _role_revoked(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
 
 
 RENDERERS: dict[str, Renderer] = {
-    "suggestion_accepted": _suggestion_accepted,
-    "suggestion_rejected": _suggestion_rejected,
-    "suggestion_merged": _suggestion_merged,
-    "suggestion_status": _suggestion_status,
-    "vote_result": _vote_result,
-    "poll_send_failed": _poll_send_failed,
-    "poll_send_uncertain": _poll_send_uncertain,
-    "role_granted": _role_granted,
-    "role_revoked": _role_revoked,
+    NotificationKind.SUGGESTION_ACCEPTED: _suggestion_accepted,
+    NotificationKind.SUGGESTION_REJECTED: _suggestion_rejected,
+    NotificationKind.SUGGESTION_MERGED: _suggestion_merged,
+    NotificationKind.SUGGESTION_STATUS: _suggestion_status,
+    NotificationKind.VOTE_RESULT: _vote_result,
+    NotificationKind.POLL_SEND_FAILED: _poll_send_failed,
+    NotificationKind.POLL_SEND_UNCERTAIN: _poll_send_uncertain,
+    NotificationKind.ROLE_GRANTED: _role_granted,
+    NotificationKind.ROLE_REVOKED: _role_revoked,
 }
 
 

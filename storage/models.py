@@ -622,9 +622,25 @@ class NotificationStatus(enum.StrEnum):
     BLOCKED = "blocked"  # the person blocked the bot (403)
 
 
-# The outbox's one kind that is not a message: the person's private command menu, brought in
-# line with their roles and chosen language when it is "sent" (bot.outbox).
-COMMAND_MENU = "command_menu"
+class NotificationKind(enum.StrEnum):
+    """What the outbox owes a chat: each kind has its renderer (bot.notify_texts.RENDERERS)
+    and its params (storage.services.notifications)."""
+
+    SUGGESTION_ACCEPTED = "suggestion_accepted"
+    SUGGESTION_REJECTED = "suggestion_rejected"
+    SUGGESTION_MERGED = "suggestion_merged"
+    SUGGESTION_STATUS = "suggestion_status"
+    VOTE_RESULT = "vote_result"
+    POLL_SEND_FAILED = "poll_send_failed"
+    POLL_SEND_UNCERTAIN = "poll_send_uncertain"
+    ROLE_GRANTED = "role_granted"
+    ROLE_REVOKED = "role_revoked"
+    # Not a message: the person's private command menu, brought in line with their roles and
+    # chosen language when it is "sent" (bot.outbox).
+    COMMAND_MENU = "command_menu"
+
+
+COMMAND_MENU = NotificationKind.COMMAND_MENU
 
 
 class Notification(Base):

@@ -23,6 +23,7 @@ from storage.models import (
     District,
     Invite,
     InviteRedemption,
+    NotificationKind,
     Person,
     RoleGrant,
     Street,
@@ -402,12 +403,14 @@ async def grant_by_official(
         return Granted(existing, created=False)
     actor = Actor(principal.role, principal.person_id)
     grant = await _grant(session, actor, person.id, role, scope, "official")
-    await _tell_holder(session, person, grant, "role_granted")
+    await _tell_holder(session, person, grant, NotificationKind.ROLE_GRANTED)
     await session.commit()
     return Granted(grant, created=True)
 
 
-async def _tell_holder(session: AsyncSession, person: Person, grant: RoleGrant, kind: str) -> None:
+async def _tell_holder(
+    session: AsyncSession, person: Person, grant: RoleGrant, kind: NotificationKind
+) -> None:
     """Tell the person an official gave them a role (`role_granted`) or took it back
     (`role_revoked`): unlike an invite, nothing else would."""
     place = await scope_name(session, Scope(grant.scope_level, grant.scope_id), full=True)
@@ -502,7 +505,7 @@ async def revoke_by_official(
     await access.revoke_role(session, grant.id, now=now)
     person = await session.get(Person, grant.person_id)
     if person is not None:
-        await _tell_holder(session, person, grant, "role_revoked")
+        await _tell_holder(session, person, grant, NotificationKind.ROLE_REVOKED)
     record(
         session,
         actor=Actor(principal.role, principal.person_id),

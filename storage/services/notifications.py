@@ -48,6 +48,7 @@ from storage.db import upsert
 from storage.models import (
     Follower,
     Notification,
+    NotificationKind,
     NotificationStatus,
     Person,
     Suggestion,
@@ -65,7 +66,7 @@ class Owed:
     """One message owed to a chat (see `enqueue`)."""
 
     chat_id: int
-    kind: str
+    kind: NotificationKind
     params: dict[str, Any]
     person_id: int | None = None
     dedupe_key: str | None = None
@@ -80,7 +81,7 @@ async def enqueue(
     session: AsyncSession,
     *,
     chat_id: int,
-    kind: str,
+    kind: NotificationKind,
     params: dict[str, Any],
     person_id: int | None = None,
     dedupe_key: str | None = None,
@@ -143,7 +144,7 @@ async def followers_of(
 async def notify_followers(
     session: AsyncSession,
     suggestion: Suggestion,
-    kind: str,
+    kind: NotificationKind,
     params: dict[str, Any],
     *,
     dedupe_prefix: str,
@@ -170,7 +171,7 @@ async def notify_followers(
 async def notify_people(
     session: AsyncSession,
     person_ids: Collection[int],
-    kind: str,
+    kind: NotificationKind,
     params: dict[str, Any],
     *,
     dedupe_prefix: str,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from storage import rules
 from storage.db import operation
-from storage.models import Community, Street, Suggestion
+from storage.models import Community, NotificationKind, Street, Suggestion
 from storage.rules import (
     ACTIVE_STATES,
     Action,
@@ -175,7 +175,7 @@ async def accept(
     await notifications.notify_followers(
         session,
         suggestion,
-        "suggestion_accepted",
+        NotificationKind.SUGGESTION_ACCEPTED,
         notifications.about(suggestion)
         | {
             "category": suggestion.category.value,
@@ -215,7 +215,7 @@ async def reject(
     await notifications.notify_followers(
         session,
         suggestion,
-        "suggestion_rejected",
+        NotificationKind.SUGGESTION_REJECTED,
         notifications.about(suggestion) | {"reason": reason.value, "note": None},
         dedupe_prefix=f"rejected:{suggestion.id}",
         proposer_params={"note": note},
@@ -284,14 +284,14 @@ async def merge(
     await notifications.notify_people(
         session,
         moving,
-        "suggestion_merged",
+        NotificationKind.SUGGESTION_MERGED,
         notifications.about(source) | into | {"role": "source"},
         dedupe_prefix=f"merged:{source.id}:source",
     )
     await notifications.notify_people(
         session,
         before - moving,
-        "suggestion_merged",
+        NotificationKind.SUGGESTION_MERGED,
         notifications.about(source) | into | {"role": "target"},
         dedupe_prefix=f"merged:{source.id}:target",
     )

@@ -15,7 +15,15 @@ from sqlalchemy.sql.elements import Null
 
 from storage import rules
 from storage.db import insert_on_conflict, operation, take_write_lock
-from storage.models import Community, Follower, Person, Suggestion, SuggestionCounter, utcnow
+from storage.models import (
+    Community,
+    Follower,
+    NotificationKind,
+    Person,
+    Suggestion,
+    SuggestionCounter,
+    utcnow,
+)
 from storage.rules import Action, Category, Kind, Role, RuleViolation, SourceType, State
 from storage.services import notifications
 from storage.services.audit import Actor, record
@@ -339,7 +347,7 @@ async def withdraw(session: AsyncSession, telegram_id: int, suggestion_id: int) 
     await notifications.notify_followers(
         session,
         suggestion,
-        "suggestion_status",
+        NotificationKind.SUGGESTION_STATUS,
         notifications.about(suggestion) | {"status": State.WITHDRAWN.value},
         dedupe_prefix=f"withdrawn:{suggestion.id}",
         exclude={proposer.id},

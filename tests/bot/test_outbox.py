@@ -31,6 +31,7 @@ from telegram_fakes import make_bot, parse_html
 from bot.notify_texts import (
     CAPTION_MAX,
     MESSAGE_MAX,
+    RENDERERS,
     NotificationRenderer,
     Rendered,
     RenderError,
@@ -42,7 +43,7 @@ from bot.outbox import OutboxSender
 from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from bot.sender import install_request_middlewares
 from storage.db import create_engine, create_sessionmaker
-from storage.models import Community, Notification, NotificationStatus, Person
+from storage.models import Community, Notification, NotificationKind, NotificationStatus, Person
 from storage.services import chats, notifications
 from storage.services.people import TelegramIdentity, ensure_person
 
@@ -768,3 +769,9 @@ async def test_a_claim_is_renewed_only_by_its_holder(sessionmaker: Sessions) -> 
             )
             is None
         )
+
+
+def test_every_kind_of_message_has_its_renderer() -> None:
+    """A kind the store may enqueue and the bot cannot render would fail in the outbox, and a
+    renderer of no kind is dead code: the two lists are one."""
+    assert set(RENDERERS) == set(NotificationKind) - {NotificationKind.COMMAND_MENU}

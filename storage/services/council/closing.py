@@ -25,6 +25,7 @@ from storage.models import (
     CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
+    NotificationKind,
     VoteStatus,
     db_now,
 )
@@ -305,7 +306,7 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
         await notifications.enqueue(
             session,
             chat_id=vote.council_chat_id,
-            kind="vote_result",
+            kind=NotificationKind.VOTE_RESULT,
             params=params | {"audience": "council"},
             dedupe_key=f"{key}:{vote.council_chat_id}",
         )
@@ -313,7 +314,7 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
         await notifications.notify_people(
             session,
             [member.person_id for member in vote.members],
-            "vote_result",
+            NotificationKind.VOTE_RESULT,
             params | {"audience": "council"},
             dedupe_prefix=key,
         )
@@ -321,7 +322,7 @@ async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[Counci
         await notifications.enqueue(
             session,
             chat_id=chat.id,
-            kind="vote_result",
+            kind=NotificationKind.VOTE_RESULT,
             params=params | {"audience": "community"},
             dedupe_key=f"{key}:{chat.id}",
         )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage import rules
-from storage.models import Ballot, CouncilVote, CouncilVoteItem, Suggestion
+from storage.models import Ballot, CouncilVote, CouncilVoteItem, NotificationKind, Suggestion
 from storage.rules import Action, Choice, State
 from storage.services import audit, notifications
 from storage.services.audit import Actor
@@ -93,7 +93,7 @@ async def _tell_followers(
     await notifications.notify_followers(
         session,
         suggestion,
-        "suggestion_status",
+        NotificationKind.SUGGESTION_STATUS,
         notifications.about(suggestion)
         | {"status": suggestion.status.value, "vote_id": vote.id}
         | params,

@@ -30,6 +30,7 @@ from storage.models import (
     CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
+    NotificationKind,
     Person,
     PollSendState,
     VoteStatus,
@@ -46,8 +47,10 @@ SEND_ERROR_MAX = 1000
 
 # The private audit events of a poll's sending, on the vote (details: item_id, chat_id, and
 # error or poll_id); the first two are also the convener's notification kinds.
-POLL_SEND_FAILED = "poll_send_failed"  # Telegram refused it: nothing was posted
-POLL_SEND_UNCERTAIN = "poll_send_uncertain"  # its answer was lost: posted or not, unknown
+POLL_SEND_FAILED = NotificationKind.POLL_SEND_FAILED  # Telegram refused it: nothing was posted
+POLL_SEND_UNCERTAIN = (
+    NotificationKind.POLL_SEND_UNCERTAIN
+)  # its answer was lost: posted or not, unknown
 POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found to exist
 # The sends that may have posted a poll the store does not know.
 UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
@@ -165,7 +168,7 @@ async def _record_send_problem(
     error: str,
     chat_id: int | None,
     *,
-    action: str,
+    action: NotificationKind,
     send_error: str,
     state: PollSendState,
     unless: tuple[PollSendState, ...],
