@@ -3,8 +3,10 @@ conversation's state, read once on the way in and written once on the way out.
 
 With Redis, the way in is one round trip (claim the `update_id`, take the conversation's lock,
 read its state, its data and the person's language) and so is the way out (write what changed,
-mark the update done, release the lock). Without Redis (one process on SQLite), the store
-de-duplicates in the update's own transaction and the lock is an `asyncio.Lock`.
+mark the update done, release the lock). The claim and the lock are leases that a timer of
+the process renews while the update is being handled (RedisGate). Without Redis (one process
+on SQLite), the store de-duplicates in the update's own transaction and the lock is an
+`asyncio.Lock`.
 
 Handlers see an ordinary `FSMContext`, over `UpdateStorage`: the conversation's own key is
 served from what the gate read, and what they write reaches the real storage only once the
@@ -198,12 +200,12 @@ class LocalGate:
 
 # KEYS: the update's mark, the conversation's lock ("" when not exclusive), its state, its
 # data, the person's locale choice ("" when no user). ARGV: claim ("1" on the first attempt),
-# processing TTL s, lock token, lock TTL ms.
+# processing TTL ms, the passage's token (the claim's and the lock's value), lock TTL ms.
 # Returns {0, mark} when the update is taken or done; {2} when the lock is busy (the claim
 # stays: retry with claim "0"); {1, state, data, locale} when the update may go ahead.
 _ENTER = """
 if ARGV[1] == '1' then
-  if not redis.call('SET', KEYS[1], 'processing', 'NX', 'EX', ARGV[2]) then
+  if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) then
     return {0, redis.call('GET', KEYS[1])}
   end
 end
@@ -221,34 +223,61 @@ if KEYS[5] ~= '' then locale = redis.call('GET', KEYS[5]) end
 return {1, state, data, locale}
 """
 
-# KEYS as for _ENTER. ARGV: outcome ("done" or "abort"), done TTL s, lock token,
+# KEYS as for _ENTER. ARGV: outcome ("done" or "abort"), done TTL s, the passage's token,
 # state op ("" keep, "set", "del"), state, state TTL s (0: none), data op, data, data TTL s,
 # locale op ("" keep, "set", "fill": set unless a choice is cached), locale, locale TTL s.
+# Only what this passage still holds is touched. "done": the update is marked done unless
+# another delivery of it has taken its claim since (an expired claim counts as still ours: no
+# one else is handling it), and the conversation is written only if its lock is still ours
+# too. Returns 1, or 0 when the conversation was not written (lost: someone else may have
+# taken its next step meanwhile).
 _LEAVE = f"""
 local function put(key, value, ttl)
   if ttl == '0' then redis.call('SET', key, value)
   else redis.call('SET', key, value, 'EX', ttl) end
 end
+local claim = redis.call('GET', KEYS[1])
+local locked = KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3]
+local saved = 0
 if ARGV[1] == 'done' then
-  redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
-  if ARGV[4] == 'set' then put(KEYS[3], ARGV[5], ARGV[6])
-  elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
-  if ARGV[7] == 'set' then put(KEYS[4], ARGV[8], ARGV[9])
-  elseif ARGV[7] == 'del' then redis.call('DEL', KEYS[4]) end
-  if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
-  elseif ARGV[10] == 'fill' then
-    local cached = redis.call('GET', KEYS[5])
-    if not cached or cached == '{NOT_STORED}' then
-      redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
+  if claim == ARGV[3] or not claim then
+    redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+    if KEYS[2] == '' or locked then
+      saved = 1
+      if ARGV[4] == 'set' then put(KEYS[3], ARGV[5], ARGV[6])
+      elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
+      if ARGV[7] == 'set' then put(KEYS[4], ARGV[8], ARGV[9])
+      elseif ARGV[7] == 'del' then redis.call('DEL', KEYS[4]) end
+    end
+    if ARGV[10] == 'set' then redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
+    elseif ARGV[10] == 'fill' then
+      local cached = redis.call('GET', KEYS[5])
+      if not cached or cached == '{NOT_STORED}' then
+        redis.call('SET', KEYS[5], ARGV[11], 'EX', ARGV[12])
+      end
     end
   end
-else
+elseif claim == ARGV[3] then
   redis.call('DEL', KEYS[1])
 end
-if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then
-  redis.call('DEL', KEYS[2])
+if locked then redis.call('DEL', KEYS[2]) end
+return saved
+"""
+
+# KEYS: update marks (claims), then conversations' locks. ARGV: claim TTL ms, lock TTL ms,
+# how many KEYS are claims, then each key's token. Extends each key still holding its token;
+# returns how many did not (expired, or never taken: a passage waiting for a busy lock).
+_RENEW = """
+local claims = tonumber(ARGV[3])
+local missed = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[3 + i] then
+    redis.call('PEXPIRE', KEYS[i], i <= claims and ARGV[1] or ARGV[2])
+  else
+    missed = missed + 1
+  end
 end
-return 1
+return missed
 """
 
 
@@ -260,10 +289,23 @@ class RedisGate:
     route answers 503, Telegram retries later) rather than being dropped, so that if the first
     attempt then fails, the update is not lost. Keys of one update may live in different hash
     slots: this needs one Redis (with replicas if wanted), not Redis Cluster.
+
+    The update's claim and the conversation's lock are leases, so that a replica that dies
+    holding them holds them for a minute or two, not for ever; an update that takes longer
+    keeps them by renewal. Each passage puts its token and keys in `_held` on the way in and
+    takes them out on the way out (a dict operation each, no round trip, no task); one timer
+    per gate wakes every `renew_every()` seconds (a third of the shorter lease) while anything
+    is held, and extends everything held in one script call, each key only if it still holds
+    its token. The timer is armed by the first passage and stops by itself when a wake finds
+    nothing held, so nothing has to start or stop it: webhook, polling and a test's dispatcher
+    alike, and a loop that ends leaves no task behind. If renewal fails anyway (Redis away
+    longer than a lease, a loop blocked), the lease's value says whose it is: the way out
+    writes only while it still holds the claim and the lock, and otherwise marks the passage
+    not saved (`Passage.saved`), and an abort deletes only its own claim and lock.
     """
 
     claims_updates = True
-    PROCESSING_TTL = 120  # seconds; longer than any update takes, shorter than a retry cycle
+    PROCESSING_TTL = 120  # seconds; a crashed holder's update is "in progress" this long at most
     DONE_TTL = 7 * 24 * 3600  # Telegram gives up on an update after 24 h
     LOCK_TTL_MS = 60_000  # how long a crashed holder keeps a conversation locked at most
     WAIT_TIMEOUT = 30.0  # then the update fails and Telegram delivers it again
@@ -281,6 +323,17 @@ class RedisGate:
         self._passages = itertools.count()
         self._enter = self.redis.register_script(_ENTER)
         self._leave = self.redis.register_script(_LEAVE)
+        self._renew = self.redis.register_script(_RENEW)
+        # What this process's open passages hold: token -> (update mark, lock or "").
+        self._held: dict[str, tuple[str, str]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._renewal: asyncio.Task[None] | None = None
+
+    def renew_every(self) -> float:
+        """Seconds between renewals: a held lease is extended at most this long after it was
+        taken or last extended, with two more such spans to spare before it would expire."""
+        return min(self.LOCK_TTL_MS / 1000, self.PROCESSING_TTL) / 3
 
     def _keys(
         self, update_id: int, key: StorageKey | None, user_id: int | None, exclusive: bool
@@ -299,26 +352,76 @@ class RedisGate:
         self, update_id: int, key: StorageKey | None, user_id: int | None, *, exclusive: bool
     ) -> AsyncIterator[Passage]:
         keys = self._keys(update_id, key, user_id, exclusive)
-        token = f"{self._holder}:{next(self._passages)}"  # whose lock it is
-        reply = await self._claim(update_id, keys, token)
-        if reply[0] == 0:
-            if _text(reply[1]) == "done":
-                yield Passage(fresh=False, conversation=None)
-                return
-            raise UpdateInProgress(update_id)
-        _, state, data, locale = reply
-        conversation = Conversation(key, _text(state), _text(data)) if key is not None else None
-        passage = Passage(fresh=True, conversation=conversation, locale_choice=_text(locale))
+        token = f"{self._holder}:{next(self._passages)}"  # whose claim and lock they are
+        held = self._held
+        # Held from the claim on: waiting for a busy conversation keeps the claim too.
+        held[token] = (keys[0], keys[1])
+        self._keep_renewing()
         try:
-            yield passage
-        except BaseException:
+            reply = await self._claim(update_id, keys, token)
+            if reply[0] == 0:
+                del held[token]
+                if _text(reply[1]) == "done":
+                    yield Passage(fresh=False, conversation=None)
+                    return
+                raise UpdateInProgress(update_id)
+            _, state, data, locale = reply
+            conversation = Conversation(key, _text(state), _text(data)) if key is not None else None
+            passage = Passage(fresh=True, conversation=conversation, locale_choice=_text(locale))
             try:
-                await self._abort(keys, token)
-            except Exception:  # the claim and the lock expire by themselves
-                log.warning("update %s: could not release its claim", update_id, exc_info=True)
-            raise
-        args = self._leave_args(passage, token, can_cache_locale=user_id is not None)
-        await self._leave_after_commit(update_id, passage, keys, args)
+                yield passage
+            except BaseException:
+                try:
+                    await self._abort(keys, token)
+                except Exception:  # the claim and the lock expire by themselves
+                    log.warning("update %s: could not release its claim", update_id, exc_info=True)
+                raise
+            args = self._leave_args(passage, token, can_cache_locale=user_id is not None)
+            await self._leave_after_commit(update_id, passage, keys, args)
+        finally:
+            held.pop(token, None)
+
+    def _keep_renewing(self) -> None:
+        """Arm the renewal timer unless it is armed (on this loop: a gate may outlive one)."""
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer_loop = loop
+            self._timer = loop.call_later(self.renew_every(), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self._held:
+            return  # idle: the next passage arms the timer again
+        loop = asyncio.get_running_loop()
+        renewal = self._renewal
+        # Unless the last renewal is still waiting on Redis.
+        if renewal is None or renewal.done() or renewal.get_loop() is not loop:
+            self._renewal = loop.create_task(self._renew_held())
+        self._keep_renewing()
+
+    async def _renew_held(self) -> None:
+        claims: list[str] = []
+        locks: list[str] = []
+        claim_tokens: list[str] = []
+        lock_tokens: list[str] = []
+        for token, (claim, lock) in self._held.items():
+            claims.append(claim)
+            claim_tokens.append(token)
+            if lock:
+                locks.append(lock)
+                lock_tokens.append(token)
+        lock_ms = int(self.LOCK_TTL_MS)
+        claim_ms = int(self.PROCESSING_TTL * 1000)
+        try:
+            missed = await self._renew(
+                keys=[*claims, *locks],
+                args=[claim_ms, lock_ms, len(claims), *claim_tokens, *lock_tokens],
+            )
+        except Exception:  # tried again at the next tick; the way out checks what it holds
+            log.warning("could not renew the gate's %s leases", len(claims), exc_info=True)
+            return
+        if missed:
+            log.debug("%s of the gate's leases were not held when renewed", missed)
 
     async def _leave_after_commit(
         self, update_id: int, passage: Passage, keys: list[str], args: list[Any]
@@ -327,11 +430,11 @@ class RedisGate:
         failing here must not make Telegram deliver it again (it would be handled twice once
         the claim expired): retry briefly, then log and let it count as handled. What is lost
         then is the conversation's step: `passage.saved` turns False, and the middleware drops
-        the reply that would ask the next step's question."""
+        the reply that would ask the next step's question. The same when the conversation's
+        lock or the update's claim was lost meanwhile (see the class)."""
         for pause in (*self.LEAVE_PAUSES, None):
             try:
-                await self._leave(keys=keys, args=args)
-                return
+                saved = await self._leave(keys=keys, args=args)
             except Exception:
                 if pause is None:
                     log.exception(
@@ -341,6 +444,15 @@ class RedisGate:
                     )
                     passage.saved = False
                     return
+            else:
+                if not saved:
+                    log.warning(
+                        "update %s committed, but it no longer held its conversation's lock or "
+                        "its claim: its conversation state was not written",
+                        update_id,
+                    )
+                    passage.saved = False
+                return
             await asyncio.sleep(pause)
 
     async def _claim(self, update_id: int, keys: list[str], token: str) -> list[Any]:
@@ -349,25 +461,20 @@ class RedisGate:
         # claim on this one ("0": only try the lock again).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.WAIT_TIMEOUT
-        claim = "1"
+        args: list[str | int] = ["1", int(self.PROCESSING_TTL * 1000), token, self.LOCK_TTL_MS]
         while True:
-            reply = cast(
-                list[Any],
-                await self._enter(
-                    keys=keys, args=[claim, self.PROCESSING_TTL, token, self.LOCK_TTL_MS]
-                ),
-            )
+            reply = cast(list[Any], await self._enter(keys=keys, args=args))
             if reply[0] != 2:
                 return reply
             if loop.time() >= deadline:
                 break
-            claim = "0"
+            args[0] = "0"
             await asyncio.sleep(self.RETRY_EVERY)
         await self._abort(keys, token)
         raise UpdateInProgress(update_id)
 
     async def _abort(self, keys: list[str], token: str) -> None:
-        """Give up the update's claim and the lock (if this token holds it), writing nothing."""
+        """Give up the update's claim and the lock (those this token holds), writing nothing."""
         await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
 
     def _leave_args(self, passage: Passage, token: str, *, can_cache_locale: bool) -> list[Any]:

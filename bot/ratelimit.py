@@ -237,8 +237,16 @@ class RedisSendLimiter:
     script's keys sit in one slot of a Redis Cluster too.
 
     While Redis cannot be reached, this replica keeps the limits on its own (in memory)
-    rather than stop sending: each replica then stays within Telegram's limits by itself,
-    which is safe for the per-chat limits and at worst a brief excess of the global one."""
+    rather than stop sending. That is not the shared budget: each replica stays within
+    Telegram's limits by itself, so with N replicas the global rate may reach N times its
+    limit, and so may one chat's, since the outbox claims rows, not chats (two replicas may
+    each hold messages for the same group). Telegram then answers some of them 429, which the
+    senders retry after the pause it asks for. That is accepted for the length of an outage
+    rather than made exact. A pause taken meanwhile is kept here and written to Redis once it
+    answers again (tried every PAUSE_RETRY_EVERY seconds, and before this replica's next
+    message), so every replica honours it for what is left of it."""
+
+    PAUSE_RETRY_EVERY = 1.0  # seconds between attempts at writing pauses taken offline
 
     def __init__(
         self,
@@ -259,8 +267,12 @@ class RedisSendLimiter:
         # Unique sorted-set members: two grants at one instant must both count.
         self._ids = itertools.count()
         self._origin = f"{os.getpid()}-{id(self):x}"
-        self._fallback = MemorySendLimiter(self.limits, clock=clock or time.monotonic, sleep=sleep)
+        self._local_clock = clock or time.monotonic
+        self._fallback = MemorySendLimiter(self.limits, clock=self._local_clock, sleep=sleep)
         self._warned_at = -math.inf
+        # Pauses Redis has not heard of yet: chat -> until, on the local clock.
+        self._unsent: dict[int, float] = {}
+        self._resend: asyncio.Task[None] | None = None
 
     def _now(self) -> str:
         return repr(self._clock()) if self._clock is not None else ""
@@ -281,6 +293,8 @@ class RedisSendLimiter:
 
     async def try_acquire(self, chat_id: int) -> float:
         try:
+            if self._unsent:
+                await self._write_unsent()
             return await self._try_acquire(chat_id)
         except (RedisError, OSError) as error:
             self._unreachable(error)
@@ -311,9 +325,36 @@ class RedisSendLimiter:
             return
         await self._fallback.pause(chat_id, seconds)
         try:
-            await self._pause(keys=[self._keys(chat_id)[3]], args=[repr(seconds), self._now()])
+            await self._write_pause(chat_id, seconds)
         except (RedisError, OSError) as error:
             self._unreachable(error)
+            until = self._local_clock() + seconds
+            self._unsent[chat_id] = max(self._unsent.get(chat_id, until), until)
+            if self._resend is None or self._resend.done():
+                self._resend = asyncio.get_running_loop().create_task(self._resend_unsent())
+
+    async def _write_pause(self, chat_id: int, seconds: float) -> None:
+        await self._pause(keys=[self._keys(chat_id)[3]], args=[repr(seconds), self._now()])
+
+    async def _write_unsent(self) -> None:
+        """Write the pauses taken while Redis was away, for what is left of them."""
+        now = self._local_clock()
+        for chat_id, until in list(self._unsent.items()):
+            if until > now:
+                await self._write_pause(chat_id, until - now)
+            if self._unsent.get(chat_id) == until:  # not lengthened meanwhile
+                del self._unsent[chat_id]
+
+    async def _resend_unsent(self) -> None:
+        # Real time: a test's virtual clock must not wait for this.
+        while self._unsent:
+            await asyncio.sleep(self.PAUSE_RETRY_EVERY)
+            try:
+                await self._write_unsent()
+            except (RedisError, OSError):
+                now = self._local_clock()
+                for chat_id in [c for c, until in self._unsent.items() if until <= now]:
+                    del self._unsent[chat_id]  # over: nothing left to tell
 
 
 def create_limiter(redis: Redis | None, limits: Limits | None = None) -> SendLimiter:

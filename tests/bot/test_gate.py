@@ -314,7 +314,7 @@ async def test_redis_leaving_a_committed_update_retries_then_gives_up_quietly(
             await context(storage, passage.conversation).set_state("Form:description")
     assert flaky.calls == 3 and passage.saved is False
     assert "update 61 committed" in caplog.text
-    assert await redis.get("minsheng:update:61") == b"processing"
+    assert await redis.get("minsheng:update:61") not in (None, b"done")  # still claimed
     assert await storage.get_state(KEY) == "Form:title"
 
 
@@ -365,3 +365,194 @@ async def test_redis_no_reply_when_the_conversation_could_not_be_saved(
         assert await dispatcher.feed_update(bot, update) is None
     finally:
         await engine.dispose()
+
+
+# --- leases: the claim and the lock outlive a slow update, and are checked on the way out ---
+
+
+async def _replicas(redis_url: str) -> list[Redis]:
+    """Two replicas' own Redis clients."""
+    return [Redis.from_url(redis_url) for _ in range(2)]
+
+
+def _gate_on(client: Redis) -> RedisGate:
+    gate = create_gate(create_storage(client))
+    assert isinstance(gate, RedisGate)
+    return gate
+
+
+@pytest.mark.redis
+async def test_redis_a_slow_update_keeps_its_conversation_until_it_has_left(
+    redis_url: str,
+) -> None:
+    """The person's next message reaches another replica while the previous one is still
+    being handled, for longer than the lock's lease (scaled: 300 ms for 60 s): it waits for
+    that step, and starts from it, rather than going in with the old state and having its
+    own step overwritten when the slow one leaves."""
+    clients = await _replicas(redis_url)
+    try:
+        a, b = (_gate_on(client) for client in clients)
+        for gate in (a, b):
+            gate.LOCK_TTL_MS = 300
+        storage = a.storage
+        await storage.set_state(KEY, "Suggest:title")
+        seen_by_b: list[Any] = []
+
+        async def slow_title_on_a() -> None:
+            async with a.passage(101, KEY, 1001, exclusive=True) as passage:
+                state = context(storage, passage.conversation)
+                await asyncio.sleep(1.0)  # over three leases
+                await state.update_data(title="修路灯")
+                await state.set_state("Suggest:description")
+            assert passage.saved
+
+        async def description_on_b() -> None:
+            await asyncio.sleep(0.05)
+            async with b.passage(102, KEY, 1001, exclusive=True) as passage:
+                state = context(storage, passage.conversation)
+                seen_by_b.append((await state.get_state(), await state.get_data()))
+                await state.update_data(description="楼道太黑")
+                await state.set_state("Suggest:location")
+            assert passage.saved
+
+        await asyncio.gather(slow_title_on_a(), description_on_b())
+        assert seen_by_b == [("Suggest:description", {"title": "修路灯"})]
+        assert await storage.get_state(KEY) == "Suggest:location"
+        assert await storage.get_data(KEY) == {"title": "修路灯", "description": "楼道太黑"}
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_an_update_handled_longer_than_its_claim_is_not_handled_again(
+    redis_url: str,
+) -> None:
+    """Telegram delivers the update again to another replica while the first is still on it,
+    after the claim's lease (scaled: 1 s for 120 s): refused (503), not handled twice; and
+    once the first has finished, the redelivery finds it done."""
+    clients = await _replicas(redis_url)
+    try:
+        a, b = (_gate_on(client) for client in clients)
+        for gate in (a, b):
+            gate.PROCESSING_TTL = 1
+        handled: list[str] = []
+
+        async def slow_on_a() -> None:
+            async with a.passage(201, None, 1001, exclusive=False) as passage:
+                assert passage.fresh
+                handled.append("A")
+                await asyncio.sleep(1.5)
+
+        async def redelivered_to_b() -> None:
+            await asyncio.sleep(1.2)
+            try:
+                async with b.passage(201, None, 1001, exclusive=False) as passage:
+                    if passage.fresh:
+                        handled.append("B")
+            except UpdateInProgress:
+                handled.append("B refused")
+
+        await asyncio.gather(slow_on_a(), redelivered_to_b())
+        assert handled == ["A", "B refused"]
+        async with b.passage(201, None, 1001, exclusive=False) as replay:
+            assert not replay.fresh
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_leases_are_renewed_while_held_and_no_longer(fsm_redis: Redis) -> None:
+    """The claim and the lock carry the passage's token and are extended while it is open;
+    once every passage has left, nothing is held and the renewal timer stops."""
+    redis = fsm_redis
+    gate = _gate_on(redis)
+    gate.LOCK_TTL_MS, gate.PROCESSING_TTL = 600, 2
+    lock = "minsheng:fsm:1001:1001:lock"
+    async with gate.passage(300, KEY, 1001, exclusive=True):
+        token = await redis.get(lock)
+        assert token is not None and await redis.get("minsheng:update:300") == token
+        for _ in range(6):  # 1.2 s: twice the lock's lease
+            await asyncio.sleep(0.2)
+            assert await redis.get(lock) == token
+            assert 0 < await redis.pttl(lock) <= 600
+    assert not gate._held and not await redis.exists(lock)
+    await asyncio.sleep(gate.renew_every() * 2.5)
+    assert gate._timer is None
+    # An update refused or replayed leaves nothing held either.
+    async with gate.passage(300, KEY, 1001, exclusive=True) as replay:
+        assert not replay.fresh
+    await redis.set("minsheng:update:301", "someone-else:1", px=10_000)
+    with pytest.raises(UpdateInProgress):
+        async with gate.passage(301, KEY, 1001, exclusive=True):
+            pass
+    assert not gate._held
+
+
+@pytest.mark.redis
+async def test_redis_a_lost_lock_writes_no_state_and_keeps_the_new_holders_lock(
+    fsm_redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewal failed (Redis away, a loop blocked) and another replica took the conversation:
+    the late update's step is not written over the other's, the other's lock stays, and the
+    update still counts as handled (its effects are committed); `saved` turns False, so its
+    reply is dropped."""
+    redis = fsm_redis
+    storage = create_storage(redis)
+    gate = _gate_on(redis)
+    lock = "minsheng:fsm:1001:1001:lock"
+    with caplog.at_level("WARNING", logger="bot.gate"):
+        async with gate.passage(310, KEY, 1001, exclusive=True) as passage:
+            await redis.set(lock, "other-replica:7", px=60_000)  # expired, taken meanwhile
+            await storage.set_state(KEY, "Form:location")  # the other's step
+            state = context(storage, passage.conversation)
+            await state.set_state("Form:description")
+            await state.update_data(title="x")
+    assert passage.saved is False
+    assert "no longer held its conversation's lock" in caplog.text
+    assert await storage.get_state(KEY) == "Form:location"
+    assert await storage.get_data(KEY) == {}
+    assert await redis.get(lock) == b"other-replica:7"
+    assert await redis.get("minsheng:update:310") == b"done"
+
+
+@pytest.mark.redis
+async def test_redis_a_lost_claim_is_left_to_the_delivery_that_took_it(fsm_redis: Redis) -> None:
+    """The claim expired and a redelivery holds it now: the late passage neither marks the
+    update done nor writes its conversation, and an abort does not delete the other's claim;
+    its own lock it releases."""
+    redis = fsm_redis
+    storage = create_storage(redis)
+    gate = _gate_on(redis)
+    mark, lock = "minsheng:update:320", "minsheng:fsm:1001:1001:lock"
+    async with gate.passage(320, KEY, 1001, exclusive=True) as passage:
+        await redis.set(mark, "other-replica:8", px=60_000)
+        await context(storage, passage.conversation).set_state("Form:description")
+    assert passage.saved is False
+    assert await redis.get(mark) == b"other-replica:8"
+    assert await storage.get_state(KEY) is None
+    assert not await redis.exists(lock)
+
+    with pytest.raises(Boom):
+        async with gate.passage(321, KEY, 1001, exclusive=True):
+            await redis.set("minsheng:update:321", "other-replica:9", px=60_000)
+            raise Boom
+    assert await redis.get("minsheng:update:321") == b"other-replica:9"
+    assert not await redis.exists(lock)
+
+
+@pytest.mark.redis
+async def test_redis_an_expired_claim_still_held_by_no_one_is_marked_done(
+    fsm_redis: Redis,
+) -> None:
+    """No other delivery took the update: it was handled, and a redelivery must find it done."""
+    redis = fsm_redis
+    storage = create_storage(redis)
+    gate = _gate_on(redis)
+    async with gate.passage(330, KEY, 1001, exclusive=True) as passage:
+        await redis.delete("minsheng:update:330")
+        await context(storage, passage.conversation).set_state("Form:description")
+    assert passage.saved
+    assert await redis.get("minsheng:update:330") == b"done"
+    assert await storage.get_state(KEY) == "Form:description"

@@ -221,3 +221,69 @@ async def test_a_silent_redis_falls_back_in_seconds(redis_url: str) -> None:
     finally:
         await client.aclose()
         await proxy.stop()
+
+
+def _replicas_behind(proxy: TcpProxy, redis_url: str) -> list[Redis]:
+    """Two replicas' Redis clients, reaching the real Redis through `proxy`."""
+    target = make_url(redis_url.replace("redis://", "postgresql://"))
+    return [Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{target.database or 0}") for _ in "ab"]
+
+
+async def _proxy_to(redis_url: str) -> TcpProxy:
+    target = make_url(redis_url.replace("redis://", "postgresql://"))
+    return await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
+
+
+@pytest.mark.redis
+async def test_a_pause_taken_while_redis_is_away_reaches_every_replica_once_it_is_back(
+    redis_url: str,
+) -> None:
+    """Telegram told replica A to hold off a group for 30 s while Redis was away: once Redis
+    answers again, A writes the pause there and replica B honours it too, although A sends
+    nothing meanwhile (it may be sleeping through that very pause)."""
+    proxy = await _proxy_to(redis_url)
+    clients = _replicas_behind(proxy, redis_url)
+    try:
+        a, b = (RedisSendLimiter(client) for client in clients)
+        a.PAUSE_RETRY_EVERY = 0.1
+        proxy.cut()
+        await a.pause(GROUP, 30)
+        await asyncio.sleep(0.25)  # still away: tried, kept
+        proxy.restore()
+        await asyncio.sleep(1.0)  # a few attempts: the first may still meet a dropped connection
+        assert 25 < await b.try_acquire(GROUP) <= 30
+        assert not a._unsent
+    finally:
+        proxy.restore()
+        for client in clients:
+            await client.aclose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_a_replica_writes_its_offline_pauses_before_its_next_message(
+    redis_url: str,
+) -> None:
+    """Back on Redis, the replica's next message first writes what it paused meanwhile (for
+    what is left of it), so neither it nor another replica sends into a pause; a pause that
+    ran out while Redis was away is not written at all."""
+    proxy = await _proxy_to(redis_url)
+    clients = _replicas_behind(proxy, redis_url)
+    try:
+        a, b = (RedisSendLimiter(client) for client in clients)
+        a.PAUSE_RETRY_EVERY = 3600  # only the next message writes them
+        proxy.cut()
+        await a.pause(GROUP, 30)
+        await a.pause(GROUP - 1, 0.2)
+        await asyncio.sleep(0.3)
+        proxy.restore()
+        assert await a.try_acquire(3) == 0.0  # another chat: may go, and writes the pauses
+        assert 25 < await b.try_acquire(GROUP) <= 30
+        assert 25 < await a.try_acquire(GROUP) <= 30
+        assert await b.try_acquire(GROUP - 1) == 0.0
+        assert not a._unsent
+    finally:
+        proxy.restore()
+        for client in clients:
+            await client.aclose()
+        await proxy.stop()
