@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
 from bot.notify_texts import rules_line, split_text
-from bot.ratelimit import MemorySendLimiter, SendLimiter
+from bot.ratelimit import SendLimiter
 from bot.texts import (
     cap_warning,
     category_label,
@@ -627,32 +628,15 @@ class PollRuntime(Protocol):
     settings: Settings
     bot: Bot
     sessionmaker: async_sessionmaker[AsyncSession]
-    extras: dict[str, Any]
-
-
-LIMITER_KEY = "limiter"
-I18N_KEY = "i18n"
-TASKS_KEY = "background_tasks"
-
-
-def limiter_of(runtime: PollRuntime) -> SendLimiter:
-    limiter: SendLimiter | None = runtime.extras.get(LIMITER_KEY)
-    if limiter is None:
-        limiter = runtime.extras[LIMITER_KEY] = MemorySendLimiter()
-    return limiter
-
-
-def i18n_of(runtime: PollRuntime) -> I18n:
-    i18n: I18n | None = runtime.extras.get(I18N_KEY)
-    if i18n is None:
-        i18n = runtime.extras[I18N_KEY] = create_i18n(runtime.settings.default_locale)
-    return i18n
+    limiter: SendLimiter
+    i18n: I18n
+    background: set[asyncio.Task[Any]]
 
 
 def spawn(runtime: PollRuntime, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
     """Run `work` in the background, keeping a reference (asyncio holds tasks weakly) and
     logging what it raises."""
-    tasks: set[asyncio.Task[Any]] = runtime.extras.setdefault(TASKS_KEY, set())
+    tasks = runtime.background
     task = asyncio.get_running_loop().create_task(work, name=name)
     tasks.add(task)
 
@@ -667,14 +651,14 @@ def spawn(runtime: PollRuntime, work: Coroutine[Any, Any, Any], name: str) -> as
 
 async def wait_background(runtime: PollRuntime) -> None:
     """Wait for the background work started so far (and what it starts meanwhile)."""
-    tasks: set[asyncio.Task[Any]] = runtime.extras.get(TASKS_KEY, set())
+    tasks = runtime.background
     while tasks:
         await asyncio.gather(*list(tasks), return_exceptions=True)
 
 
 async def cancel_background(runtime: PollRuntime, grace: float = 5.0) -> None:
     """At shutdown: give background work `grace` seconds, then cancel what is left."""
-    tasks: set[asyncio.Task[Any]] = runtime.extras.get(TASKS_KEY, set())
+    tasks = runtime.background
     if not tasks:
         return
     _, pending = await asyncio.wait(list(tasks), timeout=grace)
@@ -717,8 +701,8 @@ async def send_claimed_vote_polls(
             runtime.bot,
             runtime.sessionmaker,
             vote_id,
-            limiter_of(runtime),
-            i18n=i18n_of(runtime),
+            runtime.limiter,
+            i18n=runtime.i18n,
             tz=settings.tz,
             default_locale=settings.default_locale,
             now=now,
@@ -763,7 +747,7 @@ async def stop_claimed_vote_polls(
         until = await council.held_poll_lease(session, vote_id)
     try:
         stopped = await stop_polls(
-            runtime.bot, polls, limiter_of(runtime), sessionmaker=runtime.sessionmaker
+            runtime.bot, polls, runtime.limiter, sessionmaker=runtime.sessionmaker
         )
     except BaseException:
         await _release_lease(runtime, vote_id, until)
@@ -822,7 +806,7 @@ def awaitable_none() -> asyncio.Future[None]:
 
 
 def council_poll_sender(runtime: PollRuntime) -> Callable[[int], Awaitable[None]]:
-    """`runtime.extras["council_poll_sender"]`: starts sending at once when called; the
+    """`Runtime.poll_sender`: starts sending at once when called; the
     officials' API awaits the result, the convene dialog may or may not (either works)."""
 
     def send(vote_id: int) -> Awaitable[None]:
@@ -834,6 +818,22 @@ def council_poll_sender(runtime: PollRuntime) -> Callable[[int], Awaitable[None]
 
 PollSender = Callable[[int], Awaitable[Any]]
 AfterCommit = list[Callable[[], Awaitable[Any]]]
+
+
+async def start_sending(sender: Callable[[int], Any] | None, vote_id: int) -> None:
+    """After a vote is convened (the convene dialog, the officials' API): start sending its
+    polls through the process's sender. The vote stands, committed, whatever happens here:
+    what failed is on its items, or in the log, and the scheduler's resume_poll_sending
+    sends what is unsent."""
+    if sender is None:
+        log.warning("no council poll sender in this process: vote %s not sent", vote_id)
+        return
+    try:
+        started = sender(vote_id)
+        if inspect.isawaitable(started):
+            await started
+    except Exception:
+        log.exception("sending the polls of council vote %s failed", vote_id)
 
 
 async def send_owed_polls(
@@ -858,7 +858,7 @@ async def send_owed_polls(
 
 
 def vote_closer(runtime: PollRuntime) -> Callable[[int], Awaitable[council.CloseResult | None]]:
-    """`runtime.extras["vote_closer"]`: an after-commit hook's early close."""
+    """`Runtime.vote_closer`: an after-commit hook's early close."""
 
     def close(vote_id: int) -> Awaitable[council.CloseResult | None]:
         return close_and_stop(runtime, vote_id)

@@ -12,7 +12,6 @@ a vote meanwhile simply drops out of the list; the store checks everything again
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import re
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import ConveneAction, ConveneCb
+from bot.polls import start_sending
 from bot.texts import LISTING_BUDGET, local_deadline, over_cap, quote, short, zone_name
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import (
@@ -594,19 +594,6 @@ def cancelled_text() -> str:
     return _("Cancelled; no vote was convened. Send /convene to start again.")
 
 
-async def _send_polls(sender: PollSender | None, vote_id: int) -> None:
-    if sender is None:
-        log.warning("no council poll sender in this process: vote %s not sent", vote_id)
-        return
-    try:
-        result = sender(vote_id)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        # The vote stands (committed); what failed is on its items, or in the log.
-        log.exception("sending the polls of council vote %s failed", vote_id)
-
-
 async def on_confirm(
     callback: CallbackQuery,
     state: FSMContext,
@@ -635,7 +622,7 @@ async def on_confirm(
         return await _refused(bot, chat_id, who, state, session, settings, name, exc)
     await state.clear()
     await callback.answer(_("Convened."))
-    await _send_polls(council_poll_sender, vote.id)
+    await start_sending(council_poll_sender, vote.id)
     if vote.council_chat_id is not None:
         group = await chats.get_chat(session, vote.council_chat_id)
         where = _("The polls are on their way to the council's group “{title}”.").format(

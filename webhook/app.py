@@ -54,7 +54,7 @@ async def _sandbox_start(runtime: Runtime, app: FastAPI) -> None:
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://sandbox", timeout=60
     )
-    runtime.extras["sandbox_client"] = client
+    runtime.sandbox_client = client
 
     async def deliver(update: dict[str, Any]) -> WebhookAnswer:
         response = await client.post(
@@ -154,8 +154,8 @@ async def open_runtime(
     )
     # Handlers reach process-wide services (sending polls, closing a vote early) through the
     # dispatcher's workflow data; what they delegate to is installed by `running_jobs`.
-    for name in ("council_poll_sender", "vote_closer"):
-        runtime.dispatcher[name] = _delegate(runtime, name)
+    for name, attribute in (("council_poll_sender", "poll_sender"), ("vote_closer", "vote_closer")):
+        runtime.dispatcher[name] = _delegate(runtime, attribute)
     try:
         yield runtime
     finally:
@@ -165,9 +165,12 @@ async def open_runtime(
         await engine.dispose()
 
 
-def _delegate(runtime: Runtime, name: str) -> Callable[..., Any]:
+def _delegate(runtime: Runtime, attribute: str) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
-        return runtime.extras[name](*args)
+        installed = getattr(runtime, attribute)
+        if installed is None:
+            raise RuntimeError(f"no {attribute} in this process (webhook.jobs.install_senders)")
+        return installed(*args)
 
     return call
 
@@ -233,7 +236,7 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
                     yield
             finally:
                 background.cancel()
-                client = runtime.extras.get("sandbox_client")
+                client = runtime.sandbox_client
                 if client is not None:
                     await client.aclose()
 

@@ -20,12 +20,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.i18n import create_i18n
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
 from bot.polls import (
-    I18N_KEY,
-    LIMITER_KEY,
     cancel_background,
     close_and_stop,
     council_poll_sender,
@@ -34,7 +31,6 @@ from bot.polls import (
     stop_claimed_vote_polls,
     vote_closer,
 )
-from bot.ratelimit import create_limiter
 from storage.models import utcnow
 from storage.services import council, notifications
 from storage.services.updates import prune_processed
@@ -42,7 +38,6 @@ from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-OUTBOX_KEY = "outbox"
 CLOSE_VOTES_EVERY = 20  # seconds
 RESUME_POLLS_EVERY = 60  # seconds
 STOP_POLLS_EVERY = 60  # seconds
@@ -51,23 +46,19 @@ OUTBOX_BATCH = 50
 
 
 def install_senders(runtime: Runtime) -> None:
-    """What sends on its own: the shared rate limiter (in Redis when the process has it, so
-    replicas share Telegram's budget), the outbox sender, and the council's poll sender and
-    early closer that handlers and the officials' API reach through `runtime.extras`."""
+    """What sends on its own, at the runtime's shared rate (Runtime.limiter): the outbox
+    sender, and the council's poll sender and early closer that handlers and the officials'
+    API reach through the runtime."""
     settings = runtime.settings
-    limiter = runtime.extras.get(LIMITER_KEY) or create_limiter(runtime.redis)
-    i18n = runtime.extras.get(I18N_KEY) or create_i18n(settings.default_locale)
-    runtime.extras[LIMITER_KEY] = limiter
-    runtime.extras[I18N_KEY] = i18n
-    runtime.extras[OUTBOX_KEY] = OutboxSender(
+    runtime.outbox = OutboxSender(
         runtime.bot,
         runtime.sessionmaker,
-        limiter,
-        NotificationRenderer(i18n, settings.tz),
+        runtime.limiter,
+        NotificationRenderer(runtime.i18n, settings.tz),
         default_locale=settings.default_locale,
     )
-    runtime.extras["council_poll_sender"] = council_poll_sender(runtime)
-    runtime.extras["vote_closer"] = vote_closer(runtime)
+    runtime.poll_sender = council_poll_sender(runtime)
+    runtime.vote_closer = vote_closer(runtime)
 
 
 async def stop_senders(runtime: Runtime) -> None:
@@ -145,7 +136,7 @@ async def stop_left_polls(runtime: Runtime, now: datetime | None = None) -> list
 
 async def send_outbox(runtime: Runtime) -> int:
     """One round of the outbox sender; how many messages went out."""
-    sender: OutboxSender | None = runtime.extras.get(OUTBOX_KEY)
+    sender = runtime.outbox
     if sender is None:
         return 0
     try:

@@ -7,6 +7,7 @@ A council member among them is owed the private polls Telegram refused them mean
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,8 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Group, Harness, Person, make_harness, private_chat
 
+from bot.i18n import create_i18n
 from bot.polls import send_claimed_vote_polls, wait_background
-from bot.ratelimit import Limits, MemorySendLimiter
+from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from storage.models import CouncilVote
 from storage.models import Person as PersonRow
 from storage.services import notifications, people
@@ -169,7 +171,9 @@ class PollRuntime:
     settings: Settings
     bot: Bot
     sessionmaker: Sessions
-    extras: dict[str, Any] = field(default_factory=dict)
+    i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
+    limiter: SendLimiter = field(default_factory=MemorySendLimiter)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_meanwhile(
@@ -189,8 +193,8 @@ async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_m
     await h.feed(membership(h, who, "member", "kicked"))
     assert await blocked_at(sessionmaker, who.id) is not None
 
-    runtime = PollRuntime(bot_settings, h.bot, sessionmaker, {"i18n": pending_i18n})
-    runtime.extras["limiter"] = MemorySendLimiter(Limits(chat_interval=0.001))
+    runtime = PollRuntime(bot_settings, h.bot, sessionmaker, i18n=pending_i18n)
+    runtime.limiter = MemorySendLimiter(Limits(chat_interval=0.001))
     now = datetime.now(UTC)
     ids = await add_candidates(council_, ["修路灯", "装座椅"])
     vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)

@@ -578,7 +578,9 @@ def real_time_runtime(double: TelegramDouble, sessionmaker: Sessions, i18n: I18n
         settings=make_settings(),
         bot=make_bot(double),
         sessionmaker=sessionmaker,
-        extras={"i18n": i18n, "limiter": MemorySendLimiter(Limits(chat_interval=0.001))},
+        i18n=i18n,
+        limiter=MemorySendLimiter(Limits(chat_interval=0.001)),
+        background=set(),
     )
 
 

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Harness, last_text, make_bot, make_harness, make_settings, parse_html
 from telegram_fakes import Person as TelegramPerson
 
+from bot.i18n import create_i18n
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
 from bot.polls import (
@@ -56,7 +57,6 @@ from bot.polls import (
     close_date_for,
     council_poll_sender,
     header_texts,
-    limiter_of,
     poll_options,
     schedule_vote_polls,
     send_claimed_vote_polls,
@@ -65,7 +65,7 @@ from bot.polls import (
     vote_closer,
     wait_background,
 )
-from bot.ratelimit import Limits, MemorySendLimiter
+from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from storage import rules
 from storage.models import (
     CouncilPoll,
@@ -352,7 +352,9 @@ class FakeRuntime:
     settings: Settings
     bot: Bot
     sessionmaker: Sessions
-    extras: dict[str, Any] = field(default_factory=dict)
+    i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
+    limiter: SendLimiter = field(default_factory=MemorySendLimiter)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 async def voted_vote(rig: Rig, sessionmaker: Sessions, org: Any) -> tuple[Council, Any]:
@@ -398,7 +400,7 @@ async def test_close_and_stop_when_everyone_voted(
     rig: Rig, sessionmaker: Sessions, org: Any
 ) -> None:
     council_, vote = await voted_vote(rig, sessionmaker, org)
-    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, {"limiter": rig.limiter})
+    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
     # Before the deadline and before everyone voted: not closed.
     assert await close_and_stop(runtime, vote.id, now=T0 + timedelta(hours=2)) is None
     await everyone_answers(sessionmaker, council_, vote.id)
@@ -429,9 +431,9 @@ async def test_scheduled_sending_in_the_background(
     first = await convene(council_, ids[:1], closes_at=now + timedelta(days=2), now=now)
     second = await convene(council_, ids[1:], closes_at=now + timedelta(days=2), now=now)
     quick = MemorySendLimiter(Limits(chat_interval=0.01))
-    runtime = FakeRuntime(make_settings(), bot, sessionmaker, {"i18n": pending_i18n})
-    assert isinstance(limiter_of(runtime), MemorySendLimiter)  # made when missing
-    runtime.extras["limiter"] = quick
+    runtime = FakeRuntime(make_settings(), bot, sessionmaker, i18n=pending_i18n)
+    assert isinstance(runtime.limiter, MemorySendLimiter)  # the default
+    runtime.limiter = quick
     schedule_vote_polls(runtime, first.id)  # returns at once
     sender = council_poll_sender(runtime)
     await sender(second.id)  # the officials' API awaits it: also at once
@@ -467,8 +469,8 @@ async def test_a_sender_stopped_midway_lets_go_of_the_vote(
     ids = await add_candidates(council_, ["一", "二", "三"])
     now = datetime.now(UTC)
     vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
-    runtime = FakeRuntime(make_settings(), make_bot(double), sessionmaker, {"i18n": pending_i18n})
-    runtime.extras["limiter"] = MemorySendLimiter(Limits())  # Telegram's pace for a group
+    runtime = FakeRuntime(make_settings(), make_bot(double), sessionmaker, i18n=pending_i18n)
+    runtime.limiter = MemorySendLimiter(Limits())  # Telegram's pace for a group
     schedule_vote_polls(runtime, vote.id)
     await until(lambda: bool(double.delivered(COUNCIL_CHAT, "SendPoll")))
     await cancel_background(runtime, grace=0.1)
@@ -511,7 +513,7 @@ async def test_polls_not_stopped_keep_the_stopping_lease(
     await everyone_answers(sessionmaker, council_, vote.id)
     async with sessionmaker() as session:
         assert await council.close_vote(session, vote.id, now=T0 + timedelta(hours=2))
-    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, {"limiter": rig.limiter})
+    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
     rig.double.fail_in_chat(COUNCIL_CHAT, bad_request("message can't be edited"), StopPoll)
     at = T0 + timedelta(hours=2)
     (stopped,) = await rig.clock.run(stop_claimed_vote_polls(runtime, vote.id, now=at))
@@ -632,7 +634,8 @@ async def private_vote(sessionmaker: Sessions, org: Any, pending_i18n: I18n) -> 
         make_settings(),
         h.bot,
         sessionmaker,
-        {"i18n": pending_i18n, "limiter": MemorySendLimiter(Limits(chat_interval=0.001))},
+        i18n=pending_i18n,
+        limiter=MemorySendLimiter(Limits(chat_interval=0.001)),
     )
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     h.dispatcher["vote_closer"] = vote_closer(runtime)
@@ -730,8 +733,8 @@ async def test_a_member_still_unreachable_is_not_tried_again_when_another_comes_
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     quick = MemorySendLimiter(Limits(chat_interval=0.001))
-    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, {"i18n": pending_i18n})
-    runtime.extras["limiter"] = quick
+    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
+    runtime.limiter = quick
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
     now = datetime.now(UTC)
@@ -777,8 +780,8 @@ async def test_a_member_back_while_the_polls_are_still_being_sent_gets_them_next
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     slow = HeldLimiter(held=member_tid(0))
-    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, {"i18n": pending_i18n})
-    runtime.extras["limiter"] = slow
+    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
+    runtime.limiter = slow
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
     now = datetime.now(UTC)

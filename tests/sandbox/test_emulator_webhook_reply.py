@@ -58,7 +58,8 @@ async def emulator(sqlite_url: str) -> AsyncIterator[Emulator]:
     try:
         yield emulator
     finally:
-        await runtime.extras["sandbox_client"].aclose()
+        assert runtime.sandbox_client is not None
+        await runtime.sandbox_client.aclose()
         await runtime.bot.session.close()
         await engine.dispose()
 

@@ -63,7 +63,6 @@ from storage.services import council
 from storage.services.org import find_community, import_rows
 from webhook.app import running_jobs
 from webhook.jobs import (
-    OUTBOX_KEY,
     close_due_votes,
     create_scheduler,
     install_senders,
@@ -97,7 +96,7 @@ def bare_runtime(
 def make_runtime(engine: AsyncEngine, double: TelegramDouble, i18n: I18n) -> Runtime:
     runtime = bare_runtime(engine, double)
     # Quick pacing so that the tests take no real minute; the limits are tested elsewhere.
-    runtime.extras.update(limiter=MemorySendLimiter(QUICK), i18n=i18n)
+    runtime.limiter, runtime.i18n = MemorySendLimiter(QUICK), i18n
     install_senders(runtime)
     return runtime
 
@@ -130,8 +129,8 @@ async def a_vote_with_polls(runtime: Runtime, org: Any, candidates: int = 3) -> 
         runtime.bot,
         runtime.sessionmaker,
         vote.id,
-        runtime.extras["limiter"],
-        i18n=runtime.extras["i18n"],
+        runtime.limiter,
+        i18n=runtime.i18n,
         now=lambda: T0,
     )
     return vote
@@ -255,14 +254,15 @@ async def wired(engine: AsyncEngine, double: TelegramDouble) -> AsyncIterator[Ru
 
 
 async def test_the_lifespan_wires_the_senders(wired: Runtime) -> None:
-    extras = wired.extras
-    assert isinstance(extras["limiter"], MemorySendLimiter)  # no Redis in this process
-    assert isinstance(extras[OUTBOX_KEY], OutboxSender)
+    assert isinstance(wired.limiter, MemorySendLimiter)  # no Redis in this process
+    assert isinstance(wired.outbox, OutboxSender)
     assert wired.scheduler is not None and wired.scheduler.running
-    sender: Callable[[int], Any] = extras["council_poll_sender"]
+    sender = wired.poll_sender
+    assert sender is not None
     await sender(424242)  # an unknown vote: started in the background, sends nothing
     await wait_background(wired)
-    closer: Callable[[int], Any] = extras["vote_closer"]
+    closer = wired.vote_closer
+    assert closer is not None
     assert await closer(424242) is None
 
 
@@ -274,8 +274,8 @@ async def test_replicas_share_the_limiter_in_redis(
     try:
         runtime = bare_runtime(engine, double, redis=client)
         install_senders(runtime)
-        assert isinstance(runtime.extras["limiter"], RedisSendLimiter)
-        assert await runtime.extras["limiter"].try_acquire(1) == 0.0
+        assert isinstance(runtime.limiter, RedisSendLimiter)
+        assert await runtime.limiter.try_acquire(1) == 0.0
     finally:
         await client.aclose()
         await engine.dispose()
@@ -330,7 +330,7 @@ GRACE = 0.2  # what a shutdown gives background work before cancelling it (5 s i
 def paced_replica(engine: AsyncEngine, double: TelegramDouble, i18n: I18n) -> Runtime:
     """A replica at Telegram's real pace for a group: a message a second, 20 a minute."""
     runtime = bare_runtime(engine, double)
-    runtime.extras.update(limiter=MemorySendLimiter(Limits()), i18n=i18n)
+    runtime.limiter, runtime.i18n = MemorySendLimiter(Limits()), i18n
     install_senders(runtime)
     return runtime
 
@@ -411,7 +411,7 @@ async def test_polls_left_running_by_a_replica_that_stopped_are_stopped_by_anoth
         council_, vote = await a_convened_vote(a)
         schedule_vote_polls(a, vote.id)
         await wait_background(a)
-        a.extras["limiter"] = MemorySendLimiter(Limits())  # the real pace, for the stopping
+        a.limiter = MemorySendLimiter(Limits())  # the real pace, for the stopping
         b = paced_replica(engines[1], double, pending_i18n)
         async with a.sessionmaker() as session:
             detail = await council.vote_detail(session, vote.id)
@@ -465,7 +465,7 @@ async def test_left_polls_are_stopped_once_whoever_ticks(
         first, second = (make_runtime(e, double, pending_i18n) for e in engines)
         vote = await a_closed_vote_with_running_polls(first, await seed_org(first))
         for replica in (first, second):  # the group's pace: stopping takes two seconds
-            replica.extras["limiter"] = MemorySendLimiter(Limits())
+            replica.limiter = MemorySendLimiter(Limits())
         at = LATER + timedelta(minutes=1)
         # Both replicas' jobs found the vote at the same tick: one claims it.
         stopped = await asyncio.gather(

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.polls import PollSender
 from storage.models import AuditEvent, Community, RoleGrant, Street, Suggestion
 from storage.rules import Category, Kind, Role, ScopeLevel, State
 from storage.services import access, council, screening, tokens
@@ -29,7 +30,7 @@ from storage.services.org import OrgRow, import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, submit
 from storage.settings import Settings
-from webhook.api.officials import POLL_SENDER_KEY, create_officials_router
+from webhook.api.officials import create_officials_router
 
 TZ = ZoneInfo("Asia/Shanghai")
 CITY = Principal(Role.CITY_ADMIN, Scope.city())
@@ -139,22 +140,22 @@ async def vote_in(sessionmaker: async_sessionmaker[AsyncSession], community_id: 
 
 
 def make_app(
-    sessionmaker: async_sessionmaker[AsyncSession], extras: dict[str, Any] | None = None
+    sessionmaker: async_sessionmaker[AsyncSession], poll_sender: PollSender | None = None
 ) -> FastAPI:
     app = FastAPI()
     app.include_router(create_officials_router())
     settings = Settings(_env_file=None, timezone="Asia/Shanghai")
     app.state.runtime = SimpleNamespace(
-        sessionmaker=sessionmaker, settings=settings, extras=extras if extras is not None else {}
+        sessionmaker=sessionmaker, settings=settings, poll_sender=poll_sender
     )
     return app
 
 
 def api_client(
-    sessionmaker: async_sessionmaker[AsyncSession], extras: dict[str, Any] | None = None
+    sessionmaker: async_sessionmaker[AsyncSession], poll_sender: PollSender | None = None
 ) -> httpx.AsyncClient:
-    """An HTTP client on `make_app(sessionmaker, extras)`, in process (to close)."""
-    transport = httpx.ASGITransport(app=make_app(sessionmaker, extras))
+    """An HTTP client on `make_app(sessionmaker, poll_sender)`, in process (to close)."""
+    transport = httpx.ASGITransport(app=make_app(sessionmaker, poll_sender))
     return httpx.AsyncClient(transport=transport, base_url="http://api.test")
 
 
@@ -175,7 +176,7 @@ def sender() -> Sent:
 async def client(
     sessionmaker: async_sessionmaker[AsyncSession], sender: Sent
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(sessionmaker, {POLL_SENDER_KEY: sender}) as http:
+    async with api_client(sessionmaker, sender) as http:
         yield http
 
 
@@ -670,14 +671,14 @@ async def test_listing_votes_takes_the_same_queries_for_many_as_for_one(
 
 
 async def convene_with(
-    extras: dict[str, Any], world: World, sessionmaker: async_sessionmaker[AsyncSession]
+    poll_sender: PollSender | None, world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> httpx.Response:
     """新沙's staff convene its council (one member) on a new candidate, in a process whose
-    runtime has these `extras`."""
+    runtime has this poll sender."""
     xinsha = world.communities["新沙社区"]
     candidate = await candidate_in(sessionmaker, xinsha)
     await council_member_in(sessionmaker, xinsha, 700)
-    async with api_client(sessionmaker, extras) as http:
+    async with api_client(sessionmaker, poll_sender) as http:
         return await http.post(
             "/api/v1/council-votes",
             json={"community_id": xinsha, "candidate_ids": [candidate], "closes_at": closes_in()},
@@ -688,7 +689,7 @@ async def convene_with(
 async def test_convene_without_a_poll_sender_still_stores_the_vote(
     world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    response = await convene_with({}, world, sessionmaker)
+    response = await convene_with(None, world, sessionmaker)
     assert response.status_code == 201
 
 
@@ -698,7 +699,7 @@ async def test_a_failing_poll_sender_does_not_undo_the_vote(
     async def broken(vote_id: int) -> None:
         raise RuntimeError("Telegram is down")
 
-    response = await convene_with({POLL_SENDER_KEY: broken}, world, sessionmaker)
+    response = await convene_with(broken, world, sessionmaker)
     assert response.status_code == 201
     assert response.json()["items"][0]["status"] == "council_vote"
 

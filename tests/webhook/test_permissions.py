@@ -33,7 +33,6 @@ from storage.rules import Role, RuleViolation, ScopeLevel, State
 from storage.services import tokens
 from storage.services.access import Scope
 from storage.services.people import TelegramIdentity, ensure_person
-from webhook.api.officials import POLL_SENDER_KEY
 
 Maker = async_sessionmaker[AsyncSession]
 Check = Callable[[], Awaitable[None]]
@@ -207,7 +206,7 @@ async def client(sessionmaker: Maker) -> AsyncIterator[httpx.AsyncClient]:
     async def sender(vote_id: int) -> None:
         return None
 
-    async with api_client(sessionmaker, {POLL_SENDER_KEY: sender}) as http:
+    async with api_client(sessionmaker, sender) as http:
         yield http
 
 

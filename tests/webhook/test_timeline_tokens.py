@@ -29,7 +29,6 @@ from storage.models import AuditEvent, Suggestion
 from storage.services import tokens
 from storage.services.audit import TOKEN_DETAIL
 from webhook import board
-from webhook.api.officials import POLL_SENDER_KEY
 
 # The public side's `client` fixture.
 pytest_plugins = ["public_data"]
@@ -44,7 +43,7 @@ async def world(sessionmaker: async_sessionmaker[AsyncSession]) -> World:
 async def officials(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(sessionmaker, {POLL_SENDER_KEY: Sent()}) as http:
+    async with api_client(sessionmaker, Sent()) as http:
         yield http
 
 

@@ -15,13 +15,13 @@ counts and outcomes only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from bot.polls import PollSender, start_sending
 from storage import rules
 from storage.models import RoleGrant, Suggestion, VoteStatus
 from storage.rules import (
@@ -55,18 +55,9 @@ from webhook.routing import GetHeadRouter
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-POLL_SENDER_KEY = "council_poll_sender"
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 BodyId = Annotated[int, Field(ge=1, le=2**31 - 1)]
-
-
-class CouncilPollSender(Protocol):
-    """Starts sending the polls of a newly convened council vote (bot.polls provides it in
-    `runtime.extras["council_poll_sender"]`; the route awaits what it returns). In a process
-    without one (a bare test app) the vote is stored, unsent, and a warning logged."""
-
-    def __call__(self, vote_id: int) -> Awaitable[Any]: ...
 
 
 # --- Shapes ---------------------------------------------------------------------------------
@@ -407,10 +398,10 @@ def create_officials_router() -> APIRouter:
     return router
 
 
-def _poll_sender(request: Request) -> CouncilPollSender | None:
-    runtime = getattr(request.app.state, "runtime", None)
-    extras: dict[str, Any] = getattr(runtime, "extras", None) or {}
-    sender: CouncilPollSender | None = extras.get(POLL_SENDER_KEY)
+def _poll_sender(request: Request) -> PollSender | None:
+    """The process's council poll sender (Runtime.poll_sender); None in a process without
+    one (a bare test app): the vote is stored, unsent, and a warning logged."""
+    sender: PollSender | None = getattr(request.app.state.runtime, "poll_sender", None)
     return sender
 
 
@@ -575,15 +566,7 @@ def _add_council_routes(router: APIRouter) -> None:
                 threshold_pct=body.threshold_pct,
             ),
         )
-        sender = _poll_sender(request)
-        if sender is not None:
-            try:
-                await sender(vote.id)
-            except Exception:
-                # The vote stands (committed); what failed is on its items or in the log.
-                log.exception("sending the polls of council vote %s failed", vote.id)
-        else:
-            log.warning("no council poll sender in this process: vote %s not sent", vote.id)
+        await start_sending(_poll_sender(request), vote.id)
         return CouncilVoteOut.of(await _detail(session, principal, vote.id))
 
     @router.get(
