@@ -43,9 +43,9 @@ from telegram_fakes import (
     utf16_length,
 )
 
-from bot.i18n import LOCALES_DIR
+from bot.i18n import LOCALES_DIR, create_i18n
 from bot.polls import SendReport, send_vote_polls
-from bot.ratelimit import MemorySendLimiter
+from bot.ratelimit import MemorySendLimiter, SendLimiter
 from storage.models import ChatPurpose, Community, CouncilVote
 from storage.rules import Category, Kind, Role, ScopeLevel
 from storage.services import access, chats, council, screening
@@ -53,6 +53,7 @@ from storage.services.access import Principal, Scope
 from storage.services.council import ConveneRequest
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, submit
+from storage.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDING = ROOT / ".i18n_pending_outbox.json"
@@ -526,3 +527,16 @@ async def convene(
 
 def in_days(days: float, start: datetime = T0) -> datetime:
     return start + timedelta(days=days)
+
+
+@dataclass
+class FakePollRuntime:
+    """What bot.polls and the scheduler's jobs need of webhook.runtime.Runtime, without its
+    engine and dispatcher."""
+
+    settings: Settings
+    bot: Bot
+    sessionmaker: async_sessionmaker[AsyncSession]
+    i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
+    limiter: SendLimiter = field(default_factory=MemorySendLimiter)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -14,11 +14,13 @@ A job that cannot reach the database logs it and tries again on its next tick.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
@@ -69,6 +71,19 @@ async def stop_senders(runtime: Runtime) -> None:
     await cancel_background(runtime)
 
 
+async def _vote_ids(
+    runtime: Runtime, work: str, find: Callable[[AsyncSession], Awaitable[list[int]]]
+) -> list[int]:
+    """The votes a job has work on; none this tick when the store cannot be reached (the
+    job logs it and tries again on its next tick)."""
+    try:
+        async with runtime.sessionmaker() as session:
+            return await find(session)
+    except Exception as error:
+        log.warning("%s: the store is unavailable (%r); next tick", work, error)
+        return []
+
+
 async def close_due_votes(
     runtime: Runtime, *, now: datetime | None = None, wait: bool = False
 ) -> list[int]:
@@ -76,12 +91,7 @@ async def close_due_votes(
     replica closing the same vote at the same time makes close_vote return None here.
     The polls are stopped after each commit, in the background unless `wait`. Due on the
     database's clock unless `now` is given: replicas' clocks need not agree."""
-    try:
-        async with runtime.sessionmaker() as session:
-            due = await council.due_vote_ids(session, now)
-    except Exception as error:
-        log.warning("closing votes: the store is unavailable (%r); next tick", error)
-        return []
+    due = await _vote_ids(runtime, "closing votes", lambda s: council.due_vote_ids(s, now))
     closed: list[int] = []
     for vote_id in due:
         try:
@@ -101,12 +111,9 @@ async def resume_poll_sending(runtime: Runtime, now: datetime | None = None) -> 
     one that died left it to run out. Sending skips the polls already recorded. Returns the
     votes taken up."""
     moment = now or utcnow()
-    try:
-        async with runtime.sessionmaker() as session:
-            vote_ids = await council.votes_with_unsent_polls(session, moment)
-    except Exception as error:
-        log.warning("resuming poll sending: store unavailable (%r); next tick", error)
-        return []
+    vote_ids = await _vote_ids(
+        runtime, "resuming poll sending", lambda s: council.votes_with_unsent_polls(s, moment)
+    )
     for vote_id in vote_ids:
         schedule_vote_polls(runtime, vote_id, now=(lambda: moment) if now else utcnow)
     return vote_ids
@@ -119,12 +126,9 @@ async def stop_left_polls(runtime: Runtime, now: datetime | None = None) -> list
     (bot.polls.stop_claimed_vote_polls), in the background like the sending. Returns the
     votes found."""
     moment = now or utcnow()
-    try:
-        async with runtime.sessionmaker() as session:
-            vote_ids = await council.votes_with_running_polls(session, moment)
-    except Exception as error:
-        log.warning("stopping polls: store unavailable (%r); next tick", error)
-        return []
+    vote_ids = await _vote_ids(
+        runtime, "stopping polls", lambda s: council.votes_with_running_polls(s, moment)
+    )
     for vote_id in vote_ids:
         spawn(
             runtime,

@@ -7,15 +7,13 @@ A council member among them is owed the private polls Telegram refused them mean
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiogram import Bot
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 from sending_fakes import (
+    FakePollRuntime,
     TelegramDouble,
     add_candidates,
     convene,
@@ -27,9 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Group, Harness, Person, make_harness, private_chat
 
-from bot.i18n import create_i18n
 from bot.polls import send_claimed_vote_polls, wait_background
-from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
+from bot.ratelimit import Limits, MemorySendLimiter
 from storage.models import CouncilVote
 from storage.models import Person as PersonRow
 from storage.services import notifications, people
@@ -164,18 +161,6 @@ async def test_mark_reachable(sessionmaker: Sessions) -> None:
     assert await blocked_at(sessionmaker, 405) is None
 
 
-@dataclass
-class PollRuntime:
-    """What bot.polls and the resume job need of webhook.runtime.Runtime."""
-
-    settings: Settings
-    bot: Bot
-    sessionmaker: Sessions
-    i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
-    limiter: SendLimiter = field(default_factory=MemorySendLimiter)
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
 async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_meanwhile(
     bot_settings: Settings, sessionmaker: Sessions, fsm_redis: Redis, org: Any, pending_i18n: I18n
 ) -> None:
@@ -193,7 +178,7 @@ async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_m
     await h.feed(membership(h, who, "member", "kicked"))
     assert await blocked_at(sessionmaker, who.id) is not None
 
-    runtime = PollRuntime(bot_settings, h.bot, sessionmaker, i18n=pending_i18n)
+    runtime = FakePollRuntime(bot_settings, h.bot, sessionmaker, i18n=pending_i18n)
     runtime.limiter = MemorySendLimiter(Limits(chat_interval=0.001))
     now = datetime.now(UTC)
     ids = await add_candidates(council_, ["修路灯", "装座椅"])

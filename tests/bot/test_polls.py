@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiogram import Bot
 from aiogram.methods import SendMessage, SendPoll, StopPoll
 from aiogram.types import InputPollOption
 from aiogram.utils.i18n import I18n
@@ -25,6 +24,7 @@ from sending_fakes import (
     STAFF_TID,
     T0,
     Council,
+    FakePollRuntime,
     JumpClock,
     PollRig,
     TelegramDouble,
@@ -44,7 +44,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Harness, last_text, make_bot, make_harness, make_settings, parse_html
 from telegram_fakes import Person as TelegramPerson
 
-from bot.i18n import create_i18n
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
 from bot.polls import (
@@ -65,7 +64,7 @@ from bot.polls import (
     vote_closer,
     wait_background,
 )
-from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
+from bot.ratelimit import Limits, MemorySendLimiter
 from storage import rules
 from storage.models import (
     CouncilPoll,
@@ -79,7 +78,6 @@ from storage.models import (
 )
 from storage.rules import Category, Kind, VoteOutcome
 from storage.services import council
-from storage.settings import Settings
 from webhook.jobs import resume_poll_sending
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
@@ -345,18 +343,6 @@ async def test_retry_after_while_sending_is_waited_out(
 # --- stopping, closing ---------------------------------------------------------------------
 
 
-@dataclass
-class FakeRuntime:
-    """What bot.polls needs of webhook.runtime.Runtime."""
-
-    settings: Settings
-    bot: Bot
-    sessionmaker: Sessions
-    i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
-    limiter: SendLimiter = field(default_factory=MemorySendLimiter)
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
 async def voted_vote(rig: Rig, sessionmaker: Sessions, org: Any) -> tuple[Council, Any]:
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
     ids = await add_candidates(council_, ["修路灯", "装座椅"])
@@ -400,7 +386,7 @@ async def test_close_and_stop_when_everyone_voted(
     rig: Rig, sessionmaker: Sessions, org: Any
 ) -> None:
     council_, vote = await voted_vote(rig, sessionmaker, org)
-    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
+    runtime = FakePollRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
     # Before the deadline and before everyone voted: not closed.
     assert await close_and_stop(runtime, vote.id, now=T0 + timedelta(hours=2)) is None
     await everyone_answers(sessionmaker, council_, vote.id)
@@ -431,7 +417,7 @@ async def test_scheduled_sending_in_the_background(
     first = await convene(council_, ids[:1], closes_at=now + timedelta(days=2), now=now)
     second = await convene(council_, ids[1:], closes_at=now + timedelta(days=2), now=now)
     quick = MemorySendLimiter(Limits(chat_interval=0.01))
-    runtime = FakeRuntime(make_settings(), bot, sessionmaker, i18n=pending_i18n)
+    runtime = FakePollRuntime(make_settings(), bot, sessionmaker, i18n=pending_i18n)
     assert isinstance(runtime.limiter, MemorySendLimiter)  # the default
     runtime.limiter = quick
     schedule_vote_polls(runtime, first.id)  # returns at once
@@ -469,7 +455,7 @@ async def test_a_sender_stopped_midway_lets_go_of_the_vote(
     ids = await add_candidates(council_, ["一", "二", "三"])
     now = datetime.now(UTC)
     vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
-    runtime = FakeRuntime(make_settings(), make_bot(double), sessionmaker, i18n=pending_i18n)
+    runtime = FakePollRuntime(make_settings(), make_bot(double), sessionmaker, i18n=pending_i18n)
     runtime.limiter = MemorySendLimiter(Limits())  # Telegram's pace for a group
     schedule_vote_polls(runtime, vote.id)
     await until(lambda: bool(double.delivered(COUNCIL_CHAT, "SendPoll")))
@@ -513,7 +499,7 @@ async def test_polls_not_stopped_keep_the_stopping_lease(
     await everyone_answers(sessionmaker, council_, vote.id)
     async with sessionmaker() as session:
         assert await council.close_vote(session, vote.id, now=T0 + timedelta(hours=2))
-    runtime = FakeRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
+    runtime = FakePollRuntime(make_settings(), rig.bot, sessionmaker, limiter=rig.limiter)
     rig.double.fail_in_chat(COUNCIL_CHAT, bad_request("message can't be edited"), StopPoll)
     at = T0 + timedelta(hours=2)
     (stopped,) = await rig.clock.run(stop_claimed_vote_polls(runtime, vote.id, now=at))
@@ -615,7 +601,7 @@ class PrivateVote:
 
     h: Harness
     double: TelegramDouble
-    runtime: FakeRuntime
+    runtime: FakePollRuntime
     council: Council
     vote: CouncilVote
 
@@ -630,7 +616,7 @@ class PrivateVote:
 async def private_vote(sessionmaker: Sessions, org: Any, pending_i18n: I18n) -> PrivateVote:
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
-    runtime = FakeRuntime(
+    runtime = FakePollRuntime(
         make_settings(),
         h.bot,
         sessionmaker,
@@ -733,7 +719,7 @@ async def test_a_member_still_unreachable_is_not_tried_again_when_another_comes_
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     quick = MemorySendLimiter(Limits(chat_interval=0.001))
-    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
+    runtime = FakePollRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
     runtime.limiter = quick
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
@@ -780,7 +766,7 @@ async def test_a_member_back_while_the_polls_are_still_being_sent_gets_them_next
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     slow = HeldLimiter(held=member_tid(0))
-    runtime = FakeRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
+    runtime = FakePollRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
     runtime.limiter = slow
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
