@@ -230,20 +230,24 @@ return {1, state, data, locale}
 # another delivery of it has taken its claim since (an expired claim counts as still ours: no
 # one else is handling it), and the conversation is written only if its lock is still ours
 # too. Returns 1, or 0 when the conversation was not written (lost: someone else may have
-# taken its next step meanwhile).
+# taken its next step meanwhile). The done mark ("done:<saved>:<token>") says which, so that
+# a retry of this leaving whose first reply was lost (a timeout after Redis ran it) answers
+# what the first did instead of finding the claim gone.
 _LEAVE = f"""
 local function put(key, value, ttl)
   if ttl == '0' then redis.call('SET', key, value)
   else redis.call('SET', key, value, 'EX', ttl) end
 end
 local claim = redis.call('GET', KEYS[1])
+if claim == 'done:1:' .. ARGV[3] then return 1 end
+if claim == 'done:0:' .. ARGV[3] then return 0 end
 local locked = KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3]
 local saved = 0
 if ARGV[1] == 'done' then
   if claim == ARGV[3] or not claim then
-    redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
-    if KEYS[2] == '' or locked then
-      saved = 1
+    if KEYS[2] == '' or locked then saved = 1 end
+    redis.call('SET', KEYS[1], 'done:' .. saved .. ':' .. ARGV[3], 'EX', ARGV[2])
+    if saved == 1 then
       if ARGV[4] == 'set' then put(KEYS[3], ARGV[5], ARGV[6])
       elseif ARGV[4] == 'del' then redis.call('DEL', KEYS[3]) end
       if ARGV[7] == 'set' then put(KEYS[4], ARGV[8], ARGV[9])
@@ -361,7 +365,7 @@ class RedisGate:
             reply = await self._claim(update_id, keys, token)
             if reply[0] == 0:
                 del held[token]
-                if _text(reply[1]) == "done":
+                if (_text(reply[1]) or "").startswith("done"):
                     yield Passage(fresh=False, conversation=None)
                     return
                 raise UpdateInProgress(update_id)
