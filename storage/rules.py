@@ -350,6 +350,7 @@ def _chinese_integer(text: str) -> int:
     last_unit = 0  # the unit just used, for the spoken tail (一万五); 0 after 零
     tens_start = True  # 十 with no digit before it is 一十 only at the very start of a section
     seen_wan = False
+    smallest = 10_000  # units below 万 come largest first: each smaller than the one before
     for char in text:
         if char in _CN_DIGITS:
             if digit is not None:
@@ -363,13 +364,15 @@ def _chinese_integer(text: str) -> int:
             unit = _CN_UNITS[char]
             if digit is None and not (unit == 10 and tens_start and section == 0):
                 raise ValueError("a unit without its digit")
+            if section and unit >= smallest:
+                raise ValueError("units out of order")  # 五千五千, 五百三千
             section += (1 if digit is None else digit) * unit
-            digit, last_unit = None, unit
+            digit, last_unit, smallest = None, unit, unit
         else:  # 万
             if seen_wan or (section == 0 and digit is None):
                 raise ValueError("万 misplaced")
             total = (section + (digit or 0)) * 10_000
-            section, digit, last_unit, seen_wan = 0, None, 10_000, True
+            section, digit, last_unit, seen_wan, smallest = 0, None, 10_000, True, 10_000
         tens_start = False
     if digit is not None:
         section += digit * (last_unit // 10 if last_unit >= 100 else 1)
