@@ -39,8 +39,8 @@ from bot.callbacks import CouncilBindCb
 from bot.filters import IsCommand
 from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
-from bot.polls import POLL_OPTIONS, PollSender, send_owed_polls
-from bot.texts import choice_label, listing, local_datetime, quote
+from bot.polls import POLL_OPTIONS, AfterCommitHooks, PollSender, send_owed_polls
+from bot.texts import choice_label, listing, local_deadline, quote
 from dialogs import suggestion as suggestion_dialog
 from dialogs.common import Reply, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community
@@ -55,7 +55,6 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 
 VoteCloser = Callable[[int], Awaitable[Any]]
-AfterCommit = list[Callable[[], Awaitable[Any]]]
 
 # `/bind council` (also in Chinese): what makes a group the council's rather than the residents'.
 COUNCIL_ARGS = frozenset({"council", "Council", "COUNCIL", "议事会", "议事会群"})
@@ -72,7 +71,7 @@ async def on_poll_answer(
     session: AsyncSession,
     event_update: Update | None = None,
     vote_closer: VoteCloser | None = None,
-    after_commit: AfterCommit | None = None,
+    after_commit: AfterCommitHooks | None = None,
 ) -> None:
     """A member's answer, ordered by its update (aiogram's `event_update`): a poll_answer has
     no chat, so nothing serialises one voter's answers before the store does."""
@@ -91,7 +90,7 @@ async def on_poll_answer(
 
 
 def _close_early(
-    vote_id: int, vote_closer: VoteCloser | None, after_commit: AfterCommit | None
+    vote_id: int, vote_closer: VoteCloser | None, after_commit: AfterCommitHooks | None
 ) -> None:
     """Everyone has voted: close the vote once this update's transaction has committed."""
     if vote_closer is None or after_commit is None:
@@ -104,7 +103,7 @@ async def on_poll(
     poll: Poll,
     session: AsyncSession,
     vote_closer: VoteCloser | None = None,
-    after_commit: AfterCommit | None = None,
+    after_commit: AfterCommitHooks | None = None,
 ) -> None:
     """A poll the bot posted changed. One that is not a council poll's shape costs nothing,
     a known one a lookup; an unknown one is recognised when it can be (council.recognise_poll),
@@ -207,8 +206,7 @@ async def votes_text(
         lines = [
             _("<b>{community}</b> · open until {deadline}").format(
                 community=quote(vote.community.name),
-                deadline=f"{local_datetime(vote.closes_at, settings.tz)} "
-                f"({quote(settings.timezone)})",
+                deadline=local_deadline(vote.closes_at, settings.tz, settings.timezone),
             ),
             await _where(session, vote, undelivered=bool(missing), resending=vote.id in resending),
         ]
@@ -229,7 +227,7 @@ async def cmd_votes(
     settings: Settings,
     raw_state: str | None,
     council_poll_sender: PollSender | None = None,
-    after_commit: AfterCommit | None = None,
+    after_commit: AfterCommitHooks | None = None,
 ) -> Reply:
     """A member asking is a member who can be written to: polls Telegram refused them before
     are sent now (send_owed_polls), and the answer says so."""

@@ -303,7 +303,7 @@ async def test_votes_lists_what_is_open_for_a_member(
     first, second = vote.items
     text = last_text(await h.say(ZHAO, "/votes"))
     assert text.startswith("<b>等待您参加的议事会表决</b>")
-    assert "<b>新沙社区</b> · 截止 " in text and "(Asia/Shanghai)" in text
+    assert "<b>新沙社区</b> · 截止 " in text and "（北京时间）" in text
     assert "请在议事会群“新沙社区居民议事会”中的投票里表决。" in text
     assert f"1. <b>{first.suggestion.number}</b> 修路灯 — ⏳ 尚未投票" in text
     await h.feed(answer(h, ZHAO, poll_id(first.id), AGREE))
