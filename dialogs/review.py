@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -705,7 +706,9 @@ async def _chose_target(
         return await show_next(bot, chat_id, who, state, session, settings, gone_text())
     principal, item = found
     if number is not None:
-        target = await officials.find_by_number(session, principal, item.community_id, number)
+        target = await officials.find_by_number(
+            session, principal, item.community_id, number, year=datetime.now(settings.tz).year
+        )
         if target is None:
             problem = _("{community} has no suggestion numbered {number}.").format(
                 community=quote(item.community.name), number=quote(number)

@@ -91,17 +91,22 @@ async def get_suggestion(
 
 
 async def find_by_number(
-    session: AsyncSession, principal: access.Principal, community_id: int, typed: str
+    session: AsyncSession,
+    principal: access.Principal,
+    community_id: int,
+    typed: str,
+    *,
+    year: int,
 ) -> Suggestion | None:
     """The community's suggestion with the number someone typed (full-width characters
-    folded), or with its sequence alone ("7", "0007": the newest of that sequence, which is
-    this year's): staff say the short form of their own community's numbers."""
+    folded), or with its sequence alone ("7", "0007": `year`'s, the programme's current
+    one): staff say the short form of their own community's numbers this year."""
     _check_role(principal)
     await access.require(session, principal, community_id, READ_ROLES)
     sequence = unicodedata.normalize("NFKC", typed).strip()
     query = select(Suggestion).where(Suggestion.community_id == community_id)
     if sequence.isascii() and sequence.isdigit() and len(sequence) <= SEQUENCE_DIGITS_MAX:
-        query = query.where(Suggestion.number.endswith(f"-{int(sequence):04d}"))
+        query = query.where(Suggestion.number.endswith(f"-{year}-{int(sequence):04d}"))
     else:
         query = query.where(Suggestion.number.in_(number_forms(typed) or [""]))
     query = query.order_by(Suggestion.created_at.desc(), Suggestion.id.desc()).limit(1)

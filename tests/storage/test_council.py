@@ -15,8 +15,8 @@ import pytest
 from conftest import ORG_ROWS, OrgTree
 from hypothesis import given
 from hypothesis import strategies as st
-from sending_fakes import COMMUNITY_CHAT, COUNCIL_CHAT, make_council
-from sqlalchemy import func, select
+from sending_fakes import COMMUNITY_CHAT, COUNCIL_CHAT, add_candidates, make_council
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models, rules
@@ -46,7 +46,7 @@ from storage.rules import (
     State,
     VoteOutcome,
 )
-from storage.services import council, screening
+from storage.services import council, officials, screening
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor
 from storage.services.council import ConveneRequest
@@ -1209,3 +1209,33 @@ async def test_an_answer_in_flight_is_counted_by_the_close(
     assert closed is not None
     assert [(i.agree, i.against, i.abstain) for i in closed.vote.items] == [(2, 0, 0)]
     assert list(closed.outcomes.values()) == [R]
+
+
+async def test_a_short_number_is_this_years_or_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession], org: OrgTree
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=1)
+    old, new = await add_candidates(council_, ["去年的", "今年的"])
+    async with sessionmaker() as session:
+        this_year = (await session.get(Suggestion, new)).number  # type: ignore[union-attr]
+        year = this_year.split("-")[1]
+        last = str(int(year) - 1)
+        stored = await session.get(Suggestion, old)
+        assert stored is not None
+        await session.execute(
+            update(Suggestion)
+            .where(Suggestion.id == old)
+            .values(number=f"新沙-{last}-0007", created_at=stored.created_at - timedelta(days=365))
+        )
+        await session.commit()
+        found = await officials.find_by_number(
+            session, council_.staff, org.xinsha_id, "7", year=int(year)
+        )
+    # This year has no 0007 yet: "7" does not silently mean last year's 新沙-…-0007.
+    assert found is None
+    async with sessionmaker() as session:
+        short = this_year.rsplit("-", 1)[1].lstrip("0")
+        again = await officials.find_by_number(
+            session, council_.staff, org.xinsha_id, short, year=int(year)
+        )
+    assert again is not None and again.number == this_year
