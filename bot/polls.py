@@ -561,7 +561,19 @@ async def send_vote_polls(
             await council.record_poll(session, item.id, poll.id, chat_id, message.message_id)
         report.polls.append(SentPoll(item.id, chat_id, poll.id, message.message_id))
 
-    await asyncio.gather(*(serve(chat_id, locale) for chat_id, locale in plan.chats.items()))
+    # One chat's failure (the store gone while claiming) ends the run, and only once every
+    # chat has stopped: the caller then lets go of the vote's lease, which no chat of this
+    # run may still be sending under.
+    chats = [
+        asyncio.ensure_future(serve(chat_id, locale)) for chat_id, locale in plan.chats.items()
+    ]
+    try:
+        await asyncio.gather(*chats)
+    except BaseException:
+        for chat in chats:
+            chat.cancel()
+        await asyncio.gather(*chats, return_exceptions=True)
+        raise
     log.info(
         "vote %s: %d polls sent, %d refused, %d uncertain, %d already sent or in doubt",
         vote_id,
@@ -711,7 +723,7 @@ async def send_claimed_vote_polls(
         await _release_lease(runtime, vote_id, until)
         raise
     async with runtime.sessionmaker() as session:
-        await council.finish_poll_sending(session, vote_id, now=now())
+        await council.finish_poll_sending(session, vote_id, now=now(), until=until)
         # A member who came back while this run held the lease: their reopening was
         # overtaken by the finish just above, so it is made again here.
         if await reopen_for_returned_members(session, vote_id):
@@ -817,7 +829,8 @@ def council_poll_sender(runtime: PollRuntime) -> Callable[[int], Awaitable[None]
 
 
 PollSender = Callable[[int], Awaitable[Any]]
-AfterCommit = list[Callable[[], Awaitable[Any]]]
+# What an update runs once committed (bot.middlewares.UpdateSessionMiddleware): its hooks.
+AfterCommitHooks = list[Callable[[], Awaitable[Any]]]
 
 
 async def start_sending(sender: Callable[[int], Any] | None, vote_id: int) -> None:
@@ -840,7 +853,7 @@ async def send_owed_polls(
     session: AsyncSession,
     telegram_id: int,
     sender: PollSender | None,
-    after_commit: AfterCommit | None,
+    after_commit: AfterCommitHooks | None,
 ) -> list[int]:
     """A council member can be written to now (they write to the bot): the open votes whose
     polls Telegram refused them as unreachable are owed again (council.reopen_polls_owed_to,

@@ -32,6 +32,7 @@ from sending_fakes import (
     COUNCIL_CHAT,
     STAFF_TID,
     T0,
+    FakePollRuntime,
     JumpClock,
     PollRig,
     TelegramDouble,
@@ -671,3 +672,47 @@ async def test_a_poll_in_doubt_is_not_sent_again_when_its_member_comes_back(
         PollSendState.SENT,
         PollSendState.SENT,
     ]
+
+
+async def test_a_failed_run_stops_sending_before_it_lets_go_of_its_lease(
+    sessionmaker: Sessions, org: Any, pending_i18n: I18n, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Private delivery to three members; the store fails to claim the first poll of one
+    member (a transient error). send_claimed_vote_polls re-raises and lets go of the vote's
+    sending lease, so another replica may start a second run at its next tick. The run must
+    therefore have stopped: nothing more may be sent under the lease it gave up."""
+    double = TelegramDouble()
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
+    ids = await add_candidates(council_, ["一", "二", "三", "四", "五"])
+    now = datetime.now(UTC)
+    vote = await convene(council_, ids, closes_at=now + timedelta(days=2), now=now)
+    runtime = FakePollRuntime(
+        make_settings(),
+        make_bot(double),
+        sessionmaker,
+        i18n=pending_i18n,
+        limiter=MemorySendLimiter(Limits(chat_interval=0.05)),
+    )
+    real = council.record_poll_attempt
+    failing = member_tid(0)
+
+    async def flaky(session: AsyncSession, item_id: int, chat_id: int, **kw: Any) -> bool:
+        if chat_id == failing:
+            raise ConnectionError("the store went away for a moment")
+        return await real(session, item_id, chat_id, **kw)
+
+    monkeypatch.setattr(council, "record_poll_attempt", flaky)
+
+    with pytest.raises(Exception):  # noqa: B017 - _ClaimFailed, private
+        await send_claimed_vote_polls(runtime, vote.id)
+    async with sessionmaker() as session:
+        stored = await session.get(CouncilVote, vote.id)
+        assert stored is not None
+        assert stored.polls_lease_until is None  # let go: another replica may take over
+    sent_when_let_go = len(double.delivered(None, "SendPoll"))
+    await asyncio.sleep(0.6)
+    sent_later = len(double.delivered(None, "SendPoll"))
+    assert sent_later == sent_when_let_go, (
+        f"{sent_later - sent_when_let_go} polls were sent after the run had failed and let go "
+        "of the vote's lease"
+    )

@@ -88,13 +88,17 @@ async def claim_poll_sending(
     return bool(result.rowcount == 1)
 
 
-async def finish_poll_sending(session: AsyncSession, vote_id: int, *, now: datetime) -> bool:
+async def finish_poll_sending(
+    session: AsyncSession, vote_id: int, *, now: datetime, until: datetime | None = None
+) -> bool:
     """A run under the sending lease is over: the lease is let go, and the vote's polls count
     as sent (resume_poll_sending leaves it alone) if each candidate has a send, whatever came
     of it, to the council's group as it is now. A group upgraded to a supergroup while the run
     sent to its old id (chats.migrate_chat) has none yet: resume_poll_sending sends them
-    there. Polls sent to members privately go to chats that do not move. Whether the polls
-    count as sent. Commits."""
+    there. Polls sent to members privately go to chats that do not move. With `until` (the
+    lease as the run read it, sending.held_poll_lease), only while the run still holds it: a
+    run that outlived its lease leaves the next run's alone, and that run finishes. Whether
+    the polls count as sent. Commits."""
     group = await session.scalar(
         select(CouncilVote.council_chat_id).where(CouncilVote.id == vote_id)
     )
@@ -115,9 +119,10 @@ async def finish_poll_sending(session: AsyncSession, vote_id: int, *, now: datet
         )
         done = not missing
     values: dict[str, Any] = {"polls_lease_until": None} | ({"polls_sent_at": now} if done else {})
+    held = [CouncilVote.polls_lease_until == until] if until is not None else []
     await session.execute(
         update(CouncilVote)
-        .where(CouncilVote.id == vote_id)
+        .where(CouncilVote.id == vote_id, *held)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
