@@ -30,6 +30,7 @@ from bot.texts import (
     exclusion_reason_label,
     kind_label,
     local_datetime,
+    local_deadline,
     quote,
     status_label,
 )
@@ -168,7 +169,7 @@ def _int(params: Mapping[str, Any], key: str) -> int:
         return 0
 
 
-def _moment(value: Any, tz: ZoneInfo) -> str | None:
+def _moment(value: Any, tz: ZoneInfo, *, with_zone: bool = False) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -177,7 +178,7 @@ def _moment(value: Any, tz: ZoneInfo) -> str | None:
         return None
     if moment.tzinfo is None:
         return None
-    return local_datetime(moment, tz)
+    return local_deadline(moment, tz) if with_zone else local_datetime(moment, tz)
 
 
 def _status(value: Any) -> str:
@@ -298,7 +299,7 @@ def _suggestion_status(self: NotificationRenderer, p: Mapping[str, Any]) -> Rend
                 )
             )
     elif p.get("status") == State.COUNCIL_VOTE.value:
-        deadline = _moment(p.get("closes_at"), self.tz)
+        deadline = _moment(p.get("closes_at"), self.tz, with_zone=True)
         if deadline:
             lines.append(
                 _("The residents' council votes on it until {deadline}.").format(deadline=deadline)

@@ -66,7 +66,7 @@ from bot.texts import (
     cap_warning,
     category_label,
     kind_label,
-    local_datetime,
+    local_deadline,
     over_cap,
     quote,
     short,
@@ -192,7 +192,7 @@ def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str
             lines += candidate_details(item)
         lines += [
             "",
-            _("Voting closes at {deadline}.").format(deadline=local_datetime(plan.closes_at, tz)),
+            _("Voting closes at {deadline}.").format(deadline=local_deadline(plan.closes_at, tz)),
             rules_line(plan.council_size, plan.quorum_pct, plan.threshold_pct),
             _(
                 "How to vote: in each poll below, choose Agree, Against or Abstain; only "

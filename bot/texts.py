@@ -201,10 +201,10 @@ def zone_name(timezone: str) -> str:
     return _("Beijing time") if timezone in CHINA_TIME else timezone
 
 
-def local_deadline(moment: datetime, tz: ZoneInfo, timezone: str) -> str:
+def local_deadline(moment: datetime, tz: ZoneInfo) -> str:
     """A deadline as people read it, with its zone: 2026-11-30 18:03（北京时间）."""
     return _("{time} ({zone})").format(
-        time=local_datetime(moment, tz), zone=quote(zone_name(timezone))
+        time=local_datetime(moment, tz), zone=quote(zone_name(tz.key))
     )
 
 

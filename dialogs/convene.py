@@ -242,9 +242,7 @@ async def summary_view(
         _("Candidates ({count}):").format(count=len(chosen)),
     ]
     tail = [
-        _("Deadline: {value}").format(
-            value=local_deadline(closes_at, settings.tz, settings.timezone)
-        ),
+        _("Deadline: {value}").format(value=local_deadline(closes_at, settings.tz)),
         _("Council members: {count}").format(count=members),
         _(
             "Rules: more than {quorum}% of the members must vote, and a candidate passes with "
@@ -539,7 +537,7 @@ async def on_hours(
         await stale(callback)
         return None
     closes_at = utcnow() + timedelta(hours=callback_data.id)
-    deadline = local_deadline(closes_at, settings.tz, settings.timezone)
+    deadline = local_deadline(closes_at, settings.tz)
     await settle(callback, _("Deadline: {value}").format(value=deadline))
     return await _deadline_chosen(
         bot, chat_of(callback), callback.from_user.id, state, session, settings, closes_at
@@ -636,7 +634,7 @@ async def on_confirm(
     text = (
         _("✅ The council vote is convened: {count} candidates, open until {deadline}.").format(
             count=len(vote.items),
-            deadline=local_deadline(vote.closes_at, settings.tz, settings.timezone),
+            deadline=local_deadline(vote.closes_at, settings.tz),
         )
         + "\n"
         + where

@@ -206,7 +206,7 @@ async def votes_text(
         lines = [
             _("<b>{community}</b> · open until {deadline}").format(
                 community=quote(vote.community.name),
-                deadline=local_deadline(vote.closes_at, settings.tz, settings.timezone),
+                deadline=local_deadline(vote.closes_at, settings.tz),
             ),
             await _where(session, vote, undelivered=bool(missing), resending=vote.id in resending),
         ]
