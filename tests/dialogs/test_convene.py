@@ -136,7 +136,7 @@ async def test_not_staff(h: Harness, org: OrgTree) -> None:
 
 async def test_no_candidates(h: Harness, staff: Principal, council_of_two: None) -> None:
     text = last_text(await h.say(STAFF, "/convene"))
-    assert text == "目前没有等待议事会表决的社区备选项目。请先用 /review 把建议接受为备选项目。"
+    assert text == "目前没有等待议事会表决的社区备选项目。请先用 /review 把建议列为备选项目。"
 
 
 async def test_an_empty_council_is_told_how_to_invite(
