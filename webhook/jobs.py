@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -193,6 +194,30 @@ def _quiet_scheduler_logs() -> None:
         scheduler_log.addFilter(_QuietOverlap())
 
 
+def _every(
+    scheduler: AsyncIOScheduler,
+    runtime: Runtime,
+    job: Callable[[Runtime], Awaitable[Any]],
+    seconds: int,
+    *,
+    jitter: int | None = None,
+    grace: int | None = None,
+    start_now: bool = False,
+) -> None:
+    """A job every `seconds`, one run at a time in this process (a tick that finds the last
+    run still going is skipped), missed ticks coalesced; `jitter` spreads replicas apart."""
+    scheduler.add_job(
+        job,
+        IntervalTrigger(seconds=seconds, jitter=jitter),
+        args=[runtime],
+        id=job.__name__,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=grace or seconds,
+        **({"next_run_time": utcnow()} if start_now else {}),
+    )
+
+
 def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     _quiet_scheduler_logs()
     scheduler = AsyncIOScheduler(timezone=runtime.settings.tz)
@@ -205,45 +230,13 @@ def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         coalesce=True,
         misfire_grace_time=3600,
     )
-    # Closing is claimed per vote in the database (compare-and-set on its status).
-    scheduler.add_job(
-        close_due_votes,
-        IntervalTrigger(seconds=CLOSE_VOTES_EVERY, jitter=2),
-        args=[runtime],
-        id="close_due_votes",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=CLOSE_VOTES_EVERY,
-        next_run_time=utcnow(),  # at start-up: votes that fell due while we were down
-    )
-    # Polls left unsent by a replica that died while sending (a lease per vote).
-    scheduler.add_job(
-        resume_poll_sending,
-        IntervalTrigger(seconds=RESUME_POLLS_EVERY, jitter=5),
-        args=[runtime],
-        id="resume_poll_sending",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=RESUME_POLLS_EVERY,
-    )
+    # Closing is claimed per vote in the database (compare-and-set on its status); at
+    # start-up at once: votes that fell due while the service was down.
+    _every(scheduler, runtime, close_due_votes, CLOSE_VOTES_EVERY, jitter=2, start_now=True)
+    # Polls left unsent by a replica that stopped or died while sending (a lease per vote).
+    _every(scheduler, runtime, resume_poll_sending, RESUME_POLLS_EVERY, jitter=5)
     # Polls of closed votes left running by a replica that stopped (a lease per vote).
-    scheduler.add_job(
-        stop_left_polls,
-        IntervalTrigger(seconds=STOP_POLLS_EVERY, jitter=5),
-        args=[runtime],
-        id="stop_left_polls",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=STOP_POLLS_EVERY,
-    )
-    # Sending is claimed per message (a lease); one round at a time in this process.
-    scheduler.add_job(
-        send_outbox,
-        IntervalTrigger(seconds=SEND_OUTBOX_EVERY),
-        args=[runtime],
-        id="send_outbox",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=SEND_OUTBOX_EVERY * 5,
-    )
+    _every(scheduler, runtime, stop_left_polls, STOP_POLLS_EVERY, jitter=5)
+    # Sending is claimed per message (a lease); a round may outlast its interval.
+    _every(scheduler, runtime, send_outbox, SEND_OUTBOX_EVERY, grace=SEND_OUTBOX_EVERY * 5)
     return scheduler
