@@ -666,6 +666,12 @@ async def test_a_member_who_never_started_the_bot_gets_the_polls_once_he_writes_
     ]
     assert await sends_to(sessionmaker, v.vote.id, me.id) == [PollSendState.SENT] * 2
     assert all(len(v.polls_to(m)) == 2 for m in v.council.members[:2])  # nobody else again
+    # The refusal no longer stands: officials no longer read it as the item's send error.
+    async with sessionmaker() as session:
+        items = await session.scalars(
+            select(CouncilVoteItem).where(CouncilVoteItem.vote_id == v.vote.id)
+        )
+        assert [item.send_error for item in items] == [None, None]
 
     # Asking again, or starting the bot again, sends nothing twice.
     text = parse_html(last_text(await v.h.say(me, "/votes")))

@@ -393,12 +393,15 @@ async def reopen_for_returned_members(session: AsyncSession, vote_id: int) -> bo
 
 
 async def _settle_send_error(session: AsyncSession, item: CouncilVoteItem) -> None:
-    """Clear an item's 'not known whether posted' once none of its sends is in doubt."""
-    if item.send_error is None or not item.send_error.startswith(UNCERTAIN_PREFIX):
+    """Clear an item's send error once it no longer holds: none of its sends is in doubt
+    ('not known whether posted'), and none refused any more (a member who could not be
+    reached has had the poll since)."""
+    if item.send_error is None:
         return
+    open_problems = (*UNSETTLED, PollSendState.REFUSED)
     unsettled = await session.scalar(
         select(func.count()).where(
-            CouncilPollSend.item_id == item.id, CouncilPollSend.state.in_(UNSETTLED)
+            CouncilPollSend.item_id == item.id, CouncilPollSend.state.in_(open_problems)
         )
     )
     if not unsettled:
