@@ -196,12 +196,11 @@ _FORWARD: tuple[Transition, ...] = (
 
 # Cancelling, with a reason, is possible from every active state, by the street office (or a
 # wider scope). The community may also cancel what it has screened and the council has not
-# got before it, until the street office determines it: not a fresh suggestion (nobody has
-# looked at it yet; its proposer may withdraw it) and not a candidate while the council votes
-# on it (the vote decides).
-_CANCEL_BY_COMMUNITY = frozenset(
-    {State.UNDER_REVIEW, State.CANDIDATE, State.RESOLVED_CANDIDATE, State.DEFERRED}
-)
+# got before it: not a fresh suggestion (nobody has looked at it yet; its proposer may
+# withdraw it), not a candidate while the council votes on it (the vote decides), and not
+# what the council has resolved (a community may not undo its council's resolution; what
+# comes of it is the street office's to determine, defer or cancel).
+_CANCEL_BY_COMMUNITY = frozenset({State.UNDER_REVIEW, State.CANDIDATE})
 _CANCEL: tuple[Transition, ...] = tuple(
     _t(
         Action.CANCEL,

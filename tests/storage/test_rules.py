@@ -134,11 +134,11 @@ def test_street_office_can_cancel_any_active_state(state: State) -> None:
         assert rules.transition(state, Action.CANCEL, role).target is State.CANCELLED
 
 
-def test_community_cancels_only_before_determination() -> None:
+def test_community_cancels_only_before_the_council_resolves() -> None:
     cancellable = {
         s for s in ACTIVE_STATES if Action.CANCEL in rules.allowed_actions(s, Role.COMMUNITY_STAFF)
     }
-    assert cancellable == {S.UNDER_REVIEW, S.CANDIDATE, S.RESOLVED_CANDIDATE, S.DEFERRED}
+    assert cancellable == {S.UNDER_REVIEW, S.CANDIDATE}
 
 
 def test_who_fires_what() -> None:
