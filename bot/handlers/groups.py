@@ -294,13 +294,15 @@ async def on_bot_added(
         if bound is None or bound.community is None:
             await post_binding_prompt(bot, chat.id, session, fsm_storage)
             return
-        await bot.send_message(
-            chat.id,
-            _(
+        path = await _path(session, bound.community)
+        if bound.purpose is ChatPurpose.COUNCIL:
+            again = _("Hello again! This group is the residents' council group of {path}.")
+        else:
+            again = _(
                 "Hello again! This group is linked to {path}. A group admin can change that "
                 "with /bind."
-            ).format(path=await _path(session, bound.community)),
-        )
+            )
+        await bot.send_message(chat.id, again.format(path=path))
         if bound.purpose is ChatPurpose.COMMUNITY:  # a council's group votes, it does not suggest
             await post_suggest_message(bot, chat.id, bound.community, pin=True)
     except TelegramAPIError as exc:
@@ -376,8 +378,7 @@ async def cmd_suggest(message: Message, bot: Bot, session: AsyncSession) -> None
 async def cmd_help(message: Message, session: AsyncSession) -> None:
     chat = await bound_chat(session, message.chat.id)
     if chat is not None and chat.community is not None:
-        path = await _path(session, chat.community)
-        where = _("This group is linked to {path}.").format(path=path)
+        where = linked_to_text(chat.purpose, await _path(session, chat.community))
     else:
         where = _("This group is not linked to a community yet.")
     lines = [

@@ -82,3 +82,25 @@ async def test_a_council_groups_old_buttons_following_a_change_are_announced(
     assert "之前发出的“我要提建议”按钮，现在点击将为天安社区提建议" in settled, (
         f"the council group's old Suggest buttons silently follow to another community: {settled}"
     )
+
+
+async def test_a_council_group_says_what_it_is_on_help_and_when_the_bot_comes_back(
+    bot_harness: Harness, org: OrgTree, sessionmaker: Sessions
+) -> None:
+    """A council's group is told it is the council's (not a residents' group an admin
+    rebinds with /bind), on /help and when the bot is added back; no Suggest message is
+    pinned there."""
+    h = bot_harness
+    await grant(
+        sessionmaker, STAFF, Role.COMMUNITY_STAFF, Scope(ScopeLevel.COMMUNITY, org.xinsha_id)
+    )
+    await h.say(STAFF, "/bind council", COUNCIL_GROUP)
+    await h.press(STAFF, "新沙社区", COUNCIL_GROUP, exact=True)
+    help_text = last_text(await h.say(MEMBER, "/help", COUNCIL_GROUP))
+    assert "本群是福田区 › 沙头街道 › 新沙社区的居民议事会群" in help_text, help_text
+    assert "/bind council" in help_text
+    await h.feed(h.updates.my_chat_member(STAFF, COUNCIL_GROUP, "member", "left"))
+    calls = await h.feed(h.updates.my_chat_member(STAFF, COUNCIL_GROUP, "left", "member"))
+    assert [m.text for m in sent(calls)] == [
+        "大家好，我又回来了！本群是福田区 › 沙头街道 › 新沙社区的居民议事会群。"
+    ]
