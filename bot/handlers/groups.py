@@ -37,6 +37,7 @@ from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
 from bot.filters import IsCommand
 from bot.handlers.commands import group_payload, parse_suggest_payload
 from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
+from bot.polls import AfterCommitHooks, PollSender, send_owed_polls
 from bot.texts import quote
 from dialogs.common import identity, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
@@ -323,11 +324,18 @@ async def on_blocked_in_private(event: ChatMemberUpdated, session: AsyncSession)
     await mark_blocked(session, event.chat.id)
 
 
-async def on_unblocked_in_private(event: ChatMemberUpdated, session: AsyncSession) -> None:
+async def on_unblocked_in_private(
+    event: ChatMemberUpdated,
+    session: AsyncSession,
+    council_poll_sender: PollSender | None = None,
+    after_commit: AfterCommitHooks | None = None,
+) -> None:
     """The person unblocked or restarted the bot: they hear from it again (notifications,
     council results). Says nothing: their next message is answered as usual."""
     if await mark_reachable(session, event.chat.id):
         log.info("person %s unblocked the bot", event.chat.id)
+        # The council polls Telegram refused them meanwhile go out once this has committed.
+        await send_owed_polls(session, event.chat.id, council_poll_sender, after_commit)
 
 
 async def on_migrated(message: Message, session: AsyncSession) -> None:

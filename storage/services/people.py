@@ -91,14 +91,10 @@ async def mark_blocked(session: AsyncSession, telegram_id: int) -> None:
 async def mark_reachable(session: AsyncSession, telegram_id: int) -> bool:
     """The person can be written to again: they unblocked or restarted the bot (Telegram's
     `my_chat_member` with the status "member" in their private chat). Clears their blocked
-    mark, and owes them their menu and the council polls Telegram refused them meanwhile
-    (council.reopen_polls_owed_to: the scheduler's resume sends them); True if they were
-    marked. One UPDATE, which changes nothing for a person who was not marked (or is not
-    known); the polls' statement follows only for one who was. Commits when it changes the
-    person."""
-    # Here, not at the top: the council's services build on this module.
-    from storage.services.council.sending import reopen_polls_owed_to
-
+    mark, and owes them their menu; True if they were marked (the caller then owes them the
+    council polls Telegram refused them meanwhile: bot.polls.send_owed_polls). One UPDATE,
+    which changes nothing for a person who was not marked (or is not known). Commits when it
+    changes the person."""
     result = await session.execute(
         update(Person)
         .where(Person.telegram_id == telegram_id, Person.blocked_bot_at.is_not(None))
@@ -110,7 +106,6 @@ async def mark_reachable(session: AsyncSession, telegram_id: int) -> bool:
     if person_id is None:
         return False
     _owe_menu_to(session, telegram_id, person_id)
-    await reopen_polls_owed_to(session, telegram_id)
     await session.commit()
     return True
 

@@ -166,8 +166,8 @@ async def test_a_council_member_who_unblocks_the_bot_is_sent_the_polls_refused_m
 ) -> None:
     """A member who had chosen English, then blocked the bot: the vote's polls to him were
     refused. His unblocking comes with his language cached (no SQL on the way in), so the
-    handler's mark_reachable clears his mark, and with it owes him those polls: the
-    scheduler's resume sends them, once, in his language."""
+    handler clears his mark and owes him those polls (with no poll sender in this process,
+    the scheduler's resume sends them), once, in his language."""
     double = TelegramDouble()
     h = make_harness(bot_settings, sessionmaker, fsm_redis, session=double)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=2, council_chat=False)

@@ -51,7 +51,7 @@ from telegram_fakes import make_bot, make_harness, make_settings
 from bot.handlers.council import on_poll
 from bot.notify_texts import NotificationRenderer
 from bot.outbox import OutboxSender
-from bot.polls import SENDER_STOPPED, send_claimed_vote_polls, send_vote_polls
+from bot.polls import SENDER_STOPPED, send_claimed_vote_polls, send_owed_polls, send_vote_polls
 from bot.ratelimit import Limits, MemorySendLimiter, SendLimiter
 from storage.models import (
     AuditEvent,
@@ -613,7 +613,7 @@ async def test_polls_owed_to_a_member_who_came_back_go_once_however_many_runs_ra
     double.rules.clear()
 
     async with sessionmaker() as session:
-        assert await people.mark_reachable(session, back)  # also owes him the polls
+        assert await people.mark_reachable(session, back)
     async with sessionmaker() as session:
         assert await reopen_polls_owed_to(session, back) == [vote_id]  # his /votes, say
         await session.commit()
@@ -658,8 +658,10 @@ async def test_a_poll_in_doubt_is_not_sent_again_when_its_member_comes_back(
     ]
     double.rules.clear()
 
-    async with sessionmaker() as session:
+    async with sessionmaker() as session:  # he unblocks the bot (groups.on_unblocked_in_private)
         assert await people.mark_reachable(session, back)
+        assert await send_owed_polls(session, back, None, None) == [vote_id]
+        await session.commit()
     report = await send_claimed_vote_polls(runtime, vote_id)
     assert report is not None and report.uncertain == [] and report.header_messages == 0
     posted = [
