@@ -38,6 +38,7 @@ from storage.services.council.common import (
     _tally,
     _tell_followers,
     get_vote,
+    lease_free,
 )
 from storage.services.council.counting import everyone_voted
 from storage.services.suggestions import apply
@@ -79,7 +80,7 @@ async def claim_poll_sending(
             CouncilVote.id == vote_id,
             CouncilVote.status == VoteStatus.OPEN,
             CouncilVote.polls_sent_at.is_(None),
-            (CouncilVote.polls_lease_until.is_(None)) | (CouncilVote.polls_lease_until < now),
+            lease_free(now),
         )
         .values(polls_lease_until=now + lease)
         .execution_options(synchronize_session=False)
@@ -139,7 +140,7 @@ async def votes_with_unsent_polls(session: AsyncSession, now: datetime) -> list[
             CouncilVote.status == VoteStatus.OPEN,
             CouncilVote.closes_at > now,
             CouncilVote.polls_sent_at.is_(None),
-            (CouncilVote.polls_lease_until.is_(None)) | (CouncilVote.polls_lease_until < now),
+            lease_free(now),
         )
         .order_by(CouncilVote.id)
     )

@@ -6,9 +6,10 @@ The rest of storage.services.council builds on this module, which imports none o
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -33,6 +34,12 @@ def _vote_options() -> Any:
         selectinload(CouncilVote.members),
         selectinload(CouncilVote.community),
     )
+
+
+def lease_free(now: datetime) -> ColumnElement[bool]:
+    """No replica holds the vote's polls lease at `now` (sending its polls while it is open,
+    stopping them once closed): none was taken, or the last one ran out."""
+    return CouncilVote.polls_lease_until.is_(None) | (CouncilVote.polls_lease_until < now)
 
 
 async def get_vote(session: AsyncSession, vote_id: int) -> CouncilVote | None:

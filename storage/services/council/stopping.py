@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CouncilPoll, CouncilVote, CouncilVoteItem, VoteStatus
+from storage.services.council.common import lease_free
 
 # Long enough for a vote's polls at a group's pace (20 a minute), short enough that polls a
 # replica could not stop (a 5xx, a chat gone for now) are tried again soon.
@@ -45,10 +46,6 @@ def _running_polls(vote_id: Any) -> Any:
     )
 
 
-def _lease_free(now: datetime) -> Any:
-    return CouncilVote.polls_lease_until.is_(None) | (CouncilVote.polls_lease_until < now)
-
-
 async def votes_with_running_polls(
     session: AsyncSession, now: datetime, *, window: timedelta = POLL_STOPPING_WINDOW
 ) -> list[int]:
@@ -60,7 +57,7 @@ async def votes_with_running_polls(
         .where(
             CouncilVote.status == VoteStatus.CLOSED,
             CouncilVote.closed_at >= now - window,
-            _lease_free(now),
+            lease_free(now),
             _running_polls(CouncilVote.id).exists(),
         )
         .order_by(CouncilVote.id)
@@ -80,7 +77,7 @@ async def claim_poll_stopping(
         .where(
             CouncilVote.id == vote_id,
             CouncilVote.status == VoteStatus.CLOSED,
-            _lease_free(now),
+            lease_free(now),
             _running_polls(CouncilVote.id).exists(),
         )
         .values(polls_lease_until=now + lease)
