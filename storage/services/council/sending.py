@@ -47,10 +47,9 @@ SEND_ERROR_MAX = 1000
 
 # The private audit events of a poll's sending, on the vote (details: item_id, chat_id, and
 # error or poll_id); the first two are also the convener's notification kinds.
-POLL_SEND_FAILED = NotificationKind.POLL_SEND_FAILED  # Telegram refused it: nothing was posted
-POLL_SEND_UNCERTAIN = (
-    NotificationKind.POLL_SEND_UNCERTAIN
-)  # its answer was lost: posted or not, unknown
+# Telegram refused it (nothing was posted); its answer was lost (posted or not, unknown).
+POLL_SEND_FAILED = NotificationKind.POLL_SEND_FAILED
+POLL_SEND_UNCERTAIN = NotificationKind.POLL_SEND_UNCERTAIN
 POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found to exist
 # The sends that may have posted a poll the store does not know.
 UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
@@ -323,18 +322,14 @@ async def member_sends(
     if not vote_ids:
         return {}
     rows = await session.execute(
-        select(CouncilPollSend.item_id, CouncilPollSend.state, CouncilPollSend.error)
+        select(CouncilPollSend.item_id, CouncilPollSend.state, _refused_as_unreachable())
         .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPollSend.item_id)
         .where(CouncilVoteItem.vote_id.in_(vote_ids), CouncilPollSend.chat_id == telegram_id)
     )
-    found: dict[int, MemberSend] = {}
-    for item_id, raw_state, error in rows.all():
-        state = PollSendState(raw_state)
-        unreachable = state is PollSendState.REFUSED and (error or "").startswith(
-            UNREACHABLE_PREFIX
-        )
-        found[int(item_id)] = MemberSend(state, unreachable)
-    return found
+    return {
+        int(item_id): MemberSend(PollSendState(state), bool(unreachable))
+        for item_id, state, unreachable in rows.all()
+    }
 
 
 async def reopen_polls_owed_to(
