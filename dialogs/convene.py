@@ -261,7 +261,7 @@ async def summary_view(
         ]
         text = "\n".join(head + listed + tail)
         # Telegram counts UTF-16 units (an emoji is two); the markup's tags are not counted.
-        if len(text.encode("utf-16-le")) // 2 <= LISTING_BUDGET or title_max <= 4:
+        if rules.utf16_len(text) <= LISTING_BUDGET or title_max <= 4:
             return text
         title_max -= 4
 
