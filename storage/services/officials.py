@@ -108,7 +108,10 @@ async def find_by_number(
     if sequence.isascii() and sequence.isdigit() and len(sequence) <= SEQUENCE_DIGITS_MAX:
         query = query.where(Suggestion.number.endswith(f"-{year}-{int(sequence):04d}"))
     else:
-        query = query.where(Suggestion.number.in_(number_forms(typed) or [""]))
+        forms = number_forms(typed)
+        if not forms:
+            return None  # it cannot be a number at all
+        query = query.where(Suggestion.number.in_(forms))
     query = query.order_by(Suggestion.created_at.desc(), Suggestion.id.desc()).limit(1)
     return (await session.scalars(query)).first()
 
