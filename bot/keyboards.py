@@ -107,13 +107,18 @@ def withdraw_confirm_keyboard(suggestion_id: int) -> InlineKeyboardMarkup:
     )
 
 
+def _pages(count: int, size: int) -> int:
+    """How many pages of `size` buttons `count` of them make (one at least)."""
+    return max(1, -(-count // size))
+
+
 def _page_of(
     items: Sequence[_Item], size: int, page: int, to_page: Callable[[int], str]
 ) -> tuple[Sequence[_Item], list[InlineKeyboardButton]]:
     """The items on `page` (clamped to the pages there are) and the row of « Previous /
     Next » buttons to its neighbours (`to_page` packs a page's callback data); no row when
     everything fits on one page."""
-    pages = max(1, -(-len(items) // size))
+    pages = _pages(len(items), size)
     page = min(max(page, 0), pages - 1)
     paging: list[InlineKeyboardButton] = []
     if page > 0:
@@ -425,7 +430,7 @@ def convene_next_label() -> str:
 
 
 def candidate_pages(count: int) -> int:
-    return max(1, -(-count // CANDIDATE_PAGE_SIZE))
+    return _pages(count, CANDIDATE_PAGE_SIZE)
 
 
 def convene_candidates_keyboard(
