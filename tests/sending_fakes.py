@@ -540,3 +540,12 @@ class FakePollRuntime:
     i18n: I18n = field(default_factory=lambda: create_i18n("zh"))
     limiter: SendLimiter = field(default_factory=MemorySendLimiter)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait, on the real clock, until `predicate()` holds (background sending, say)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)

@@ -9,7 +9,6 @@ he writes to the bot, once, also when he comes back while they are still being s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +37,7 @@ from sending_fakes import (
     member_tid,
     min_gap,
     retry_after,
+    until,
 )
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -429,14 +429,6 @@ async def test_scheduled_sending_in_the_background(
     assert len(await polls_of(sessionmaker, second.id)) == 1
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def stored_vote(sessionmaker: Sessions, vote_id: int) -> CouncilVote:
     async with sessionmaker() as session:
         stored = await session.get(CouncilVote, vote_id)
@@ -725,8 +717,9 @@ async def test_a_member_still_unreachable_is_not_tried_again_when_another_comes_
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     quick = MemorySendLimiter(Limits(chat_interval=0.001))
-    runtime = FakePollRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
-    runtime.limiter = quick
+    runtime = FakePollRuntime(
+        make_settings(), h.bot, sessionmaker, i18n=pending_i18n, limiter=quick
+    )
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
     now = datetime.now(UTC)
@@ -772,8 +765,7 @@ async def test_a_member_back_while_the_polls_are_still_being_sent_gets_them_next
     double = TelegramDouble()
     h = make_harness(make_settings(), sessionmaker, session=double)
     slow = HeldLimiter(held=member_tid(0))
-    runtime = FakePollRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n)
-    runtime.limiter = slow
+    runtime = FakePollRuntime(make_settings(), h.bot, sessionmaker, i18n=pending_i18n, limiter=slow)
     h.dispatcher["council_poll_sender"] = council_poll_sender(runtime)
     council_ = await make_council(sessionmaker, org.xinsha_id, size=3, council_chat=False)
     now = datetime.now(UTC)

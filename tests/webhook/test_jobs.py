@@ -8,7 +8,7 @@ rest to another replica's next tick: none of its polls is lost or left running."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +29,7 @@ from sending_fakes import (
     convene,
     in_days,
     make_council,
+    until,
 )
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -333,14 +334,6 @@ def paced_replica(engine: AsyncEngine, double: TelegramDouble, i18n: I18n) -> Ru
     runtime.limiter, runtime.i18n = MemorySendLimiter(Limits()), i18n
     install_senders(runtime)
     return runtime
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def a_convened_vote(runtime: Runtime, candidates: int = 3) -> tuple[Any, CouncilVote]:
