@@ -362,7 +362,17 @@ class RedisGate:
         held[token] = (keys[0], keys[1])
         self._keep_renewing()
         try:
-            reply = await self._claim(update_id, keys, token)
+            try:
+                reply = await self._claim(update_id, keys, token)
+            except UpdateInProgress:
+                raise
+            except BaseException:
+                # The script may have run with its reply lost (a timeout, a cancelled
+                # request): give back what this token may hold, or this update's redelivery
+                # and the person's next messages would wait for the claim's and the lock's
+                # time to live.
+                await self._release(update_id, keys, token)
+                raise
             if reply[0] == 0:
                 del held[token]
                 if (_text(reply[1]) or "").startswith("done"):
@@ -375,10 +385,7 @@ class RedisGate:
             try:
                 yield passage
             except BaseException:
-                try:
-                    await self._abort(keys, token)
-                except Exception:  # the claim and the lock expire by themselves
-                    log.warning("update %s: could not release its claim", update_id, exc_info=True)
+                await self._release(update_id, keys, token)
                 raise
             args = self._leave_args(passage, token, can_cache_locale=user_id is not None)
             await self._leave_after_commit(update_id, passage, keys, args)
@@ -480,6 +487,14 @@ class RedisGate:
     async def _abort(self, keys: list[str], token: str) -> None:
         """Give up the update's claim and the lock (those this token holds), writing nothing."""
         await self._leave(keys=keys, args=["abort", 0, token, *[""] * 9])
+
+    async def _release(self, update_id: int, keys: list[str], token: str) -> None:
+        """`_abort` on the way out of a failure, which it must not replace: shielded from
+        the cancellation being handled, and quiet when Redis fails too."""
+        try:
+            await asyncio.shield(self._abort(keys, token))
+        except Exception:  # the claim and the lock expire by themselves
+            log.warning("update %s: could not release its claim", update_id, exc_info=True)
 
     def _leave_args(self, passage: Passage, token: str, *, can_cache_locale: bool) -> list[Any]:
         state_op = state = data_op = data = ""

@@ -597,3 +597,62 @@ async def test_redis_a_leave_whose_reply_was_lost_is_still_saved(
     # ... and the retry, finding this passage's own done mark, says so: the reply that asks
     # the next step's question is not dropped.
     assert passage.saved is True
+
+
+@pytest.mark.redis
+async def test_redis_an_entry_whose_reply_was_lost_gives_back_its_claim_and_lock(
+    fsm_redis: Redis,
+) -> None:
+    """The first script ran (the update claimed, the conversation locked), but its reply
+    never came: the update fails (503, Telegram delivers it again) and what it took is given
+    back at once. Before, the redelivery was refused as in progress and the person's next
+    messages waited, until the claim and the lock expired (up to two minutes)."""
+    redis = fsm_redis
+    storage = create_storage(redis)
+    gate = create_gate(storage)
+    assert isinstance(gate, RedisGate)
+    entry = gate._enter
+    gate._enter = ReplyLost(entry)  # type: ignore[method-assign]
+    with pytest.raises(RedisTimeoutError):
+        async with gate.passage(90, KEY, 1001, exclusive=True):
+            raise AssertionError("not entered")
+    assert await redis.get("minsheng:update:90") is None
+    assert await redis.get("minsheng:fsm:1001:1001:lock") is None
+
+    # The redelivery is handled, once.
+    gate._enter = entry  # type: ignore[method-assign]
+    async with gate.passage(90, KEY, 1001, exclusive=True) as passage:
+        assert passage.fresh
+        await context(storage, passage.conversation).set_state("Form:title")
+    assert await storage.get_state(KEY) == "Form:title"
+
+
+@pytest.mark.redis
+async def test_redis_a_cancelled_entry_gives_back_its_claim_and_lock(fsm_redis: Redis) -> None:
+    """The request is cancelled (its client went away) while the first script's reply is on
+    its way: the claim and the lock are given back all the same."""
+    redis = fsm_redis
+    gate = create_gate(create_storage(redis))
+    assert isinstance(gate, RedisGate)
+    entry = gate._enter
+    arrived = asyncio.Event()
+
+    async def ran_then_hung(*args: Any, **kwargs: Any) -> Any:
+        await entry(*args, **kwargs)
+        arrived.set()
+        await asyncio.Event().wait()  # the reply never comes
+
+    gate._enter = ran_then_hung  # type: ignore[method-assign]
+
+    async def handle() -> None:
+        async with gate.passage(91, KEY, 1001, exclusive=True):
+            raise AssertionError("not entered")
+
+    task = asyncio.create_task(handle())
+    await arrived.wait()
+    assert await redis.get("minsheng:update:91") is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await redis.get("minsheng:update:91") is None
+    assert await redis.get("minsheng:fsm:1001:1001:lock") is None
