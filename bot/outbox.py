@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from bot.sender import self_paced
 from storage.models import COMMAND_MENU, Notification, utcnow
 from storage.rules import Role
 from storage.services import access, chats, notifications
+from storage.services.notifications import NO_PARTS, Parts
 from storage.services.people import find_person, pick_locale
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,6 @@ WAIT_BUDGET = 20.0
 MAX_CONCURRENT_CHATS = 16
 # Retry of a network error or a 5xx: 5 s, 10 s, 20 s … at most 5 minutes.
 BACKOFF_BASE, BACKOFF_MAX = 5.0, 300.0
-# A multi-part message interrupted midway remembers in `error` how many parts went out, so
-# the retry does not send them twice.
-_PARTIAL = re.compile(r"^partial (\d+)/(\d+)")
 
 
 def backoff(attempts: int) -> float:
@@ -193,7 +190,7 @@ class OutboxSender:
             await self._mark(row, "failed", str(error))
             return False
         row.parts = len(steps)
-        index = _parts_done(row.error, len(steps))
+        index = _parts_done(row.progress, len(steps))
         migrated = False
         while index < len(steps):
             await self._take_turn(row, deadline, done=index)
@@ -351,41 +348,35 @@ class OutboxSender:
         keep_progress: bool = False,
     ) -> None:
         self.outcomes[row.id] = _Outcome(status, detail)
+        # How far this attempt got: `done` parts of the message, which the retry skips.
+        progress = Parts(done, row.parts) if done else NO_PARTS
         async with self.sessionmaker() as session:
             if status == "sent":
                 await notifications.mark_sent(session, row.id, self._now())
             elif status in ("retry", "deferred"):
-                note = f"partial {done}/{row.parts}; {detail}" if done else detail
-                earlier = _PARTIAL.match(row.error or "")
-                if keep_progress and earlier is not None:
-                    note = f"{earlier.group(0)}; {detail}"
                 await notifications.mark_retry(
                     session,
                     row.id,
                     retry,
                     now=self._now(),
-                    error=note,
+                    error=detail,
                     attempted=status == "retry",  # "deferred": held back by our own pacing
                     held_until=row.held_until,
+                    parts=None if keep_progress else progress,
                 )
             elif status == "blocked":
                 await notifications.mark_blocked(session, row.id)
             else:
-                if done:
-                    detail = f"partial {done}/{row.parts}; {detail}"
-                await notifications.mark_failed(session, row.id, detail or "failed")
+                await notifications.mark_failed(session, row.id, detail or "failed", parts=progress)
         if status not in ("sent", "deferred"):
             log.info("outbox: notification %s to %s %s: %s", row.id, row.chat_id, status, detail)
 
 
-def _parts_done(error: str | None, total: int) -> int:
+def _parts_done(progress: Parts, total: int) -> int:
     """How many parts an earlier, interrupted attempt already sent (0 if none or if the
     message has since been rendered into a different number of parts)."""
-    found = _PARTIAL.match(error or "")
-    if found is None:
-        return 0
-    done, of = int(found.group(1)), int(found.group(2))
-    return done if of == total and 0 < done < total else 0
+    done = progress.sent
+    return done if progress.total == total and 0 < done < total else 0
 
 
 @dataclass
@@ -397,14 +388,15 @@ class _Claimed:
     kind: str
     params: dict[str, Any]
     attempts: int
-    error: str | None
+    progress: Parts  # how far an earlier attempt got, as claimed
     held_until: datetime  # the end of this claimer's lease on it
-    parts: int = 0
+    parts: int = 0  # what it renders into in this run
 
     @classmethod
     def of(cls, n: Notification) -> _Claimed:
         params = n.params if isinstance(n.params, dict) else {}
-        return cls(n.id, n.chat_id, n.kind, params, n.attempts, n.error, n.not_before)
+        progress = Parts(n.parts_sent, n.parts_total)
+        return cls(n.id, n.chat_id, n.kind, params, n.attempts, progress, n.not_before)
 
 
 __all__ = ["LEASE_SECONDS", "OutboxSender", "backoff"]

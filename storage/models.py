@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -556,6 +557,10 @@ class CouncilPollSend(Base):
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
     # What went wrong with this attempt (Telegram's refusal, the error that lost its answer).
     error: Mapped[str | None] = mapped_column(Text)
+    # REFUSED because the bot may not write to the member's private chat (a 403: they never
+    # started it, or blocked it): made again once they can be written to
+    # (council.reopen_polls_owed_to). False in every other state.
+    unreachable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CouncilStrayPoll(Base):
@@ -667,3 +672,9 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # A message of several parts whose sending stopped midway: `parts_sent` of its
+    # `parts_total` went out, and a retry sends only the rest, as long as the message still
+    # renders into that many parts (else it is sent whole again). 0 and 0 when no attempt
+    # stopped midway.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parts_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +71,17 @@ class Owed:
     person_id: int | None = None
     dedupe_key: str | None = None
     not_before: datetime | None = None
+
+
+class Parts(NamedTuple):
+    """How far the sending of a message of several parts got when it stopped midway:
+    `sent` of its `total` parts went out (Notification.parts_sent, parts_total)."""
+
+    sent: int
+    total: int
+
+
+NO_PARTS = Parts(0, 0)  # no sending stopped midway
 
 
 # Rows per INSERT: 9 bound values each stays far below SQLite's and asyncpg's parameter limits.
@@ -280,6 +291,7 @@ async def mark_sent(
         row.status = NotificationStatus.SENT
         row.sent_at = now or utcnow()
         row.error = None
+        row.parts_sent, row.parts_total = NO_PARTS
     await session.commit()
 
 
@@ -292,18 +304,22 @@ async def mark_retry(
     error: str | None = None,
     attempted: bool = True,
     held_until: datetime | None = None,
+    parts: Parts | None = None,
 ) -> None:
     """Not now (429 with retry_after, a network error, Telegram's 5xx): due again after
     `retry_after_seconds`; given up after MAX_ATTEMPTS claims. With `attempted=False` the
     sender's own pacing held the message back before anything reached Telegram: the claim is
     given back and does not count. With `held_until`, only while the caller's claim holds
     (renew_claim): a sender whose lease ran out must not reschedule a message another
-    sender has claimed since. Commits."""
+    sender has claimed since. `parts`: how far its sending got (None: as it was).
+    Commits."""
     row = await _get(session, notification_id)
     ours = held_until is None or (row is not None and row.not_before == held_until)
     if row is not None and row.status is NotificationStatus.PENDING and ours:
         if error is not None:
             row.error = error[:ERROR_MAX]
+        if parts is not None:
+            row.parts_sent, row.parts_total = parts.sent, parts.total
         if not attempted:
             row.attempts = max(0, row.attempts - 1)
         if attempted and row.attempts >= MAX_ATTEMPTS:
@@ -314,13 +330,17 @@ async def mark_retry(
     await session.commit()
 
 
-async def mark_failed(session: AsyncSession, notification_id: int, error: str) -> None:
+async def mark_failed(
+    session: AsyncSession, notification_id: int, error: str, *, parts: Parts | None = None
+) -> None:
     """Refused for good (400: chat not found, message too long, …): kept with the reason for
-    officials to see, never retried. Commits."""
+    officials to see, never retried; with how far its sending got (`parts`; None: nowhere).
+    Commits."""
     row = await _get(session, notification_id)
     if row is not None:
         row.status = NotificationStatus.FAILED
         row.error = error[:ERROR_MAX]
+        row.parts_sent, row.parts_total = parts or NO_PARTS
     await session.commit()
 
 
@@ -372,6 +392,8 @@ async def prune_settled(session: AsyncSession, older_than_days: int, now: dateti
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "NO_PARTS",
+    "Parts",
     "claim_due",
     "enqueue",
     "followers_of",

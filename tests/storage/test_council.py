@@ -26,6 +26,7 @@ from storage.models import (
     AuditEvent,
     Ballot,
     Community,
+    CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
     Follower,
@@ -50,6 +51,7 @@ from storage.services import council, officials, screening
 from storage.services.access import Principal, Scope
 from storage.services.audit import Actor
 from storage.services.council import ConveneRequest
+from storage.services.council.sending import MemberSend, member_sends, reopen_polls_owed_to
 from storage.services.org import import_rows
 from storage.services.people import TelegramIdentity, ensure_person
 from storage.services.suggestions import Draft, apply, submit
@@ -1028,6 +1030,44 @@ async def test_refused_poll_is_surfaced_to_the_convener(
         with pytest.raises(RuleViolation) as raised:
             await council.record_poll(session, 999, "x", 1, 1)
         assert raised.value.code == "unknown_vote_item"
+
+
+async def test_a_member_who_cannot_be_written_to_is_owed_the_poll_by_its_send(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """A private poll refused because the bot may not write to the member (a 403) is marked
+    so on its send (`unreachable`), beside the error as Telegram gave it: /votes reads it,
+    and the member's coming back owes the vote's polls again. Another refusal is not, and
+    neither is the send once it is claimed again."""
+    world = await make_world(sessionmaker, org, size=3, council_chat=False)
+    vote = await convene(world, await candidates(world, 2))
+    first, second = vote.items
+    gone, other = world.members[:2]
+    blocked, refused = "Forbidden: bot was blocked by the user", "Bad Request: poll too long"
+    async with sessionmaker() as session:
+        await council.record_send_error(session, first.id, blocked, chat_id=gone, unreachable=True)
+        await council.record_send_error(session, second.id, refused, chat_id=other)
+
+    async def sends() -> list[tuple[int, bool, str | None]]:
+        async with sessionmaker() as session:
+            rows = await session.scalars(select(CouncilPollSend))
+            return sorted((s.chat_id, s.unreachable, s.error) for s in rows)
+
+    assert await sends() == sorted([(gone, True, blocked), (other, False, refused)])
+    async with sessionmaker() as session:
+        assert await member_sends(session, [vote.id], gone) == {
+            first.id: MemberSend(PollSendState.REFUSED, unreachable=True)
+        }
+        assert await member_sends(session, [vote.id], other) == {
+            second.id: MemberSend(PollSendState.REFUSED, unreachable=False)
+        }
+        assert await reopen_polls_owed_to(session, other, now=T0) == []
+        assert await reopen_polls_owed_to(session, gone, now=T0) == [vote.id]
+        await session.commit()
+        assert await council.record_poll_attempt(session, first.id, gone)
+    assert (gone, False, None) in await sends()
+    async with sessionmaker() as session:
+        assert await reopen_polls_owed_to(session, gone, now=T0) == []
 
 
 # --- Convening rules ----------------------------------------------------------------------------

@@ -184,3 +184,83 @@ async def test_0007_owes_role_holders_their_menus(empty_url: str) -> None:
             assert await conn.scalar(text("SELECT count(*) FROM notification")) == 0
     finally:
         await engine.dispose()
+
+
+async def test_0009_reads_the_error_prefixes_into_columns_and_back(empty_url: str) -> None:
+    """The prefixes 0009 replaces ("partial n/m; " on a notification, "Member not reachable: "
+    on a poll's send) become its columns on the upgrade, leaving the error as told to people,
+    and are written back on the downgrade."""
+    at = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    await migrate.upgrade(empty_url, "0008")
+    engine = create_engine(empty_url)
+    errors = [
+        "partial 2/3; Too Many Requests: retry after 3",
+        "partial 1/2; ",
+        "Bad Request: chat not found",
+        "partial failure of the proxy",  # not the sender's prefix: left alone
+        None,
+    ]
+    sends = [
+        (1, 301, "refused", "Member not reachable: Forbidden: bot was blocked by the user"),
+        (1, 302, "refused", "Bad Request: poll can't be sent"),
+        # Recognised after the refusal: the error was left as it was, and nothing read it.
+        (1, 303, "sent", "Member not reachable: Forbidden: user is deactivated"),
+    ]
+    try:
+        async with engine.begin() as conn:
+            for sql in _BEFORE_0005:
+                await conn.execute(text(sql), {"at": at, "closes": at + timedelta(days=3)})
+            for error in errors:
+                await conn.execute(
+                    text(
+                        "INSERT INTO notification (chat_id, kind, params, status, attempts, "
+                        "not_before, created_at, error) VALUES (-100777, 'vote_result', '{}', "
+                        "'pending', 1, :at, :at, :error)"
+                    ),
+                    {"at": at, "error": error},
+                )
+            for item_id, chat_id, state, error in sends:
+                await conn.execute(
+                    text(
+                        "INSERT INTO council_poll_send (item_id, chat_id, state, attempted_at, "
+                        "error) VALUES (:item, :chat, :state, :at, :error)"
+                    ),
+                    {"item": item_id, "chat": chat_id, "state": state, "at": at, "error": error},
+                )
+
+        async def rows(query: str) -> list[tuple[object, ...]]:
+            async with engine.connect() as conn:
+                return [tuple(row) for row in (await conn.execute(text(query))).all()]
+
+        notifications = "SELECT parts_sent, parts_total, error FROM notification ORDER BY id"
+        # SQLite answers 0 or 1 for a boolean, equal to False and True.
+        members = (
+            "SELECT chat_id, unreachable, error FROM council_poll_send "
+            "WHERE chat_id > 0 ORDER BY chat_id"
+        )
+        upgraded_notifications = [
+            (2, 3, "Too Many Requests: retry after 3"),
+            (1, 2, None),
+            (0, 0, "Bad Request: chat not found"),
+            (0, 0, "partial failure of the proxy"),
+            (0, 0, None),
+        ]
+        upgraded_sends = [
+            (301, True, "Forbidden: bot was blocked by the user"),
+            (302, False, "Bad Request: poll can't be sent"),
+            (303, False, "Forbidden: user is deactivated"),
+        ]
+        for _ in range(2):  # and again after the downgrade
+            await migrate.upgrade(empty_url)
+            assert await rows(notifications) == upgraded_notifications
+            assert await rows(members) == upgraded_sends
+            await migrate.downgrade(empty_url, "0008")
+            assert await rows("SELECT error FROM notification ORDER BY id") == [
+                (error,) for error in errors
+            ]
+            # The send recognised since keeps its error, without the prefix nothing read.
+            assert await rows(
+                "SELECT error FROM council_poll_send WHERE chat_id > 0 ORDER BY chat_id"
+            ) == [(sends[0][3],), (sends[1][3],), ("Forbidden: user is deactivated",)]
+    finally:
+        await engine.dispose()

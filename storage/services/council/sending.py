@@ -7,7 +7,7 @@ while waiting for its turn, a 429) is let go (release_poll_attempt), and so is t
 run that stops before its end (release_poll_lease), so another replica carries on at once.
 
 A poll to a member's private chat that Telegram refused because the bot may not write to them
-(a 403: they never started the bot, or blocked it) is marked so (UNREACHABLE_PREFIX). Once
+(a 403: they never started the bot, or blocked it) is marked so (its `unreachable`). Once
 they can be written to (they write to the bot, or unblock it), the votes that owe them polls
 count as not fully sent again (reopen_polls_owed_to, reopen_for_returned_members), and the
 usual sending run, under the vote's lease and each send's claim, sends them what they miss."""
@@ -55,9 +55,6 @@ POLL_RECOGNISED = "poll_recognised"  # an unknown poll of a send in doubt, found
 UNSETTLED = (PollSendState.SENDING, PollSendState.UNCERTAIN)
 # An item's send_error when its poll may or may not exist (the officials' API shows it).
 UNCERTAIN_PREFIX = "Not known whether Telegram posted this poll (not sent again): "
-# The error of a private send refused because the member cannot be written to (a 403), as
-# kept on the send: it is made again once they can be (reopen_polls_owed_to).
-UNREACHABLE_PREFIX = "Member not reachable: "
 
 
 def delivery_chats(vote: CouncilVote) -> list[int]:
@@ -128,6 +125,7 @@ async def record_poll_attempt(
             "state": stmt.excluded.state,
             "attempted_at": stmt.excluded.attempted_at,
             "error": None,
+            "unreachable": False,
         },
         where=CouncilPollSend.state == PollSendState.REFUSED,
     ).returning(CouncilPollSend.item_id)
@@ -143,14 +141,24 @@ async def _set_send(
     state: PollSendState,
     *,
     error: str | None = None,
+    unreachable: bool = False,
     unless: tuple[PollSendState, ...] = (),
 ) -> bool:
     """Put the send in `state` (inserting it if it was never claimed), unless it is in one of
-    the states `unless`. Whether it was."""
+    the states `unless`; `unreachable` only with REFUSED (see record_send_error). Whether it
+    was."""
     stmt = upsert(session, CouncilPollSend).values(
-        item_id=item_id, chat_id=chat_id, state=state, attempted_at=utcnow(), error=error
+        item_id=item_id,
+        chat_id=chat_id,
+        state=state,
+        attempted_at=utcnow(),
+        error=error,
+        unreachable=unreachable,
     )
-    values: dict[str, Any] = {"state": stmt.excluded.state}
+    values: dict[str, Any] = {
+        "state": stmt.excluded.state,
+        "unreachable": stmt.excluded.unreachable,
+    }
     if error is not None:
         values["error"] = stmt.excluded.error
     stmt = stmt.on_conflict_do_update(
@@ -171,10 +179,10 @@ async def _record_send_problem(
     send_error: str,
     state: PollSendState,
     unless: tuple[PollSendState, ...],
-    row_error: str | None = None,
+    unreachable: bool = False,
 ) -> None:
     """record_send_error and record_send_uncertain: the send put in `state` (nothing is done
-    when it is in a state of `unless`) with `row_error` (else `error`), the item's
+    when it is in a state of `unless`) with `error` and `unreachable`, the item's
     send_error, the private audit event `action` and the convener's notification of the same
     kind, which names the member when the poll was for a private chat. Commits."""
     item = await session.get(
@@ -187,7 +195,7 @@ async def _record_send_problem(
     vote = item.vote
     target = chat_id if chat_id is not None else vote.council_chat_id
     if target is not None and not await _set_send(
-        session, item.id, target, state, error=row_error or error, unless=unless
+        session, item.id, target, state, error=error, unreachable=unreachable, unless=unless
     ):
         log.info("poll of item %s in %s: %s, but it is %s", item.id, target, action, unless)
         await session.rollback()
@@ -243,7 +251,7 @@ async def record_send_error(
     private chat (`poll_send_failed`, naming the member for a private chat), so it is
     surfaced rather than lost. `chat_id`: where it was being sent (private delivery; else the
     council's group). `unreachable`: refused because the bot may not write to that private
-    chat (a 403), which the send keeps (UNREACHABLE_PREFIX) so that it is made again once the
+    chat (a 403), which the send keeps (its `unreachable`) so that it is made again once the
     member can be written to (reopen_polls_owed_to). A convener known only by an API token
     (no person) sees it through the API. Commits."""
     error = (rules.clean_text(error) or "unknown error")[:SEND_ERROR_MAX]
@@ -257,9 +265,7 @@ async def record_send_error(
         send_error=error,
         state=PollSendState.REFUSED,
         unless=(PollSendState.SENT, PollSendState.UNCERTAIN),  # a poll that may exist
-        row_error=(UNREACHABLE_PREFIX + error)[:SEND_ERROR_MAX]
-        if unreachable and private
-        else None,
+        unreachable=unreachable and private,
     )
 
 
@@ -295,8 +301,7 @@ class MemberSend:
 
 def _refused_as_unreachable() -> Any:
     return and_(
-        CouncilPollSend.state == PollSendState.REFUSED,
-        CouncilPollSend.error.startswith(UNREACHABLE_PREFIX, autoescape=True),
+        CouncilPollSend.state == PollSendState.REFUSED, CouncilPollSend.unreachable.is_(True)
     )
 
 
