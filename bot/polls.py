@@ -44,24 +44,16 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InputPollOption
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiohttp import ClientConnectorError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
 from bot.notify_texts import rules_line, split_text
 from bot.ratelimit import SendLimiter
+from bot.telegram_errors import REQUEST_ERRORS, FailureKind, classify, describe
 from bot.texts import (
     cap_warning,
     category_label,
@@ -96,6 +88,9 @@ CLOSE_DATE_MARGIN = 30
 
 MAX_RETRIES = 5  # per message, for 429s and network errors
 NETWORK_BACKOFF = 2.0
+# What _call tries again: what Telegram certainly did not carry out, and, for a request
+# that may be made twice, what it may have.
+_TRY_AGAIN = (FailureKind.RATE_LIMITED, FailureKind.NEVER_SENT, FailureKind.UNCERTAIN)
 # Why a send found SENDING (attempted, no outcome written) is uncertain.
 SENDER_STOPPED = "the bot stopped while sending this poll, before Telegram's answer came"
 
@@ -275,28 +270,7 @@ class _ChatGone(Exception):
 
 class _Unsure(Exception):
     """A request that must not be made twice got no usable answer: Telegram may have carried
-    it out (a network error after the connection was made, a timeout, a 5xx)."""
-
-
-def _refused(error: BaseException) -> bool:
-    """Telegram answered, refusing (a 4xx other than 429): it did nothing."""
-    if isinstance(error, TelegramEntityTooLarge):
-        return True
-    return isinstance(error, TelegramAPIError) and not isinstance(
-        error, TelegramNetworkError | TelegramServerError
-    )
-
-
-def _never_sent(error: BaseException) -> bool:
-    """The connection to Telegram was never made (DNS, TCP, TLS, proxy): the request did not
-    reach it. aiogram wraps aiohttp's error in a TelegramNetworkError."""
-    return isinstance(error, ClientConnectorError) or isinstance(
-        error.__cause__, ClientConnectorError
-    )
-
-
-def _describe(error: BaseException) -> str:
-    return getattr(error, "message", None) or repr(error)
+    it out (telegram_errors.FailureKind.UNCERTAIN)."""
 
 
 async def _let_go(work: Callable[[], Awaitable[Any]], what: str) -> bool:
@@ -350,7 +324,7 @@ class _SendClaim:
             raise
         except Exception as error:
             await self.release()
-            raise _ClaimFailed(_describe(error)) from error
+            raise _ClaimFailed(describe(error)) from error
         if not claimed:
             self.attempted_at = None
             raise _NotClaimed
@@ -380,10 +354,11 @@ async def _call(
     claim: _SendClaim | None = None,
 ) -> Any:
     """One request to `chat_id` within the limits: 429s and network errors are waited out
-    and retried (MAX_RETRIES times); 400s and 403s are the caller's. A request that is not
+    and retried (MAX_RETRIES times); Telegram's refusals (a 4xx: it did nothing, and would
+    refuse again) are the caller's at once, a 403 as _ChatGone. A request that is not
     `idempotent` (sendPoll: a second one is a second poll) is retried only when Telegram
     certainly did not carry it out (a 429, a connection never made); when it may have,
-    _Unsure is raised, and a refusal is raised as it is.
+    _Unsure is raised. What an error means is bot.telegram_errors.classify's.
 
     With a `claim`, it is taken once the limiter grants the turn (not while waiting for it,
     nor through a 429's wait: a sender stopped there has not made the request) and nothing
@@ -395,28 +370,23 @@ async def _call(
             await claim.take()
         try:
             return await request()
-        except TelegramRetryAfter as error:
+        except REQUEST_ERRORS as error:
+            failure = classify(error)
+            if failure.kind is FailureKind.CHAT_GONE:
+                raise _ChatGone(failure.description) from error
+            if failure.kind is FailureKind.UNCERTAIN and not idempotent:
+                raise _Unsure(failure.description) from error
+            if failure.kind not in _TRY_AGAIN:
+                raise  # refused (it did nothing, and would again): the caller's
             if claim is not None:
-                await claim.release()
+                await claim.release()  # not carried out: taken again on the next turn
             if attempt == MAX_RETRIES:
                 raise
-            await limiter.pause(chat_id, error.retry_after)
-            await sleep(error.retry_after)
-        except TelegramForbiddenError as error:
-            raise _ChatGone(error.message) from error
-        except TelegramBadRequest:
-            raise
-        except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as error:
-            if not idempotent:
-                if _refused(error):
-                    raise
-                if not _never_sent(error):
-                    raise _Unsure(_describe(error)) from error
-            if claim is not None:
-                await claim.release()
-            if attempt == MAX_RETRIES:
-                raise
-            await sleep(NETWORK_BACKOFF * attempt)
+            if failure.kind is FailureKind.RATE_LIMITED:
+                await limiter.pause(chat_id, failure.retry_after)
+                await sleep(failure.retry_after)
+            else:
+                await sleep(NETWORK_BACKOFF * attempt)
     raise AssertionError("unreachable")
 
 
@@ -542,16 +512,14 @@ async def send_vote_polls(
         except _Unsure as unsure:
             await record_uncertain(item, chat_id, str(unsure))
             return
-        except TelegramBadRequest as error:
-            await record_error(item, chat_id, error.message)
-            return
-        except (TelegramAPIError, OSError, TimeoutError) as error:
+        except REQUEST_ERRORS as error:
             # Refused, out of 429 retries, or never connected: nothing was posted.
-            await record_error(item, chat_id, _describe(error))
+            await record_error(item, chat_id, describe(error))
             return
         except Exception as error:
-            # An answer that cannot be read (a proxy's error page, say): it may exist.
-            await record_uncertain(item, chat_id, _describe(error))
+            # None of the errors a request to Telegram raises (_call sorts those): whether
+            # the poll exists is not known.
+            await record_uncertain(item, chat_id, describe(error))
             return
         poll = getattr(message, "poll", None)
         if poll is None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramNotFound
 from aiogram.methods import SendMessage, SendPoll, StopPoll
 from aiogram.types import InputPollOption
 from aiogram.utils.i18n import I18n
@@ -380,6 +381,23 @@ async def test_stop_polls_tolerates_closed_and_missing(
     assert again == 3
     refusals = [r.refused for r in rig.double.requests if r.name == "StopPoll" and r.refused]
     assert len(refusals) == 3
+
+
+async def test_stop_polls_does_not_repeat_what_telegram_refused(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    """A refusal (here a 404) did nothing and would come again: stopPoll, harmless to repeat
+    when its answer is lost, is not repeated when Telegram refused it (it was, up to five
+    times, as if the network had failed). The poll is left for the next stopping run."""
+    _, vote = await voted_vote(rig, sessionmaker, org)
+    polls = [(p.chat_id, p.message_id) for p in await polls_of(sessionmaker, vote.id)]
+    rig.double.fail_when(
+        lambda m: isinstance(m, StopPoll), lambda m: TelegramNotFound(method=m, message="Not Found")
+    )
+    (stopped,) = await rig.clock.run(stop_polls(rig.bot, polls, rig.limiter))
+    assert stopped == 1
+    refused = [r.refused for r in rig.double.requests if r.name == "StopPoll"]
+    assert len(refused) == 2 and "Not Found" in (refused[0] or "") and refused[1] is None
 
 
 async def test_close_and_stop_when_everyone_voted(
