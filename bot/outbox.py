@@ -9,6 +9,11 @@ waited on past the lease, so it never holds up the others nor outlives its claim
 A group upgraded to a supergroup has a new chat id: Telegram refuses the old one with
 TelegramMigrateToChat, naming the new. The sender then moves the chat (its binding and what is
 owed to it, storage.services.chats.migrate_chat) and sends to the new id.
+
+What a failed send means is bot.telegram_errors' reading. A refusal fails the message for
+good; what did not reach Telegram, or may have (its answer was lost), is sent again later:
+so a notice may arrive twice, at least once being what matters for it (a council poll may
+not, and bot.polls records such a send as uncertain instead).
 """
 
 from __future__ import annotations
@@ -20,19 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from aiogram import Bot
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramNotFound,
-    TelegramRetryAfter,
-    TelegramUnauthorizedError,
-)
 from aiogram.types import BufferedInputFile
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +35,7 @@ from bot.commands_menu import private_menu_calls
 from bot.notify_texts import NotificationRenderer, Part, RenderError, plan_parts
 from bot.ratelimit import SendLimiter
 from bot.sender import self_paced
+from bot.telegram_errors import REQUEST_ERRORS, FailureKind, classify
 from storage.models import COMMAND_MENU, Notification, utcnow
 from storage.rules import Role
 from storage.services import access, chats, notifications
@@ -198,33 +194,41 @@ class OutboxSender:
                 return False
             try:
                 await steps[index]()
-            except TelegramRetryAfter as error:
-                await self.limiter.pause(row.chat_id, error.retry_after)
-                await self._mark(row, "retry", error.message, retry=error.retry_after, done=index)
-                raise _ChatHalted(error.retry_after, "429 earlier in this run") from error
-            except TelegramForbiddenError as error:
-                await self._mark(row, "blocked", error.message)
-                raise _ChatHalted(0, "blocked", blocked=True) from error
-            except TelegramMigrateToChat as error:
-                if migrated or error.migrate_to_chat_id == row.chat_id:
-                    # Moved once already for this message: not a group upgraded.
-                    await self._mark(row, "failed", error.message, done=index)
-                    return False
-                await self._follow_migration(row, error.migrate_to_chat_id)
-                migrated = True
-                continue  # the same part, to the new id
-            except (TelegramBadRequest, TelegramNotFound) as error:
-                await self._mark(row, "failed", error.message, done=index)
-                return False
-            except TelegramUnauthorizedError as error:
-                # The token is wrong: nothing will go anywhere; keep everything for later.
-                await self._mark(row, "retry", error.message, retry=BACKOFF_MAX, done=index)
-                raise
-            except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as error:
-                detail = getattr(error, "message", None) or repr(error)
-                delay = backoff(row.attempts)
-                await self._mark(row, "retry", detail, retry=delay, done=index)
-                raise _ChatHalted(delay, "a network error earlier in this run") from error
+            except REQUEST_ERRORS as error:
+                failure = classify(error)
+                match failure.kind:
+                    case FailureKind.RATE_LIMITED:
+                        wait = failure.retry_after
+                        await self.limiter.pause(row.chat_id, wait)
+                        await self._mark(row, "retry", failure.description, retry=wait, done=index)
+                        raise _ChatHalted(wait, "429 earlier in this run") from error
+                    case FailureKind.CHAT_GONE:
+                        await self._mark(row, "blocked", failure.description)
+                        raise _ChatHalted(0, "blocked", blocked=True) from error
+                    case FailureKind.MIGRATED if (
+                        not migrated and failure.new_chat_id != row.chat_id
+                    ):
+                        await self._follow_migration(row, failure.new_chat_id)
+                        migrated = True
+                        continue  # the same part, to the new id
+                    case FailureKind.MIGRATED | FailureKind.REFUSED:
+                        # Refused, or moved once already for this message: not a group upgraded.
+                        await self._mark(row, "failed", failure.description, done=index)
+                        return False
+                    case FailureKind.UNAUTHORIZED:
+                        # The token is wrong: nothing will go anywhere; keep everything for later.
+                        await self._mark(
+                            row, "retry", failure.description, retry=BACKOFF_MAX, done=index
+                        )
+                        raise
+                    case FailureKind.NEVER_SENT | FailureKind.UNCERTAIN:
+                        # Sent again later, although Telegram may have delivered it: a notice
+                        # arriving twice is a lesser harm than one never arriving.
+                        delay = backoff(row.attempts)
+                        await self._mark(row, "retry", failure.description, retry=delay, done=index)
+                        raise _ChatHalted(delay, "a network error earlier in this run") from error
+                    case _:
+                        assert_never(failure.kind)
             index += 1
         await self._mark(row, "sent")
         return True

@@ -11,7 +11,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.exceptions import TelegramMigrateToChat, TelegramNetworkError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramEntityTooLarge,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+)
 from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
 from aiogram.utils.i18n import I18n
 from sending_fakes import (
@@ -500,6 +505,45 @@ async def test_400_fails_for_good(rig: Rig) -> None:
     assert sent.status is NotificationStatus.SENT
     rig.clock.advance(3600)
     assert await rig.sender.run_once() == 0  # never retried
+
+
+async def test_a_chart_refused_as_too_large_fails_for_good_and_the_chat_goes_on(rig: Rig) -> None:
+    """A 413 is Telegram refusing, although aiogram files it under its network errors: the
+    message fails at once and the chat's next one goes. It used to be retried as a network
+    error, holding the chat's other messages back each time, eight times over."""
+    await enqueue(rig.sessionmaker, GROUP, "vote_result", result_params())
+    await enqueue(rig.sessionmaker, GROUP, "suggestion_status", status_params())
+    rig.double.fail_when(
+        lambda m: isinstance(m, SendPhoto),
+        lambda m: TelegramEntityTooLarge(method=m, message="Request Entity Too Large"),
+    )
+    assert await rig.sender.run_once() == 1
+    failed, sent = await rig.rows()
+    assert failed.status is NotificationStatus.FAILED and failed.error == "Request Entity Too Large"
+    assert sent.status is NotificationStatus.SENT
+
+
+async def test_an_unreadable_answer_is_sent_again_later(rig: Rig) -> None:
+    """An answer that cannot be read (a proxy's error page) may hide a message delivered: like
+    a lost answer, it is sent again after the backoff, what happened kept on the row, and the
+    chat's other messages wait their turn. It used to end the chat's run, leaving its
+    messages to their lease without a word of why."""
+    await enqueue(rig.sessionmaker, GROUP, "suggestion_status", status_params())
+    await enqueue(rig.sessionmaker, GROUP, "suggestion_status", status_params())
+    rig.double.fail_in_chat(
+        GROUP, lambda m: ClientDecodeError("Failed to decode object", ValueError("html"), "<html>")
+    )
+    assert await rig.sender.run_once() == 0
+    first, second = await rig.rows()
+    assert (first.status, first.attempts, first.error) == (
+        NotificationStatus.PENDING,
+        1,
+        "Failed to decode object",
+    )
+    assert first.not_before == rig.clock.utc() + timedelta(seconds=5)
+    assert second.status is NotificationStatus.PENDING and second.attempts == 0  # held back
+    rig.clock.advance(6)
+    assert await rig.sender.run_once() == 2
 
 
 async def test_unknown_kind_fails_and_the_loop_goes_on(rig: Rig) -> None:
