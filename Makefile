@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/minsheng serve
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check bot webhook dialogs storage tests bench
+	$(BIN)/ruff check bot webhook dialogs storage tests bench tools
 	$(BIN)/mypy
 
 test: lint

@@ -50,15 +50,23 @@ def _font(size: int) -> Font:
 
 
 def missing_glyphs(text: str) -> set[str]:
-    """The characters of `text` the chart's font cannot draw: those it draws as the empty
-    box of a missing glyph (bot/fonts/OFL.txt says how to add some)."""
-    font = _font(TICK_SIZE)
+    """The characters of `text` the chart's font cannot draw (bot/fonts/OFL.txt says how to
+    add some)."""
+    return glyphs_missing_from(_font(TICK_SIZE), text)
 
-    def drawn(character: str) -> tuple[tuple[int, int], bytes]:
-        mask = font.getmask(character)
-        return mask.size, bytes(mask)
 
-    missing = drawn("\ue000")  # a private-use character: never in the font
+def glyphs_missing_from(font: Font, text: str) -> set[str]:
+    """The characters of `text` that `font` draws as the empty box of a missing glyph (for a
+    subset font: the chart's, and the web pages' in webhook/static/fonts). Drawn in colour,
+    so that a colour emoji font is asked the same way."""
+    size = int(font.size) * 2
+
+    def drawn(character: str) -> bytes:
+        image = Image.new("RGBA", (size, size))
+        ImageDraw.Draw(image).text((0, 0), character, font=font, embedded_color=True)
+        return image.tobytes()
+
+    missing = drawn("\ue000")  # a private-use character: never in a font
     return {c for c in set(text) if not c.isspace() and drawn(c) == missing}
 
 
@@ -158,4 +166,4 @@ def vote_chart(
     return out.getvalue()
 
 
-__all__ = ["MAX_CANDIDATES", "missing_glyphs", "vote_chart"]
+__all__ = ["MAX_CANDIDATES", "glyphs_missing_from", "missing_glyphs", "vote_chart"]

@@ -21,11 +21,14 @@ CHROMIUM_ARGS = [
 
 
 @asynccontextmanager
-async def browser_page(chromium_path: str, tmp_path: Path, **options: Any) -> AsyncIterator[Page]:
-    """A chromium page; a screenshot in tmp_path when the test fails, and no script errors."""
+async def browser_page(
+    chromium_path: str, tmp_path: Path, *, env: dict[str, str] | None = None, **options: Any
+) -> AsyncIterator[Page]:
+    """A chromium page; a screenshot in tmp_path when the test fails, and no script errors.
+    `env`: chromium's environment, if not this process's."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True, env=env
         )
         page = await browser.new_page(locale="zh-CN", **options)
         page.set_default_timeout(15000)

@@ -18,6 +18,7 @@ from bot.commands_menu import set_bot_commands
 from bot.factory import create_bot, create_dispatcher, create_redis
 from storage.db import create_engine, create_sessionmaker
 from storage.settings import Settings
+from webhook import assets
 from webhook.api.officials import create_officials_router
 from webhook.api.public import create_public_api_router
 from webhook.board import create_board_router
@@ -251,6 +252,7 @@ def create_app(settings: Settings, *, listen: tuple[str, int] = ("127.0.0.1", 80
     app.include_router(create_board_router())
     app.include_router(create_public_api_router())
     app.include_router(create_officials_router())
+    app.mount(assets.PREFIX, assets.static_files(), name="assets")
     if emulator is not None:
         from webhook.sandbox.page import create_sandbox_router
 

@@ -40,7 +40,7 @@ def test_a_read_only_locales_folder_is_compiled_elsewhere(
     assert Path(i18n.path) != installed
 
 
-def test_the_wheel_carries_the_catalogues(tmp_path: Path) -> None:
+def test_the_wheel_carries_the_catalogues_and_the_web_fonts(tmp_path: Path) -> None:
     # Built from a copy: a build writes build/ and *.egg-info where it runs.
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_BUILT))
@@ -58,3 +58,10 @@ def test_the_wheel_carries_the_catalogues(tmp_path: Path) -> None:
             assert f"locales/{locale}/LC_MESSAGES/{domain}.po" in names
     # Beside the packages, where bot.i18n and webhook.i18n_web look for it.
     assert "bot/i18n.py" in names and "webhook/i18n_web.py" in names
+    # And the files the web pages share (webhook/assets.py), where StaticFiles looks.
+    assert {
+        "webhook/static/fonts.css",
+        "webhook/static/fonts/minsheng-sans.woff2",
+        "webhook/static/fonts/minsheng-emoji.woff2",
+        "webhook/static/fonts/OFL.txt",
+    } <= names

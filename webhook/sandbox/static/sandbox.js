@@ -987,7 +987,23 @@
     }
   }
 
+  // The page shows once the fallback fonts for Chinese and emoji (/assets/fonts.css) are
+  // here, drawn by nothing yet. A system without such fonts needs them, and Chromium can keep
+  // drawing text it laid out before a font arrived as empty boxes, even after it has. At
+  // worst the page shows after FONT_WAIT_MS with what the system has.
+  const FONT_WAIT_MS = 3000;
+  async function fontsFirst() {
+    const waited = new Promise((resolve) => setTimeout(resolve, FONT_WAIT_MS));
+    const fonts = Promise.all([
+      document.fonts.load('16px "Minsheng Sans"', "民"),
+      document.fonts.load('16px "Minsheng Emoji"', "📌"),
+    ]).catch(() => {});
+    await Promise.race([fonts, waited]);
+    document.body.classList.remove("fonts-pending");
+  }
+
   async function start() {
+    await fontsFirst();
     wire();
     const data = await api("GET", "/sandbox/api/world");
     state.world = data;
