@@ -88,6 +88,12 @@ class LangCb(CallbackData, prefix="lg"):
     locale: str
 
 
+class GroupLangCb(CallbackData, prefix="gl"):
+    """The language the bot speaks in a group (its admins choose it)."""
+
+    locale: str
+
+
 class WithdrawStep(StrEnum):
     ASK = "a"  # a button under /my: ask to confirm
     YES = "y"

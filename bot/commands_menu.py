@@ -50,6 +50,7 @@ GROUP_COMMANDS: Commands = (
     ("suggest", __("Suggest a project for this community")),
     ("help", __("What I can do here")),
     ("bind", __("Admins: link this group to its community")),
+    ("lang", __("Admins: the language I speak in this group")),
 )
 # None is the default list, shown to every language without one of its own.
 MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("zh", None), ("en", "en"))

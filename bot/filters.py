@@ -7,10 +7,14 @@ bot.performance).
 
 from __future__ import annotations
 
+from aiogram.enums import ChatType
 from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import StatesGroup
 from aiogram.types import CallbackQuery, Message, TelegramObject
+
+# Telegram's two kinds of group (a group upgraded to a supergroup changes its id).
+GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 
 
 class InForm(Filter):

@@ -22,6 +22,7 @@ from bot.callbacks import (
     CouncilBindCb,
     DraftField,
     EditCb,
+    GroupLangCb,
     KindCb,
     KindChoice,
     LangCb,
@@ -57,9 +58,10 @@ def inline(rows: Sequence[Sequence[InlineKeyboardButton]]) -> InlineKeyboardMark
     return InlineKeyboardMarkup(inline_keyboard=[list(row) for row in rows])
 
 
-def language_keyboard() -> InlineKeyboardMarkup:
+def language_keyboard(choice: type[LangCb | GroupLangCb] = LangCb) -> InlineKeyboardMarkup:
+    """中文 / English, for a person's own language (LangCb) or a group's (GroupLangCb)."""
     return inline(
-        [[_button(name, LangCb(locale=code).pack()) for code, name in LANGUAGE_NAMES.items()]]
+        [[_button(name, choice(locale=code).pack()) for code, name in LANGUAGE_NAMES.items()]]
     )
 
 

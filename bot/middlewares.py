@@ -11,13 +11,23 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.enums import ChatType
-from aiogram.types import Chat, Message, TelegramObject, Update, User
+from aiogram.types import (
+    CallbackQuery,
+    Chat,
+    ChatMemberUpdated,
+    Message,
+    TelegramObject,
+    Update,
+    User,
+)
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.filters import GROUP_TYPES
 from bot.gate import NO_CHOICE, NOT_STORED, Passage
 from bot.polls import send_owed_polls
 from dialogs.common import identity
+from storage.services.chats import chat_locale
 from storage.services.people import find_person, pick_locale, refresh_person
 from storage.services.updates import claim_update, release_update
 
@@ -116,6 +126,15 @@ def _is_start(event: TelegramObject) -> bool:
     return isinstance(event, Message) and (event.text or "").startswith("/start")
 
 
+def _may_answer_in_group(event: TelegramObject) -> bool:
+    """A group's update the bot may answer: a command, a press, the bot added or removed.
+    Whatever else a group says (with privacy mode off) is never answered, so it costs no
+    statement for the group's language."""
+    if isinstance(event, Message):
+        return (event.text or "").startswith("/")
+    return isinstance(event, CallbackQuery | ChatMemberUpdated)
+
+
 class PersonLocaleMiddleware(I18nMiddleware):
     """/lang's choice if the person made one, else the Telegram client's language.
 
@@ -127,7 +146,11 @@ class PersonLocaleMiddleware(I18nMiddleware):
     which a private chat takes as a miss; a private /start always takes that way, since
     Telegram says nothing else when someone who had never started the bot (a 403 on record)
     starts it. Someone coming back that way is also owed the council polls Telegram refused
-    them meanwhile (bot.polls.send_owed_polls): that one statement is paid only then."""
+    them meanwhile (bot.polls.send_owed_polls): that one statement is paid only then.
+
+    In a group whose admins chose a language (/lang there), the bot answers in it, whoever
+    asked: the whole group reads the answer. That costs a statement, only for what the bot
+    may answer there (commands, presses)."""
 
     def __init__(self, i18n: I18n, default_locale: str) -> None:
         super().__init__(i18n)
@@ -139,6 +162,16 @@ class PersonLocaleMiddleware(I18nMiddleware):
             return self.default_locale
         passage: Passage | None = data.get("passage")
         chat: Chat | None = data.get("event_chat")
+        session: AsyncSession | None = data.get("session")
+        if (
+            chat is not None
+            and session is not None
+            and chat.type in GROUP_TYPES
+            and _may_answer_in_group(event)
+        ):
+            chosen_here = await chat_locale(session, chat.id)
+            if chosen_here is not None:
+                return chosen_here
         private = chat is not None and chat.type == ChatType.PRIVATE
         cached = passage.locale_choice if passage is not None else None
         if cached is not None and not (private and (cached == NOT_STORED or _is_start(event))):
@@ -146,7 +179,6 @@ class PersonLocaleMiddleware(I18nMiddleware):
             return pick_locale(chosen, user.language_code, self.default_locale)
         chosen = None
         remember = NOT_STORED
-        session: AsyncSession | None = data.get("session")
         if session is not None:
             person = await find_person(session, user.id)
             if private:

@@ -169,9 +169,9 @@ class OutboxSender:
         return sent
 
     async def _locale(self, row: _Claimed) -> str:
-        if row.chat_id < 0:  # a group: the community's language is the default
-            return self.default_locale
         async with self.sessionmaker() as session:
+            if row.chat_id < 0:  # a group: its admins' choice (/lang), else the default
+                return await chats.chat_locale(session, row.chat_id) or self.default_locale
             person = await find_person(session, row.chat_id)
         if person is None:
             return self.default_locale

@@ -68,6 +68,7 @@ from storage import rules
 from storage.models import PollSendState, VoteStatus, utcnow
 from storage.rules import Category, Kind, RuleViolation
 from storage.services import council
+from storage.services.chats import chat_locale
 from storage.services.council.sending import reopen_for_returned_members, reopen_polls_owed_to
 from storage.services.people import find_person, mark_blocked, pick_locale
 from storage.settings import Settings
@@ -230,7 +231,9 @@ async def _plan(
         blocked: set[int] = set()
         for chat_id in council.delivery_chats(vote):
             locale = default_locale
-            if chat_id > 0:
+            if chat_id < 0:  # the council's group: its admins' choice (/lang), if any
+                locale = await chat_locale(session, chat_id) or default_locale
+            else:
                 person = await find_person(session, chat_id)
                 if person is not None:
                     locale = pick_locale(person.locale, person.language_code, default_locale)

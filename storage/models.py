@@ -203,6 +203,9 @@ class Chat(Base):
     # The supergroup this group was upgraded to (its binding moved there; see
     # storage.services.chats.migrate_chat).
     migrated_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The language the bot speaks in this group, chosen by one of its admins with /lang. None:
+    # its posts in the default language, and its answers in the language of whom it answers.
+    locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     community: Mapped[Community | None] = relationship()

@@ -36,8 +36,8 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CouncilBindCb
-from bot.filters import IsCommand
-from bot.handlers.groups import GROUP_TYPES, bind_group, cmd_private_only
+from bot.filters import GROUP_TYPES, IsCommand
+from bot.handlers.groups import bind_group, cmd_private_only
 from bot.keyboards import council_bind_keyboard
 from bot.polls import POLL_OPTIONS, AfterCommitHooks, PollSender, send_owed_polls
 from bot.texts import choice_label, listing, local_deadline, quote

@@ -7,6 +7,9 @@ A group is never spammed: the bot speaks when it joins, when a binding step is t
 someone addresses one of its commands to it. Where it may, it pins its "Suggest a project"
 message itself (silently); where it may not, the message asks an admin to pin it.
 
+Its admins choose the language the bot speaks in the group with /lang (bot.middlewares then
+answers everyone there in it, and its posts to the group are written in it).
+
 /bind in a group already bound does not start over: it says which community the group is
 linked to and asks an admin to confirm changing it ("keep" leaves everything as it is).
 """
@@ -30,24 +33,35 @@ from aiogram.types import (
     Message,
 )
 from aiogram.utils.deep_linking import create_start_link
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import BindCb, KeepBindingCb, OrgLevel
-from bot.filters import IsCommand
+from bot.callbacks import BindCb, GroupLangCb, KeepBindingCb, OrgLevel
+from bot.filters import GROUP_TYPES, IsCommand
 from bot.handlers.commands import group_payload, parse_suggest_payload
-from bot.keyboards import private_chat_keyboard, suggest_label, suggest_link_keyboard
+from bot.keyboards import (
+    LANGUAGE_NAMES,
+    language_keyboard,
+    private_chat_keyboard,
+    suggest_label,
+    suggest_link_keyboard,
+)
 from bot.polls import AfterCommitHooks, PollSender, send_owed_polls
 from bot.texts import quote
 from dialogs.common import identity, settle, stale
 from dialogs.org_picker import community_names, community_path, get_community, render_level
 from storage.models import Chat, ChatPurpose, Community
 from storage.services import chats, org
-from storage.services.people import ensure_person, mark_blocked, mark_reachable
+from storage.services.people import (
+    SUPPORTED_LOCALES,
+    ensure_person,
+    mark_blocked,
+    mark_reachable,
+)
 
 log = logging.getLogger(__name__)
 
-GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 # The service messages of a group upgraded to a supergroup: one in the old group
 # (migrate_to_chat_id), one in the new supergroup (migrate_from_chat_id).
 MIGRATED = F.migrate_to_chat_id | F.migrate_from_chat_id
@@ -392,6 +406,7 @@ async def cmd_help(message: Message, session: AsyncSession) -> None:
     lines = [
         _("/suggest — suggest a project for this community"),
         _("/bind — (admins) link this group to its community"),
+        _("/lang — (admins) the language I speak in this group"),
     ]
     # Staff bind the council's group; a residents' group is not one, and its members would
     # only be told the command is not for them.
@@ -404,6 +419,61 @@ async def cmd_help(message: Message, session: AsyncSession) -> None:
         + "\n\n"
         + _("Everything else happens in a private chat with me.")
     )
+
+
+async def cmd_group_lang(message: Message, bot: Bot) -> None:
+    """/lang in a group: its admins choose the language the bot speaks there."""
+    if await sent_by_admin(message, bot):
+        await message.reply(
+            _("Which language should I speak in this group?"),
+            reply_markup=language_keyboard(GroupLangCb),
+        )
+        return
+    me = await bot.me()
+    await message.reply(
+        _(
+            "Only the group's admins can choose the language I speak in this group. Your own "
+            "language is set with /lang in a private chat with me."
+        ),
+        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
+    )
+
+
+async def on_group_language(
+    callback: CallbackQuery,
+    callback_data: GroupLangCb,
+    bot: Bot,
+    session: AsyncSession,
+    i18n: I18n,
+) -> None:
+    message = callback.message
+    locale = callback_data.locale
+    if not isinstance(message, Message) or locale not in SUPPORTED_LOCALES:
+        await stale(callback)
+        return
+    if not await is_admin(bot, message.chat.id, callback.from_user.id):
+        await callback.answer(
+            _("Only the group's admins can choose the language I speak here. Thank you!"),
+            show_alert=True,
+        )
+        return
+    person = await ensure_person(session, identity(callback.from_user))
+    await chats.set_chat_locale(
+        session,
+        message.chat.id,
+        locale,
+        title=message.chat.title or "",
+        chat_type=message.chat.type,
+        chosen_by_person_id=person.id,
+    )
+    # The rest of this update is in the old language: say it in the new one.
+    with i18n.use_locale(locale):
+        await settle(
+            callback,
+            _("In this group I will speak {language} from now on.").format(
+                language=LANGUAGE_NAMES[locale]
+            ),
+        )
 
 
 async def cmd_private_only(message: Message, bot: Bot) -> None:
@@ -559,12 +629,14 @@ def create_router() -> Router:
     router.message.register(on_migrated, MIGRATED)
     router.callback_query.register(on_bind_press, BindCb.filter())
     router.callback_query.register(on_keep_binding, KeepBindingCb.filter())
+    router.callback_query.register(on_group_language, GroupLangCb.filter())
 
     commands = Router(name="groups")
     commands.message.filter(IsCommand())  # group chats only: the outer router's filter
     commands.message.register(cmd_bind, Command("bind"))
     commands.message.register(cmd_suggest, Command("suggest"))
     commands.message.register(cmd_help, Command("help", "start"))
-    commands.message.register(cmd_private_only, Command("my", "cancel", "lang"))
+    commands.message.register(cmd_group_lang, Command("lang"))
+    commands.message.register(cmd_private_only, Command("my", "cancel"))
     router.include_router(commands)
     return router

@@ -61,11 +61,7 @@ async def note_membership(
     session: AsyncSession, chat_id: int, title: str, chat_type: str, *, is_member: bool
 ) -> Chat:
     """The bot was added to or removed from a group. Commits."""
-    chat = await session.get(Chat, chat_id)
-    if chat is None:
-        chat = Chat(id=chat_id, type=chat_type)
-        session.add(chat)
-    chat.title = title[:255]
+    chat = await _chat_row(session, chat_id, chat_type, title)
     chat.type = chat_type
     chat.bot_is_member = is_member
     await session.commit()
@@ -83,30 +79,82 @@ async def bind_chat(
     purpose: ChatPurpose = ChatPurpose.COMMUNITY,
 ) -> Chat:
     """Bind a group to a community (a group admin chose it). Commits."""
-    chat = await session.get(Chat, chat_id)
-    if chat is None:
-        chat = Chat(id=chat_id, type=chat_type)
-        session.add(chat)
+    chat = await _chat_row(session, chat_id, chat_type, title)
     previous = chat.community_id
-    chat.title = title[:255]
     chat.community_id = community.id
     chat.purpose = purpose
     chat.bound_by_id = bound_by_person_id
     chat.bound_at = utcnow()
     chat.bot_is_member = True
     await session.flush()
-    record(
+    _admins_choice(
         session,
-        actor=Actor(Role.GROUP_ADMIN, bound_by_person_id),
-        entity_type="chat",
-        entity_id=chat_id,
-        community_id=community.id,
-        action="bind_chat",
-        public=False,
-        details={"previous_community_id": previous, "purpose": purpose.value},
+        chat,
+        bound_by_person_id,
+        "bind_chat",
+        {"previous_community_id": previous, "purpose": purpose.value},
     )
     await session.commit()
     return chat
+
+
+async def _chat_row(session: AsyncSession, chat_id: int, chat_type: str, title: str) -> Chat:
+    """The group's row (made if the bot has not kept one), with its title as it is now."""
+    chat = await session.get(Chat, chat_id)
+    if chat is None:
+        chat = Chat(id=chat_id, type=chat_type)
+        session.add(chat)
+    chat.title = title[:255]
+    return chat
+
+
+def _admins_choice(
+    session: AsyncSession, chat: Chat, person_id: int | None, action: str, details: dict[str, Any]
+) -> None:
+    """Audit what one of the group's admins chose for it (not public: it is the group's)."""
+    record(
+        session,
+        actor=Actor(Role.GROUP_ADMIN, person_id),
+        entity_type="chat",
+        entity_id=chat.id,
+        community_id=chat.community_id,
+        action=action,
+        public=False,
+        details=details,
+    )
+
+
+_CHAT_LOCALE = select(Chat.locale).where(Chat.id == bindparam("chat_id"))
+
+
+async def chat_locale(session: AsyncSession, chat_id: int) -> str | None:
+    """The language one of the group's admins chose for it with /lang; None if none did."""
+    locale: str | None = await session.scalar(_CHAT_LOCALE, {"chat_id": chat_id})
+    return locale
+
+
+async def set_chat_locale(
+    session: AsyncSession,
+    chat_id: int,
+    locale: str,
+    *,
+    title: str,
+    chat_type: str,
+    chosen_by_person_id: int | None,
+) -> None:
+    """A group admin chose the language the bot speaks in the group (two admins choosing at
+    once: the later choice stands). Commits with the update (the session middleware), like
+    a person's own choice."""
+    chat = await _chat_row(session, chat_id, chat_type, title)
+    previous, chat.locale = chat.locale, locale
+    await session.flush()
+    _admins_choice(
+        session,
+        chat,
+        chosen_by_person_id,
+        "set_chat_locale",
+        {"previous": previous, "locale": locale},
+    )
 
 
 async def bound_chats(
@@ -189,6 +237,7 @@ async def migrate_chat(
                 new.purpose = old.purpose
                 new.bound_by_id = old.bound_by_id
                 new.bound_at = old.bound_at
+                new.locale = new.locale or old.locale
                 new.type = "supergroup"
                 new.bot_is_member = True  # it is there: Telegram moved it with the group
                 binding_moved = True

@@ -29,10 +29,12 @@ async def test_menus_in_both_languages() -> None:
     assert list(private_en) == list(private_zh)
     assert private_en["suggest"] == "Suggest a project"
     group_zh = menus[(BotCommandScopeAllGroupChats.__name__, None)]
-    assert list(group_zh) == ["suggest", "help", "bind"]
+    assert list(group_zh) == ["suggest", "help", "bind", "lang"]
     assert group_zh["bind"] == "群管理员：绑定本群所属社区"
+    assert group_zh["lang"] == "群管理员：设置我在本群使用的语言"
     group_en = menus[(BotCommandScopeAllGroupChats.__name__, "en")]
     assert group_en["bind"] == "Admins: link this group to its community"
+    assert group_en["lang"] == "Admins: the language I speak in this group"
 
 
 def test_the_menu_a_client_shows_by_its_language() -> None:

@@ -313,7 +313,7 @@ async def test_help_in_a_group(h: Harness, org: Any) -> None:
     assert "/bind council" not in last_text(calls), "a residents' group is not the council's"
 
 
-@pytest.mark.parametrize("command", ["/my", "/cancel", "/lang"])
+@pytest.mark.parametrize("command", ["/my", "/cancel"])  # /lang: tests/bot/test_group_language.py
 async def test_private_commands_in_a_group_point_to_the_private_chat(
     h: Harness, org: Any, command: str
 ) -> None:

@@ -438,6 +438,19 @@ async def test_sends_each_in_its_language(rig: Rig) -> None:
     assert len(rig.double.requests) == 3
 
 
+async def test_a_group_whose_admins_chose_english_gets_english(rig: Rig) -> None:
+    async with rig.sessionmaker() as session:
+        await chats.set_chat_locale(
+            session, GROUP, "en", title="新沙", chat_type="supergroup", chosen_by_person_id=None
+        )
+        await session.commit()
+    await enqueue(rig.sessionmaker, GROUP, "vote_result", result_params())
+    assert await rig.sender.run_once() == 1
+    (photo,) = rig.double.delivered(GROUP)
+    assert isinstance(photo.method, SendPhoto)
+    assert "Residents' council vote: results" in (photo.method.caption or "")
+
+
 async def test_429_waits_for_that_chat_only(rig: Rig) -> None:
     await people(rig.sessionmaker)
     for _ in range(2):

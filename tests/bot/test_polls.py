@@ -78,7 +78,7 @@ from storage.models import (
     VoteStatus,
 )
 from storage.rules import Category, Kind, VoteOutcome
-from storage.services import council
+from storage.services import chats, council
 from webhook.jobs import resume_poll_sending
 
 pytest_plugins = ["telegram_fakes", "sending_fakes"]
@@ -326,6 +326,22 @@ async def test_private_delivery_when_there_is_no_council_group(
             )
         ).all()
     assert [(n.chat_id, n.params["chat_id"]) for n in told] == [(STAFF_TID, member_tid(2))]
+
+
+async def test_a_council_group_whose_admins_chose_english_gets_an_english_header(
+    rig: Rig, sessionmaker: Sessions, org: Any
+) -> None:
+    council_ = await make_council(sessionmaker, org.xinsha_id, size=3)
+    async with sessionmaker() as session:
+        await chats.set_chat_locale(
+            session, COUNCIL_CHAT, "en", title="议事会", chat_type="supergroup",
+            chosen_by_person_id=None,
+        )  # fmt: skip
+        await session.commit()
+    vote = await convene(council_, await add_candidates(council_, ["修路灯"]), closes_at=CLOSES)
+    await rig.send(vote.id)
+    header = parse_html(rig.double.delivered(COUNCIL_CHAT)[0].method.text)  # type: ignore[attr-defined]
+    assert "Residents' council vote" in header
 
 
 async def test_retry_after_while_sending_is_waited_out(
