@@ -11,7 +11,7 @@ import pytest
 from aiogram import Bot
 from aiogram.methods import DeleteMyCommands, SetMyCommands, TelegramMethod
 from aiogram.utils.i18n import I18n
-from sending_fakes import TelegramDouble
+from sending_fakes import JumpClock, TelegramDouble
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import make_bot
 
@@ -68,10 +68,17 @@ async def test_a_revocation_while_another_replica_sets_the_grants_menu(
     sessionmaker: Sessions, org: Any, pending_i18n: I18n
 ) -> None:
     double = HeldDouble()
-    limiter = MemorySendLimiter()  # shared, as the Redis limiter is between replicas
+    # Telegram's pace of a call a second per chat, on a clock that jumps through the waits.
+    clock = JumpClock()
+    # Shared, as the Redis limiter is between replicas.
+    limiter = MemorySendLimiter(clock=clock, sleep=clock.sleep)
     renderer = NotificationRenderer(pending_i18n, ZoneInfo("Asia/Shanghai"))
-    replica_a = OutboxSender(make_bot(double), sessionmaker, limiter, renderer)
-    replica_b = OutboxSender(make_bot(double), sessionmaker, limiter, renderer)
+    replica_a, replica_b = (
+        OutboxSender(
+            make_bot(double), sessionmaker, limiter, renderer, monotonic=clock, sleep=clock.sleep
+        )
+        for _ in "ab"
+    )
 
     async with sessionmaker() as session:
         person = await ensure_person(session, LI)
@@ -117,11 +124,14 @@ async def test_a_grant_racing_an_unblock_still_sets_the_menu(
         await session.commit()
         await mark_blocked(session, LI_BLOCKED.telegram_id)
     double = TelegramDouble()
+    clock = JumpClock()
     sender = OutboxSender(
         make_bot(double),
         sessionmaker,
-        MemorySendLimiter(),
+        MemorySendLimiter(clock=clock, sleep=clock.sleep),
         NotificationRenderer(pending_i18n, ZoneInfo("Asia/Shanghai")),
+        monotonic=clock,
+        sleep=clock.sleep,
     )
 
     official = sessionmaker()
