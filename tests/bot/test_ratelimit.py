@@ -14,11 +14,13 @@ from sending_fakes import VirtualClock, max_in_window, min_gap
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
+from bot import factory
 from bot.factory import create_redis
 from bot.ratelimit import Limits, MemorySendLimiter, RedisSendLimiter, SendLimiter, create_limiter
 
 GROUP = -100_500
 START = 1_000.0
+SOCKET_TIMEOUT = 1.0  # factory.REDIS_SOCKET_TIMEOUT in the silent-Redis test
 
 
 def offsets(times: list[float]) -> list[float]:
@@ -202,10 +204,17 @@ async def test_redis_unreachable_keeps_the_limits_in_process(
 
 
 @pytest.mark.redis
-async def test_a_silent_redis_falls_back_in_seconds(redis_url: str) -> None:
+async def test_a_silent_redis_falls_back_in_seconds(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Redis that stops answering without refusing (a partition): the process's client
     (bot.factory.create_redis) gives up in seconds and the limiter goes on in process,
-    rather than holding the outbox round, and its claimed rows, for minutes."""
+    rather than holding the outbox round, and its claimed rows, for minutes.
+
+    The client's bound is factory.REDIS_SOCKET_TIMEOUT (5 s); the limiter may take three
+    times it, here on a bound of a second so that the test does not wait out five."""
+    assert factory.REDIS_SOCKET_TIMEOUT <= 5
+    monkeypatch.setattr(factory, "REDIS_SOCKET_TIMEOUT", SOCKET_TIMEOUT)
     target = make_url(redis_url.replace("redis://", "postgresql://"))  # reuse the URL parser
     proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
     client = create_redis(f"redis://127.0.0.1:{proxy.port}/{target.database or 0}")
@@ -214,9 +223,9 @@ async def test_a_silent_redis_falls_back_in_seconds(redis_url: str) -> None:
         assert await limiter.try_acquire(501) == 0.0
         proxy.silence()
         try:
-            wait = await asyncio.wait_for(limiter.try_acquire(502), 15)
+            wait = await asyncio.wait_for(limiter.try_acquire(502), 3 * SOCKET_TIMEOUT)
         except TimeoutError:
-            pytest.fail("the limiter waited on a silent Redis for over 15 s")
+            pytest.fail("the limiter waited on a silent Redis for over three socket timeouts")
         assert wait == 0.0
     finally:
         await client.aclose()

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
 from webhook_fakes import ROUTE, message_update, post_update, route_client
 
+from bot import factory
 from bot.factory import create_base_dispatcher, create_redis
 from storage.db import create_engine, create_sessionmaker
 from storage.models import DeadLetter, ProcessedUpdate
@@ -32,6 +33,7 @@ from webhook.runtime import Runtime
 from webhook.telegram import SECRET_HEADER
 
 SECRET = "s3cret_token-for-tests"
+SOCKET_TIMEOUT = 1.0  # factory.REDIS_SOCKET_TIMEOUT where Redis goes silent
 
 
 def build_dispatcher(runtime_holder: dict[str, Any], redis: Redis | None) -> Dispatcher:
@@ -310,11 +312,16 @@ async def test_postgres_down_mid_run_gives_503_then_recovers(postgres_url: str) 
 @pytest.mark.redis
 @pytest.mark.parametrize("outage", ["refused", "silent"])
 async def test_redis_down_mid_run_gives_503_in_seconds_then_recovers(
-    sqlite_url: str, redis_url: str, outage: str
+    sqlite_url: str, redis_url: str, outage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis gone mid-run, refusing connections or (a partition, a frozen host) answering
     nothing at all: the update gets a 503 within seconds (bot.factory.create_redis bounds
-    every call), not a request held for minutes, and goes through once Redis is back."""
+    every call), not a request held for minutes, and goes through once Redis is back.
+
+    The bound is factory.REDIS_SOCKET_TIMEOUT (5 s); the answer may take three times it,
+    here on a bound of a second so that the test does not wait out five, twice."""
+    assert factory.REDIS_SOCKET_TIMEOUT <= 5
+    monkeypatch.setattr(factory, "REDIS_SOCKET_TIMEOUT", SOCKET_TIMEOUT)
     target = make_url(redis_url.replace("redis://", "postgresql://"))  # reuse the URL parser
     proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 6379).start()
     proxied = f"redis://127.0.0.1:{proxy.port}/{target.database or 0}"
@@ -327,9 +334,9 @@ async def test_redis_down_mid_run_gives_503_in_seconds_then_recovers(
             proxy.silence()
         down = message_update("during")
         try:
-            answer = await asyncio.wait_for(post(http, down), 15)
+            answer = await asyncio.wait_for(post(http, down), 3 * SOCKET_TIMEOUT)
         except TimeoutError:
-            pytest.fail(f"no answer within 15 s while Redis was {outage}")
+            pytest.fail(f"no answer within three socket timeouts while Redis was {outage}")
         assert answer.status_code == 503
         proxy.restore()
         assert (await post(http, down)).status_code == 200
