@@ -194,12 +194,16 @@ _FORWARD: tuple[Transition, ...] = (
     _t(Action.EVALUATE, State.ACCOUNTS_PUBLISHED, State.EVALUATED, _STREET),
 )
 
-# Cancelling, with a reason, is possible from every active state, by the street office (or a
-# wider scope). The community may also cancel what it has screened and the council has not
-# got before it: not a fresh suggestion (nobody has looked at it yet; its proposer may
-# withdraw it), not a candidate while the council votes on it (the vote decides), and not
-# what the council has resolved (a community may not undo its council's resolution; what
-# comes of it is the street office's to determine, defer or cancel).
+# Cancelling, with a reason, is possible from every active state up to completion, by the
+# street office (or a wider scope). Not from completion on: a project carried out has its
+# audit and final accounts published and is evaluated, whatever came of it (seed 四（四）; 三议三
+# 公开's "实施结果和评价公开"), and cancelling would also take published accounts off the open
+# data. The community may also cancel what it has screened and the council has not got before
+# it: not a fresh suggestion (nobody has looked at it yet; its proposer may withdraw it), not
+# a candidate while the council votes on it (the vote decides), and not what the council has
+# resolved (a community may not undo its council's resolution; what comes of it is the street
+# office's to determine, defer or cancel).
+CANCELLABLE_STATES: frozenset[State] = ACTIVE_STATES - {State.COMPLETED, State.ACCOUNTS_PUBLISHED}
 _CANCEL_BY_COMMUNITY = frozenset({State.UNDER_REVIEW, State.CANDIDATE})
 _CANCEL: tuple[Transition, ...] = tuple(
     _t(
@@ -208,7 +212,7 @@ _CANCEL: tuple[Transition, ...] = tuple(
         State.CANCELLED,
         _STAFF if source in _CANCEL_BY_COMMUNITY else _STREET,
     )
-    for source in sorted(ACTIVE_STATES)
+    for source in sorted(CANCELLABLE_STATES)
 )
 
 TRANSITIONS: tuple[Transition, ...] = _FORWARD + _CANCEL

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from storage import rules
 from storage.rules import (
     ACTIVE_STATES,
+    CANCELLABLE_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     Action,
@@ -56,7 +57,7 @@ ALLOWED = {(t.source, t.action, role) for t in TRANSITIONS for role in t.roles}
 
 
 def test_table_is_the_programme() -> None:
-    cancels = {(s, A.CANCEL, S.CANCELLED) for s in ACTIVE_STATES}
+    cancels = {(s, A.CANCEL, S.CANCELLED) for s in CANCELLABLE_STATES}
     assert EXPECTED_FORWARD | cancels == TABLE
 
 
@@ -128,10 +129,33 @@ def test_terminal_states_are_final(state: State) -> None:
                 rules.transition(state, action, role)
 
 
-@pytest.mark.parametrize("state", sorted(ACTIVE_STATES))
-def test_street_office_can_cancel_any_active_state(state: State) -> None:
+@pytest.mark.parametrize("state", sorted(CANCELLABLE_STATES))
+def test_street_office_can_cancel_any_active_state_until_completion(state: State) -> None:
     for role in (Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN):
         assert rules.transition(state, Action.CANCEL, role).target is State.CANCELLED
+
+
+@pytest.mark.parametrize("role", [Role.STREET_OFFICIAL, Role.DISTRICT_ADMIN, Role.CITY_ADMIN])
+@pytest.mark.parametrize("state", [S.COMPLETED, S.ACCOUNTS_PUBLISHED])
+def test_a_completed_project_cannot_be_cancelled_out_of_its_evaluation(
+    state: State, role: Role
+) -> None:
+    """Once carried out, a project's audit and accounts are published and it is evaluated
+    (seed 四（四）, 六（二）"实施结果和评价公开"): no one may cancel it on the way."""
+    assert Action.CANCEL not in rules.allowed_actions(state, role)
+    with pytest.raises(RuleViolation, match="not allowed from"):
+        rules.transition(state, Action.CANCEL, role)
+
+
+def test_every_course_from_completion_ends_evaluated() -> None:
+    reached, queue = {S.COMPLETED}, deque([S.COMPLETED])
+    while queue:
+        for t in TRANSITIONS:
+            if t.source is queue[0] and t.target not in reached:
+                reached.add(t.target)
+                queue.append(t.target)
+        queue.popleft()
+    assert reached & TERMINAL_STATES == {S.EVALUATED}
 
 
 def test_community_cancels_only_before_the_council_resolves() -> None:
