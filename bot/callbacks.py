@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
-from storage.rules import Category, ExclusionReason
+from storage.rules import Category, ExclusionReason, SourceType
 
 
 class OrgLevel(StrEnum):
@@ -78,10 +78,18 @@ class DraftField(StrEnum):
     LOCATION = "location"
     PHOTOS = "photos"
     KIND = "kind"
+    SOURCE = "source"  # who suggests: a resident (the default), a unit, … (summary's edit only)
 
 
 class EditCb(CallbackData, prefix="ef"):
     field: DraftField
+
+
+class SourceCb(CallbackData, prefix="so"):
+    """Who is making the suggestion (PROGRAMME.md: residents, units, social organisations,
+    the representatives; recorded as the suggestion's source type)."""
+
+    source: SourceType
 
 
 class LangCb(CallbackData, prefix="lg"):

@@ -34,13 +34,14 @@ from bot.callbacks import (
     ReviewKindCb,
     ReviewMergeCb,
     ReviewReasonCb,
+    SourceCb,
     Step,
     StepCb,
     WithdrawCb,
     WithdrawStep,
 )
-from bot.texts import category_label, exclusion_reason_label, kind_label
-from storage.rules import Category, ExclusionReason, Kind
+from bot.texts import category_label, exclusion_reason_label, kind_label, source_type_label
+from storage.rules import Category, ExclusionReason, Kind, SourceType
 
 _Item = TypeVar("_Item")
 
@@ -164,6 +165,12 @@ def category_keyboard() -> InlineKeyboardMarkup:
     return inline([[_button(category_label(c), CategoryCb(category=c).pack())] for c in Category])
 
 
+def source_keyboard() -> InlineKeyboardMarkup:
+    """Who is making the suggestion: a resident, a unit, a social organisation, a
+    representative (两代表一委员)."""
+    return inline([[_button(source_type_label(s), SourceCb(source=s).pack())] for s in SourceType])
+
+
 def location_share_label() -> str:
     return "📍 " + _("Share location")
 
@@ -248,6 +255,7 @@ def field_label(field: DraftField) -> str:
         DraftField.LOCATION: _("Location"),
         DraftField.PHOTOS: _("Photos"),
         DraftField.KIND: _("Kind and cost"),
+        DraftField.SOURCE: _("Suggested as"),
     }
     return labels[field]
 

@@ -33,11 +33,21 @@ from bot.callbacks import (
     KindChoice,
     OrgLevel,
     PickCb,
+    SourceCb,
     Step,
     StepCb,
 )
 from bot.filters import InForm
-from bot.texts import board_anchor, cap_yuan, category_label, kind_label, photos_line, quote, yuan
+from bot.texts import (
+    board_anchor,
+    cap_yuan,
+    category_label,
+    kind_label,
+    photos_line,
+    quote,
+    source_type_label,
+    yuan,
+)
 from dialogs.common import (
     NOT_COMMAND,
     Markup,
@@ -53,7 +63,7 @@ from dialogs.common import (
 )
 from dialogs.org_picker import get_community_names, label_of, render_level
 from storage import rules
-from storage.rules import Category, Kind, RuleViolation
+from storage.rules import Category, Kind, RuleViolation, SourceType
 from storage.services.public import PublicCommunity
 from storage.services.suggestions import (
     DailyLimitReached,
@@ -74,6 +84,9 @@ class SuggestionForm(StatesGroup):
     kind = State()
     cost = State()
     summary = State()
+    # Who is suggesting: reached from the summary's edit menu only (most are residents, the
+    # default, so nobody else answers it).
+    source = State()
 
 
 ORDER: tuple[State, ...] = (
@@ -95,6 +108,7 @@ FIELD_STEP: dict[DraftField, State] = {
     DraftField.LOCATION: SuggestionForm.location,
     DraftField.PHOTOS: SuggestionForm.photos,
     DraftField.KIND: SuggestionForm.kind,
+    DraftField.SOURCE: SuggestionForm.source,
 }
 # Which step fixes what the store refused (RuleViolation.code).
 VIOLATION_STEP: dict[str, State] = {
@@ -133,6 +147,7 @@ def empty_draft(community_id: int | None = None, community_label: str = "") -> d
         "replacing_photos": False,
         "kind": None,
         "cost_fen": None,
+        "source_type": SourceType.RESIDENT.value,
         "editing": False,
     }
 
@@ -214,6 +229,15 @@ def _prompt(step: State, data: dict[str, Any]) -> tuple[str, Markup]:
             ).format(skip=keyboards.skip_label()),
             keyboards.kind_keyboard(),
         )
+    if step == SuggestionForm.source:
+        return (
+            _(
+                "Who is making this suggestion? A suggestion from a unit in the community, a "
+                "social organisation or a representative or committee member is shown as such "
+                "on the board."
+            ),
+            keyboards.source_keyboard(),
+        )
     if step == SuggestionForm.cost:
         return (
             _(
@@ -238,11 +262,17 @@ def summary_text(data: dict[str, Any]) -> str:
         _("Location: {value}").format(value=location_text(data)),
         photos_text(data),
         _("Kind and rough cost: {value}").format(value=kind_cost_text(data)),
+        _("Suggested as: {value}").format(value=source_type_label(_source_type(data))),
         "",
         _("The title, description and location will be public on the board; your name will not."),
         _("Is everything right?"),
     ]
     return "\n".join(lines)
+
+
+def _source_type(data: dict[str, Any]) -> SourceType:
+    """Who the draft says is suggesting (a resident in a draft older than the question)."""
+    return SourceType(data.get("source_type") or SourceType.RESIDENT)
 
 
 def photos_text(data: dict[str, Any]) -> str:
@@ -311,7 +341,7 @@ async def go(
 def next_step(finished: State, data: dict[str, Any]) -> State:
     if finished == SuggestionForm.kind:
         return SuggestionForm.cost if data.get("kind") else SuggestionForm.summary
-    if data.get("editing"):
+    if data.get("editing") or finished == SuggestionForm.source:
         return SuggestionForm.summary
     return ORDER[ORDER.index(finished) + 1]
 
@@ -714,6 +744,18 @@ async def on_cost(message: Message, state: FSMContext, session: AsyncSession, bo
     return await advance(bot, message.chat.id, state, session, SuggestionForm.cost, note)
 
 
+async def on_source(
+    callback: CallbackQuery,
+    callback_data: SourceCb,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+) -> Reply:
+    await state.update_data(source_type=callback_data.source.value)
+    await settle(callback, source_type_label(callback_data.source))
+    return await advance(bot, chat_of(callback), state, session, SuggestionForm.source)
+
+
 async def on_cost_skip(
     callback: CallbackQuery, state: FSMContext, session: AsyncSession, bot: Bot
 ) -> Reply:
@@ -734,6 +776,7 @@ def _draft(data: dict[str, Any]) -> Draft:
         photo_file_ids=list(data.get("photos") or []),
         kind=Kind(data["kind"]) if data.get("kind") else None,
         estimated_cost_fen=data.get("cost_fen"),
+        source_type=_source_type(data),
         key=data.get("key"),
     )
 
@@ -928,6 +971,9 @@ def create_router() -> Router:
     router.message.register(on_cost, form.cost, text)
     router.callback_query.register(on_cost_skip, form.cost, StepCb.filter(F.step == Step.COST_SKIP))
     router.message.register(text_expected, form.cost, NOT_COMMAND)
+
+    router.callback_query.register(on_source, form.source, SourceCb.filter())
+    router.message.register(choose_with_buttons, form.source, NOT_COMMAND)
 
     router.callback_query.register(on_confirm, form.summary, StepCb.filter(F.step == Step.CONFIRM))
     router.callback_query.register(on_cancel, form.summary, StepCb.filter(F.step == Step.CANCEL))

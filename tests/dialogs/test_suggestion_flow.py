@@ -44,7 +44,7 @@ from telegram_fakes import (
 from dialogs.suggestion import SuggestionForm
 from storage.models import Community, Follower, Suggestion
 from storage.models import Person as PersonRow
-from storage.rules import Category, Kind, State
+from storage.rules import Category, Kind, SourceType, State
 from storage.services.chats import bind_chat
 from storage.settings import Settings
 
@@ -320,6 +320,7 @@ async def test_edit_a_field_returns_to_the_summary(
         "地点",
         "照片",
         "项目类型和估算费用",
+        "建议人身份",
         "‹ 返回确认页",
     ]
     calls = await h.press(RESIDENT, "标题", exact=True)
@@ -361,6 +362,48 @@ async def test_edit_a_field_returns_to_the_summary(
     assert stored.kind is Kind.SERVICE and stored.estimated_cost_fen == 30_000_000
     assert stored.photo_file_ids == ["new-photo"]
     assert stored.number.startswith("天安-")
+
+
+@pytest.mark.parametrize(
+    ("label", "source"),
+    [
+        ("驻社区单位", SourceType.UNIT),
+        ("社会组织", SourceType.SOCIAL_ORGANISATION),
+        ("两代表一委员", SourceType.REPRESENTATIVE),
+    ],
+)
+async def test_a_unit_an_organisation_or_a_representative_suggests_as_such(
+    dialog_driver: Driver,
+    bot_harness: Harness,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    label: str,
+    source: SourceType,
+) -> None:
+    """The programme takes suggestions from residents, units in the community, social
+    organisations and the representatives (两代表一委员), recorded as the source type. A
+    resident is the default, so nobody else is asked; the summary says it, and its edit menu
+    changes it."""
+    h = bot_harness
+    calls = await dialog_driver.summary(RESIDENT)
+    assert "建议人身份：社区居民" in last_text(calls)
+    await h.press(RESIDENT, EDIT, exact=True)
+    calls = await h.press(RESIDENT, "建议人身份", exact=True)
+    assert "这条建议以什么身份提出" in last_text(calls)
+    assert button_texts(sent(calls)[-1].method.reply_markup) == [
+        "社区居民",
+        "驻社区单位",
+        "社会组织",
+        "两代表一委员",
+    ]
+    # Typing instead of choosing is answered, and the choice asked again.
+    calls = await h.say(RESIDENT, "我是学校")
+    assert last_text(calls).startswith("请点击按钮进行选择。\n\n这条建议以什么身份提出")
+    calls = await h.press(RESIDENT, label, exact=True)
+    assert f"建议人身份：{label}" in last_text(calls), "straight back to the summary"
+    assert "标题：修复3栋楼梯间照明灯" in last_text(calls), "nothing else was lost"
+    await h.press(RESIDENT, SUBMIT, exact=True)
+    [stored] = await suggestions(sessionmaker)
+    assert stored.source_type is source
 
 
 async def test_editing_the_photos_keeps_them_unless_new_ones_are_sent(
