@@ -8,7 +8,9 @@ conftest):
   ("http://127.0.0.1:<port>") once uvicorn has started, and stops it on leaving.
 - `serve_sandbox(database, ...)`: the whole service in sandbox mode (`create_app` with no
   BOT_TOKEN, so the Bot API emulator is built in) on a SQLite file, served with its lifespan;
-  yields the base URL and the app.
+  yields the base URL and the app. Unless told `quick=False`, the service keeps Telegram's
+  limits in tenths (`QUICK_LIMITS`) and sends its outbox every `QUICK_OUTBOX_EVERY` s
+  rather than every 2 s: the emulator is not Telegram, and the tests would wait them out.
 - `png(width, height)`: a valid RGB PNG image of one colour, to upload.
 """
 
@@ -24,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 from uvicorn.config import LifespanType
 
+from bot.ratelimit import Limits
 from storage.settings import Settings
 from webhook.app import create_app
+from webhook.runtime import Runtime
 
 HOST = "127.0.0.1"
 
@@ -75,12 +80,19 @@ async def serve(
         await task
 
 
+# Telegram's limits (bot.ratelimit.Limits) ten times as fast, and the outbox's tick.
+QUICK_LIMITS = Limits(global_window=0.1, chat_interval=0.1, group_window=6.0)
+QUICK_OUTBOX_EVERY = 0.2  # seconds; webhook.jobs.SEND_OUTBOX_EVERY in the service
+
+
 @asynccontextmanager
 async def serve_sandbox(
-    database: Path, *, force_exit: bool = True
+    database: Path, *, force_exit: bool = True, quick: bool = True
 ) -> AsyncIterator[tuple[str, FastAPI]]:
     """The whole service in sandbox mode on the SQLite file `database`, served with its
-    lifespan (slow to start: polled every 0.05 s, for up to 30 s); yields (base URL, app)."""
+    lifespan (slow to start: polled every 0.05 s, for up to 30 s); yields (base URL, app).
+    With `quick`, its sending is paced by QUICK_LIMITS and ticks every QUICK_OUTBOX_EVERY s
+    from the moment it accepts (before any tick of its own)."""
     port = free_port()
     settings = Settings(
         _env_file=None,
@@ -90,6 +102,13 @@ async def serve_sandbox(
     # The sandbox's bot reaches the built-in emulator where this process listens.
     app = create_app(settings, listen=(HOST, port))
     async with serve(app, port=port, poll=0.05, timeout=30.0, force_exit=force_exit) as base:
+        if quick:
+            runtime: Runtime = app.state.runtime
+            runtime.limiter.limits = QUICK_LIMITS
+            assert runtime.scheduler is not None
+            runtime.scheduler.reschedule_job(
+                "send_outbox", trigger=IntervalTrigger(seconds=QUICK_OUTBOX_EVERY)
+            )
         yield base, app
 
 
