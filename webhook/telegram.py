@@ -126,6 +126,28 @@ async def _reply(runtime: Runtime, update_id: int, method: TelegramMethod[Any]) 
     return Response(content=body, status_code=status.HTTP_200_OK, media_type="application/json")
 
 
+def _declared_length(request: Request) -> int | None:
+    """The body's Content-Length, if the request gives a valid one."""
+    declared = request.headers.get("content-length")
+    if declared is None or not (declared.isascii() and declared.isdigit()):
+        return None
+    return int(declared)
+
+
+async def _read_body(request: Request) -> tuple[bytes, bool]:
+    """The request's body and True; or, once it passes MAX_BODY_BYTES, where reading stops,
+    what was read of it and False."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        if chunk:
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > MAX_BODY_BYTES:
+                return b"".join(chunks)[:MAX_BODY_BYTES], False
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), True
+
+
 def create_telegram_router() -> APIRouter:
     router = APIRouter()
 
@@ -140,13 +162,21 @@ def create_telegram_router() -> APIRouter:
             secret.encode(), runtime.webhook_secret.encode()
         ):
             return Response(status_code=status.HTTP_401_UNAUTHORIZED)
+        # A body over the limit is refused unread (by its Content-Length) or unfinished (read
+        # no further than the limit), so no sender holding the secret makes the process hold
+        # more. It is authenticated and no Update: like any poison body it is answered 200 and
+        # dead-lettered (with what was read of it), not 413, which Telegram would redeliver
+        # for a day.
+        declared = _declared_length(request)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            return await _dead_letter(runtime, b"", f"body too large: {declared} bytes")
         try:
-            body = await request.body()
+            body, whole = await _read_body(request)
         except ClientDisconnect:
             # The sender gave up before the body arrived: nothing to handle, nobody to answer.
             return Response(status_code=status.HTTP_400_BAD_REQUEST)
-        if len(body) > MAX_BODY_BYTES:
-            return await _dead_letter(runtime, body[:MAX_BODY_BYTES], "body too large")
+        if not whole:
+            return await _dead_letter(runtime, body, f"body too large: over {MAX_BODY_BYTES} bytes")
         try:
             update = Update.model_validate_json(body, context={"bot": runtime.bot})
         except ValidationError as error:

@@ -8,8 +8,9 @@ handler that writes to the store, so the route's guarantees are tested apart fro
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -21,16 +22,17 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from tcp_proxy import TcpProxy
-from webhook_fakes import ROUTE, message_update, post_update, route_client
+from webhook_fakes import ROUTE, message_update, post_update, route_app, route_client
 
 from bot import factory
 from bot.factory import create_base_dispatcher, create_redis
 from storage.db import create_engine, create_sessionmaker
 from storage.models import DeadLetter, ProcessedUpdate
 from storage.services.chats import note_membership
+from storage.services.updates import DEAD_LETTER_BODY_MAX
 from storage.settings import Settings
 from webhook.runtime import Runtime
-from webhook.telegram import SECRET_HEADER
+from webhook.telegram import MAX_BODY_BYTES, SECRET_HEADER
 
 SECRET = "s3cret_token-for-tests"
 SOCKET_TIMEOUT = 1.0  # factory.REDIS_SOCKET_TIMEOUT where Redis goes silent
@@ -372,13 +374,121 @@ async def test_redis_dedup_in_progress_is_503_not_dropped(sqlite_url: str, redis
         await runtime.engine.dispose()
 
 
-async def test_oversized_body_is_dead_lettered(client: Any) -> None:
-    http, runtime, _ = client
-    body = b'{"update_id": 1, "pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    assert (await post(http, body)).status_code == 200
+CHUNK = 64 * 1024
+
+
+async def post_chunks(
+    runtime: Runtime, chunks: Iterable[bytes], length: int | None, secret: str = SECRET
+) -> tuple[int, int]:
+    """POST `chunks` to the route as a server hands a body to the app, one `receive()` each,
+    with `length` as the Content-Length (None: chunked, no length given). The answer's
+    status, and how many bytes of the body the route pulled."""
+    pieces = iter(chunks)
+    upcoming = next(pieces, None)
+    pulled = 0
+    started: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled, upcoming
+        piece, upcoming = upcoming, next(pieces, None)
+        if piece is None:
+            return {"type": "http.disconnect"}
+        pulled += len(piece)
+        return {"type": "http.request", "body": piece, "more_body": upcoming is not None}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message["status"])
+
+    headers = [(SECRET_HEADER.lower().encode(), secret.encode())]
+    if length is None:
+        headers.append((b"transfer-encoding", b"chunked"))
+    else:
+        headers.append((b"content-length", str(length).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": ROUTE,
+        "raw_path": ROUTE.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("149.154.167.200", 443),
+        "server": ("test", 80),
+        "state": {},
+    }
+    await route_app(runtime)(scope, receive, send)
+    [status] = started
+    return status, pulled
+
+
+def _spaces(total: int) -> Iterator[bytes]:
+    """`total` bytes of JSON whitespace, CHUNK at a time."""
+    while total > 0:
+        yield b" " * min(CHUNK, total)
+        total -= CHUNK
+
+
+SENT = 32 * MAX_BODY_BYTES
+
+
+async def test_a_declared_oversized_body_is_dead_lettered_unread(client: Any) -> None:
+    """A Content-Length over the limit is refused before a byte of the body is read: 200 and
+    a dead letter saying so, as for any poison body (a 413 Telegram would retry for a day);
+    without the secret, a 401, also unread."""
+    _, runtime, holder = client
+    assert await post_chunks(runtime, _spaces(SENT), SENT, secret="nope") == (401, 0)
+    assert await count(runtime, DeadLetter) == 0
+    assert await post_chunks(runtime, _spaces(SENT), SENT) == (200, 0)
     async with runtime.sessionmaker() as session:
         letter = (await session.scalars(select(DeadLetter))).one()
-    assert letter.reason == "body too large"
+    assert (letter.reason, letter.body, letter.update_id) == (
+        f"body too large: {SENT} bytes",
+        "",
+        None,
+    )
+    assert holder["calls"] == []
+
+
+async def test_an_oversized_stream_is_read_no_further_than_the_limit(client: Any) -> None:
+    """A body with no Content-Length (chunked) is counted as it arrives and read no further
+    than the limit, however much the sender has: a sender with the secret cannot make the
+    process buffer 32 MiB, or gigabytes. What was read of it is dead-lettered (as far as a
+    dead letter keeps), with 200."""
+    _, runtime, holder = client
+    status_code, pulled = await post_chunks(runtime, _spaces(SENT), None)
+    assert status_code == 200
+    assert pulled <= MAX_BODY_BYTES + CHUNK, f"read {pulled:,} bytes of a {SENT:,}-byte body"
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.reason == f"body too large: over {MAX_BODY_BYTES} bytes"
+    assert letter.body == " " * DEAD_LETTER_BODY_MAX
+    assert holder["calls"] == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_of_exactly_the_limit_is_read_whole(client: Any, declared: bool) -> None:
+    """An update padded with whitespace to exactly MAX_BODY_BYTES, in pieces, is handled; one
+    byte more is too large."""
+    _, runtime, holder = client
+
+    async def post_padded(total: int) -> int:
+        update = json.dumps(message_update()).encode()
+        chunks = itertools.chain([update], _spaces(total - len(update)))
+        status_code, _ = await post_chunks(runtime, chunks, total if declared else None)
+        return status_code
+
+    assert await post_padded(MAX_BODY_BYTES) == 200
+    assert holder["calls"] == [1]
+    assert await count(runtime, DeadLetter) == 0
+    assert await post_padded(MAX_BODY_BYTES + 1) == 200
+    assert holder["calls"] == [1]
+    async with runtime.sessionmaker() as session:
+        letter = (await session.scalars(select(DeadLetter))).one()
+    assert letter.reason.startswith("body too large:")
 
 
 async def test_after_commit_hooks_see_the_committed_update(client: Any) -> None:
