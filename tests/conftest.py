@@ -214,51 +214,81 @@ def postgres_server() -> str:
     return POSTGRES_URL
 
 
-async def _emptying_sql(url: str) -> str:
-    """DELETE every table, children first, and restart the id sequences: some ten times faster
-    than TRUNCATE on tables this small, which matters at one emptying per test."""
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
-    try:
-        present = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
-        sequences = [
-            r[0] for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'S'")
-        ]
-    finally:
-        await conn.close()
+async def _emptying_sql(conn: asyncpg.Connection) -> str:
+    """One batch that empties the database: DELETE every table, children first, then set back
+    the sequences that were used (`ALTER SEQUENCE ... RESTART` would write a new file for
+    each of them, ten times the cost of the rest at one emptying per test)."""
+    present = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in present]
     statements = [f'DELETE FROM "{name}"' for name in tables]
-    statements += [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+    statements.append(
+        "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
+        " FROM pg_sequences WHERE last_value IS NOT NULL"
+    )
     return "; ".join(statements)
 
 
+class _SessionDatabase:
+    """This session's PostgreSQL database, and one connection that empties it before each
+    test, kept on an event loop of its own for the whole session (pytest-asyncio's loops
+    last one test)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection | None = None
+        self._emptying = ""
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(_asyncpg_dsn(self.url), timeout=5)
+            # A test that leaked an open transaction must not hang the next one.
+            await self._conn.execute("SET lock_timeout = '10s'")
+            self._emptying = self._emptying or await _emptying_sql(self._conn)
+        return self._conn
+
+    async def _empty(self) -> None:
+        try:
+            await (await self._connect()).execute(self._emptying)
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+            # The connection was lost between two tests: once more, on a new one.
+            if self._conn is not None:
+                self._conn.terminate()
+            self._conn = None
+            await (await self._connect()).execute(self._emptying)
+
+    def empty(self) -> None:
+        self._loop.run_until_complete(self._empty())
+
+    def close(self) -> None:
+        try:
+            if self._conn is not None:
+                self._loop.run_until_complete(self._conn.close(timeout=5))
+        finally:
+            self._loop.close()
+
+
 @pytest.fixture(scope="session")
-def _postgres_session_database(postgres_server: str) -> Iterator[tuple[str, str]]:
+def _postgres_session_database(postgres_server: str) -> Iterator[_SessionDatabase]:
     try:
         url = _run(create_postgres_database())
     except asyncpg.PostgresError as exc:
         unavailable(f"cannot create a test database on PostgreSQL: {exc!r}")
+    database = _SessionDatabase(url)
     try:
-        yield url, _run(_emptying_sql(url))
+        yield database
     finally:
-        _run(drop_postgres_database(url))
+        try:
+            database.close()
+        finally:
+            _run(drop_postgres_database(url))
 
 
 @pytest.fixture
-def postgres_url(_postgres_session_database: tuple[str, str]) -> str:
+def postgres_url(_postgres_session_database: _SessionDatabase) -> str:
     """A migrated, empty PostgreSQL database (this session's, emptied before the test)."""
-    url, emptying = _postgres_session_database
-
-    async def empty() -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
-        try:
-            # A test that leaked an open transaction must not hang the next one.
-            await conn.execute("SET lock_timeout = '10s'")
-            await conn.execute(emptying)
-        finally:
-            await conn.close()
-
-    _run(empty())
-    return url
+    _postgres_session_database.empty()
+    return _postgres_session_database.url
 
 
 # --- Both backends --------------------------------------------------------------------------
