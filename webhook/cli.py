@@ -225,30 +225,32 @@ def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+GETME_TIMEOUT = 15  # seconds: an operator waits at the terminal
+
+
 async def _bot_username(settings: Settings, given: str | None) -> str:
     """The bot's @username for deep links: as given, the sandbox's, or from getMe."""
     if given:
         return given.removeprefix("@")
     if settings.bot_token is None:
         return settings.sandbox_bot_username
-    from aiogram import Bot
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
+    from bot.factory import create_bot
+    from bot.session import redact_token
 
-    session = AiohttpSession(
-        api=TelegramAPIServer.from_base(settings.telegram_api_base.rstrip("/")), timeout=15
-    )
+    token = settings.bot_token.get_secret_value()
     try:
-        bot = Bot(settings.bot_token.get_secret_value(), session=session)
-        me = await bot.get_me()
+        # The service's own Bot: its session keeps the token out of the errors it raises
+        # (aiohttp names the request URL, /bot<token>/getMe, in some of them).
+        async with create_bot(token, settings.telegram_api_base) as bot:
+            bot.session.timeout = GETME_TIMEOUT
+            me = await bot.get_me()
     except Exception as exc:  # any failure: network, a wrong token, a refusing server
+        # Redacted here too: what the operator's terminal (or log) shows never carries it.
+        detail = redact_token(f"{exc.__class__.__name__}: {exc}", token)
         raise CliError(
             f"could not ask Telegram for the bot's username (getMe at "
-            f"{settings.telegram_api_base}: {exc.__class__.__name__}: {exc}); "
-            "pass --bot-username NAME"
+            f"{settings.telegram_api_base}: {detail}); pass --bot-username NAME"
         ) from exc
-    finally:
-        await session.close()
     if not me.username:
         raise CliError("the bot has no username; pass --bot-username NAME")
     return me.username

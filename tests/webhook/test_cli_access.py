@@ -5,6 +5,7 @@ username (sandbox, getMe, or given), and scope names that repeat."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -238,11 +239,22 @@ class _GetMe(BaseHTTPRequestHandler):
         return None
 
 
-@pytest.fixture
-def bot_api() -> Iterator[str]:
-    """A Bot API server that answers getMe."""
-    _GetMe.calls = []
-    server = HTTPServer(("127.0.0.1", 0), _GetMe)
+class _RedirectLoop(BaseHTTPRequestHandler):
+    """A Bot API address behind a misconfigured proxy: every request is redirected to itself."""
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -250,6 +262,14 @@ def bot_api() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def bot_api() -> Iterator[str]:
+    """A Bot API server that answers getMe."""
+    _GetMe.calls = []
+    with _serving(_GetMe) as url:
+        yield url
 
 
 def _closed_port() -> int:
@@ -284,6 +304,24 @@ def test_invite_when_telegram_cannot_be_reached(
     assert main([*argv, "--bot-username", "@minsheng_city_bot"]) == 0
     assert capsys.readouterr().out.startswith("https://t.me/minsheng_city_bot?start=i_")
     assert _count(org_db, Invite) == 1
+
+
+@pytest.mark.parametrize("where", ["no scheme", "redirect loop"])
+def test_invite_does_not_print_the_bot_token_when_getme_fails(
+    org_db: str, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """aiohttp names the request URL, /bot<token>/getMe, in some of its errors (a
+    TELEGRAM_API_BASE without its scheme; a proxy that redirects in a loop); what the operator
+    is told (and a log keeps) says what failed without the token."""
+    env.setenv("BOT_TOKEN", BOT_TOKEN)
+    with _serving(_RedirectLoop) as looping:
+        env.setenv("TELEGRAM_API_BASE", "api.telegram.org" if where == "no scheme" else looping)
+        assert main(["invite", "create", "--role", "community_staff", "--scope", "天安社区"]) == 1
+    err = capsys.readouterr().err
+    assert "could not ask Telegram for the bot's username" in err
+    assert ("InvalidUrl" if where == "no scheme" else "TooManyRedirects") in err
+    assert BOT_TOKEN.split(":", 1)[1] not in err
+    assert _count(org_db, Invite) == 0
 
 
 def test_access_commands_before_migrating(
