@@ -20,7 +20,15 @@ TELEGRAM_PUBLIC_API = "https://api.telegram.org"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        # A validation error names the variable and what is wrong with it, never its value:
+        # `minsheng` prints the error, and a wrong WEBHOOK_SECRET (or, for a cross-field rule,
+        # every setting at once, BOT_TOKEN and DATABASE_URL's password with them) would
+        # otherwise reach the service's log.
+        hide_input_in_errors=True,
     )
 
     bot_token: SecretStr | None = None

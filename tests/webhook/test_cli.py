@@ -149,3 +149,40 @@ def test_bad_configuration(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     env.setenv("TIMEZONE", "Mars/Olympus")
     assert main(["db", "upgrade"]) == 2
     assert "unknown time zone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("WEBHOOK_SECRET", "WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -"),
+        ("MAX_SUGGESTIONS_PER_DAY", "max_suggestions_per_day\n  Input should be a valid integer"),
+    ],
+)
+def test_a_configuration_error_names_the_variable_not_its_value(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, said: str
+) -> None:
+    """pydantic's errors repeat the value refused, and `minsheng` prints the error to the
+    service's log: a WEBHOOK_SECRET outside its alphabet (`openssl rand -base64` output) would
+    be kept there. The error says which variable and what is wrong, without the value."""
+    env.setenv(name, "Q2hhbmdlTWUhU2VjcmV0+PleaseK33p/Hidden=")
+    assert main(["token", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("configuration error: ")
+    assert said in err
+    assert "PleaseK33p" not in err
+
+
+def test_a_configuration_error_across_settings_prints_none_of_them(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule across settings (PUBLIC_URL wants WEBHOOK_SECRET) fails on all of them at once,
+    and its error would repeat every setting read: the bot token and DATABASE_URL's password
+    with them (pydantic shortens it to its head and tail, which here hold the password)."""
+    env.setenv("BOT_TOKEN", "123456789:AAH-configuration-token-0123456789")
+    env.setenv("PUBLIC_URL", "https://minsheng.example.org")
+    env.setenv("DATABASE_URL", "postgresql+asyncpg://ms:pw-Configuration-9@db/m")
+    assert main(["token", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "WEBHOOK_SECRET is required when PUBLIC_URL is set" in err
+    assert "Configuration-9" not in err
+    assert "configuration-token" not in err
