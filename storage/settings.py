@@ -80,9 +80,17 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
-    def _secret_with_public_url(self) -> Settings:
+    def _public_deployment(self) -> Settings:
         if self.public_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is required when PUBLIC_URL is set")
+        if self.public_url and self.bot_token is None:
+            # No BOT_TOKEN means sandbox mode, which seeds demo people and roles into the
+            # store's tree and serves /sandbox to anyone: a public deployment whose token went
+            # missing must stop, not open the sandbox on its own database and address.
+            raise ValueError(
+                "BOT_TOKEN is required when PUBLIC_URL is set "
+                "(sandbox mode, without BOT_TOKEN, is for a machine without PUBLIC_URL)"
+            )
         return self
 
     @property

@@ -608,7 +608,9 @@ async def test_an_estimate_ten_times_the_cap_is_asked_again(
 async def test_the_thanks_link_the_suggestions_page_on_the_board(
     sessionmaker: async_sessionmaker[AsyncSession], org: Any
 ) -> None:
-    settings = make_settings(public_url="https://minsheng.example.org/", webhook_secret="s3cret")
+    settings = make_settings(
+        public_url="https://minsheng.example.org/", webhook_secret="s3cret", bot_token="42:TEST"
+    )
     h = make_harness(settings, sessionmaker)
     calls = await Driver(h).submitted(RESIDENT)
     [stored] = await suggestions(sessionmaker)

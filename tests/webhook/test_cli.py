@@ -137,6 +137,18 @@ def test_serve_and_polling(env: pytest.MonkeyPatch, fake_server: list[tuple[str,
     assert settings.sandbox
 
 
+def test_serve_refuses_a_public_url_without_a_bot_token(
+    env: pytest.MonkeyPatch, fake_server: list[tuple[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment whose BOT_TOKEN did not reach the process does not start (in sandbox mode,
+    on its database and public address): it says which variable is missing."""
+    env.setenv("PUBLIC_URL", "https://minsheng.example.org")
+    env.setenv("WEBHOOK_SECRET", "city_secret-1")
+    assert main(["serve"]) == 2
+    assert fake_server == []
+    assert "BOT_TOKEN is required when PUBLIC_URL is set" in capsys.readouterr().err
+
+
 def test_usage_errors(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for argv in ([], ["db"], ["org", "import"], ["serve", "--port", "web"]):
         with pytest.raises(SystemExit) as raised:

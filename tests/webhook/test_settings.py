@@ -40,20 +40,40 @@ def test_webhook_secret_shape(secret: str) -> None:
 
 def test_public_url_needs_secret_and_https() -> None:
     with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
-        Settings(public_url="https://minsheng.example.org", _env_file=None)  # type: ignore[call-arg]
+        Settings(
+            public_url="https://minsheng.example.org",
+            bot_token="42:TEST",  # type: ignore[arg-type]
+            _env_file=None,  # type: ignore[call-arg]
+        )
     with pytest.raises(ValidationError, match="https"):
         Settings(
             public_url="http://minsheng.example.org",
             webhook_secret="abc",  # type: ignore[arg-type]
+            bot_token="42:TEST",  # type: ignore[arg-type]
             _env_file=None,  # type: ignore[call-arg]
         )
     ok = Settings(
         public_url="https://minsheng.example.org/",
         webhook_secret="abc",  # type: ignore[arg-type]
+        bot_token="42:TEST",  # type: ignore[arg-type]
         _env_file=None,  # type: ignore[call-arg]
     )
     assert ok.public_url == "https://minsheng.example.org"
     assert ok.effective_webhook_secret == "abc"
+
+
+def test_a_public_deployment_without_its_bot_token_is_refused(sqlite_url: str) -> None:
+    """No BOT_TOKEN is sandbox mode, which seeds demo people and roles into the store's tree
+    (a real place: its 新沙社区 is the city's) and serves /sandbox to anyone. With PUBLIC_URL
+    set, a deployment whose token went missing (a secret renamed, not mounted) is refused,
+    naming BOT_TOKEN, rather than opening the sandbox on its own database and address."""
+    with pytest.raises(ValidationError, match="BOT_TOKEN is required when PUBLIC_URL is set"):
+        Settings(
+            public_url="https://minsheng.example.org",
+            webhook_secret="city_secret-1",  # type: ignore[arg-type]
+            database_url=sqlite_url,
+            _env_file=None,  # type: ignore[call-arg]
+        )
 
 
 def test_unknown_timezone_and_locale_are_refused() -> None:
@@ -74,6 +94,7 @@ def test_the_boards_address_for_the_bots_links() -> None:
     public = Settings(
         public_url="https://bot.example.org",
         webhook_secret="abc",  # type: ignore[arg-type]
+        bot_token="42:TEST",  # type: ignore[arg-type]
         _env_file=None,  # type: ignore[call-arg]
     )
     assert public.board_base == "https://bot.example.org"
