@@ -3,6 +3,7 @@ placeholders and tags as the English source, and the programme's own Chinese ter
 
 from __future__ import annotations
 
+import re
 import string
 import subprocess
 import sys
@@ -48,8 +49,6 @@ def placeholders(text: str) -> set[str]:
 
 
 def tags(text: str) -> list[str]:
-    import re
-
     return sorted(re.findall(r"</?[a-z-]+>", text))
 
 
@@ -142,6 +141,27 @@ def test_the_programmes_chinese_terms(i18n: I18n) -> None:
             "社会组织",
             "两代表一委员",
         ]
+
+
+# The council said to do the 商议 (consultation): 议事会 … 商议 within one clause.
+COUNCIL_CONSULTS = re.compile(r"议事会[^。；！？\n]*商议")
+
+
+def test_the_council_resolves_it_does_not_consult() -> None:
+    """Seed 六（二）保障民意, "三议三公开": "项目由'两代表一委员'和社区党员、居民提议，街道办事处
+    组织社区党组织、工作站、居委会对提议项目进行商议，社区居民议事会按照议事制度进行决议".
+    PROGRAMME.md, Transparency: consulted (商议) by the community organisations; resolved (决议)
+    by the residents' council. What residents read in Chinese gives the council its own step:
+    it discusses and votes (讨论、表决), it does not 商议. (The /start introduction, the thanks
+    after submitting and the notice of acceptance used to say it did.)"""
+    wrong = [
+        message.string
+        for message in load("zh")
+        if message.id
+        and isinstance(message.string, str)
+        and COUNCIL_CONSULTS.search(message.string)
+    ]
+    assert wrong == []
 
 
 def test_labels_are_distinct_in_english(i18n: I18n) -> None:
