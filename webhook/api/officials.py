@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette import types as asgi
 
 from bot.polls import PollSender, start_sending
 from storage import rules
@@ -240,10 +241,27 @@ class MeOut(BaseModel):
 
 # --- Routes ---------------------------------------------------------------------------------
 
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class PrivateRoute(AuthenticatedRoute):
+    """An officials' route whose every answer, errors included, says `Cache-Control: no-store`:
+    what officials see (suggestions, votes, who holds which role) is for the caller alone, and
+    no browser or proxy cache should keep it. The header goes on at the ASGI level, where the
+    route's exception handlers answer too."""
+
+    async def handle(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        async def send_no_store(message: asgi.Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), NO_STORE]}
+            await send(message)
+
+        await super().handle(scope, receive, send_no_store)
+
 
 def create_officials_router() -> APIRouter:
     """The officials' routes; the paths are complete (`/api/v1/...`)."""
-    router = GetHeadRouter(prefix=PREFIX, tags=["officials"], route_class=AuthenticatedRoute)
+    router = GetHeadRouter(prefix=PREFIX, tags=["officials"], route_class=PrivateRoute)
 
     @router.get(
         "/me",
