@@ -46,11 +46,11 @@ _KIND: dict[Kind, Any] = {
 _STATE: dict[State, Any] = {
     State.SUBMITTED: __("Submitted"),
     State.UNDER_REVIEW: __("Under review"),
-    State.CANDIDATE: __("Community candidate"),
+    State.CANDIDATE: __("Awaiting the council"),
     State.REJECTED: __("Not accepted"),
     State.MERGED: __("Merged"),
     State.COUNCIL_VOTE: __("Council voting"),
-    State.RESOLVED_CANDIDATE: __("Passed by the council"),
+    State.RESOLVED_CANDIDATE: __("Community candidate project"),
     State.NOT_PASSED: __("Not passed"),
     State.DETERMINED: __("Determined by the street office"),
     State.DEFERRED: __("Deferred"),

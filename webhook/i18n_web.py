@@ -167,7 +167,7 @@ def _event_labels(locale: str) -> dict[str, str]:
     return {
         "submit": pgettext("event", "Suggestion made"),
         Action.BEGIN_REVIEW: pgettext("event", "Review begun"),
-        Action.ACCEPT: pgettext("event", "Accepted as a community candidate"),
+        Action.ACCEPT: pgettext("event", "Accepted by the community"),
         Action.REJECT: pgettext("event", "Not accepted"),
         Action.MERGE: pgettext("event", "Merged into a suggestion on the same matter"),
         MERGED_IN: pgettext("event", "A suggestion on the same matter was merged into this one"),
@@ -175,7 +175,7 @@ def _event_labels(locale: str) -> dict[str, str]:
         Action.CONVENE_VOTE: pgettext("event", "Put to the residents' council vote"),
         Action.RESOLVE: pgettext("event", "Passed by the residents' council"),
         Action.NOT_PASS: pgettext("event", "Not passed by the residents' council"),
-        Action.NO_QUORUM: pgettext("event", "Council vote without quorum: a candidate again"),
+        Action.NO_QUORUM: pgettext("event", "Council vote without quorum: awaits the council"),
         Action.DETERMINE: pgettext("event", "Determined by the street office"),
         Action.DEFER: pgettext("event", "Deferred by the street office"),
         Action.PUBLISH: pgettext("event", "Published in the community"),

@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 
 from bot import texts
 from bot.i18n import LOCALES_DIR, create_i18n
-from storage.rules import Category, Kind, SourceType, State
+from storage.rules import TRANSITIONS, Action, Category, Kind, SourceType, State
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ("zh", "en")
@@ -106,11 +106,11 @@ def i18n() -> I18n:
 ZH_STATES = {
     State.SUBMITTED: "已提交",
     State.UNDER_REVIEW: "审核中",
-    State.CANDIDATE: "社区备选项目",
+    State.CANDIDATE: "待议事会讨论",
     State.REJECTED: "不予采纳",
     State.MERGED: "已合并",
     State.COUNCIL_VOTE: "议事会表决中",
-    State.RESOLVED_CANDIDATE: "决议通过",
+    State.RESOLVED_CANDIDATE: "社区备选项目",
     State.NOT_PASSED: "未通过",
     State.DETERMINED: "街道确定",
     State.DEFERRED: "暂缓",
@@ -141,6 +141,29 @@ def test_the_programmes_chinese_terms(i18n: I18n) -> None:
             "社会组织",
             "两代表一委员",
         ]
+
+
+def test_only_the_council_makes_a_community_candidate_project(i18n: I18n) -> None:
+    """PROGRAMME.md, "The lifecycle", step 1: the community classifies the suggestions and
+    rejects what is out of scope; "the residents' council discusses and screens them into
+    community candidate projects (社区备选项目)". Seed 四（一）: "进行分类整理后，组织社区居民
+    议事会充分讨论并筛选社区备选项目"; 四（二）: the street office determines "根据各社区提交的
+    备选项目". So the state read as 社区备选项目 is the one the council's resolution (RESOLVE)
+    leads into, and no other: the staff's acceptance (ACCEPT, into CANDIDATE) and a vote
+    without quorum (NO_QUORUM, back to CANDIDATE) leave a suggestion awaiting the council."""
+    with i18n.context(), i18n.use_locale("zh"):
+        wrong = sorted(
+            f"{step.action.value}: {step.source.value} → {step.target.value} "
+            f"({texts.status_label(step.target)})"
+            for step in TRANSITIONS
+            if "社区备选项目" in texts.status_label(step.target)
+            and step.action is not Action.RESOLVE
+        )
+        assert wrong == []
+        assert texts.status_label(State.RESOLVED_CANDIDATE) == "社区备选项目"
+    with i18n.context(), i18n.use_locale("en"):
+        assert texts.status_label(State.CANDIDATE) == "Awaiting the council"
+        assert texts.status_label(State.RESOLVED_CANDIDATE) == "Community candidate project"
 
 
 # The council said to do the 商议 (consultation): 议事会 … 商议 within one clause.

@@ -130,9 +130,22 @@ def test_status_after_the_vote(renderer: NotificationRenderer) -> None:
     params = status_params(status="candidate", outcome="no_quorum", agree=1, against=0, abstain=0)
     zh = shown(renderer.render("suggestion_status", params, "zh"))
     en = shown(renderer.render("suggestion_status", params, "en"))
-    assert "同意 1 票" in zh and "未达法定人数" in zh and "社区备选项目" in zh
+    # Without quorum nothing was decided: it waits for the council again, and is no 社区备选项目.
+    assert "同意 1 票" in zh and "未达法定人数" in zh and "待议事会讨论" in zh
+    assert "社区备选项目" not in zh
     assert "1 agree, 0 against, 0 abstain (No quorum)" in en
-    assert "put to the council again" in en
+    assert "is now: Awaiting the council" in en and "put to the council again" in en
+
+
+def test_status_after_the_council_passed_it(renderer: NotificationRenderer) -> None:
+    """What the council's vote passes is what the programme calls 社区备选项目 (seed 四（一）)."""
+    params = status_params(
+        status="resolved_candidate", outcome="resolved", agree=5, against=1, abstain=0
+    )
+    zh = shown(renderer.render("suggestion_status", params, "zh"))
+    en = shown(renderer.render("suggestion_status", params, "en"))
+    assert "最新状态：社区备选项目" in zh and "同意 5 票" in zh and "决议通过" in zh
+    assert "is now: Community candidate project" in en and "(Passed)" in en
 
 
 def test_rejected_with_the_staff_note(renderer: NotificationRenderer) -> None:

@@ -126,8 +126,9 @@ async def test_board_is_chinese_by_default(
     assert items(html) == 4
     for expected in ("新沙社区", "上沙社区", "香岭社区", "沙头街道", "福田区"):
         assert expected in html
-    for expected in ("已提交", "社区备选项目", "不予采纳", "社区环境整治", "文化体育娱乐"):
+    for expected in ("已提交", "待议事会讨论", "不予采纳", "社区环境整治", "文化体育娱乐"):
         assert expected in html
+    assert '<span class="badge open">待议事会讨论</span>' in html  # accepted, not yet resolved
     assert "新沙村12栋" in html
     assert "2026-03-02" in html  # the date in the programme's time zone, not UTC's
     assert "居民" in html and "驻社区单位" in html  # the unit is named by its kind only
@@ -146,7 +147,7 @@ async def test_board_in_english(
     assert '<html lang="en">' in html
     assert "Livelihood micro-projects — public board" in html
     assert "公示栏" not in html
-    for expected in ("Submitted", "Community candidate", "Not accepted", "Community environment"):
+    for expected in ("Submitted", "Awaiting the council", "Not accepted", "Community environment"):
         assert expected in html
     assert "Resident" in html and "Unit in the community" in html
     assert "4 suggestions" in html
@@ -500,8 +501,8 @@ async def test_council_results_show_counts_and_outcome_only(
 
     html = (await client.get("/board", params={"lang": "en"})).text
     assert "Agree 3 · Against 1 · Abstain 1" in html
-    # One word for one outcome: the badge says the council passed it, and so does the vote.
-    assert "Passed by the council" in html and "Resolved" not in html
+    # One word for the outcome, the bot's: "Passed", never "Resolved".
+    assert ">Passed</strong>" in html and "Resolved" not in html
     assert "Agree 1 · Against 2 · Abstain 0" in html and "Not passed" in html
     assert "Voting, closes 2026-03-25 18:00" in html and "closed on 2026-03-15" in html
     assert "Merged into" in html

@@ -73,7 +73,7 @@ async def test_page_shows_the_public_timeline_in_chinese(
     # Each public step, in order, in the programme's words.
     assert steps(html) == PASSED_STEPS
     # The states reached, labelled as the bot labels them.
-    for label in ("已提交", "审核中", "社区备选项目", "议事会表决中"):
+    for label in ("已提交", "审核中", "待议事会讨论", "议事会表决中", "社区备选项目"):
         assert f">{label}</span>" in html
     # Local time (Asia/Shanghai): 17:00 UTC on 1 March is 01:00 on 2 March.
     assert '<time datetime="2026-03-01T17:00:00+00:00">2026-03-02 01:00</time>' in html
@@ -101,7 +101,7 @@ async def test_page_in_english(history: History, client: httpx.AsyncClient) -> N
     assert steps(html) == [
         "Suggestion made",
         "Review begun",
-        "Accepted as a community candidate",
+        "Accepted by the community",
         "A suggestion on the same matter was merged into this one",
         "Put to the residents&#39; council vote",
         "Passed by the residents&#39; council",
