@@ -44,7 +44,7 @@ RESIDENT_COMMANDS: Commands = (
 ROLE_COMMANDS: tuple[tuple[str, Any, frozenset[Role]], ...] = (
     ("votes", __("Council votes open for you"), frozenset({Role.COUNCIL_MEMBER})),
     ("review", __("Screen the residents' suggestions"), frozenset(SCREENING_ROLES)),
-    ("convene", __("Put candidates to the council"), frozenset(CONVENE_ROLES)),
+    ("convene", __("Put suggestions to the council"), frozenset(CONVENE_ROLES)),
 )
 GROUP_COMMANDS: Commands = (
     ("suggest", __("Suggest a project for this community")),

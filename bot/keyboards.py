@@ -275,7 +275,7 @@ def back_label() -> str:
 
 
 def review_accept_label() -> str:
-    return "✅ " + _("Accept as a candidate")
+    return "✅ " + _("Accept for the council")
 
 
 def review_correct_label() -> str:
@@ -507,7 +507,7 @@ def convene_summary_keyboard() -> InlineKeyboardMarkup:
         [
             [_button(convene_confirm_label(), cb(ConveneAction.CONFIRM))],
             [
-                _button("✏️ " + _("Candidates"), cb(ConveneAction.CANDIDATES)),
+                _button("✏️ " + _("Suggestions"), cb(ConveneAction.CANDIDATES)),
                 _button("✏️ " + _("Deadline"), cb(ConveneAction.DEADLINE)),
             ],
             [_button("✖️ " + _("Cancel"), cb(ConveneAction.CANCEL))],

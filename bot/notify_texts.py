@@ -204,7 +204,7 @@ def rules_line(size: int, quorum_pct: int, threshold_pct: int) -> str:
     (bot.polls) and the result say them: the size as a count ("members: 1"), which reads
     right in either language whatever the number."""
     return _(
-        "Council members: {size}. A candidate passes when more than {quorum} of them vote "
+        "Council members: {size}. A suggestion passes when more than {quorum} of them vote "
         "and more than {threshold} of the votes cast agree."
     ).format(size=size, quorum=f"{quorum_pct}%", threshold=f"{threshold_pct}%")
 
@@ -218,8 +218,8 @@ Renderer = Callable[["NotificationRenderer", Mapping[str, Any]], Rendered]
 def _suggestion_accepted(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     lines = [
         _(
-            "Good news: suggestion {number} “{title}” has been accepted as a community "
-            "candidate project."
+            "Good news: the community has accepted suggestion {number} “{title}” and will "
+            "put it to the residents' council."
         ).format(**_subject(p))
     ]
     if p.get("category"):
@@ -232,7 +232,7 @@ def _suggestion_accepted(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
         lines.append(_("Note from the community: {note}").format(note=quote(str(p["note"]))))
     lines.append(
         _(
-            "Next, the residents' council will discuss the candidates and vote on them. "
+            "Next, the residents' council will discuss it and vote on it. "
             "I will tell you how it goes."
         )
     )
@@ -355,8 +355,8 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     else:
         lines.append(
             _(
-                "Candidates that passed go to the street office, which decides which projects "
-                "to fund and carry out."
+                "The suggestions that passed are now community candidate projects: they go to "
+                "the street office, which decides which projects to fund and carry out."
             )
         )
     image = None
@@ -376,7 +376,7 @@ def _vote_result(self: NotificationRenderer, p: Mapping[str, Any]) -> Rendered:
     short = "\n".join(
         [
             title,
-            _("{community}: the numbers in the chart are the candidates in the next message.")
+            _("{community}: the numbers in the chart are the suggestions in the next message.")
             .format(community=community)
             .strip(),
         ]
@@ -484,7 +484,7 @@ def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
             "posted: Telegram's answer to the bot was lost."
         ).format(vote=quote(_str(p, "vote_id")), **_subject(p)),
         *_error_lines(_("Details: {error}"), _str(p, "error")),
-        _("The bot has not sent it again, so that there are never two polls for one candidate."),
+        _("The bot has not sent it again, so that there are never two polls for one suggestion."),
     ]
     chat_id = p.get("chat_id")
     if isinstance(chat_id, int) and chat_id > 0:
@@ -502,9 +502,9 @@ def _poll_send_uncertain(self: NotificationRenderer, p: Mapping[str, Any]) -> Re
             "their answers are counted."
         ),
         _(
-            "If it is not there, this candidate cannot be voted on in this vote: when the "
-            "vote closes it will have no quorum and go back to the candidates, and you can "
-            "put it to the council again in a new vote (/convene)."
+            "If it is not there, this suggestion cannot be voted on in this vote: when the "
+            "vote closes it will have no quorum and wait for the council again, and you can "
+            "put it to the council in a new vote (/convene)."
         ),
     ]
     return Rendered("\n".join(lines))

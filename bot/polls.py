@@ -181,7 +181,7 @@ def header_texts(plan: _Plan, locale: str, i18n: I18n, tz: ZoneInfo) -> list[str
             _("<b>Residents' council vote</b> — {community}").format(
                 community=quote(plan.community)
             ),
-            _("Candidates:"),
+            _("Suggestions:"),
         ]
         for item in plan.items:
             lines += ["", f"{item.position}. <b>{quote(item.number)}</b> {quote(item.title)}"]

@@ -89,7 +89,7 @@ async def convening_principals(session: AsyncSession, telegram_id: int) -> list[
 async def candidates_by_community(
     session: AsyncSession, principals: list[access.Principal]
 ) -> dict[int, list[Suggestion]]:
-    """The community candidates (社区备选项目) within the person's scopes, oldest first."""
+    """The suggestions awaiting the council (待议事会讨论) in the person's scopes, oldest first."""
     found: dict[int, Suggestion] = {}
     for principal in principals:
         page, _total = await officials.list_suggestions(
@@ -121,8 +121,8 @@ async def candidates_of(
 def not_staff_text() -> str:
     return _(
         "/convene is for the staff of a community (and the street and district officials), "
-        "who put the community's candidates to the residents' council. If you are one of "
-        "them, please ask for an invitation link."
+        "who put the suggestions the community accepted to the residents' council. If you "
+        "are one of them, please ask for an invitation link."
     )
 
 
@@ -168,7 +168,7 @@ def candidates_text(
         "<b>" + _("Council vote · {community}").format(community=quote(community.name)) + "</b>",
         "",
         _(
-            "Choose the candidates to put to the residents' council ({chosen} of {total} "
+            "Choose the suggestions to put to the residents' council ({chosen} of {total} "
             "chosen). Each gets its own poll."
         ).format(chosen=len(selected), total=len(items)),
         "",
@@ -239,13 +239,13 @@ async def summary_view(
         "<b>" + _("Please check the council vote") + "</b>",
         "",
         _("Community: {value}").format(value=quote(community.name)),
-        _("Candidates ({count}):").format(count=len(chosen)),
+        _("Suggestions ({count}):").format(count=len(chosen)),
     ]
     tail = [
         _("Deadline: {value}").format(value=local_deadline(closes_at, settings.tz)),
         _("Council members: {count}").format(count=members),
         _(
-            "Rules: more than {quorum}% of the members must vote, and a candidate passes with "
+            "Rules: more than {quorum}% of the members must vote, and a suggestion passes with "
             "more than {threshold}% of the votes cast agreeing."
         ).format(quorum=community.council_quorum_pct, threshold=community.council_threshold_pct),
         _("The polls go {where}.").format(where=where),
@@ -395,10 +395,7 @@ async def cmd_convene(
     if not grouped:
         await state.clear()
         return message.answer(
-            _(
-                "No community candidates are waiting for the council. Accept suggestions as "
-                "candidates with /review first."
-            )
+            _("No suggestions are waiting for the council. Accept suggestions with /review first.")
         )
     if len(grouped) == 1:
         (community_id,) = grouped
@@ -449,7 +446,7 @@ async def _redraw(callback: CallbackQuery, session: AsyncSession, state: FSMCont
 
 
 def too_many_text() -> str:
-    return _("At most {max} candidates can be put to one vote.").format(
+    return _("At most {max} suggestions can be put to one vote.").format(
         max=rules.MAX_VOTE_CANDIDATES
     )
 
@@ -505,7 +502,7 @@ async def on_candidates_done(
     view = await candidates_view(session, callback.from_user.id, state)  # drops the vanished
     selected = await state.get_value("selected") or []
     if view is not None and not selected:
-        await callback.answer(_("Please choose at least one candidate."), show_alert=True)
+        await callback.answer(_("Please choose at least one suggestion."), show_alert=True)
         return None
     await settle(callback)
     step = ConveneForm.deadline if view is not None else ConveneForm.candidates
@@ -632,7 +629,7 @@ async def on_confirm(
             "chat with me."
         ).format(count=vote.council_size)
     text = (
-        _("✅ The council vote is convened: {count} candidates, open until {deadline}.").format(
+        _("✅ The council vote is convened: {count} suggestions, open until {deadline}.").format(
             count=len(vote.items),
             deadline=local_deadline(vote.closes_at, settings.tz),
         )
@@ -675,7 +672,7 @@ async def _refused(
         "not_a_candidate",
     }:
         problem = _(
-            "Some of the candidates changed meanwhile (perhaps a colleague put them to a vote). "
+            "Some of the suggestions changed meanwhile (perhaps a colleague put them to a vote). "
             "Please check the choice again."
         )
         step = ConveneForm.candidates

@@ -355,7 +355,7 @@ async def _prompt(
     if step == ReviewForm.kind:
         # The category just chosen is on the message above (what the press settled into).
         text = _(
-            "And the kind of project? Your choice accepts {suggestion} as a candidate."
+            "And the kind of project? Your choice accepts {suggestion} for the council."
         ).format(suggestion=named(item))
         return text, keyboards.review_kind_keyboard(item.id, item.kind)
     if step == ReviewForm.reason:
@@ -570,12 +570,12 @@ async def _accept(
             await state.update_data(category=category.value if category is not None else None)
             note = _(
                 "First choose the kind of project: service and physical projects have "
-                "different caps, and the street office applies them to every candidate."
+                "different caps, and the street office applies them to every project."
             )
             return await ask(callback, state, session, bot, settings, ReviewForm.kind, note)
         problem = await refusal_text(session, principal, exc, suggestion_id, number)
         return await ask_next(callback, state, session, bot, settings, problem)
-    result = _("✅ {suggestion} is now a community candidate ({category} · {kind}).").format(
+    result = _("✅ {suggestion} is accepted and awaits the council ({category} · {kind}).").format(
         suggestion=named(done),
         category=category_label(done.category),
         kind=kind_label(done.kind) if done.kind is not None else _("kind not specified"),

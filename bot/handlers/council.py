@@ -192,7 +192,7 @@ async def votes_text(
         if not any(p.role is Role.COUNCIL_MEMBER for p in principals):
             return _(
                 "/votes is for the members of a residents' council, who vote on the "
-                "community's candidate projects. If you are one of them, please ask your "
+                "suggestions the community puts to them. If you are one of them, please ask your "
                 "community's staff for an invitation link. To suggest a project yourself, "
                 "send /suggest."
             )

@@ -65,7 +65,7 @@ def staff_overview() -> str:
     return "\n".join(
         (
             _("/review — screen the residents' suggestions, one at a time"),
-            _("/convene — put the community's candidates to the residents' council"),
+            _("/convene — put the suggestions the community accepted to the residents' council"),
             _("/bind council — (in the council's group) make it the council's group"),
         )
     )

@@ -322,7 +322,7 @@ async def test_votes_tells_someone_not_on_a_council_what_it_is_for(
 ) -> None:
     await open_vote(sessionmaker, org)
     assert last_text(await h.say(OUTSIDER, "/votes")) == (
-        "/votes 供居民议事会成员查看并参加对社区备选项目的表决。如果您是议事会成员，"
+        "/votes 供居民议事会成员查看并参加对建议项目的表决。如果您是议事会成员，"
         "请向社区工作人员索取邀请链接。如果您想提建议，请发送 /suggest。"
     )
 

@@ -183,7 +183,25 @@ def test_accepted(renderer: NotificationRenderer) -> None:
         "note": "<好>",
     }
     zh = shown(renderer.render("suggestion_accepted", params, "zh"))
-    assert "社区备选项目" in zh and "居民生活关爱" in zh and "服务项目" in zh and "<好>" in zh
+    en = shown(renderer.render("suggestion_accepted", params, "en"))
+    assert "社区已采纳建议 新沙-2026-0004“长者饭堂”，将提交居民议事会讨论" in zh
+    assert "居民生活关爱" in zh and "服务项目" in zh and "<好>" in zh
+    assert "居民议事会将对它进行讨论和表决" in zh
+    assert "the community has accepted suggestion 新沙-2026-0004 “长者饭堂”" in en
+    assert "put it to the residents' council" in en and "candidate" not in en
+
+
+def test_the_proposer_is_not_told_the_staff_made_a_candidate_project(
+    renderer: NotificationRenderer,
+) -> None:
+    """PROGRAMME.md, "The lifecycle", step 1, and seed 四（一）: the community classifies the
+    suggestions ("进行分类整理后"), then "组织社区居民议事会充分讨论并筛选社区备选项目". The
+    community's acceptance puts a suggestion before the council; only the council's screening
+    makes it a 社区备选项目, so the proposer is not told so when the staff accept it. (It used
+    to say "已被采纳为社区备选项目".)"""
+    params = {"number": "新沙-2026-0001", "title": "楼道灯", "category": "safety"}
+    text = shown(renderer.render("suggestion_accepted", params, "zh"))
+    assert "社区备选项目" not in text and "居民议事会" in text, text
 
 
 def test_vote_result_with_its_chart(renderer: NotificationRenderer) -> None:
@@ -198,6 +216,8 @@ def test_vote_result_with_its_chart(renderer: NotificationRenderer) -> None:
     assert "超过 50%" in text
     assert "Agree 7 · Against 0 · Abstain 1: Passed" in shown(en)
     assert "Thank you to every council member" in shown(en)
+    # To the residents: what passed is now a 社区备选项目, for the street office to determine.
+    assert "通过的建议项目即成为社区备选项目，报送街道" in text
     assert "未计入" not in text
     counted_apart = shown(renderer.render("vote_result", result_params(not_counted=2), "zh"))
     assert "结果未计入的票（来自非议事会成员，或在截止之后投出）：2 票。" in counted_apart
@@ -275,7 +295,7 @@ def test_a_poll_a_members_closed_chat_refused_names_them_with_one_cause_and_reme
 def test_results_of_a_council_of_one_in_english(renderer: NotificationRenderer) -> None:
     en = shown(renderer.render("vote_result", result_params(1, council_size=1), "en"))
     assert "1 members" not in en
-    assert "Council members: 1. A candidate passes when more than 50% of them vote" in en
+    assert "Council members: 1. A suggestion passes when more than 50% of them vote" in en
     zh = shown(renderer.render("vote_result", result_params(1, council_size=1), "zh"))
     assert "议事会共有 1 名成员。" in zh
 

@@ -604,7 +604,7 @@ def test_the_council_is_told_the_vote_closes_once_everyone_has_voted(
 def test_a_council_of_one_reads_right_in_english(pending_i18n: I18n) -> None:
     en = header_of(one_candidate_plan(council_size=1), "en", pending_i18n)
     assert "1 members" not in en
-    assert "Council members: 1. A candidate passes when more than 50% of them vote" in en
+    assert "Council members: 1. A suggestion passes when more than 50% of them vote" in en
     zh = header_of(one_candidate_plan(council_size=1), "zh", pending_i18n)
     assert "议事会共有 1 名成员。参与表决的成员超过 50%" in zh
 

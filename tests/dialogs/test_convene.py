@@ -136,7 +136,7 @@ async def test_not_staff(h: Harness, org: OrgTree) -> None:
 
 async def test_no_candidates(h: Harness, staff: Principal, council_of_two: None) -> None:
     text = last_text(await h.say(STAFF, "/convene"))
-    assert text == "目前没有等待议事会表决的社区备选项目。请先用 /review 把建议列为备选项目。"
+    assert text == "目前没有等待议事会表决的建议项目。请先用 /review 采纳建议。"
 
 
 async def test_an_empty_council_is_told_how_to_invite(
@@ -175,7 +175,7 @@ async def test_convene_to_the_council_group(
         assert button.callback_data and len(button.callback_data.encode()) <= CALLBACK_DATA_MAX
 
     calls = await h.press(STAFF, NEXT_STEP, exact=True)
-    assert alerts(calls) == ["请至少选择一个备选项目。"]
+    assert alerts(calls) == ["请至少选择一个建议项目。"]
 
     calls = await h.press(STAFF, f"☐ {first.number}")
     assert "（已选 1/2 个）" in last_text(calls)
@@ -204,7 +204,7 @@ async def test_convene_to_the_council_group(
     for expected in (
         "<b>请核对议事会表决</b>",
         "社区：新沙社区",
-        "备选项目（2 个）：",
+        "建议项目（2 个）：",
         f"· <b>{first.number}</b> 修路灯",
         f"· <b>{second.number}</b> 加装扶手",
         "截止时间：",
@@ -213,13 +213,13 @@ async def test_convene_to_the_council_group(
         "投票将发到议事会群“新沙社区居民议事会”。",
     ):
         assert expected in summary, expected
-    assert button_texts(sent(calls)[-1].markup) == [CONFIRM, "✏️ 备选项目", "✏️ 截止时间", CANCEL]
+    assert button_texts(sent(calls)[-1].markup) == [CONFIRM, "✏️ 建议项目", "✏️ 截止时间", CANCEL]
     assert await votes(sessionmaker) == [], "nothing yet"
 
     calls = await h.press(STAFF, CONFIRM, exact=True)
     assert alerts(calls) == ["已发起表决。"]
     text = last_text(calls)
-    assert text.startswith("✅ 议事会表决已发起：共 2 个备选项目，截止 ")
+    assert text.startswith("✅ 议事会表决已发起：共 2 个建议项目，截止 ")
     assert "投票正在发往议事会群“新沙社区居民议事会”。" in text
     assert "/votes" in text
     (vote,) = await votes(sessionmaker)
@@ -323,7 +323,7 @@ async def test_candidates_that_changed_meanwhile(
         )
     calls = await h.press(STAFF, CONFIRM, exact=True)
     text = last_text(calls)
-    assert text.startswith("部分备选项目的状态刚刚发生了变化")
+    assert text.startswith("部分建议项目的状态刚刚发生了变化")
     assert "（已选 1/1 个）" in text
     assert button_texts(sent(calls)[-1].markup)[0] == f"☑ {second.number} 加装扶手"
     await h.press(STAFF, NEXT_STEP, exact=True)
@@ -354,7 +354,7 @@ async def test_pages_of_eight(
     await h.press(STAFF, f"☐ {items[9].number}")
     await h.press(STAFF, NEXT_STEP, exact=True)
     calls = await h.press(STAFF, "7 天", exact=True)
-    assert "备选项目（1 个）：" in last_text(calls) and items[9].number in last_text(calls)
+    assert "建议项目（1 个）：" in last_text(calls) and items[9].number in last_text(calls)
 
 
 async def test_back_and_edit_from_the_summary(
@@ -371,7 +371,7 @@ async def test_back_and_edit_from_the_summary(
     calls = await h.press(STAFF, "✏️ 截止时间", exact=True)
     assert "表决到什么时候截止？" in last_text(calls)
     calls = await h.press(STAFF, "7 天", exact=True)
-    assert "备选项目（2 个）：" in last_text(calls)
+    assert "建议项目（2 个）：" in last_text(calls)
 
 
 async def test_cancel(

@@ -49,8 +49,8 @@ RESIDENT = Person(1001, "小明")
 STALE = "这个按钮已过期，请使用最新消息中的按钮。"
 
 ACCEPT, CORRECT, REJECT, MERGE, NEXT = (
-    "✅ 列为备选项目",
-    "✏️ 修改类别或类型后列为备选",
+    "✅ 采纳，交议事会讨论",
+    "✏️ 修改类别或类型后采纳",
     "❌ 不予采纳",
     "🔗 合并",
     "⏭ 下一条",
@@ -256,7 +256,7 @@ async def test_accept(
     await bot_harness.say(STAFF, "/review")
     calls = await bot_harness.press(STAFF, ACCEPT, exact=True)
     assert alerts(calls) == ["已接受。"]
-    assert f"✅ <b>{item.number}</b>“3栋楼下路灯不亮” 已列为社区备选项目" in all_text(calls)
+    assert f"✅ <b>{item.number}</b>“3栋楼下路灯不亮” 已采纳，待议事会讨论" in all_text(calls)
     assert last_text(calls) == EMPTY
     assert (await reload(sessionmaker, item.id)).status is State.CANDIDATE
     told = await outbox(sessionmaker, "suggestion_accepted")
@@ -297,7 +297,7 @@ async def test_correct_category_and_kind_then_accept(
     # The choice stays on the message pressed; the next question does not repeat it.
     assert texts(calls) == [
         "类别：文化体育娱乐",
-        f"请选择项目类型，选择后即把 <b>{item.number}</b>“3栋楼下路灯不亮” 列为社区备选项目。",
+        f"请选择项目类型，选择后即采纳 <b>{item.number}</b>“3栋楼下路灯不亮”，交居民议事会讨论。",
     ]
     # The resident gave no kind: there is none to keep, and a candidate needs one.
     assert button_texts(sent(calls)[-1].markup) == ["服务项目", "实物项目", BACK]
@@ -660,7 +660,7 @@ async def test_in_english(bot_harness: Harness, org: OrgTree, sessionmaker: Sess
     calls = await bot_harness.say(ann, "/review")
     assert "<b>Waiting for review (1 waiting)</b>" in last_text(calls)
     assert button_texts(sent(calls)[-1].markup) == [
-        "✅ Accept as a candidate",
+        "✅ Accept for the council",
         "✏️ Correct category/kind, then accept",
         "❌ Not accepted",
         "🔗 Merge",

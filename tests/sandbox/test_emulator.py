@@ -157,7 +157,7 @@ async def test_the_seeded_proposers_have_started_the_bot(sandbox: Sandbox) -> No
     """They suggested through its private chat: the news of their suggestions reaches them
     (the outbox would otherwise find them refusing, as people who never started the bot)."""
     for proposer in SEEDED_PROPOSERS:
-        await sandbox.bot.send_message(proposer, "您的建议已被接受为社区备选项目。")
+        await sandbox.bot.send_message(proposer, "社区已采纳您的建议，将提交居民议事会讨论。")
     assert LI_NA in SEEDED_PROPOSERS and ZHANG_WEI not in SEEDED_PROPOSERS
 
 
