@@ -846,8 +846,8 @@ def submitted_text(number: str, board_base: str | None) -> str:
     the service knows the board's address (`settings.board_base`)."""
     text = _(
         "✅ Thank you! Your suggestion has been submitted as number <b>{number}</b>.\n\n"
-        "The community will look at it first; then the residents' council discusses the "
-        "candidates and the street office decides. I will tell you about every step. "
+        "The community will look at it first; then the residents' council discusses it and "
+        "the street office decides. I will tell you about every step. "
         "See your suggestions with /my."
     ).format(number=quote(number))
     link = board_link(board_base, number)

@@ -81,11 +81,11 @@ class State(enum.StrEnum):
 
     SUBMITTED = "submitted"  # 已提交
     UNDER_REVIEW = "under_review"  # 审核中
-    CANDIDATE = "candidate"  # 社区备选项目
+    CANDIDATE = "candidate"  # 待议事会讨论: accepted by the community, for the council
     REJECTED = "rejected"  # 不予采纳
     MERGED = "merged"  # 已合并
     COUNCIL_VOTE = "council_vote"  # 议事会表决中
-    RESOLVED_CANDIDATE = "resolved_candidate"  # 决议通过
+    RESOLVED_CANDIDATE = "resolved_candidate"  # 社区备选项目: the council passed it (决议通过)
     NOT_PASSED = "not_passed"  # 未通过
     DETERMINED = "determined"  # 街道确定
     DEFERRED = "deferred"  # 暂缓

@@ -134,7 +134,7 @@ async def accept(
     kind: Kind | None = None,
     note: str | None = None,
 ) -> Suggestion:
-    """Accept as a community candidate (社区备选项目), correcting category and kind if asked;
+    """Accept it for the council (待议事会讨论), correcting category and kind if asked;
     the corrections are in the public audit event, the note in a non-public one and in the
     followers' message. Begins the review first if needed (both steps audited). Commits.
 
