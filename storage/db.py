@@ -23,6 +23,9 @@ _R = TypeVar("_R")
 
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     url = make_url(database_url)
+    # A failed statement's error (and so any log or dead letter that quotes it) shows the SQL
+    # but not its parameters: residents' names, usernames and Telegram ids, what they wrote.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 

@@ -1,5 +1,5 @@
-"""storage.db.insert_on_conflict: one statement for both backends, compiled once, with values
-stored exactly as the ORM stores them."""
+"""storage.db: the engine's errors keep parameters out; insert_on_conflict: one statement for
+both backends, compiled once, with values stored exactly as the ORM stores them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.engine.default import CACHE_HIT
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import insert_on_conflict
@@ -18,6 +19,17 @@ AT = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 STATEMENT = insert_on_conflict(
     ProcessedUpdate, ("update_id", "processed_at"), ("update_id",), returning=("update_id",)
 )
+
+
+async def test_a_failed_statement_does_not_show_its_parameters(session: AsyncSession) -> None:
+    """Errors are logged (and a handler's is kept in a dead letter): the SQL says what failed,
+    the parameters, residents' personal data, stay out."""
+    statement = text("SELECT * FROM no_such_table WHERE username = :username")
+    with pytest.raises(DBAPIError) as raised:
+        await session.execute(statement, {"username": "secret_handle_z9"})
+    await session.rollback()
+    assert "no_such_table" in str(raised.value)
+    assert "secret_handle_z9" not in f"{raised.value} {raised.value!r}"
 
 
 async def test_inserts_once_and_returns_only_the_new_row(session: AsyncSession) -> None:
