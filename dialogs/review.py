@@ -48,6 +48,7 @@ from bot.texts import (
     photos_line,
     quote,
     short,
+    source_type_label,
     status_label,
     yuan,
 )
@@ -195,6 +196,7 @@ async def card_text(
         "",
         f"<b>{quote(item.number)}</b> · {status_label(item.status)}",
         _("Community: {value}").format(value=quote(await community_label(session, item.community))),
+        _("Suggested as: {value}").format(value=source_type_label(item.source_type)),
         _("Category: {value}").format(value=category_label(item.category)),
         _("Kind: {value}").format(
             value=kind_label(item.kind) if item.kind is not None else _("not specified")
