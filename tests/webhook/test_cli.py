@@ -169,6 +169,7 @@ def test_bad_configuration(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
         ("WEBHOOK_SECRET", "WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -"),
         ("MAX_SUGGESTIONS_PER_DAY", "max_suggestions_per_day\n  Input should be a valid integer"),
     ],
+    ids=["WEBHOOK_SECRET", "MAX_SUGGESTIONS_PER_DAY"],
 )
 def test_a_configuration_error_names_the_variable_not_its_value(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, said: str
