@@ -23,7 +23,7 @@ from babel.support import Translations
 from bot import texts
 from bot.i18n import compile_catalog, create_i18n, ensure_compiled
 from storage.rules import Action, Category, ExclusionReason, Kind, Role, SourceType, State
-from storage.services.public import MERGED_IN, UNKNOWN_ACTOR
+from storage.services.public import MERGED_IN, RESIDENTS_COUNCIL, UNKNOWN_ACTOR
 
 # `locales/`, beside the packages in the repository and in an install (see pyproject.toml).
 LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
@@ -156,6 +156,7 @@ def _role_labels(locale: str) -> dict[str, str]:
         Role.IMPLEMENTER: pgettext("role", "Implementer"),
         Role.GROUP_ADMIN: pgettext("role", "Group admin"),
         Role.SYSTEM: pgettext("role", "System (automatic)"),
+        RESIDENTS_COUNCIL: pgettext("role", "Residents' council"),
         UNKNOWN_ACTOR: pgettext("role", "Not recorded"),
     }
 

@@ -349,6 +349,10 @@ MERGED_IN = "merged_in"
 # Who acted, as the public may see it when the actor is none of the suggestion's proposer's
 # source types (resident, unit, ...) nor an official's role: an event without a role.
 UNKNOWN_ACTOR = "unknown"
+# Who resolved a council vote's outcome (passed, not passed, no quorum), as the public sees it:
+# the residents' council (三议三公开: 决议 is the council's), though the scheduler's count wrote
+# the event.
+RESIDENTS_COUNCIL = "residents_council"
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,9 +461,11 @@ def _vote(details: dict[str, Any]) -> PublicEventVote | None:
     )
 
 
-def public_actor(role: Role | None, source_type: SourceType) -> str:
+def public_actor(role: Role | None, source_type: SourceType, action: str = "") -> str:
     """Who acted, as the public may see it: the proposer as what they are (a resident is
-    `resident`), anyone else by role."""
+    `resident`), the council for its vote's outcome, anyone else by role."""
+    if action in _VOTE_ACTIONS:
+        return RESIDENTS_COUNCIL
     if role is None:
         return UNKNOWN_ACTOR
     if role is Role.PROPOSER:
@@ -478,7 +484,7 @@ def _public_event(row: Any, source_type: SourceType) -> PublicEvent:
     return PublicEvent(
         at=row.at,
         action=action,
-        actor=public_actor(row.actor_role, source_type),
+        actor=public_actor(row.actor_role, source_type, row.action),
         from_state=row.from_state,
         to_state=row.to_state,
         exclusion_reason=(

@@ -77,10 +77,11 @@ async def test_page_shows_the_public_timeline_in_chinese(
         assert f">{label}</span>" in html
     # Local time (Asia/Shanghai): 17:00 UTC on 1 March is 01:00 on 2 March.
     assert '<time datetime="2026-03-01T17:00:00+00:00">2026-03-02 01:00</time>' in html
-    # Who acted, by role: the resident as 居民, the staff member as staff, the count as system.
+    # Who acted, by role: the resident as 居民, the staff member as staff, and the vote's
+    # outcome as the council's (决议), though the scheduler's count recorded it.
     assert '<div class="who">居民</div>' in html
     assert html.count('<div class="who">社区工作人员</div>') == 4
-    assert '<div class="who">系统（自动）</div>' in html
+    assert '<div class="who">居民议事会</div>' in html and "系统（自动）" not in html
     # Public details: the corrections, the merged duplicate, the council's counts.
     assert "<dt>类别更正</dt><dd>社区环境整治 → 消除安全隐患</dd>" in html
     assert "<dt>项目类型更正</dt><dd>— → 实物项目</dd>" in html
@@ -108,7 +109,7 @@ async def test_page_in_english(history: History, client: httpx.AsyncClient) -> N
     ]
     assert '<div class="who">Resident</div>' in html
     assert '<div class="who">Community staff</div>' in html
-    assert '<div class="who">System (automatic)</div>' in html
+    assert '<div class="who">Residents&#39; council</div>' in html
     assert "Remove safety hazards" in html and "Physical project" in html
     assert "Agree 1 · Against 0 · Abstain 0" in html and "council of 1 member" in html
     assert "Times are in Beijing time." in html
@@ -412,7 +413,7 @@ async def test_events_as_open_data(history: History, client: httpx.AsyncClient) 
         "community_staff",
         "community_staff",
         "community_staff",
-        "system",
+        "residents_council",
     ]
     assert [(e["from_status"], e["to_status"]) for e in items] == [
         (None, "submitted"),

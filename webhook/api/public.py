@@ -160,7 +160,8 @@ class EventOut(BaseModel):
         description="who acted, never a person: whoever made the suggestion as its source "
         "type (`resident`, `unit`, `social_organisation`, `representative`); an official by role "
         "(`community_staff`, `street_official`, `district_admin`, `city_admin`); "
-        "`implementer`; `system` (the scheduler, a vote's count); `unknown`",
+        "`implementer`; `residents_council` (a council vote's outcome: passed, not passed, "
+        "no quorum); `system` (the scheduler); `unknown`",
         examples=["community_staff"],
     )
     from_status: State | None = Field(validation_alias="from_state")
