@@ -476,6 +476,52 @@ async def test_results_are_told(sessionmaker: Sessions, org: OrgTree) -> None:
     assert rows[-1].params["outcome"] == "not_passed" and rows[-1].params["against"] == 2
 
 
+async def test_members_who_voted_follow_the_suggestion_from_the_close_on(
+    sessionmaker: Sessions, org: OrgTree
+) -> None:
+    """Everyone who voted on a project hears of each status change (PROGRAMME.md): a member
+    whose answer counted follows the suggestion once the vote closes; the close itself they
+    hear of from the results, not once more from each suggestion."""
+    world = await make_world(sessionmaker, org, size=3)
+    ids = await candidates(world, 2)
+    vote = await convene(world, ids)
+    polls = await send_polls(world, vote)
+    first, second = (polls[i.id] for i in vote.items)
+    await cast(world, first, agree=2, against=1)
+    await cast(world, second, against=2)
+    async with sessionmaker() as session:
+        assert await council.close_vote(session, vote.id, now=CLOSES) is not None
+    async with sessionmaker() as session:
+        ballots = await session.execute(
+            select(Ballot.item_id, Ballot.person_id).where(Ballot.counted.is_(True))
+        )
+        voted: dict[int, set[int | None]] = {item.id: set() for item in vote.items}
+        for item_id, person_id in ballots.all():
+            voted[item_id].add(person_id)
+        followers = await session.execute(select(Follower.suggestion_id, Follower.person_id))
+        following: dict[int, set[int]] = {suggestion: set() for suggestion in ids}
+        for suggestion_id, person_id in followers.all():
+            following[suggestion_id].add(person_id)
+        members = {member.person_id for member in vote.members}
+        told_at_close = (
+            await session.scalars(
+                select(Notification.chat_id).where(
+                    Notification.kind == "suggestion_status",
+                    Notification.params["status"]
+                    .as_string()
+                    .in_(["resolved_candidate", "not_passed"]),
+                )
+            )
+        ).all()
+    assert len(voted[vote.items[0].id]) == 3 and len(voted[vote.items[1].id]) == 2
+    assert voted[vote.items[0].id] <= following[ids[0]]
+    assert voted[vote.items[1].id] <= following[ids[1]]
+    # The member who did not answer on the second does not follow it.
+    assert not (members - voted[vote.items[1].id]) & following[ids[1]]
+    # Only the proposers were told of the outcome one by one: the members had the results.
+    assert sorted(told_at_close) == [10_000, 10_001]
+
+
 async def test_custom_rules_and_the_communitys_own(sessionmaker: Sessions, org: OrgTree) -> None:
     world = await make_world(sessionmaker, org, size=10)
     ids = await candidates(world, 3)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import rules
-from storage.db import operation
+from storage.db import operation, upsert
 from storage.models import (
     Ballot,
     ChatPurpose,
@@ -25,6 +25,7 @@ from storage.models import (
     CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
+    Follower,
     NotificationKind,
     VoteStatus,
     db_now,
@@ -274,6 +275,7 @@ async def close_vote(
         },
     )
     await _announce(session, vote, moved)
+    await _voters_follow(session, moved)
     polls = await session.execute(
         select(CouncilPoll.chat_id, CouncilPoll.message_id)
         .join(CouncilVoteItem, CouncilVoteItem.id == CouncilPoll.item_id)
@@ -303,6 +305,31 @@ async def _not_counted(session: AsyncSession, vote_id: int) -> int:
         )
     )
     return int(found or 0)
+
+
+async def _voters_follow(session: AsyncSession, moved: list[CouncilVoteItem]) -> None:
+    """The members whose answer on an item counted follow its suggestion from now on: everyone
+    who voted on a project hears of each status change (PROGRAMME.md). After `_announce`, so
+    that they hear of this one from the results, not once more each."""
+    if not moved:
+        return
+    voters = await session.execute(
+        select(CouncilVoteItem.suggestion_id, Ballot.person_id)
+        .join(Ballot, Ballot.item_id == CouncilVoteItem.id)
+        .where(
+            CouncilVoteItem.id.in_([item.id for item in moved]),
+            Ballot.counted.is_(True),
+            Ballot.choice.is_not(None),
+            Ballot.person_id.is_not(None),
+        )
+    )
+    rows = [{"suggestion_id": s, "person_id": p} for s, p in voters.all()]
+    if rows:
+        await session.execute(
+            upsert(session, Follower)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["suggestion_id", "person_id"])
+        )
 
 
 async def _announce(session: AsyncSession, vote: CouncilVote, moved: list[CouncilVoteItem]) -> None:
