@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_suggestions_per_day: int = Field(default=5, ge=1, le=1000)
     processed_update_retention_days: int = Field(default=7, ge=1)
     notification_retention_days: int = Field(default=90, ge=1)
+    # Dead letters hold whole updates (names, messages): kept long enough to look into.
+    dead_letter_retention_days: int = Field(default=30, ge=1)
     sandbox_bot_username: str = "minsheng_sandbox_bot"
 
     @field_validator("webhook_secret")

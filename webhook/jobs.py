@@ -36,7 +36,7 @@ from bot.polls import (
 )
 from storage.models import utcnow
 from storage.services import council, notifications
-from storage.services.updates import prune_processed
+from storage.services.updates import prune_dead_letters, prune_processed
 from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,8 @@ async def send_outbox(runtime: Runtime) -> int:
 
 async def prune_processed_updates(runtime: Runtime, *, now: datetime | None = None) -> None:
     """Nightly: forget update ids older than Telegram could ever redeliver (24 h) plus a
-    margin, answers to polls never recognised, long past any vote (council.prune_strays), and
-    the outbox's settled messages (notifications.prune_settled)."""
+    margin, answers to polls never recognised, long past any vote (council.prune_strays), the
+    outbox's settled messages (notifications.prune_settled), and old dead letters."""
     moment = now or utcnow()
     settings = runtime.settings
     try:
@@ -164,15 +164,18 @@ async def prune_processed_updates(runtime: Runtime, *, now: datetime | None = No
             settled = await notifications.prune_settled(
                 session, settings.notification_retention_days, moment
             )
+            letters = await prune_dead_letters(session, settings.dead_letter_retention_days, moment)
     except Exception as error:
-        log.warning("pruning update ids, stray polls and sent messages: %r; next time", error)
+        log.warning("pruning update ids, stray polls, sent messages, dead letters: %r", error)
         return
-    if removed or strays or settled:
+    if removed or strays or settled or letters:
         log.info(
-            "pruned %d processed update ids, %d stray polls and %d settled messages",
+            "pruned %d processed update ids, %d stray polls, %d settled messages and %d dead "
+            "letters",
             removed,
             strays,
             settled,
+            letters,
         )
 
 

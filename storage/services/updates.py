@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -61,5 +61,17 @@ async def prune_processed(session: AsyncSession, older_than_days: int) -> int:
     result: Any = await session.execute(
         delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < cutoff)
     )
+    await session.commit()
+    return int(result.rowcount or 0)
+
+
+async def prune_dead_letters(
+    session: AsyncSession, older_than_days: int, now: datetime | None = None
+) -> int:
+    """Forget dead letters older than `older_than_days`: each holds a whole update, with the
+    names and words of whoever sent it, which is kept only as long as someone may look into
+    why it could not be handled. Commits."""
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    result: Any = await session.execute(delete(DeadLetter).where(DeadLetter.received_at < cutoff))
     await session.commit()
     return int(result.rowcount or 0)

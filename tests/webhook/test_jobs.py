@@ -53,6 +53,7 @@ from storage.models import (
     CouncilPoll,
     CouncilPollSend,
     CouncilVote,
+    DeadLetter,
     Notification,
     NotificationStatus,
     PollSendState,
@@ -304,23 +305,28 @@ async def test_polls_left_unsent_by_a_dead_replica_are_sent_once_its_lease_runs_
         assert stored is not None and stored.polls_sent_at is not None
 
 
-async def test_the_nightly_prune_forgets_old_ids_and_settled_messages(
+async def test_the_nightly_prune_forgets_old_ids_settled_messages_and_dead_letters(
     engine: AsyncEngine, double: TelegramDouble
 ) -> None:
     runtime = bare_runtime(engine, double)
     long_ago = T0 - timedelta(days=runtime.settings.notification_retention_days + 1)
+    letters_kept = timedelta(days=runtime.settings.dead_letter_retention_days)
     async with runtime.sessionmaker() as session:
         session.add(ProcessedUpdate(update_id=1, processed_at=long_ago))
         for status in (NotificationStatus.SENT, NotificationStatus.PENDING):
             session.add(
                 Notification(chat_id=1, kind="test", params={}, status=status, created_at=long_ago)
             )
+        for age, reason in ((letters_kept + timedelta(hours=1), "old"), (letters_kept / 2, "new")):
+            session.add(DeadLetter(received_at=T0 - age, reason=reason, body="{}"))
         await session.commit()
     await prune_processed_updates(runtime, now=T0)
     async with runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 0
         left = (await session.scalars(select(Notification.status))).all()
         assert left == [NotificationStatus.PENDING]
+        # A dead letter holds its sender's name and words: kept only as long as configured.
+        assert (await session.scalars(select(DeadLetter.reason))).all() == ["new"]
 
 
 # --- a replica that stops mid-way: another carries on at its next tick ---------------------
