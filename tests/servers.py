@@ -58,13 +58,22 @@ async def serve(
     """Serve the ASGI `app` under uvicorn on `port` (a free one by default) and yield its base
     URL once uvicorn has started (checked every `poll` seconds, failing after `timeout`).
 
-    On leaving, uvicorn is told to exit and awaited; with `force_exit` (the default) it does not
-    wait for open keep-alive connections and background tasks first. The app's lifespan runs
-    (or not) as `lifespan` says, as with uvicorn's option."""
+    On leaving, uvicorn is told to exit and awaited; with `force_exit` (the default) it waits
+    at most a second for the requests still open (a page's long poll) and then cancels them.
+    The app's lifespan runs (or not) as `lifespan` says, as with uvicorn's option, and is
+    shut down on leaving either way: uvicorn's own `force_exit` would skip that, and leave
+    what the app started (its scheduler, its senders) running until the test's event loop
+    is torn down, where it is cancelled mid-way."""
     port = free_port() if port is None else port
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=HOST, port=port, log_level="warning", lifespan=lifespan)
+    config = uvicorn.Config(
+        app,
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        timeout_graceful_shutdown=1 if force_exit else None,
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -76,7 +85,6 @@ async def serve(
         yield f"http://{HOST}:{port}"
     finally:
         server.should_exit = True
-        server.force_exit = force_exit
         await task
 
 
