@@ -27,8 +27,9 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check bot webhook dialogs storage tests bench tools
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): the two cores of CI's machine. A plain `pytest` runs serially.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.webhook

@@ -9,6 +9,13 @@ test empty: on SQLite as a copy of a migrated template file, on PostgreSQL by em
 throwaway database made for this session (so parallel runs by several people on one server do
 not meet). `tests/storage/test_migrations.py` proves the migrations equal `storage.models`.
 
+Parallel runs (`make test` runs `pytest -n 2`, pytest-xdist): each worker is a session of its
+own, so it makes its own PostgreSQL database on the TEST_POSTGRES_URL server (named after its
+pid) and its own SQLite template. Redis has no such names, and each test flushes the database
+it uses: worker gw0 takes TEST_REDIS_URL's database, gwN the N-th below it (so with -n 2 and
+the default redis://127.0.0.1:6379/15, databases 15 and 14). A plain `pytest` is one session
+on TEST_REDIS_URL's database alone.
+
 Fixtures: `database_url` (each test runs twice, ids `sqlite` and `postgres`), `sqlite_url`,
 `postgres_url`, and on top of `database_url`: `engine`, `sessionmaker`, `session`, `org`.
 Also `redis_url` and `chromium_path`; tests marked `browser` skip without chromium. The URL
@@ -32,6 +39,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -53,7 +61,24 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _worker_redis_url(url: str, worker: str | None) -> str:
+    """`url` for the pytest-xdist worker `worker` ("gw0", "gw1", ...; None when not under
+    xdist): gw0 keeps the database `url` names, gwN takes the one N below it, since each test
+    flushes the database it uses."""
+    index = int(worker.removeprefix("gw")) if worker and worker.startswith("gw") else 0
+    parts = urlsplit(url)
+    database = int(parts.path.lstrip("/") or 0) - index
+    if database < 0:
+        raise RuntimeError(f"too many test workers for the Redis databases below {url}")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+REDIS_URL = _worker_redis_url(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
 CHROMIUM = "/usr/bin/chromium"
 
 _T = TypeVar("_T")
