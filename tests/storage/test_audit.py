@@ -149,7 +149,7 @@ async def test_only_public_events_and_public_details_are_read(
     assert submitted.actor == "resident" and submitted.to_state is State.SUBMITTED
     assert rejected.actor == "community_staff"
     assert rejected.exclusion_reason is ExclusionReason.OUT_OF_SCOPE
-    assert resolved.actor == "system" and resolved.vote is None
+    assert resolved.actor == "residents_council" and resolved.vote is None
     text = repr(items)
     for secret in [*map(str, private.values()), "Hidden_Note_P3", RESIDENT.first_name]:
         assert secret not in text, secret
