@@ -19,7 +19,7 @@ import heapq
 import itertools
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -542,10 +542,16 @@ class FakePollRuntime:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait, on the real clock, until `predicate()` holds (background sending, say)."""
+async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait, on the real clock, until `predicate()` holds (background sending, say); it may
+    be a coroutine function (a look at the store)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        held = predicate()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.02)

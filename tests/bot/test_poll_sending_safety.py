@@ -192,7 +192,8 @@ async def a_vote(
 
 async def recorded(sessionmaker: Sessions) -> list[str]:
     async with sessionmaker() as session:
-        return list((await session.scalars(select(CouncilPoll.poll_id))).all())
+        found = await session.scalars(select(CouncilPoll.poll_id).order_by(CouncilPoll.poll_id))
+        return list(found.all())
 
 
 async def notices(sessionmaker: Sessions, kind: str) -> list[Notification]:

@@ -40,7 +40,7 @@ from sending_fakes import (
     retry_after,
     until,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram_fakes import Harness, last_text, make_bot, make_harness, make_settings, parse_html
 from telegram_fakes import Person as TelegramPerson
@@ -69,6 +69,7 @@ from bot.ratelimit import Limits, MemorySendLimiter
 from storage import rules
 from storage.models import (
     CouncilPoll,
+    CouncilPollSend,
     CouncilVote,
     CouncilVoteItem,
     Notification,
@@ -484,7 +485,19 @@ async def test_a_sender_stopped_midway_lets_go_of_the_vote(
     runtime = FakePollRuntime(make_settings(), make_bot(double), sessionmaker, i18n=pending_i18n)
     runtime.limiter = MemorySendLimiter(Limits())  # Telegram's pace for a group
     schedule_vote_polls(runtime, vote.id)
-    await until(lambda: bool(double.delivered(COUNCIL_CHAT, "SendPoll")))
+
+    async def first_poll_recorded() -> bool:
+        async with sessionmaker() as session:
+            sent = await session.scalar(
+                select(func.count())
+                .select_from(CouncilPollSend)
+                .where(CouncilPollSend.state == PollSendState.SENT)
+            )
+        return bool(sent)
+
+    # Stopped once the first poll is recorded (before that, a stop would leave it uncertain:
+    # sent, its answer not yet kept), while the second waits for its turn.
+    await until(first_poll_recorded)
     await cancel_background(runtime, grace=0.1)
     assert len(double.delivered(COUNCIL_CHAT, "SendPoll")) == 1
     stored = await stored_vote(sessionmaker, vote.id)
