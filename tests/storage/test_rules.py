@@ -147,15 +147,21 @@ def test_a_completed_project_cannot_be_cancelled_out_of_its_evaluation(
         rules.transition(state, Action.CANCEL, role)
 
 
-def test_every_course_from_completion_ends_evaluated() -> None:
-    reached, queue = {S.COMPLETED}, deque([S.COMPLETED])
+def reachable_from(start: State) -> set[State]:
+    """Every state some sequence of the table's transitions leads to from `start` (itself
+    included)."""
+    reached, queue = {start}, deque([start])
     while queue:
         for t in TRANSITIONS:
             if t.source is queue[0] and t.target not in reached:
                 reached.add(t.target)
                 queue.append(t.target)
         queue.popleft()
-    assert reached & TERMINAL_STATES == {S.EVALUATED}
+    return reached
+
+
+def test_every_course_from_completion_ends_evaluated() -> None:
+    assert reachable_from(S.COMPLETED) & TERMINAL_STATES == {S.EVALUATED}
 
 
 def test_community_cancels_only_before_the_council_resolves() -> None:
@@ -177,14 +183,7 @@ def test_who_fires_what() -> None:
 
 
 def test_every_state_reachable_and_every_active_state_can_finish() -> None:
-    reached, queue = {S.SUBMITTED}, deque([S.SUBMITTED])
-    while queue:
-        for t in TRANSITIONS:
-            if t.source is queue[0] and t.target not in reached:
-                reached.add(t.target)
-                queue.append(t.target)
-        queue.popleft()
-    assert reached == set(State)
+    assert reachable_from(S.SUBMITTED) == set(State)
     for state in ACTIVE_STATES:
         assert any(t.source is state for t in TRANSITIONS)
 
