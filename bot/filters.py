@@ -32,18 +32,23 @@ class InForm(Filter):
         return raw_state in self.states
 
 
-class IsCommand(Filter):
+def could_be_command(message: Message) -> bool:
     """The message could be a command to aiogram's `Command` filter with its default prefix:
     its text (or, without text, its caption) starts with "/" once leading whitespace is
     dropped. `Command` takes the text's first whitespace-separated word and checks that its
     first character is the prefix, so every message some `Command(...)` or `CommandStart()`
-    matches passes this filter; a router whose message handlers all need one may put this
-    filter on the router itself."""
+    matches is one of these."""
+    text = message.text or message.caption
+    # str.split() and str.lstrip() agree on what whitespace is.
+    return text is not None and text.lstrip().startswith("/")
+
+
+class IsCommand(Filter):
+    """`could_be_command`, as a filter: a router whose message handlers all need a command
+    may put it on the router itself."""
 
     async def __call__(self, message: Message) -> bool:
-        text = message.text or message.caption
-        # str.split() and str.lstrip() agree on what whitespace is.
-        return text is not None and text.lstrip().startswith("/")
+        return could_be_command(message)
 
 
 class PressOf(Filter):

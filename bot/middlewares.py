@@ -23,7 +23,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.filters import GROUP_TYPES
+from bot.filters import GROUP_TYPES, could_be_command
 from bot.gate import NO_CHOICE, NOT_STORED, Passage
 from bot.polls import send_owed_polls
 from dialogs.common import identity
@@ -131,7 +131,7 @@ def _may_answer_in_group(event: TelegramObject) -> bool:
     Whatever else a group says (with privacy mode off) is never answered, so it costs no
     statement for the group's language."""
     if isinstance(event, Message):
-        return (event.text or "").startswith("/")
+        return could_be_command(event)
     return isinstance(event, CallbackQuery | ChatMemberUpdated)
 
 

@@ -69,6 +69,9 @@ async def test_an_admin_chooses_english_for_the_group(
     calls = await h.say(MEMBER, "/help", chat=GROUP)
     assert "This group is linked to 福田区 › 沙头街道 › 新沙社区." in last_text(calls)
     assert "/lang — (admins) the language I speak in this group" in last_text(calls)
+    # Whatever Telegram's command filter takes for a command is answered in it too.
+    calls = await h.say(MEMBER, "  /help", chat=GROUP)
+    assert "This group is linked to 福田区 › 沙头街道 › 新沙社区." in last_text(calls)
     calls = await h.say(MEMBER, "/suggest", chat=GROUP)
     assert button_texts(sent(calls)[-1].method.reply_markup) == ["Suggest a project"]
     # ... and in Chinese in his own chat with the bot.
