@@ -44,20 +44,30 @@ SOURCES = (
 )
 
 
-def is_cjk(character: str) -> bool:
+# What each font is for, as webhook/static/fonts.css's `unicode-range`s say too (a test holds
+# them equal): CJK ideographs, punctuation and full-width forms; arrows, technical symbols,
+# dingbats and emoji.
+CJK_RANGES = ((0x2E80, 0x9FFF), (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0xFF00, 0xFFEF))
+SYMBOL_RANGES = ((0x2190, 0x2BFF), (0x1F000, 0x1FAFF))
+
+
+def _within(character: str, ranges: tuple[tuple[int, int], ...]) -> bool:
     code = ord(character)
-    return (
-        0x2E80 <= code <= 0x9FFF
-        or 0xF900 <= code <= 0xFAFF
-        or 0xFE30 <= code <= 0xFE4F
-        or (0xFF00 <= code <= 0xFFEF)
-    )
+    return any(low <= code <= high for low, high in ranges)
+
+
+def is_cjk(character: str) -> bool:
+    return _within(character, CJK_RANGES)
 
 
 def is_symbol(character: str) -> bool:
-    """Arrows, technical symbols, dingbats and emoji: what the emoji subset may hold."""
-    code = ord(character)
-    return 0x2190 <= code <= 0x2BFF or 0x1F000 <= code <= 0x1FAFF
+    """What the emoji subset may hold."""
+    return _within(character, SYMBOL_RANGES)
+
+
+def unicode_range(ranges: tuple[tuple[int, int], ...]) -> str:
+    """`ranges` as CSS writes them: U+2E80-9FFF, ..."""
+    return ", ".join(f"U+{low:X}-{high:X}" for low, high in ranges)
 
 
 def used_characters() -> Iterator[str]:

@@ -5,6 +5,7 @@ the fonts; run it again when a test here names a character a subset lacks)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def test_the_emoji_font_draws_every_emoji_used(used: set[str]) -> None:
     emoji |= {c for c in messages if subset_fonts.is_symbol(c)}
     assert {"📌", "🤖", "✅", "🎉"} <= emoji
     assert glyphs_missing_from(font, "".join(emoji)) == set()
+
+
+def test_the_css_gives_each_font_the_characters_it_was_made_for() -> None:
+    css = (ROOT / "webhook" / "static" / "fonts.css").read_text(encoding="utf-8")
+    ranges = [" ".join(found.split()) for found in re.findall(r"unicode-range:([^;]*);", css)]
+    assert ranges == [
+        subset_fonts.unicode_range(subset_fonts.CJK_RANGES),
+        subset_fonts.unicode_range(subset_fonts.SYMBOL_RANGES),
+    ]
 
 
 async def test_the_fonts_and_their_css_are_served(client: httpx.AsyncClient) -> None:
