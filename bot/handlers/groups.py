@@ -386,14 +386,14 @@ async def cmd_suggest(message: Message, bot: Bot, session: AsyncSession) -> None
     if community is not None:
         await post_suggest_message(bot, message.chat.id, community, pin=False)
         return
-    me = await bot.me()
-    await message.reply(
+    await reply_with_private_chat(
+        message,
+        bot,
         _(
             "This group is not linked to a community yet, so I don't know where a suggestion "
             "from here should go. A group admin can link it with /bind. You can also suggest "
             "in a private chat with me."
         ),
-        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
     )
 
 
@@ -429,13 +429,13 @@ async def cmd_group_lang(message: Message, bot: Bot) -> None:
             reply_markup=language_keyboard(GroupLangCb),
         )
         return
-    me = await bot.me()
-    await message.reply(
+    await reply_with_private_chat(
+        message,
+        bot,
         _(
             "Only the group's admins can choose the language I speak in this group. Your own "
             "language is set with /lang in a private chat with me."
         ),
-        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
     )
 
 
@@ -476,12 +476,15 @@ async def on_group_language(
         )
 
 
-async def cmd_private_only(message: Message, bot: Bot) -> None:
+async def reply_with_private_chat(message: Message, bot: Bot, text: str) -> None:
+    """Answer `message` in its group with `text` and a button that opens a private chat with
+    the bot, where what was asked for happens."""
     me = await bot.me()
-    await message.reply(
-        _("That works in a private chat with me."),
-        reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"),
-    )
+    await message.reply(text, reply_markup=private_chat_keyboard(f"https://t.me/{me.username}"))
+
+
+async def cmd_private_only(message: Message, bot: Bot) -> None:
+    await reply_with_private_chat(message, bot, _("That works in a private chat with me."))
 
 
 async def bind_group(
