@@ -40,7 +40,7 @@ from storage.models import COMMAND_MENU, Notification, utcnow
 from storage.rules import Role
 from storage.services import access, chats, notifications
 from storage.services.notifications import NO_PARTS, Parts
-from storage.services.people import find_person, pick_locale
+from storage.services.people import find_person
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,8 @@ class OutboxSender:
 
     async def _locale(self, row: _Claimed) -> str:
         async with self.sessionmaker() as session:
-            if row.chat_id < 0:  # a group: its admins' choice (/lang), else the default
-                return await chats.chat_locale(session, row.chat_id) or self.default_locale
-            person = await find_person(session, row.chat_id)
-        if person is None:
-            return self.default_locale
-        return pick_locale(person.locale, person.language_code, self.default_locale)
+            reader = await chats.reader_of(session, row.chat_id, self.default_locale)
+        return reader.locale
 
     async def _send(self, row: _Claimed, locale: str, deadline: float) -> bool:
         """Send one notification; True if it is now sent. Raises _ChatHalted when the rest of

@@ -68,9 +68,9 @@ from storage import rules
 from storage.models import PollSendState, VoteStatus, utcnow
 from storage.rules import Category, Kind, RuleViolation
 from storage.services import council
-from storage.services.chats import chat_locale
+from storage.services.chats import reader_of
 from storage.services.council.sending import reopen_for_returned_members, reopen_polls_owed_to
-from storage.services.people import find_person, mark_blocked, pick_locale
+from storage.services.people import mark_blocked
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,16 +230,10 @@ async def _plan(
         chats: dict[int, str] = {}
         blocked: set[int] = set()
         for chat_id in council.delivery_chats(vote):
-            locale = default_locale
-            if chat_id < 0:  # the council's group: its admins' choice (/lang), if any
-                locale = await chat_locale(session, chat_id) or default_locale
-            else:
-                person = await find_person(session, chat_id)
-                if person is not None:
-                    locale = pick_locale(person.locale, person.language_code, default_locale)
-                    if person.blocked_bot_at is not None:
-                        blocked.add(chat_id)
-            chats[chat_id] = locale
+            reader = await reader_of(session, chat_id, default_locale)
+            chats[chat_id] = reader.locale
+            if reader.person is not None and reader.person.blocked_bot_at is not None:
+                blocked.add(chat_id)
         return _Plan(
             vote_id=vote.id,
             community=vote.community.name,

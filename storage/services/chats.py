@@ -18,11 +18,13 @@ from storage.models import (
     CouncilVote,
     Notification,
     NotificationStatus,
+    Person,
     VoteStatus,
     utcnow,
 )
 from storage.rules import Role
 from storage.services.audit import Actor, record
+from storage.services.people import find_person, pick_locale
 from storage.services.public import PublicCommunity, community_query, first_community
 
 
@@ -122,6 +124,27 @@ def _admins_choice(
         public=False,
         details=details,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Whom a message to a chat is written for: in which language, and the person behind a
+    private chat (None for a group, or someone the store does not know)."""
+
+    locale: str
+    person: Person | None = None
+
+
+async def reader_of(session: AsyncSession, chat_id: int, default_locale: str) -> Reader:
+    """Who reads what the bot writes to `chat_id`, and in which language: a group in the one
+    its admins chose (/lang), else the default; a person in their own choice, else their
+    Telegram client's, else the default."""
+    if chat_id < 0:
+        return Reader(await chat_locale(session, chat_id) or default_locale)
+    person = await find_person(session, chat_id)
+    if person is None:
+        return Reader(default_locale)
+    return Reader(pick_locale(person.locale, person.language_code, default_locale), person)
 
 
 _CHAT_LOCALE = select(Chat.locale).where(Chat.id == bindparam("chat_id"))
